@@ -1,0 +1,159 @@
+"""`scrapeshield run | check | replay`."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
+
+log = logging.getLogger("scrapeshield")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("mitmproxy.proxy.server", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scrapeshield", description="Anti-scraping sidecar reverse proxy.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the shield in front of an upstream")
+    run.add_argument("--upstream", help="origin URL, e.g. http://127.0.0.1:8000 (default: the built-in demo shop)")
+    run.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT for clients (HTTP/1.1, HTTP/2, plain and TLS)")
+    run.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy file (default: policies/default.yaml)")
+    run.add_argument("--admin", default="127.0.0.1:9090", help="HOST:PORT for /metrics /healthz /status ('' disables)")
+    run.add_argument("--store", default="memory://", help="state store: memory:// or redis://host:port/db (rediss://, unix://)")
+    run.add_argument("--store-timeout", type=float, default=0.05, help="seconds to wait for the store before the fail mode")
+    run.add_argument("--shadow-policy", default="", help="candidate policy evaluated beside the live one, never enforced")
+    run.add_argument("--decision-log", default="-", help="file for JSON decision lines ('-' = stderr)")
+    run.add_argument("--save", default="", help="write every flow to this mitmproxy flow file (for replay)")
+    run.add_argument("--cert", help="TLS certificate (PEM) for the listen port; default: self-signed")
+    run.add_argument("--key", help="TLS private key (PEM) for --cert")
+    run.add_argument("--confdir", default=os.path.expanduser("~/.scrapeshield"), help="where the self-signed CA lives")
+    run.add_argument("--reload-interval", type=float, default=1.0, help="seconds between policy file polls (0: SIGHUP only)")
+    run.add_argument("--log-level", default="info")
+
+    check = sub.add_parser("check", help="validate policy files; print every error as file:line:col: message")
+    check.add_argument("files", nargs="+")
+
+    replay = sub.add_parser("replay", help="run captured flows through a policy, deterministically")
+    replay.add_argument("flows", nargs="+", help="mitmproxy flow files (mitmdump -w / scrapeshield run --save)")
+    replay.add_argument("--policy", required=True)
+    replay.add_argument("--format", choices=("table", "json"), default="table")
+    replay.add_argument("--expect", help="YAML expectations; exit 1 on any mismatch")
+
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return cmd_check(args.files)
+    if args.command == "replay":
+        from .replay.cli import cmd_replay
+
+        return cmd_replay(args)
+    _setup_logging(args.log_level)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_check(files: list[str]) -> int:
+    from .policy.compiler import compile_file
+    from .policy.errors import PolicyInvalid
+
+    bad = 0
+    for path in files:
+        try:
+            policy = compile_file(path)
+        except PolicyInvalid as exc:
+            bad += 1
+            for err in exc.errors:
+                print(err)
+            continue
+        print(f"{path}: ok ({len(policy.rules)} rules, version {policy.version_hash})")
+    return 1 if bad else 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from mitmproxy import options
+    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, tlsconfig
+    from mitmproxy.master import Master
+
+    from .admin import parse_hostport
+    from .mitm.addon import ShieldAddon
+    from .policy.errors import PolicyInvalid
+    from .runtime import RuntimeConfig, ShieldRuntime
+
+    try:
+        runtime = ShieldRuntime(RuntimeConfig(
+            policy_path=args.policy, store_url=args.store, admin=args.admin, decision_log=args.decision_log,
+            shadow_policy_path=args.shadow_policy, reload_interval=args.reload_interval,
+            store_timeout=args.store_timeout,
+        ))
+    except PolicyInvalid as exc:
+        print(f"scrapeshield: refusing to start, the policy is invalid:\n{exc}", file=sys.stderr)
+        return 2
+
+    origin = None
+    upstream = args.upstream
+    if not upstream:
+        from .demo_origin import start_demo_origin
+
+        origin = await start_demo_origin()
+        upstream = origin.url
+        log.info("no --upstream: fronting the built-in demo shop at %s", upstream)
+
+    host, port = parse_hostport(args.listen, "0.0.0.0")
+    os.makedirs(args.confdir, exist_ok=True)
+    opts = options.Options()
+    master = Master(opts)
+    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
+                      errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
+    if args.save:
+        master.addons.add(save.Save())
+    master.addons.add(ShieldAddon(runtime))
+    update: dict[str, object] = dict(
+        mode=[f"reverse:{upstream}"], listen_host=host, listen_port=port, connection_strategy="lazy",
+        keep_host_header=True, confdir=args.confdir,
+    )
+    if args.save:
+        update["save_stream_file"] = args.save
+    if args.cert:
+        update["certs"] = [f"*={_combined_pem(args.cert, args.key, args.confdir)}"]
+    opts.update(**update)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, master.shutdown)
+    log.info("scrapeshield listening on %s:%s -> %s (policy %s, version %s)", host, port, upstream,
+             args.policy, runtime.policy.version_hash)
+    try:
+        await master.run()
+    finally:
+        await runtime.stop()
+        if origin is not None:
+            await origin.stop()
+    return 0
+
+
+def _combined_pem(cert: str, key: str | None, confdir: str) -> str:
+    """mitmproxy wants key and certificate in one PEM file."""
+    if not key:
+        return cert
+    path = os.path.join(confdir, "listen-cert.pem")
+    with open(path, "w", encoding="ascii") as out:
+        out.write(Path(key).read_text() + "\n" + Path(cert).read_text())
+    os.chmod(path, 0o600)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""One JSON line per non-allow decision, on a sink of the operator's choosing."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import sys
+from typing import IO
+
+from .decision import Action, Decision
+from .facts import RequestFacts
+
+
+class DecisionLog:
+    """Writes `{"time", "client", "key", "rule", "action", "enforced", "reason", ...}` per line.
+
+    With `hash_ips`, client addresses (and keys, which may contain them) are replaced by a keyed
+    BLAKE2 hash: stable for correlation, useless to anyone without the key
+    (`SCRAPESHIELD_LOG_KEY`, else a per-process random key).
+    """
+
+    def __init__(self, sink: str = "-", hash_ips: bool = False, hash_key: bytes | None = None) -> None:
+        self.path = sink
+        self._fh: IO[str] = sys.stderr if sink in ("-", "stderr", "") else open(sink, "a", buffering=1, encoding="utf-8")
+        self.hash_ips = hash_ips
+        env_key = os.environ.get("SCRAPESHIELD_LOG_KEY", "").encode()
+        self._key = hash_key or env_key or os.urandom(16)
+
+    def _anon(self, value: str) -> str:
+        if not self.hash_ips or not value:
+            return value
+        return "h:" + hmac.new(self._key, value.encode(), hashlib.blake2b).hexdigest()[:16]
+
+    def record(self, facts: RequestFacts, decision: Decision, now: float, extra: dict[str, object] | None = None) -> None:
+        if decision.action is not Action.ALLOW or decision.rule == "error":
+            self._write(facts, decision, now, extra)
+        for shadow in decision.shadowed:
+            self._write(facts, shadow, now, extra)
+
+    def _write(self, facts: RequestFacts, d: Decision, now: float, extra: dict[str, object] | None) -> None:
+        line: dict[str, object] = {
+            "time": round(now, 3), "client": self._anon(facts.client_ip), "key": self._anon(d.key),
+            "rule": d.rule, "action": d.action.value, "enforced": d.enforced, "reason": d.reason,
+            "method": facts.method, "host": facts.host, "path": facts.path[:512],
+        }
+        if d.rate is not None:
+            line["bucket"] = {"name": d.rate.policy_name, "quota": d.rate.quota, "window": d.rate.window,
+                              "burst": d.rate.burst, "remaining": d.rate.remaining,
+                              "retry_after": round(d.rate.retry_after, 3)}
+        if d.score is not None:
+            line["score"] = round(d.score, 2)
+        if extra:
+            line.update(extra)
+        try:
+            self._fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+        except (OSError, ValueError):
+            pass  # a full disk must not take the proxy down
+
+    def close(self) -> None:
+        if self._fh is not sys.stderr:
+            self._fh.close()

@@ -1,0 +1,110 @@
+"""RequestFacts: everything the engine may ask about one request, in plain Python values.
+
+The mitmproxy addon, replay and the benchmarks all build these; the engine never sees a flow.
+Derived views (lower-cased header map, cookies, parsed IP, fingerprints) are computed on first
+use and kept, so a policy that never asks for one never pays for it.
+"""
+from __future__ import annotations
+
+import ipaddress
+from http.cookies import SimpleCookie
+from typing import Any, Mapping, Sequence
+
+from .netaddr import parse_ip
+
+_MISSING: Any = object()
+
+
+class RequestFacts:
+    __slots__ = (
+        "peer_ip", "client_ip", "method", "scheme", "host", "path", "query", "headers",
+        "http_version", "tls", "alpn", "connection_id", "timestamp",
+        "_hmap", "_cookies", "_ip", "_fingerprint", "detector_signals",
+    )
+
+    def __init__(
+        self,
+        *,
+        peer_ip: str,
+        client_ip: str | None = None,
+        method: str = "GET",
+        scheme: str = "http",
+        host: str = "",
+        path: str = "/",
+        query: str = "",
+        headers: Sequence[tuple[str, str]] = (),
+        http_version: str = "HTTP/1.1",
+        tls: Any = None,  # fingerprint.TlsFingerprint of the connection, if TLS
+        alpn: str | None = None,
+        connection_id: str = "",
+        timestamp: float = 0.0,
+    ) -> None:
+        self.peer_ip = peer_ip
+        self.client_ip = client_ip if client_ip is not None else peer_ip
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.http_version = http_version
+        self.tls = tls
+        self.alpn = alpn
+        self.connection_id = connection_id
+        self.timestamp = timestamp
+        self._hmap: dict[str, str] | None = None
+        self._cookies: dict[str, str] | None = None
+        self._ip: Any = _MISSING
+        self._fingerprint: Any = None
+        self.detector_signals: Mapping[str, float] = {}
+
+    @property
+    def header_map(self) -> dict[str, str]:
+        """Lower-cased header names; repeated headers joined with ', ' (cookies with '; ')."""
+        hmap = self._hmap
+        if hmap is None:
+            hmap = {}
+            for name, value in self.headers:
+                lname = name.lower()
+                if lname in hmap:
+                    hmap[lname] += ("; " if lname == "cookie" else ", ") + value
+                else:
+                    hmap[lname] = value
+            self._hmap = hmap
+        return hmap
+
+    def header(self, lname: str) -> str | None:
+        return self.header_map.get(lname)
+
+    @property
+    def user_agent(self) -> str:
+        return self.header_map.get("user-agent", "")
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        cookies = self._cookies
+        if cookies is None:
+            cookies = {}
+            raw = self.header_map.get("cookie")
+            if raw:
+                jar: SimpleCookie = SimpleCookie()
+                try:
+                    jar.load(raw)
+                except Exception:  # a hostile Cookie header is just no cookies
+                    jar = SimpleCookie()
+                cookies = {k: m.value for k, m in jar.items()}
+            self._cookies = cookies
+        return cookies
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        if self._ip is _MISSING:
+            self._ip = parse_ip(self.client_ip)
+        return self._ip  # type: ignore[no-any-return]
+
+    @property
+    def is_tls(self) -> bool:
+        return self.scheme == "https"
+
+    def __repr__(self) -> str:
+        return f"<RequestFacts {self.client_ip} {self.method} {self.host}{self.path}>"

@@ -1,0 +1,119 @@
+"""The generic cell rate algorithm, with nginx `limit_req` arithmetic.
+
+A bucket of rate r/s and burst b has emission interval T = 1/r and tolerance
+tau = b*T. Its whole state is one number per key, the theoretical arrival time
+(TAT). A request at `now` conforms when max(TAT, now) - now <= tau, and then
+moves TAT on by T; a refused request changes nothing. On an idle key an instant
+burst of M requests therefore accepts min(M, b + 1), and T seconds of steady
+excess accept about b + 1 + r*T -- exactly what nginx's `limit_req` does.
+
+Pure functions only: the stores (memory, Redis Lua) keep the TATs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class BucketLimit:
+    """`count` requests per `period` seconds, with `burst` extra requests at once."""
+
+    count: int
+    period: float
+    burst: int
+
+    @property
+    def interval(self) -> float:
+        return self.period / self.count
+
+    @property
+    def tolerance(self) -> float:
+        return self.burst * self.interval
+
+    @property
+    def window(self) -> float:
+        """Seconds after which an idle key has its whole burst back (its state can go)."""
+        return self.tolerance + self.interval
+
+    def describe(self) -> str:
+        unit = next((u for u, s in _UNIT_SECONDS.items() if s == self.period), None)
+        per = f"{self.count}/{unit}" if unit else f"{self.count}/{self.period:g}s"
+        return f"{per} burst {self.burst}"
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """What one bucket said about one request."""
+
+    allowed: bool
+    remaining: int  # requests still acceptable right now
+    reset: float  # seconds until the bucket is full again
+    retry_after: float  # seconds until a refused request would conform (0 if allowed)
+
+
+def conform(tat: float | None, now: float, limit: BucketLimit) -> float | None:
+    """New TAT if a request at `now` conforms, else None."""
+    start = now if tat is None or tat < now else tat
+    if start - now > limit.tolerance + 1e-9:
+        return None
+    return start + limit.interval
+
+
+def state_after(tat: float | None, now: float, limit: BucketLimit, allowed: bool) -> BucketState:
+    """Describe a bucket whose TAT is now `tat` (after the request was applied, or not)."""
+    ahead = 0.0 if tat is None or tat < now else tat - now
+    interval, tolerance = limit.interval, limit.tolerance
+    if ahead > tolerance + interval + 1e-9:  # cannot happen after a conforming request
+        remaining = 0
+    else:
+        remaining = max(0, math.floor((tolerance + interval - ahead) / interval + 1e-9))
+    retry_after = 0.0 if allowed else max(0.0, ahead - tolerance)
+    return BucketState(allowed, remaining, ahead, retry_after)
+
+
+def conform_all(
+    tats: Sequence[float | None], now: float, limits: Sequence[BucketLimit]
+) -> tuple[int, list[float | None]]:
+    """All-or-nothing over several buckets: a request consumes from every bucket or from none.
+
+    Returns (index of the first refusing bucket or -1, new TATs). The new TATs equal the old
+    ones when the request is refused.
+    """
+    new: list[float | None] = []
+    for i, (tat, limit) in enumerate(zip(tats, limits)):
+        nxt = conform(tat, now, limit)
+        if nxt is None:
+            return i, list(tats)
+        new.append(nxt)
+    return -1, new
+
+
+def parse_rate(text: str) -> BucketLimit:
+    """`10/s`, `10/s burst 20`, `1000/h`, `5/10s`. Raises ValueError with a message.
+
+    Without `burst`, the whole count may be spent at once (burst = count - 1), which is how
+    people read "1000 per hour"; write `burst 0` for nginx-style smoothing.
+    """
+    parts = text.split()
+    if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1] != "burst"):
+        raise ValueError(f"rate {text!r} must look like '10/s' or '10/s burst 20'")
+    count_s, _, per = parts[0].partition("/")
+    if not count_s.isdigit() or int(count_s) <= 0:
+        raise ValueError(f"rate {text!r}: the count must be a positive integer")
+    count = int(count_s)
+    unit = per[-1:] if per else ""
+    mult_s = per[:-1]
+    if unit not in _UNIT_SECONDS or (mult_s and not mult_s.isdigit()) or mult_s == "0":
+        raise ValueError(f"rate {text!r}: the period must be s, m, h or d, optionally with a multiplier (10s)")
+    period = _UNIT_SECONDS[unit] * (int(mult_s) if mult_s else 1)
+    if len(parts) == 3:
+        if not parts[2].isdigit():
+            raise ValueError(f"rate {text!r}: burst must be a non-negative integer")
+        burst = int(parts[2])
+    else:
+        burst = count - 1
+    return BucketLimit(count, period, burst)

@@ -1,0 +1,1 @@
+"""The only part of ScrapeShield that imports mitmproxy: flows in, decisions applied."""

@@ -1,0 +1,123 @@
+"""ShieldAddon: translate each flow into RequestFacts, ask the runtime, apply the Decision."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from mitmproxy import ctx, http, tls
+from mitmproxy.connection import Client
+
+from ..decision import Action, Decision
+from ..policy.errors import PolicyInvalid
+from ..responses import ShieldResponse, refusal
+from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
+from .flowfacts import facts_from_flow
+
+log = logging.getLogger("scrapeshield")
+
+OPTIONS = ("scrapeshield_policy", "scrapeshield_store", "scrapeshield_admin", "scrapeshield_decision_log",
+           "scrapeshield_shadow_policy", "scrapeshield_reload_interval")
+
+
+def _make(resp: ShieldResponse) -> http.Response:
+    return http.Response.make(resp.status, resp.body, [(k.encode(), v.encode()) for k, v in resp.headers])
+
+
+class ShieldAddon:
+    def __init__(self, runtime: ShieldRuntime | None = None) -> None:
+        self.runtime = runtime  # given by `scrapeshield run`; built from options under mitmdump -s
+        self._tls: dict[str, Any] = {}  # client id -> TLS fingerprint, dropped on disconnect
+
+    # -- configuration -----------------------------------------------------------------------
+    def load(self, loader: Any) -> None:
+        loader.add_option("scrapeshield_policy", str, "", "ScrapeShield policy file (YAML).")
+        loader.add_option("scrapeshield_store", str, "memory://", "State store: memory:// or redis://host:port/db.")
+        loader.add_option("scrapeshield_admin", str, "127.0.0.1:9090",
+                          "Admin address for /metrics, /healthz and /status; empty to disable.")
+        loader.add_option("scrapeshield_decision_log", str, "-", "Decision log file; - for stderr.")
+        loader.add_option("scrapeshield_shadow_policy", str, "", "Candidate policy evaluated beside the live one.")
+        loader.add_option("scrapeshield_reload_interval", int, 1, "Seconds between policy file polls; 0 disables.")
+
+    def configure(self, updated: set[str]) -> None:
+        if self.runtime is not None and not (updated & set(OPTIONS)):
+            return
+        if not ctx.options.scrapeshield_policy:
+            if self.runtime is None:
+                log.warning("scrapeshield: no scrapeshield_policy set; passing all traffic")
+            return
+        config = RuntimeConfig(
+            policy_path=ctx.options.scrapeshield_policy,
+            store_url=ctx.options.scrapeshield_store,
+            admin=ctx.options.scrapeshield_admin,
+            decision_log=ctx.options.scrapeshield_decision_log,
+            shadow_policy_path=ctx.options.scrapeshield_shadow_policy,
+            reload_interval=float(ctx.options.scrapeshield_reload_interval),
+        )
+        try:
+            self.runtime = shared_runtime(config)
+        except PolicyInvalid as exc:
+            from mitmproxy import exceptions
+
+            raise exceptions.OptionsError(f"invalid policy:\n{exc}") from None
+
+    def running(self) -> None:
+        if self.runtime is not None:
+            self.runtime.start()
+
+    # -- connections ---------------------------------------------------------------------------
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        try:
+            from ..fingerprint.tls import fingerprint_client_hello
+
+            self._tls[data.context.client.id] = fingerprint_client_hello(data.client_hello.raw_bytes(wrap_in_record=False))
+        except Exception as exc:  # an odd ClientHello is a signal, never a crash
+            log.debug("no TLS fingerprint: %s", exc)
+
+    def client_disconnected(self, client: Client) -> None:
+        self._tls.pop(client.id, None)
+
+    # -- requests ------------------------------------------------------------------------------
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        rt = self.runtime
+        if rt is None or flow.response or flow.error or not flow.live:
+            return
+        policy = rt.policy
+        try:
+            facts = facts_from_flow(flow, policy.trusted_proxies, self._tls.get(flow.client_conn.id))
+        except Exception as exc:
+            rt.metrics.errors.labels("request").inc()
+            log.warning("malformed request from %s: %s", flow.client_conn.peername, exc)
+            decision = Decision(Action.BLOCK if policy.fail_closed else Action.ALLOW, "error",
+                                f"malformed request: {exc}", enforced=not policy.monitor)
+            self._apply(flow, decision, rt, None)
+            return
+        decision = await rt.decide(facts)
+        flow.metadata["scrapeshield"] = {"rule": decision.rule, "action": decision.action.value,
+                                         "enforced": decision.enforced, "reason": decision.reason}
+        if decision.effective is Action.DELAY and decision.delay > 0:
+            await asyncio.sleep(decision.delay)
+        self._apply(flow, decision, rt, facts)
+
+    def _apply(self, flow: http.HTTPFlow, decision: Decision, rt: ShieldRuntime, facts: Any) -> None:
+        action = decision.effective
+        try:
+            if action is Action.DROP:
+                flow.kill()
+                return
+            if action in (Action.BLOCK, Action.THROTTLE, Action.CHALLENGE):
+                accept = flow.request.headers.get("accept")
+                flow.response = _make(refusal(decision, rt.policy, accept))
+                return
+            # Passed on: the upstream sees the request as sent, plus the peer in X-Forwarded-For.
+            peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
+            if peer:
+                prior = flow.request.headers.get_all("x-forwarded-for")
+                if prior:
+                    flow.request.headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
+                else:
+                    flow.request.headers["X-Forwarded-For"] = peer
+        except Exception:  # pragma: no cover - applying must never raise into mitmproxy
+            rt.metrics.errors.labels("apply").inc()
+            log.exception("could not apply decision")
+

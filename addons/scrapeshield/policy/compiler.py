@@ -1,0 +1,420 @@
+"""YAML policy -> CompiledPolicy. Every error is collected and reported as `file:line:col: what`."""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from ..decision import Action
+from ..gcra import parse_rate
+from ..netaddr import EMPTY_CIDRS, CidrSet
+from .errors import PolicyError, PolicyInvalid
+from .keys import KEY_PARTS, KeyContext, build_key, needs_argument
+from .matchers import CompileEnv, compile_match
+from .model import BucketDef, ChallengeSettings, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
+from .nodes import Reader
+
+TOP_FIELDS = (
+    "version", "name", "monitor", "fail", "default_action", "trusted_proxies", "ip_prefix", "keys",
+    "ip_lists", "state", "penalty_box", "log", "responses", "challenge", "rules", "scores",
+    "detectors", "goodbots",
+)
+RULE_FIELDS = (
+    "name", "description", "match", "action", "limits", "exceed", "key", "delay_max", "ban", "monitor",
+    "status", "difficulty", "no_js", "score",
+)
+DIRECT_ACTIONS = ("allow", "log", "block", "drop", "challenge", "throttle")
+EXCEED_ACTIONS = ("throttle", "delay", "block", "drop", "challenge")
+THRESHOLD_ACTIONS = ("log", "challenge", "throttle", "block", "drop")
+
+# Sections compiled by other packages register here: name -> fn(reader, node, policy_dir) -> value.
+SECTION_COMPILERS: dict[str, Any] = {}
+
+
+def compile_file(path: str) -> CompiledPolicy:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise PolicyInvalid([PolicyError(path, 1, 1, f"cannot read policy: {exc.strerror or exc}")]) from None
+    return compile_bytes(data, path)
+
+
+def compile_bytes(data: bytes, filename: str = "<policy>") -> CompiledPolicy:
+    r = Reader(filename)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyInvalid([PolicyError(filename, 1, 1, f"policy is not UTF-8: {exc.reason}")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise PolicyInvalid([PolicyError(filename, line, col, f"YAML syntax: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyInvalid([PolicyError(filename, 1, 1, f"YAML: {exc}")]) from None
+    if root is None:
+        raise PolicyInvalid([PolicyError(filename, 1, 1, "policy is empty")])
+    policy = _compile_root(r, root, filename, hashlib.sha256(data).hexdigest()[:16])
+    if r.errors or policy is None:
+        raise PolicyInvalid(sorted(r.errors, key=lambda e: (e.line, e.col)) or [PolicyError(filename, 1, 1, "invalid policy")])
+    return policy
+
+
+def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> CompiledPolicy | None:
+    top = r.mapping(root, "policy", TOP_FIELDS)
+    if top is None:
+        return None
+    policy_dir = os.path.dirname(os.path.abspath(filename)) if not filename.startswith("<") else os.getcwd()
+
+    def get(name: str) -> Node | None:
+        return top[name][1] if name in top else None
+
+    version = get("version")
+    if version is None:
+        r.error(root, "missing required field 'version' (use: version: 1)")
+    elif r.integer(version, "version") not in (1, None):
+        r.error(version, "unsupported policy version (this ScrapeShield reads version 1)")
+
+    name = _opt(r, get("name"), r.string, "name", "policy")
+    monitor = _opt(r, get("monitor"), r.boolean, "monitor", False)
+    fail = get("fail")
+    fail_closed = (r.choice(fail, "fail", ("open", "closed")) == "closed") if fail is not None else False
+    default_node = get("default_action")
+    default_action = Action(r.choice(default_node, "default_action", ("allow", "log", "block", "challenge")) or "allow") \
+        if default_node is not None else Action.ALLOW
+
+    trusted = EMPTY_CIDRS
+    if (tp := get("trusted_proxies")) is not None:
+        trusted = _cidrs(r, tp, "trusted_proxies")
+
+    v4, v6 = 24, 64
+    if (ipp := get("ip_prefix")) is not None and (f := r.mapping(ipp, "ip_prefix", ("ipv4", "ipv6"))) is not None:
+        if "ipv4" in f:
+            v4 = r.integer(f["ipv4"][1], "ip_prefix.ipv4", 8, 32) or v4
+        if "ipv6" in f:
+            v6 = r.integer(f["ipv6"][1], "ip_prefix.ipv6", 16, 128) or v6
+    kctx = KeyContext(v4, v6)
+
+    ip_lists: dict[str, CidrSet] = {}
+    if (il := get("ip_lists")) is not None and (f := r.mapping(il, "ip_lists")) is not None:
+        for list_name, (_, vnode) in f.items():
+            ip_lists[list_name] = _ip_list(r, vnode, f"ip_lists.{list_name}", policy_dir)
+    env = CompileEnv(ip_lists)
+
+    named_keys: dict[str, KeySpec] = {"ip": build_key(("ip",), kctx), "prefix": build_key(("prefix",), kctx)}
+    if (kn := get("keys")) is not None and (f := r.mapping(kn, "keys")) is not None:
+        for key_name, (knode, vnode) in f.items():
+            if key_name in KEY_PARTS and ":" not in key_name and key_name not in ("ip", "prefix"):
+                r.error(knode, f"keys: {key_name!r} is a built-in key part; choose another name")
+                continue
+            if (spec := _key(r, vnode, f"keys.{key_name}", kctx, {})) is not None:
+                named_keys[key_name] = spec
+
+    max_keys, hash_ips = 1_000_000, False
+    if (st := get("state")) is not None and (f := r.mapping(st, "state", ("max_keys",))) is not None:
+        if "max_keys" in f:
+            max_keys = r.integer(f["max_keys"][1], "state.max_keys", 1) or max_keys
+    if (lg := get("log")) is not None and (f := r.mapping(lg, "log", ("hash_ips",))) is not None:
+        if "hash_ips" in f:
+            hash_ips = bool(r.boolean(f["hash_ips"][1], "log.hash_ips"))
+
+    ban_action = Action.BLOCK
+    if (pb := get("penalty_box")) is not None and (f := r.mapping(pb, "penalty_box", ("action",))) is not None:
+        if "action" in f:
+            ban_action = Action(r.choice(f["action"][1], "penalty_box.action", ("block", "drop")) or "block")
+
+    block_status, throttle_status = 403, 429
+    if (rs := get("responses")) is not None and (f := r.mapping(rs, "responses", ("block_status", "throttle_status"))) is not None:
+        if "block_status" in f:
+            block_status = r.integer(f["block_status"][1], "responses.block_status", 400, 599) or block_status
+        if "throttle_status" in f:
+            throttle_status = r.integer(f["throttle_status"][1], "responses.throttle_status", 400, 599) or throttle_status
+
+    challenge = _challenge(r, get("challenge"))
+
+    rules: list[Rule] = []
+    seen: dict[str, Node] = {}
+    if (rn := get("rules")) is not None:
+        for item in r.sequence(rn, "rules", scalar_ok=False):
+            rule = _rule(r, item, env, named_keys, kctx, seen)
+            if rule is not None:
+                rules.append(rule)
+
+    scores: list[ScoreDef] = []
+    score_names: set[str] = set()
+    if (sn := get("scores")) is not None:
+        for item in r.sequence(sn, "scores", scalar_ok=False):
+            score = _score(r, item, named_keys, kctx)
+            if score is not None:
+                if score.name in score_names:
+                    r.error(item, f"scores: duplicate score name {score.name!r}")
+                score_names.add(score.name)
+                scores.append(score)
+    for rule in rules:
+        for sname, _ in rule.scores:
+            if sname not in score_names:
+                r.error(seen[rule.name], f"rule {rule.name!r}: adds to score {sname!r}, which is not defined under scores")
+
+    extras: dict[str, Any] = {}
+    for section, fn in SECTION_COMPILERS.items():
+        if (node := get(section)) is not None:
+            extras[section] = fn(r, node, policy_dir, named_keys, kctx)
+    for section in ("detectors", "goodbots"):
+        if section in top and section not in SECTION_COMPILERS:
+            r.error(top[section][0], f"{section}: not supported by this build")
+
+    ban_keys: dict[tuple[str, ...], KeySpec] = {}
+    for rule in rules:
+        if rule.ban_for and rule.key is not None:
+            ban_keys.setdefault(rule.key.parts, rule.key)
+    for score in scores:
+        if any(t.ban_for for t in score.thresholds):
+            ban_keys.setdefault(score.key.parts, score.key)
+
+    if r.errors:
+        return None
+    detectors = extras.get("detectors")
+    return CompiledPolicy(
+        source=filename, version_hash=version_hash, name=name, monitor=monitor, fail_closed=fail_closed,
+        default_action=default_action, trusted_proxies=trusted, ipv4_prefix=v4, ipv6_prefix=v6,
+        rules=tuple(rules), ban_keys=tuple(ban_keys.values()), ban_action=ban_action, scores=tuple(scores),
+        block_status=block_status, throttle_status=throttle_status, max_keys=max_keys, hash_ips=hash_ips,
+        challenge=challenge,
+        detectors=detectors[0] if detectors else None, detector_key=detectors[1] if detectors else None,
+        goodbots_dir=extras.get("goodbots"),
+    )
+
+
+def _opt(r: Reader, node: Node | None, fn: Any, what: str, default: Any) -> Any:
+    if node is None:
+        return default
+    value = fn(node, what)
+    return default if value is None else value
+
+
+def _cidrs(r: Reader, node: Node, what: str) -> CidrSet:
+    good = []
+    for item in r.sequence(node, what):
+        text = r.string(item, what)
+        if text is None:
+            continue
+        try:
+            CidrSet.of([text])
+            good.append(text)
+        except ValueError as exc:
+            r.error(item, f"{what}: {exc}")
+    return CidrSet.of(good)
+
+
+def _ip_list(r: Reader, node: Node, what: str, policy_dir: str) -> CidrSet:
+    """Inline CIDRs, or `{file: ranges.txt}` (one CIDR per line, `#` comments), relative to the policy."""
+    if isinstance(node, MappingNode):
+        f = r.mapping(node, what, ("file",))
+        if not f or "file" not in f:
+            return EMPTY_CIDRS
+        fnode = f["file"][1]
+        rel = r.string(fnode, f"{what}.file")
+        if rel is None:
+            return EMPTY_CIDRS
+        path = os.path.join(policy_dir, rel)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = [(i, ln.split("#", 1)[0].strip()) for i, ln in enumerate(fh, 1)]
+        except OSError as exc:
+            r.error(fnode, f"{what}.file: cannot read {rel!r}: {exc.strerror}")
+            return EMPTY_CIDRS
+        good = []
+        for lineno, text in lines:
+            if not text:
+                continue
+            try:
+                CidrSet.of([text])
+                good.append(text)
+            except ValueError as exc:
+                r.error(fnode, f"{what}.file: {rel}:{lineno}: {exc}")
+        return CidrSet.of(good)
+    return _cidrs(r, node, what)
+
+
+def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, KeySpec]) -> KeySpec | None:
+    """A named key (`stack`), a part (`ip`), `prefix+header:x-api-key`, or a list of parts."""
+    if isinstance(node, ScalarNode) and node.value in named:
+        return named[node.value]
+    raw = r.strings(node, what)
+    parts: list[str] = []
+    for text in raw:
+        parts.extend(p.strip() for p in text.split("+"))
+    if not parts:
+        r.error(node, f"{what}: a key needs at least one part")
+        return None
+    ok = True
+    for part in parts:
+        kind, colon, arg = part.partition(":")
+        if kind not in KEY_PARTS:
+            r.error(node, f"{what}: unknown key part {part!r} (known: {', '.join(sorted(KEY_PARTS))}, or a name under keys)")
+            ok = False
+        elif needs_argument(kind) and not arg:
+            r.error(node, f"{what}: key part {kind!r} needs a name, e.g. {kind}:x-api-key")
+            ok = False
+        elif not needs_argument(kind) and colon:
+            r.error(node, f"{what}: key part {kind!r} takes no argument")
+            ok = False
+    return build_key(tuple(parts), kctx) if ok else None
+
+
+def _challenge(r: Reader, node: Node | None) -> ChallengeSettings:
+    if node is None:
+        return ChallengeSettings()
+    fields = ("difficulty", "status", "cookie_ttl", "challenge_ttl", "wait_seconds", "ipv4_prefix", "ipv6_prefix")
+    f = r.mapping(node, "challenge", fields)
+    if f is None:
+        return ChallengeSettings()
+    d = ChallengeSettings()
+    kw: dict[str, Any] = {}
+    if "difficulty" in f:
+        kw["difficulty"] = r.integer(f["difficulty"][1], "challenge.difficulty", 1, 32) or d.difficulty
+    if "status" in f:
+        kw["status"] = r.integer(f["status"][1], "challenge.status", 200, 599) or d.status
+    for dur in ("cookie_ttl", "challenge_ttl", "wait_seconds"):
+        if dur in f:
+            kw[dur] = r.duration(f[dur][1], f"challenge.{dur}") or getattr(d, dur)
+    if "ipv4_prefix" in f:
+        kw["ipv4_prefix"] = r.integer(f["ipv4_prefix"][1], "challenge.ipv4_prefix", 8, 32) or d.ipv4_prefix
+    if "ipv6_prefix" in f:
+        kw["ipv6_prefix"] = r.integer(f["ipv6_prefix"][1], "challenge.ipv6_prefix", 16, 128) or d.ipv6_prefix
+    return ChallengeSettings(**kw)
+
+
+def _uid(*parts: object) -> str:
+    return hashlib.blake2b(repr(parts).encode(), digest_size=5).hexdigest()
+
+
+def _rule(r: Reader, node: Node, env: CompileEnv, named: dict[str, KeySpec], kctx: KeyContext,
+          seen: dict[str, Node]) -> Rule | None:
+    f = r.mapping(node, "rule", RULE_FIELDS)
+    if f is None:
+        return None
+    if "name" not in f:
+        r.error(node, "rule: missing required field 'name'")
+        return None
+    name = r.string(f["name"][1], "rule name")
+    if name is None:
+        return None
+    if name in seen:
+        r.error(f["name"][1], f"rule: duplicate rule name {name!r}")
+    seen[name] = node
+    what = f"rule {name!r}"
+
+    match = compile_match(r, f["match"][1], env) if "match" in f else (lambda facts: True)
+    key = _key(r, f["key"][1], f"{what}: key", kctx, named) if "key" in f else named["ip"]
+
+    buckets: list[BucketDef] = []
+    if "limits" in f:
+        items = r.sequence(f["limits"][1], f"{what}: limits")
+        for i, item in enumerate(items):
+            text = r.string(item, f"{what}: limits")
+            if text is None:
+                continue
+            try:
+                limit = parse_rate(text)
+            except ValueError as exc:
+                r.error(item, f"{what}: {exc}")
+                continue
+            keyparts = key.parts if key else ()
+            buckets.append(BucketDef(_uid(name, keyparts, limit), limit, f"{name}/{i}"))
+        if not items:
+            r.error(f["limits"][0], f"{what}: limits needs at least one rate like '10/s burst 20'")
+
+    action: Action | None = None
+    if "action" in f:
+        if "limits" in f:
+            r.error(f["action"][0], f"{what}: a rule has either 'action' or 'limits' (use 'exceed' for what happens over the limit)")
+        elif (a := r.choice(f["action"][1], f"{what}: action", DIRECT_ACTIONS)) is not None:
+            action = Action(a)
+    elif "limits" not in f:
+        r.error(node, f"{what}: needs an 'action' or 'limits'")
+
+    exceed = Action.THROTTLE
+    if "exceed" in f:
+        if "limits" not in f:
+            r.error(f["exceed"][0], f"{what}: 'exceed' only applies to a rule with 'limits'")
+        elif (e := r.choice(f["exceed"][1], f"{what}: exceed", EXCEED_ACTIONS)) is not None:
+            exceed = Action(e)
+
+    ban_for = 0.0
+    if "ban" in f:
+        bnode = f["ban"][1]
+        if isinstance(bnode, MappingNode):
+            bf = r.mapping(bnode, f"{what}: ban", ("for",))
+            ban_for = (r.duration(bf["for"][1], f"{what}: ban.for") or 0.0) if bf and "for" in bf else 0.0
+        else:
+            ban_for = r.duration(bnode, f"{what}: ban") or 0.0
+        if action in (Action.ALLOW, Action.LOG):
+            r.error(f["ban"][0], f"{what}: ban needs a rule that refuses (limits, or action block/drop/throttle/challenge)")
+
+    scores: list[tuple[str, float]] = []
+    if "score" in f and (sf := r.mapping(f["score"][1], f"{what}: score")) is not None:
+        for sname, (_, vnode) in sf.items():
+            delta = r.number(vnode, f"{what}: score.{sname}")
+            if delta is not None:
+                scores.append((sname, delta))
+
+    return Rule(
+        name=name, match=match, action=action, buckets=tuple(buckets), exceed=exceed, key=key,
+        delay_max=_opt(r, f.get("delay_max", (None, None))[1], r.duration, f"{what}: delay_max", 2.0),
+        ban_for=ban_for,
+        monitor=_opt(r, f.get("monitor", (None, None))[1], r.boolean, f"{what}: monitor", False),
+        status=_opt(r, f.get("status", (None, None))[1], lambda n, w: r.integer(n, w, 200, 599), f"{what}: status", 0),
+        difficulty=_opt(r, f.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32), f"{what}: difficulty", 0),
+        no_js=_opt(r, f.get("no_js", (None, None))[1], r.boolean, f"{what}: no_js", False),
+        scores=tuple(scores),
+    )
+
+
+def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext) -> ScoreDef | None:
+    f = r.mapping(node, "score", ("name", "key", "half_life", "weights", "thresholds"))
+    if f is None:
+        return None
+    if "name" not in f:
+        r.error(node, "score: missing required field 'name'")
+        return None
+    name = r.string(f["name"][1], "score name") or "?"
+    what = f"score {name!r}"
+    key = _key(r, f["key"][1], f"{what}: key", kctx, named) if "key" in f else named["ip"]
+    half_life = _opt(r, f.get("half_life", (None, None))[1], r.duration, f"{what}: half_life", 600.0)
+    if half_life <= 0:
+        r.error(f["half_life"][1], f"{what}: half_life must be positive")
+    weights: list[tuple[str, float]] = []
+    if "weights" in f and (wf := r.mapping(f["weights"][1], f"{what}: weights")) is not None:
+        for signal, (_, vnode) in wf.items():
+            w = r.number(vnode, f"{what}: weights.{signal}")
+            if w is not None:
+                weights.append((signal, w))
+    thresholds: list[Threshold] = []
+    if "thresholds" in f:
+        for item in r.sequence(f["thresholds"][1], f"{what}: thresholds", scalar_ok=False):
+            tf = r.mapping(item, f"{what}: threshold", ("at", "action", "difficulty", "ban", "status"))
+            if tf is None:
+                continue
+            if "at" not in tf or "action" not in tf:
+                r.error(item, f"{what}: a threshold needs 'at' and 'action'")
+                continue
+            at = r.number(tf["at"][1], f"{what}: threshold at")
+            act = r.choice(tf["action"][1], f"{what}: threshold action", THRESHOLD_ACTIONS)
+            if at is None or act is None:
+                continue
+            thresholds.append(Threshold(
+                at=at, action=Action(act),
+                difficulty=_opt(r, tf.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32), f"{what}: difficulty", 0),
+                ban_for=_opt(r, tf.get("ban", (None, None))[1], r.duration, f"{what}: ban", 0.0),
+                status=_opt(r, tf.get("status", (None, None))[1], lambda n, w: r.integer(n, w, 200, 599), f"{what}: status", 0),
+            ))
+    if key is None:
+        return None
+    return ScoreDef(name, _uid("score", name, key.parts, half_life), key, half_life, tuple(weights),
+                    tuple(sorted(thresholds, key=lambda t: t.at)))

@@ -1,0 +1,80 @@
+"""Client keys: what a bucket, ban or score counts by. Parts compose with `+`.
+
+`ip` is the resolved client address, `prefix` its /24 (IPv4) or /64 (IPv6) network, `header:NAME`
+and `cookie:NAME` a request value, `host` the requested host. Fingerprint parts (`ja3`, `ja4`,
+`httpsig`, `ua_class`) are registered by `scrapeshield.fingerprint.policy`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..facts import RequestFacts
+from ..netaddr import ip_prefix
+from .model import KeyFunc, KeySpec
+
+PartFactory = Callable[[str, "KeyContext"], KeyFunc]
+KEY_PARTS: dict[str, PartFactory] = {}  # "header" covers "header:NAME"
+
+
+class KeyContext:
+    def __init__(self, ipv4_prefix: int, ipv6_prefix: int) -> None:
+        self.ipv4_prefix = ipv4_prefix
+        self.ipv6_prefix = ipv6_prefix
+
+
+def key_part(name: str) -> Callable[[PartFactory], PartFactory]:
+    def register(fn: PartFactory) -> PartFactory:
+        KEY_PARTS[name] = fn
+        return fn
+    return register
+
+
+@key_part("ip")
+def _ip(arg: str, ctx: KeyContext) -> KeyFunc:
+    return lambda f: f.client_ip
+
+
+@key_part("prefix")
+def _prefix(arg: str, ctx: KeyContext) -> KeyFunc:
+    v4, v6 = ctx.ipv4_prefix, ctx.ipv6_prefix
+    return lambda f: ip_prefix(f.client_ip, v4, v6)
+
+
+@key_part("header")
+def _header(arg: str, ctx: KeyContext) -> KeyFunc:
+    lname = arg.lower()
+    return lambda f: f.header_map.get(lname, "-")[:256]
+
+
+@key_part("cookie")
+def _cookie(arg: str, ctx: KeyContext) -> KeyFunc:
+    return lambda f: f.cookies.get(arg, "-")[:256]
+
+
+@key_part("host")
+def _host(arg: str, ctx: KeyContext) -> KeyFunc:
+    return lambda f: f.host.lower()
+
+
+def needs_argument(part: str) -> bool:
+    return part in ("header", "cookie")
+
+
+def build_key(parts: tuple[str, ...], ctx: KeyContext) -> KeySpec:
+    """Parts must already be validated against KEY_PARTS."""
+    funcs = []
+    for part in parts:
+        kind, _, arg = part.partition(":")
+        funcs.append(KEY_PARTS[kind](arg, ctx))
+    label = tuple(p + "=" for p in parts)
+    if len(funcs) == 1:
+        (fn,), (lab,) = funcs, label
+
+        def key(f: RequestFacts) -> str:
+            return lab + fn(f)
+    else:
+        pairs = tuple(zip(label, funcs))
+
+        def key(f: RequestFacts) -> str:
+            return "|".join(lab + fn(f) for lab, fn in pairs)
+    return KeySpec(parts, key)

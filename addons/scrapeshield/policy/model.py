@@ -1,0 +1,110 @@
+"""The compiled policy: immutable, ready to evaluate. Built only by `compiler.compile_policy`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..decision import Action
+from ..facts import RequestFacts
+from ..gcra import BucketLimit
+from ..netaddr import CidrSet
+
+Predicate = Callable[[RequestFacts], bool]
+KeyFunc = Callable[[RequestFacts], str]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    parts: tuple[str, ...]  # e.g. ("prefix", "header:x-api-key")
+    func: KeyFunc = field(compare=False)
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDef:
+    uid: str  # stable across reloads while rule name, key and parameters are unchanged
+    limit: BucketLimit
+    name: str  # "api-users/0" for the RateLimit-Policy header and logs
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    match: Predicate = field(compare=False)
+    action: Action | None  # for a direct rule; None for a rate-limit rule
+    buckets: tuple[BucketDef, ...] = ()
+    exceed: Action = Action.THROTTLE
+    key: KeySpec | None = None
+    delay_max: float = 2.0
+    ban_for: float = 0.0
+    monitor: bool = False
+    status: int = 0
+    difficulty: int = 0
+    no_js: bool = False
+    scores: tuple[tuple[str, float], ...] = ()  # (score name, delta) added when the rule matches
+
+    @property
+    def is_limit(self) -> bool:
+        return bool(self.buckets)
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    at: float
+    action: Action
+    difficulty: int = 0
+    ban_for: float = 0.0
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDef:
+    name: str
+    uid: str
+    key: KeySpec
+    half_life: float
+    weights: tuple[tuple[str, float], ...]  # (signal name, weight)
+    thresholds: tuple[Threshold, ...]  # ascending by `at`
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeSettings:
+    difficulty: int = 16
+    status: int = 403
+    cookie_ttl: float = 3600.0
+    challenge_ttl: float = 300.0
+    wait_seconds: float = 5.0
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    source: str  # file name
+    version_hash: str  # sha256 of the source bytes, first 16 hex
+    name: str
+    monitor: bool
+    fail_closed: bool
+    default_action: Action
+    trusted_proxies: CidrSet
+    ipv4_prefix: int
+    ipv6_prefix: int
+    rules: tuple[Rule, ...]
+    ban_keys: tuple[KeySpec, ...]  # distinct keys of rules that can ban
+    ban_action: Action
+    scores: tuple[ScoreDef, ...]
+    block_status: int
+    throttle_status: int
+    max_keys: int
+    hash_ips: bool
+    challenge: ChallengeSettings
+    detectors: object | None = None  # detectors.DetectorConfig when enabled
+    detector_key: KeySpec | None = None
+    goodbots_dir: str | None = None
+
+    @property
+    def bucket_ids(self) -> frozenset[str]:
+        return frozenset(b.uid for r in self.rules for b in r.buckets) | frozenset(s.uid for s in self.scores)

@@ -1,0 +1,73 @@
+"""Responses the shield makes itself: status, headers and a short body chosen by `Accept`."""
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass
+
+from .decision import Action, Decision
+from .policy.model import CompiledPolicy
+
+_TITLES = {
+    Action.BLOCK: ("Access denied", "This request was blocked."),
+    Action.THROTTLE: ("Too many requests", "You are sending requests too quickly. Please slow down."),
+    Action.CHALLENGE: ("Checking your browser", "Please complete the check to continue."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def wants_json(accept: str | None) -> bool:
+    if not accept:
+        return False
+    a = accept.lower()
+    j = a.find("json")
+    if j < 0:
+        return False
+    h = a.find("text/html")
+    return h < 0 or j < h
+
+
+def rate_headers(decision: Decision) -> list[tuple[str, str]]:
+    """Retry-After plus the IETF httpapi RateLimit / RateLimit-Policy structured fields."""
+    rate = decision.rate
+    if rate is None:
+        return []
+    name = rate.policy_name.replace('"', "")
+    return [
+        ("Retry-After", str(max(1, math.ceil(rate.retry_after)))),
+        ("RateLimit-Policy", f'"{name}";q={rate.quota};w={max(1, round(rate.window))};burst={rate.burst}'),
+        ("RateLimit", f'"{name}";r={rate.remaining};t={max(0, math.ceil(rate.reset))}'),
+    ]
+
+
+def refusal(decision: Decision, policy: CompiledPolicy, accept: str | None) -> ShieldResponse:
+    """The answer for block and throttle (challenge pages come from scrapeshield.challenge)."""
+    action = decision.action
+    if action is Action.THROTTLE:
+        status = decision.status or policy.throttle_status
+    else:
+        status = decision.status or policy.block_status
+    title, text = _TITLES.get(action, _TITLES[Action.BLOCK])
+    headers = [("Shield-Action", action.value), ("Cache-Control", "no-store")]
+    headers += rate_headers(decision)
+    if wants_json(accept):
+        payload: dict[str, object] = {"error": title, "action": action.value}
+        if decision.rate is not None:
+            payload["retry_after"] = max(1, math.ceil(decision.rate.retry_after))
+        body = json.dumps(payload).encode()
+        headers.append(("Content-Type", "application/json"))
+    else:
+        body = (
+            "<!doctype html><html><head><meta charset=utf-8><meta name=robots content=noindex>"
+            f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>"
+            f"<p>{html.escape(text)}</p></body></html>"
+        ).encode()
+        headers.append(("Content-Type", "text/html; charset=utf-8"))
+    return ShieldResponse(status, tuple(headers), body)

@@ -1,0 +1,228 @@
+"""The running shield, apart from mitmproxy: policy (with hot reload), engine, shadow engine,
+store, metrics, decision log and admin server. The mitmproxy addon is a thin adapter over this.
+
+A runtime lives in this module's registry (`shared_runtime`), not in the addon object, so a
+stock `mitmdump -s addons/shield.py` that re-executes the script on change gets the same
+runtime -- and keeps every bucket, ban and score -- instead of starting empty.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import Clock, SystemClock
+from .decision import Decision
+from .decisionlog import DecisionLog
+from .engine import Engine
+from .facts import RequestFacts
+from .metrics import ShieldMetrics
+from .policy.compiler import compile_file
+from .policy.errors import PolicyInvalid
+from .policy.model import CompiledPolicy
+from .store import open_store
+
+log = logging.getLogger("scrapeshield")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    policy_path: str
+    store_url: str = "memory://"
+    admin: str = "127.0.0.1:9090"  # "" disables the admin server
+    decision_log: str = "-"
+    shadow_policy_path: str = ""
+    reload_interval: float = 1.0  # seconds between stat() polls; 0 disables polling
+    store_timeout: float = 0.05
+
+
+def _stat_signature(path: str) -> tuple[Any, ...] | None:
+    """What changes when the file changes: follows symlinks, so ConfigMap `..data` swaps count."""
+    try:
+        st = os.stat(path)
+        return (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return None
+
+
+class ShieldRuntime:
+    def __init__(self, config: RuntimeConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = ShieldMetrics()
+        policy = compile_file(config.policy_path)  # raises PolicyInvalid: never start without one
+        self.store = self._open_store(policy)
+        self.engine = Engine(policy, self.store, self.clock, signal_sources=(), clearance=None)
+        self.shadow: Engine | None = None
+        if config.shadow_policy_path:
+            self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock)
+        self.decision_log = DecisionLog(config.decision_log, policy.hash_ips)
+        self.loaded_at = time.time()
+        self.last_reload_error: str | None = None
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self._signature = _stat_signature(config.policy_path)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._admin: Any = None
+        self.metrics.set_policy(policy.name, policy.version_hash, policy.source, self.loaded_at)
+        self.metrics.tracked_keys.set_function(self.store.tracked_keys)
+        self.extensions: list[Any] = []  # challenge service, detectors, ... (see attach())
+
+    def _open_store(self, policy: CompiledPolicy):  # type: ignore[no-untyped-def]
+        url = self.config.store_url or "memory://"
+        if url.startswith("memory:"):
+            return open_store(url, max_keys=policy.max_keys)
+        from .store.memory import MemoryStore
+        from .store.resilient import ResilientStore
+
+        primary = open_store(url, timeout=self.config.store_timeout)
+        return ResilientStore(primary, MemoryStore(max_keys=policy.max_keys),
+                              "closed" if policy.fail_closed else "open", log,
+                              on_change=self._store_changed)
+
+    def _store_changed(self, degraded: bool) -> None:
+        self.metrics.store_degraded.set(1 if degraded else 0)
+        if degraded:
+            self.metrics.store_outages.inc()
+
+    @property
+    def policy(self) -> CompiledPolicy:
+        return self.engine.policy
+
+    # -- deciding ----------------------------------------------------------------------------
+    async def decide(self, facts: RequestFacts) -> Decision:
+        t0 = time.perf_counter()
+        decision = await self.engine.decide(facts)
+        self.metrics.decided(decision, time.perf_counter() - t0)
+        if decision.rule == "error":
+            self.metrics.errors.labels("engine").inc()
+        self.decision_log.record(facts, decision, self.clock.now())
+        if self.shadow is not None:
+            await self._compare_shadow(facts, decision)
+        return decision
+
+    async def _compare_shadow(self, facts: RequestFacts, live: Decision) -> None:
+        try:
+            shadow = await self.shadow.decide(facts)  # type: ignore[union-attr]
+        except Exception:  # the candidate policy must never hurt live traffic
+            log.exception("shadow policy failed")
+            return
+        if shadow.effective is not live.effective:
+            self.metrics.shadow_differences.labels(live.effective.value, shadow.effective.value).inc()
+            self.decision_log.record(facts, live, self.clock.now(), extra={
+                "shadow": {"rule": shadow.rule, "action": shadow.effective.value, "reason": shadow.reason}})
+
+    # -- reloading ---------------------------------------------------------------------------
+    def reload(self, force: bool = False) -> bool:
+        """Recompile the policy if its file changed. The old policy stays on any failure."""
+        path = self.config.policy_path
+        sig = _stat_signature(path)
+        if not force and sig == self._signature:
+            return False
+        self._signature = sig
+        if sig is None:
+            self._reload_failed(f"{path}: file is missing; keeping the last good policy")
+            return False
+        try:
+            policy = compile_file(path)
+        except PolicyInvalid as exc:
+            self._reload_failed(str(exc))
+            return False
+        except Exception as exc:  # pragma: no cover - a compiler bug must not kill the proxy
+            self._reload_failed(f"{path}: {type(exc).__name__}: {exc}")
+            return False
+        self.engine.swap(policy)
+        for ext in self.extensions:
+            if hasattr(ext, "policy_changed"):
+                ext.policy_changed(policy)
+        self.loaded_at = time.time()
+        self.last_reload_error = None
+        self.reloads_ok += 1
+        self.metrics.reloads.labels("ok").inc()
+        self.metrics.set_policy(policy.name, policy.version_hash, policy.source, self.loaded_at)
+        log.info("policy reloaded from %s (version %s)", path, policy.version_hash)
+        return True
+
+    def _reload_failed(self, message: str) -> None:
+        self.reloads_failed += 1
+        self.metrics.reloads.labels("failed").inc()
+        if message != self.last_reload_error:  # once per distinct error, not once per poll
+            log.error("policy reload rejected, keeping version %s:\n%s", self.policy.version_hash, message)
+        self.last_reload_error = message
+
+    async def _watch(self) -> None:
+        interval = self.config.reload_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.reload()
+            except Exception:  # pragma: no cover
+                log.exception("policy watcher error")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start background tasks; needs a running event loop. Synchronous on purpose (see module doc)."""
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        if self.config.reload_interval > 0:
+            self._tasks.append(loop.create_task(self._watch()))
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: self.reload(force=True))
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+        if self.config.admin:
+            from .admin import AdminServer
+
+            self._admin = AdminServer(self, self.config.admin)
+            self._tasks.append(loop.create_task(self._admin.start()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        if self._admin is not None:
+            await self._admin.stop()
+            self._admin = None
+        await self.store.close()
+
+    def status(self) -> dict[str, Any]:
+        p = self.policy
+        counters = {
+            "decisions": {
+                f"{s.labels['rule']}/{s.labels['action']}{'' if s.labels['enforced'] == 'true' else ' (monitor)'}": int(s.value)
+                for metric in self.metrics.decisions.collect() for s in metric.samples if s.name.endswith("_total")
+            },
+            "engine_errors": self.engine.errors,
+            "reloads_ok": self.reloads_ok,
+            "reloads_failed": self.reloads_failed,
+            "tracked_keys": self.store.tracked_keys(),
+        }
+        status: dict[str, Any] = {
+            "policy": {"file": p.source, "name": p.name, "version": p.version_hash, "loaded_at": self.loaded_at,
+                       "monitor": p.monitor, "rules": len(p.rules), "last_reload_error": self.last_reload_error},
+            "counters": counters,
+            "store": self.store.status(),
+        }
+        if self.shadow is not None:
+            status["shadow_policy"] = {"file": self.shadow.policy.source, "version": self.shadow.policy.version_hash}
+        for ext in self.extensions:
+            if hasattr(ext, "status"):
+                status.update(ext.status())
+        return status
+
+
+_RUNTIMES: dict[RuntimeConfig, ShieldRuntime] = {}
+
+
+def shared_runtime(config: RuntimeConfig) -> ShieldRuntime:
+    """One runtime per configuration per process, surviving `-s` script re-execution."""
+    rt = _RUNTIMES.get(config)
+    if rt is None:
+        rt = ShieldRuntime(config)
+        _RUNTIMES[config] = rt
+    return rt
