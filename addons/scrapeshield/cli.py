@@ -83,12 +83,7 @@ def cmd_check(files: list[str]) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from mitmproxy import options
-    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, tlsconfig
-    from mitmproxy.master import Master
-
     from .admin import parse_hostport
-    from .mitm.addon import ShieldAddon
     from .policy.errors import PolicyInvalid
     from .runtime import RuntimeConfig, ShieldRuntime
 
@@ -101,6 +96,13 @@ async def _run(args: argparse.Namespace) -> int:
     except PolicyInvalid as exc:
         print(f"scrapeshield: refusing to start, the policy is invalid:\n{exc}", file=sys.stderr)
         return 2
+
+    # mitmproxy is imported only now, so a broken policy is reported at once.
+    from mitmproxy import options
+    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, tlsconfig
+    from mitmproxy.master import Master
+
+    from .mitm.addon import ShieldAddon
 
     origin = None
     upstream = args.upstream

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Epoch seconds are floats with ~2.4e-7 s resolution and a TAT is a sum of intervals, so
+# comparisons allow 1% of an interval; an absolute 1e-9 is below that resolution and made
+# e.g. "5/s burst 1" accept 1 request instead of 2 at one instant.
+_SLACK = 1e-2
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,7 @@ class BucketState:
 def conform(tat: float | None, now: float, limit: BucketLimit) -> float | None:
     """New TAT if a request at `now` conforms, else None."""
     start = now if tat is None or tat < now else tat
-    if start - now > limit.tolerance + 1e-9:
+    if start - now > limit.tolerance + limit.interval * _SLACK:
         return None
     return start + limit.interval
 
@@ -67,10 +71,10 @@ def state_after(tat: float | None, now: float, limit: BucketLimit, allowed: bool
     """Describe a bucket whose TAT is now `tat` (after the request was applied, or not)."""
     ahead = 0.0 if tat is None or tat < now else tat - now
     interval, tolerance = limit.interval, limit.tolerance
-    if ahead > tolerance + interval + 1e-9:  # cannot happen after a conforming request
+    if ahead > tolerance + interval * (1 + _SLACK):  # cannot happen after a conforming request
         remaining = 0
     else:
-        remaining = max(0, math.floor((tolerance + interval - ahead) / interval + 1e-9))
+        remaining = max(0, math.floor((tolerance + interval - ahead) / interval + _SLACK))
     retry_after = 0.0 if allowed else max(0.0, ahead - tolerance)
     return BucketState(allowed, remaining, ahead, retry_after)
 

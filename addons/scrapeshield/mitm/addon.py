@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 from typing import Any
 
@@ -9,6 +11,7 @@ from mitmproxy import ctx, http, tls
 from mitmproxy.connection import Client
 
 from ..decision import Action, Decision
+from ..facts import RequestFacts
 from ..policy.errors import PolicyInvalid
 from ..responses import ShieldResponse, refusal
 from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
@@ -22,6 +25,12 @@ OPTIONS = ("scrapeshield_policy", "scrapeshield_store", "scrapeshield_admin", "s
 
 def _make(resp: ShieldResponse) -> http.Response:
     return http.Response.make(resp.status, resp.body, [(k.encode(), v.encode()) for k, v in resp.headers])
+
+
+@functools.lru_cache(maxsize=1024)
+def _tls_metadata(fingerprint: Any) -> dict[str, Any]:
+    """A TLS fingerprint as plain values; built once per distinct fingerprint, not per request."""
+    return dataclasses.asdict(fingerprint)
 
 
 class ShieldAddon:
@@ -74,6 +83,16 @@ class ShieldAddon:
         except Exception as exc:  # an odd ClientHello is a signal, never a crash
             log.debug("no TLS fingerprint: %s", exc)
 
+    def tls_start_client(self, data: tls.TlsData) -> None:
+        # Prefer HTTP/2 whenever the client offers it, as edge servers do (RFC 7301: the server
+        # chooses). mitmproxy follows the client's order, and clients such as httpx list
+        # http/1.1 before h2, so they would never get HTTP/2. With no upstream connection yet
+        # (lazy strategy), mitmproxy's ALPN callback takes `server_alpn` first when offered.
+        app_data = data.ssl_conn.get_app_data() if data.ssl_conn is not None else None
+        if (isinstance(app_data, dict) and ctx.options.http2
+                and app_data.get("client_alpn") is None and app_data.get("server_alpn") is None):
+            app_data["server_alpn"] = b"h2"
+
     def client_disconnected(self, client: Client) -> None:
         self._tls.pop(client.id, None)
 
@@ -90,8 +109,12 @@ class ShieldAddon:
             log.warning("malformed request from %s: %s", flow.client_conn.peername, exc)
             decision = Decision(Action.BLOCK if policy.fail_closed else Action.ALLOW, "error",
                                 f"malformed request: {exc}", enforced=not policy.monitor)
+            peer = flow.client_conn.peername[0] if flow.client_conn.peername else "0.0.0.0"
+            rt.record(RequestFacts(peer_ip=peer, method=flow.request.method, path=flow.request.path[:512]), decision)
             self._apply(flow, decision, rt, None)
             return
+        if facts.tls is not None:  # kept in saved flows (`--save`) for `scrapeshield replay`
+            flow.metadata["scrapeshield_tls"] = _tls_metadata(facts.tls)
         decision = await rt.decide(facts)
         flow.metadata["scrapeshield"] = {"rule": decision.rule, "action": decision.action.value,
                                          "enforced": decision.enforced, "reason": decision.reason}

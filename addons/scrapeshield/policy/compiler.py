@@ -55,8 +55,10 @@ def compile_bytes(data: bytes, filename: str = "<policy>") -> CompiledPolicy:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise PolicyInvalid([PolicyError(filename, line, col, f"YAML syntax: {exc.problem or exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise PolicyInvalid([PolicyError(filename, 1, 1, f"YAML: {exc}")]) from None
+    except yaml.YAMLError as exc:  # a ReaderError (control character): no mark, a position, two lines
+        pos = getattr(exc, "position", None)
+        line, col = (text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)) if isinstance(pos, int) else (1, 1)
+        raise PolicyInvalid([PolicyError(filename, line, col, f"YAML: {str(exc).splitlines()[0]}")]) from None
     if root is None:
         raise PolicyInvalid([PolicyError(filename, 1, 1, "policy is empty")])
     policy = _compile_root(r, root, filename, hashlib.sha256(data).hexdigest()[:16])
@@ -109,7 +111,8 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
     named_keys: dict[str, KeySpec] = {"ip": build_key(("ip",), kctx), "prefix": build_key(("prefix",), kctx)}
     if (kn := get("keys")) is not None and (f := r.mapping(kn, "keys")) is not None:
         for key_name, (knode, vnode) in f.items():
-            if key_name in KEY_PARTS and ":" not in key_name and key_name not in ("ip", "prefix"):
+            # `ip` too: a named key `ip` would silently become every rule's default key.
+            if key_name in KEY_PARTS and ":" not in key_name:
                 r.error(knode, f"keys: {key_name!r} is a built-in key part; choose another name")
                 continue
             if (spec := _key(r, vnode, f"keys.{key_name}", kctx, {})) is not None:
