@@ -8,6 +8,7 @@ runtime -- and keeps every bucket, ban and score -- instead of starting empty.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ from .decisionlog import DecisionLog
 from .engine import Engine
 from .facts import RequestFacts
 from .metrics import ShieldMetrics
-from .policy.compiler import compile_file
+from .policy.compiler import compile_bytes, compile_file
 from .policy.errors import PolicyInvalid
 from .policy.model import CompiledPolicy
 from .store import open_store
@@ -38,6 +39,10 @@ class RuntimeConfig:
     shadow_policy_path: str = ""
     reload_interval: float = 1.0  # seconds between stat() polls; 0 disables polling
     store_timeout: float = 0.05
+
+
+SETTLE_SECONDS = 0.1  # a policy file modified more recently than this may still be being written
+RACY_SECONDS = 2.0  # how long after a change a same-size rewrite may keep the same mtime (coarse clocks)
 
 
 def _stat_signature(path: str) -> tuple[Any, ...] | None:
@@ -66,6 +71,8 @@ class ShieldRuntime:
         self.reloads_ok = 0
         self.reloads_failed = 0
         self._signature = _stat_signature(config.policy_path)
+        self._recheck = True  # the file may have changed between compiling it and this stat()
+        self._content_hash: str | None = policy.version_hash
         self._tasks: list[asyncio.Task[Any]] = []
         self._admin: Any = None
         self.metrics.set_policy(policy.name, policy.version_hash, policy.source, self.loaded_at)
@@ -97,13 +104,17 @@ class ShieldRuntime:
     async def decide(self, facts: RequestFacts) -> Decision:
         t0 = time.perf_counter()
         decision = await self.engine.decide(facts)
-        self.metrics.decided(decision, time.perf_counter() - t0)
-        if decision.rule == "error":
-            self.metrics.errors.labels("engine").inc()
-        self.decision_log.record(facts, decision, self.clock.now())
+        self.record(facts, decision, time.perf_counter() - t0)
         if self.shadow is not None:
             await self._compare_shadow(facts, decision)
         return decision
+
+    def record(self, facts: RequestFacts, decision: Decision, seconds: float = 0.0) -> None:
+        """Count and log a decision (also one made outside the engine, e.g. for a malformed request)."""
+        self.metrics.decided(decision, seconds)
+        if decision.rule == "error":
+            self.metrics.errors.labels("engine").inc()
+        self.decision_log.record(facts, decision, self.clock.now())
 
     async def _compare_shadow(self, facts: RequestFacts, live: Decision) -> None:
         try:
@@ -118,17 +129,50 @@ class ShieldRuntime:
 
     # -- reloading ---------------------------------------------------------------------------
     def reload(self, force: bool = False) -> bool:
-        """Recompile the policy if its file changed. The old policy stays on any failure."""
+        """Recompile the policy if its file changed. The old policy stays on any failure.
+
+        A poll (force=False) ignores a file written less than SETTLE_SECONDS ago, or one that changes
+        while it is read: an in-place save may be half done, and half a policy can be a valid one.
+        Such a file is looked at again on the next poll. `force` (SIGHUP) recompiles at once, even
+        unchanged bytes, so a changed `ip_lists` file is picked up too.
+        """
         path = self.config.policy_path
         sig = _stat_signature(path)
-        if not force and sig == self._signature:
+        if not force and sig == self._signature and not self._recheck:
             return False
-        self._signature = sig
         if sig is None:
+            self._signature, self._recheck, self._content_hash = None, False, None
             self._reload_failed(f"{path}: file is missing; keeping the last good policy")
             return False
+        age = time.time() - sig[3] / 1e9
+        if not force and 0 <= age < SETTLE_SECONDS:
+            return False
         try:
-            policy = compile_file(path)
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            self._signature, self._recheck, self._content_hash = sig, False, None
+            self._reload_failed(f"{path}: cannot read policy: {exc.strerror or exc}; keeping the last good policy")
+            return False
+        if _stat_signature(path) != sig:
+            if force:
+                log.warning("policy file %s changed while being read; it is read again on the next poll", path)
+            return False
+        self._signature = sig
+        # Within RACY_SECONDS of its mtime, a same-size rewrite may keep the same stat signature
+        # (coarse timestamps): until then, polls compare the content too.
+        self._recheck = abs(age) < RACY_SECONDS
+        digest = hashlib.sha256(data).hexdigest()[:16]  # what compile_bytes calls version_hash
+        if not force and digest == self._content_hash:
+            return False  # touched, or rewritten with the same bytes
+        self._content_hash = digest
+        if not force and digest == self.policy.version_hash:
+            if self.last_reload_error is not None:
+                log.info("policy file %s is back to the running version %s", path, digest)
+            self.last_reload_error = None
+            return False
+        try:
+            policy = compile_bytes(data, path)
         except PolicyInvalid as exc:
             self._reload_failed(str(exc))
             return False
