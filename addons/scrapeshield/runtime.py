@@ -20,6 +20,7 @@ from .clock import Clock, SystemClock
 from .decision import Decision
 from .decisionlog import DecisionLog
 from .engine import Engine
+from .fingerprint.policy import fingerprint_signals
 from .facts import RequestFacts
 from .metrics import ShieldMetrics
 from .policy.compiler import compile_bytes, compile_file
@@ -61,10 +62,11 @@ class ShieldRuntime:
         self.metrics = ShieldMetrics()
         policy = compile_file(config.policy_path)  # raises PolicyInvalid: never start without one
         self.store = self._open_store(policy)
-        self.engine = Engine(policy, self.store, self.clock, signal_sources=(), clearance=None)
+        self.engine = Engine(policy, self.store, self.clock, signal_sources=(fingerprint_signals,), clearance=None)
         self.shadow: Engine | None = None
         if config.shadow_policy_path:
-            self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock)
+            self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock,
+                                 signal_sources=(fingerprint_signals,))
         self.decision_log = DecisionLog(config.decision_log, policy.hash_ips)
         self.loaded_at = time.time()
         self.last_reload_error: str | None = None

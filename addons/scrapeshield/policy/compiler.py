@@ -16,6 +16,7 @@ from .keys import KEY_PARTS, KeyContext, build_key, needs_argument
 from .matchers import CompileEnv, compile_match
 from .model import BucketDef, ChallengeSettings, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from .nodes import Reader
+from ..fingerprint.policy import compile_goodbots  # also registers the fingerprint conditions and key parts
 
 TOP_FIELDS = (
     "version", "name", "monitor", "fail", "default_action", "trusted_proxies", "ip_prefix", "keys",
@@ -106,7 +107,10 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
     if (il := get("ip_lists")) is not None and (f := r.mapping(il, "ip_lists")) is not None:
         for list_name, (_, vnode) in f.items():
             ip_lists[list_name] = _ip_list(r, vnode, f"ip_lists.{list_name}", policy_dir)
-    env = CompileEnv(ip_lists)
+    goodbots = None
+    if (gb := get("goodbots")) is not None:
+        goodbots = compile_goodbots(r, gb, policy_dir)
+    env = CompileEnv(ip_lists, goodbots)
 
     named_keys: dict[str, KeySpec] = {"ip": build_key(("ip",), kctx), "prefix": build_key(("prefix",), kctx)}
     if (kn := get("keys")) is not None and (f := r.mapping(kn, "keys")) is not None:
@@ -167,7 +171,7 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
     for section, fn in SECTION_COMPILERS.items():
         if (node := get(section)) is not None:
             extras[section] = fn(r, node, policy_dir, named_keys, kctx)
-    for section in ("detectors", "goodbots"):
+    for section in ("detectors",):
         if section in top and section not in SECTION_COMPILERS:
             r.error(top[section][0], f"{section}: not supported by this build")
 
@@ -189,7 +193,7 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
         block_status=block_status, throttle_status=throttle_status, max_keys=max_keys, hash_ips=hash_ips,
         challenge=challenge,
         detectors=detectors[0] if detectors else None, detector_key=detectors[1] if detectors else None,
-        goodbots_dir=extras.get("goodbots"),
+        goodbots=goodbots,
     )
 
 

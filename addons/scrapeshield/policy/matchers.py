@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl
 
 from yaml.nodes import MappingNode, Node, ScalarNode
@@ -22,6 +22,7 @@ from .nodes import Reader
 @dataclass(frozen=True, slots=True)
 class CompileEnv:
     ip_lists: Mapping[str, CidrSet]
+    goodbots: Any = None  # fingerprint.GoodBotRegistry from the policy's `goodbots:` section
 
 
 Compiler = Callable[[Reader, Node, CompileEnv], Predicate | None]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ..decision import Action
 from ..facts import RequestFacts
@@ -103,7 +103,7 @@ class CompiledPolicy:
     challenge: ChallengeSettings
     detectors: object | None = None  # detectors.DetectorConfig when enabled
     detector_key: KeySpec | None = None
-    goodbots_dir: str | None = None
+    goodbots: Any = None  # fingerprint.GoodBotRegistry
 
     @property
     def bucket_ids(self) -> frozenset[str]:
