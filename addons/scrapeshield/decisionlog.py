@@ -44,6 +44,7 @@ class DecisionLog:
             "rule": d.rule, "action": d.action.value, "enforced": d.enforced, "reason": d.reason,
             "method": facts.method, "host": facts.host, "path": facts.path[:512],
         }
+        line["fp"] = _fingerprint_fields(facts)
         if d.rate is not None:
             line["bucket"] = {"name": d.rate.policy_name, "quota": d.rate.quota, "window": d.rate.window,
                               "burst": d.rate.burst, "remaining": d.rate.remaining,
@@ -60,3 +61,20 @@ class DecisionLog:
     def close(self) -> None:
         if self._fh is not sys.stderr:
             self._fh.close()
+
+
+def _fingerprint_fields(facts: RequestFacts) -> dict[str, object]:
+    """Who the client looked like: what an operator needs to write the next rule."""
+    from .fingerprint.policy import fingerprint_of
+
+    try:
+        fp = fingerprint_of(facts)
+    except Exception:  # logging must never fail a request
+        return {}
+    out: dict[str, object] = {
+        "ua_class": fp.ua.kind, "ua_family": fp.ua.family, "httpsig": fp.http.compact,
+        "signals": sorted(fp.signals),
+    }
+    if fp.tls is not None:
+        out.update(ja3=fp.tls.ja3_hash, ja4=fp.tls.ja4, tls_family=fp.tls.tls_family)
+    return out
