@@ -39,6 +39,11 @@ class BucketLimit:
         return self.burst * self.interval
 
     @property
+    def max_ahead(self) -> float:
+        """How far the TAT may run ahead of now for a request to conform (the stores' threshold)."""
+        return self.tolerance + self.interval * _SLACK
+
+    @property
     def window(self) -> float:
         """Seconds after which an idle key has its whole burst back (its state can go)."""
         return self.tolerance + self.interval
@@ -62,7 +67,7 @@ class BucketState:
 def conform(tat: float | None, now: float, limit: BucketLimit) -> float | None:
     """New TAT if a request at `now` conforms, else None."""
     start = now if tat is None or tat < now else tat
-    if start - now > limit.tolerance + limit.interval * _SLACK:
+    if start - now > limit.max_ahead:
         return None
     return start + limit.interval
 

@@ -106,28 +106,39 @@ class ShieldRuntime:
     async def decide(self, facts: RequestFacts) -> Decision:
         t0 = time.perf_counter()
         decision = await self.engine.decide(facts)
-        self.record(facts, decision, time.perf_counter() - t0)
-        if self.shadow is not None:
-            await self._compare_shadow(facts, decision)
+        seconds = time.perf_counter() - t0
+        difference = await self._shadow_difference(facts, decision) if self.shadow is not None else None
+        self.record(facts, decision, seconds, shadow=difference)
         return decision
 
-    def record(self, facts: RequestFacts, decision: Decision, seconds: float = 0.0) -> None:
-        """Count and log a decision (also one made outside the engine, e.g. for a malformed request)."""
+    def record(self, facts: RequestFacts, decision: Decision, seconds: float = 0.0,
+               shadow: dict[str, Any] | None = None) -> None:
+        """Count and log a decision (also one made outside the engine, e.g. for a malformed request).
+
+        `shadow` is what the shadow policy decided instead; such a line is written even for an
+        allowed request, which the decision log otherwise leaves out.
+        """
         self.metrics.decided(decision, seconds)
         if decision.rule == "error":
             self.metrics.errors.labels("engine").inc()
-        self.decision_log.record(facts, decision, self.clock.now())
+        now = self.clock.now()
+        if shadow is None:
+            self.decision_log.record(facts, decision, now)
+            return
+        self.decision_log._write(facts, decision, now, {"shadow": shadow})  # one line, with the difference
+        for monitored in decision.shadowed:
+            self.decision_log._write(facts, monitored, now, None)
 
-    async def _compare_shadow(self, facts: RequestFacts, live: Decision) -> None:
+    async def _shadow_difference(self, facts: RequestFacts, live: Decision) -> dict[str, Any] | None:
         try:
             shadow = await self.shadow.decide(facts)  # type: ignore[union-attr]
         except Exception:  # the candidate policy must never hurt live traffic
             log.exception("shadow policy failed")
-            return
-        if shadow.effective is not live.effective:
-            self.metrics.shadow_differences.labels(live.effective.value, shadow.effective.value).inc()
-            self.decision_log.record(facts, live, self.clock.now(), extra={
-                "shadow": {"rule": shadow.rule, "action": shadow.effective.value, "reason": shadow.reason}})
+            return None
+        if shadow.effective is live.effective:
+            return None
+        self.metrics.shadow_differences.labels(live.effective.value, shadow.effective.value).inc()
+        return {"rule": shadow.rule, "action": shadow.effective.value, "reason": shadow.reason}
 
     # -- reloading ---------------------------------------------------------------------------
     def reload(self, force: bool = False) -> bool:
@@ -182,6 +193,8 @@ class ShieldRuntime:
             self._reload_failed(f"{path}: {type(exc).__name__}: {exc}")
             return False
         self.engine.swap(policy)
+        if hasattr(self.store, "fail_mode"):  # ResilientStore: the policy owns the fail mode
+            self.store.fail_mode = "closed" if policy.fail_closed else "open"
         for ext in self.extensions:
             if hasattr(ext, "policy_changed"):
                 ext.policy_changed(policy)

@@ -12,4 +12,4 @@ def open_store(url: str | None, **options: object) -> Store:
         return MemoryStore(**{k: v for k, v in options.items() if k == "max_keys"})  # type: ignore[arg-type]
     from .redis import RedisStore  # imported lazily: redis-py is only needed when used
 
-    return RedisStore.from_url(url, **options)
+    return RedisStore.from_url(url, **options)  # type: ignore[arg-type]

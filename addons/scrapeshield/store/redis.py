@@ -1,0 +1,367 @@
+"""Shared state in Redis or Valkey: one Lua script call per request, the same answers as memory.
+
+`apply` sends a request's whole `Batch` as one EVALSHA of `_APPLY_LUA`, which does what
+`MemoryStore.apply_now` does, in the same order and with the same float arithmetic:
+
+1. ban check: the first ban key whose stored deadline is later than `now` ends the script;
+   nothing else is applied;
+2. GCRA over every bucket, all or nothing (`gcra.conform_all`): the TATs are read with one
+   MGET, and only when every bucket conforms are the new TATs written;
+3. score updates with exponential decay (`base.decay`), applied whether or not a bucket refused.
+
+Time is the caller's `now` (the engine's injected clock), never Redis TIME, so replay and tests
+are deterministic and give the results `MemoryStore` gives. Numbers cross the wire as `repr`
+strings and come back as `%.17g` strings, so both sides compute on the very same IEEE doubles:
+the script only evaluates `start - now > max_ahead` and `start + interval`, with `max_ahead`
+(`gcra.conform`'s threshold) computed in Python by `max_ahead()`. The `BucketState`s are computed
+in Python (`gcra.state_after`) from the TATs the script returns, sharing that arithmetic.
+
+Key layout (`key_prefix` defaults to "ss:"; `\\x1f` separates a definition from a client key,
+as in memory):
+
+    ss:ban:<key>                   ban deadline (epoch seconds)     PX until the deadline
+    ss:b:<bucket_id>\\x1f<key>      TAT                              PX until the TAT has passed
+    ss:s:<score_id>\\x1f<key>       "<value> <since>"                PX until decayed below ~0.001
+    ss:once:<token_id>             "1" (a spent single-use token)   PX until the token expires
+
+Each PX also carries `expiry_slack` (1 s) for clock skew between replicas, so Redis holds
+nothing stale for longer than that. Redis Cluster is not supported (one request's keys live in
+different slots); use one primary, with replicas or Sentinel for failover if needed.
+
+The optional local cache (as in envoy's ratelimit) remembers, per process, which ban keys are
+banned and which bucket keys are over their limit, so a client that is already refused is
+refused again without a round trip:
+
+- a ban is remembered until its deadline, but is confirmed with Redis at most every
+  `local_ban_recheck` seconds, so that an operator's unban (DEL) takes effect soon;
+- a bucket that refused is remembered with its TAT. An over-limit TAT cannot move until the
+  bucket conforms again (only a conforming request moves it), so that TAT is exact until then,
+  and `gcra.conform` on it is the same test the script would run. A batch with score updates
+  always goes to Redis, because memory applies scores even to refused requests.
+
+How locally answered refusals compare with memory. Bans: the same answers while one replica
+uses the Redis (this process has seen every ban, unless its cache has evicted one). Buckets: the
+same decision, refused with nothing consumed, and the same state for the refusing bucket; but if
+an earlier bucket of the request has meanwhile gone over its limit through *other* requests,
+memory would name that one, and the states of the request's other buckets are reported as idle,
+since only Redis knows them. With several replicas, a ban set by another replica is seen here
+once the over-limit entry runs out, i.e. when the client would conform again.
+
+Faults: every call is bounded by `timeout` (socket timeouts and an asyncio deadline around the
+whole call, connection set-up and pool wait included; redis-py's own retries are off), and any
+failure raises `StoreError`, for `ResilientStore` or the engine's fail mode to handle.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Awaitable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from cachetools import LRUCache
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..gcra import BucketLimit, conform, state_after
+from .base import EMPTY_RESULT, Batch, BatchResult, StoreError
+
+_SEP = "\x1f"
+_BANNED = -2  # first element of the script's answer when a ban key is banned
+
+# KEYS: ban keys (nb), bucket keys (nk), score keys (ns).
+# ARGV: now, nb, nk, ns, slack_ms, then per bucket interval, max_ahead, then per score delta, half_life.
+# Answer: {-2, ban index (0-based), deadline} or {refused index or -1, TAT per bucket ('' for none),
+# score value per score}. Numbers go back as %.17g strings: a Lua number would come back truncated
+# to an integer, and tostring() keeps only 14 digits.
+_APPLY_LUA = """
+local now = tonumber(ARGV[1])
+local nb, nk, ns = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local slack = tonumber(ARGV[5])
+for i = 1, nb do
+  local deadline = tonumber(redis.call('GET', KEYS[i]))
+  if deadline and deadline > now then
+    return {-2, i - 1, string.format('%.17g', deadline)}
+  end
+end
+local out = {-1}
+if nk > 0 then
+  local raw = redis.call('MGET', unpack(KEYS, nb + 1, nb + nk))
+  local old, new = {}, {}
+  local refused = -1
+  for j = 1, nk do
+    local tat = tonumber(raw[j])
+    old[j] = tat
+    if refused < 0 then
+      local interval, max_ahead = tonumber(ARGV[4 + 2 * j]), tonumber(ARGV[5 + 2 * j])
+      local start = now
+      if tat and tat >= now then start = tat end
+      if start - now > max_ahead then
+        refused = j - 1
+      else
+        new[j] = start + interval
+      end
+    end
+  end
+  out[1] = refused
+  for j = 1, nk do
+    local tat = old[j]
+    if refused < 0 then
+      tat = new[j]
+      redis.call('SET', KEYS[nb + j], string.format('%.17g', tat),
+                 'PX', string.format('%d', math.ceil((tat - now) * 1000) + slack))
+    end
+    if tat then out[j + 1] = string.format('%.17g', tat) else out[j + 1] = '' end
+  end
+end
+local base = 5 + 2 * nk
+for s = 1, ns do
+  local key = KEYS[nb + nk + s]
+  local delta, half_life = tonumber(ARGV[base + 2 * s - 1]), tonumber(ARGV[base + 2 * s])
+  local value, since = 0.0, now
+  local raw = redis.call('GET', key)
+  if raw then
+    local v, t = string.match(raw, '^(%S+) (%S+)$')
+    value, since = tonumber(v) or 0.0, tonumber(t) or now
+  end
+  if value ~= 0 and now > since and half_life > 0 then
+    value = value * 0.5 ^ ((now - since) / half_life)
+  end
+  value = value + delta
+  if value < 0 then value = 0.0 end
+  local keep = 2592000
+  if half_life > 0 then
+    local halves = 10
+    if value > 1 then halves = halves + math.log(value) / math.log(2) end
+    keep = math.min(half_life * halves, keep)
+  end
+  redis.call('SET', key, string.format('%.17g %.17g', value, now),
+             'PX', string.format('%d', math.ceil(keep * 1000) + slack))
+  out[#out + 1] = string.format('%.17g', value)
+end
+return out
+"""
+
+# KEYS: ban key. ARGV: deadline, px. A ban is never shortened. Answer: the deadline now in force.
+_BAN_LUA = """
+local deadline = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current >= deadline then return string.format('%.17g', current) end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (in the userinfo or a `password=` query item) replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = netloc.rpartition("@")[2]
+        netloc = f"{user}:***@{host}"
+    query = parts.query
+    if query:
+        items = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)]
+        query = urlencode(items, safe="*/")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def max_ahead(limit: BucketLimit) -> float:
+    """How far a TAT may be ahead of `now` for a request to conform: `gcra.conform`'s threshold,
+    computed with the very same expression, so the script's comparison gives the same answer."""
+    return limit.max_ahead
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(self, client: aioredis.Redis, *, url: str = "redis://", timeout: float = 0.05,
+                 key_prefix: str = "ss:", local_cache_max: int = 10_000, local_ban_recheck: float = 5.0,
+                 expiry_slack: float = 1.0) -> None:
+        self._client = client
+        self._url = redact_url(url)
+        self._timeout = timeout
+        self._prefix = key_prefix
+        self._slack_ms = max(1, math.ceil(expiry_slack * 1000))
+        self._apply_script = client.register_script(_APPLY_LUA)
+        self._ban_script = client.register_script(_BAN_LUA)
+        self._ban_recheck = local_ban_recheck
+        # Local cache: ban key -> (deadline, recheck at); bucket key name -> over-limit TAT.
+        self._local_bans: LRUCache[str, tuple[float, float]] | None = None
+        self._local_over: LRUCache[str, float] | None = None
+        if local_cache_max > 0:
+            self._local_bans = LRUCache(local_cache_max)
+            self._local_over = LRUCache(local_cache_max)
+        self.round_trips = 0
+        self.errors = 0
+        self.local_hits = 0
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 0.05, key_prefix: str = "ss:", local_cache_max: int = 10_000,
+                 max_connections: int = 64, local_ban_recheck: float = 5.0, expiry_slack: float = 1.0,
+                 **_: object) -> RedisStore:
+        """A store on any URL redis-py takes: redis://, rediss:// (TLS), unix:///path?db=0.
+
+        `timeout` (seconds) bounds every call, connecting and waiting for a pooled connection
+        included. Options in the URL's query (e.g. `?protocol=3`) win over these defaults.
+        Unknown keyword options are ignored, so one option set can configure any backend.
+        """
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),  # a retry would outlast `timeout`; the caller falls back
+                protocol=2,  # RESP2: also Redis < 6 and every Valkey
+                health_check_interval=0,
+            )
+        except ValueError as exc:  # a malformed URL
+            raise ValueError(f"store URL {redact_url(url)!r}: {exc}") from None
+        client = aioredis.Redis.from_pool(pool)
+        return cls(client, url=url, timeout=timeout, key_prefix=key_prefix, local_cache_max=local_cache_max,
+                   local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack)
+
+    # -- the hot path --------------------------------------------------------------------
+    async def apply(self, batch: Batch, now: float) -> BatchResult:
+        if self._local_bans is not None:
+            local = self._answer_locally(batch, now)
+            if local is not None:
+                self.local_hits += 1
+                return local
+        if not (batch.ban_keys or batch.buckets or batch.scores):
+            return EMPTY_RESULT
+        prefix = self._prefix
+        ban_names = [prefix + "ban:" + key for key in batch.ban_keys]
+        bucket_names = [prefix + "b:" + c.bucket_id + _SEP + c.key for c in batch.buckets]
+        score_names = [prefix + "s:" + u.score_id + _SEP + u.key for u in batch.scores]
+        args: list[str | int] = [_num(now), len(ban_names), len(bucket_names), len(score_names), self._slack_ms]
+        for c in batch.buckets:
+            args += (_num(c.limit.interval), _num(max_ahead(c.limit)))
+        for u in batch.scores:
+            args += (_num(u.delta), _num(u.half_life))
+        reply = await self._call(self._apply_script(keys=ban_names + bucket_names + score_names, args=args))
+
+        if reply[0] == _BANNED:
+            index, until = int(reply[1]), float(reply[2])
+            self._forget_bans(batch.ban_keys[:index])
+            self._remember_ban(batch.ban_keys[index], until, now)
+            return BatchResult(batch.ban_keys[index], until, -1, (), ())
+        self._forget_bans(batch.ban_keys)
+        refused = int(reply[0])
+        nk = len(bucket_names)
+        tats = [float(t) if t else None for t in reply[1:1 + nk]]
+        limits = [c.limit for c in batch.buckets]
+        allowed = refused < 0
+        states = tuple(state_after(t, now, lim, allowed) for t, lim in zip(tats, limits))
+        if not allowed and self._local_over is not None:
+            for name, tat, lim in zip(bucket_names, tats, limits):
+                if tat is not None and conform(tat, now, lim) is None:
+                    self._local_over[name] = tat
+        scores = tuple(float(v) for v in reply[1 + nk:])
+        return BatchResult(None, 0.0, refused, states, scores)
+
+    def _answer_locally(self, batch: Batch, now: float) -> BatchResult | None:
+        bans = self._local_bans
+        assert bans is not None and self._local_over is not None
+        for key in batch.ban_keys:
+            entry = bans.get(key)
+            if entry is not None:
+                until, recheck = entry
+                if until <= now:
+                    del bans[key]
+                elif recheck <= now:
+                    return None  # time to confirm it with Redis (an operator may have lifted it)
+                else:
+                    return BatchResult(key, until, -1, (), ())
+        over = self._local_over
+        if batch.scores or not batch.buckets or not over:
+            return None
+        prefix = self._prefix
+        tats: list[float | None] = []
+        refused = -1
+        for i, c in enumerate(batch.buckets):
+            name = prefix + "b:" + c.bucket_id + _SEP + c.key
+            tat = over.get(name)
+            if tat is not None and conform(tat, now, c.limit) is not None:
+                del over[name]  # conforms again: only Redis knows what happens next
+                tat = None
+            if tat is not None and refused < 0:
+                refused = i
+            tats.append(tat)
+        if refused < 0:
+            return None
+        states = tuple(state_after(t, now, c.limit, False) for t, c in zip(tats, batch.buckets))
+        return BatchResult(None, 0.0, refused, states, ())
+
+    def _forget_bans(self, keys: tuple[str, ...]) -> None:
+        """Redis just said these keys are not banned (any more)."""
+        bans = self._local_bans
+        if bans:
+            for key in keys:
+                bans.pop(key, None)
+
+    def _remember_ban(self, key: str, until: float, now: float) -> None:
+        if self._local_bans is not None and until > now:
+            self._local_bans[key] = (until, now + self._ban_recheck)
+
+    # -- the rest --------------------------------------------------------------------------
+    async def ban(self, key: str, until: float, now: float) -> None:
+        if until <= now:
+            return  # already over: the same as never banned, and PX must be positive
+        px = math.ceil((until - now) * 1000) + self._slack_ms
+        reply = await self._call(self._ban_script(keys=[self._prefix + "ban:" + key], args=[_num(until), px]))
+        self._remember_ban(key, float(reply), now)
+
+    async def spend_once(self, token_id: str, expires: float, now: float) -> bool:
+        px = max(0, math.ceil((expires - now) * 1000)) + self._slack_ms
+        reply = await self._call(self._client.set(self._prefix + "once:" + token_id, b"1", nx=True, px=px))
+        return bool(reply)
+
+    def retain_buckets(self, bucket_ids: frozenset[str]) -> None:
+        """Nothing to do in Redis: a changed definition gets a new bucket id, and the old keys
+        expire by their own PX within one window. Only the local over-limit cache is dropped."""
+        if self._local_over is not None:
+            self._local_over.clear()
+
+    def tracked_keys(self) -> int:
+        """Entries in this process's local cache. Counting the keys in Redis needs a round
+        trip (DBSIZE), which a synchronous status call must not make."""
+        if self._local_bans is None or self._local_over is None:
+            return 0
+        return len(self._local_bans) + len(self._local_over)
+
+    def status(self) -> dict[str, object]:
+        return {"backend": self.name, "url": self._url, "timeout": self._timeout, "round_trips": self.round_trips,
+                "errors": self.errors, "local_cache_hits": self.local_hits, "local_cache_entries": self.tracked_keys()}
+
+    async def ping(self) -> None:
+        """One PING round trip; StoreError if Redis does not answer within the timeout."""
+        await self._call(self._client.ping())
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError, OSError):  # a server that is gone must not fail shutdown
+            await self._client.aclose()
+
+    async def _call(self, call: Awaitable[Any]) -> Any:
+        """Await one Redis call within the timeout; every failure becomes a StoreError."""
+        self.round_trips += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call
+        except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "no answer"
+            self.errors += 1
+            timed_out = isinstance(exc, (TimeoutError, RedisTimeoutError))
+            what = f"no answer within {self._timeout:g}s" if timed_out else type(exc).__name__
+            detail = f": {exc}" if str(exc) else ""
+            raise StoreError(f"redis {self._url}: {what}{detail}") from exc

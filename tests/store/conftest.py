@@ -1,0 +1,69 @@
+"""Store fixtures: every backend behind one `store` fixture, and a real redis-server.
+
+Redis is never mocked, and its absence is a failure, not a skip: a Redis backend that was not
+tested must not look like one that passed.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from redis_server import RedisServer, start_or_fail
+from scrapeshield.clock import FakeClock
+from scrapeshield.store.base import Store
+from scrapeshield.store.memory import MemoryStore
+from scrapeshield.store.redis import RedisStore
+
+# Tests move a fake clock while Redis expires keys by its own: a long slack keeps keys alive
+# however slowly a test runs, so fake time alone decides what each test sees.
+TEST_EXPIRY_SLACK = 600.0
+TEST_TIMEOUT = 2.0  # generous on a loaded CI machine; the fault tests use the real default (0.05 s)
+
+RedisStoreFactory = Callable[..., RedisStore]
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; tests keep apart by key prefix."""
+    server = start_or_fail()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def redis_store_factory(redis_server: RedisServer) -> AsyncIterator[RedisStoreFactory]:
+    """`redis_store_factory(**RedisStore.from_url options)`: stores on the session server, each
+    with its own key prefix, all closed when the test ends."""
+    made: list[RedisStore] = []
+
+    def make(**options: object) -> RedisStore:
+        options.setdefault("timeout", TEST_TIMEOUT)
+        options.setdefault("expiry_slack", TEST_EXPIRY_SLACK)
+        options.setdefault("key_prefix", f"t{next(_prefixes)}:")
+        made.append(RedisStore.from_url(redis_server.url, **options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+BACKENDS = ["memory", "redis", "redis-no-local-cache"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest) -> Store:
+    """Each backend in turn. `redis` has the local cache on; the other Redis one has it off, so
+    every answer comes from the Lua script."""
+    if request.param == "memory":
+        return MemoryStore()
+    make: RedisStoreFactory = request.getfixturevalue("redis_store_factory")
+    return make(local_cache_max=0 if request.param == "redis-no-local-cache" else 10_000)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_700_000_000.0)
