@@ -6,7 +6,7 @@ from typing import Any
 from mitmproxy import http
 
 from ..facts import RequestFacts
-from ..netaddr import CidrSet, resolve_client_ip
+from ..netaddr import CidrSet, normalize_ip, resolve_client_ip
 
 
 def _text(b: bytes) -> str:
@@ -17,6 +17,8 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None) -> R
     req = flow.request
     client = flow.client_conn
     peer = client.peername[0] if client.peername else "0.0.0.0"
+    if ":" in peer:  # "::ffff:1.2.3.4" on a dual-stack socket is the IPv4 client 1.2.3.4
+        peer = normalize_ip(peer)
     headers = tuple((_text(k), _text(v)) for k, v in req.headers.fields)
     xff: list[str] = []
     fwd: list[str] = []
