@@ -72,7 +72,13 @@ class ShieldAddon:
 
     def running(self) -> None:
         if self.runtime is not None:
+            if self not in self.runtime.extensions:
+                self.runtime.extensions.append(self)
             self.runtime.start()
+
+    def status(self) -> dict[str, Any]:
+        """For /status: per-connection state must stay bounded by the open connections."""
+        return {"fingerprint": {"tls_connections": len(self._tls)}}
 
     # -- connections ---------------------------------------------------------------------------
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
@@ -136,6 +142,7 @@ class ShieldAddon:
             peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
             if peer:
                 prior = flow.request.headers.get_all("x-forwarded-for")
+                flow.metadata["scrapeshield_xff_prior"] = prior  # so replay can see the request as sent
                 if prior:
                     flow.request.headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
                 else:
