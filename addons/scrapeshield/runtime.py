@@ -42,7 +42,7 @@ class RuntimeConfig:
     store_timeout: float = 0.05
 
 
-SETTLE_SECONDS = 0.1  # a policy file modified more recently than this may still be being written
+SETTLE_SECONDS = 0.25  # a policy file modified more recently than this may still be being written
 RACY_SECONDS = 2.0  # how long after a change a same-size rewrite may keep the same mtime (coarse clocks)
 
 
@@ -144,10 +144,11 @@ class ShieldRuntime:
     def reload(self, force: bool = False) -> bool:
         """Recompile the policy if its file changed. The old policy stays on any failure.
 
-        A poll (force=False) ignores a file written less than SETTLE_SECONDS ago, or one that changes
-        while it is read: an in-place save may be half done, and half a policy can be a valid one.
-        Such a file is looked at again on the next poll. `force` (SIGHUP) recompiles at once, even
-        unchanged bytes, so a changed `ip_lists` file is picked up too.
+        A poll (force=False) ignores a file written less than SETTLE_SECONDS ago, one that changes
+        while it is read, and a freshly emptied one: an in-place save may be half done, and half a
+        policy can be a valid one. Such a file is looked at again on the next poll. A file whose stat
+        changed is recompiled even if its bytes did not (`touch` picks up an edited `ip_lists` file);
+        `force` (SIGHUP) recompiles at once, whatever changed.
         """
         path = self.config.policy_path
         sig = _stat_signature(path)
@@ -171,19 +172,16 @@ class ShieldRuntime:
             if force:
                 log.warning("policy file %s changed while being read; it is read again on the next poll", path)
             return False
-        self._signature = sig
+        if not data.strip() and not force and abs(age) < RACY_SECONDS:
+            return False  # truncated by an in-place save whose writer has not written yet
+        touched, self._signature = sig != self._signature, sig
         # Within RACY_SECONDS of its mtime, a same-size rewrite may keep the same stat signature
         # (coarse timestamps): until then, polls compare the content too.
         self._recheck = abs(age) < RACY_SECONDS
         digest = hashlib.sha256(data).hexdigest()[:16]  # what compile_bytes calls version_hash
-        if not force and digest == self._content_hash:
-            return False  # touched, or rewritten with the same bytes
-        self._content_hash = digest
-        if not force and digest == self.policy.version_hash:
-            if self.last_reload_error is not None:
-                log.info("policy file %s is back to the running version %s", path, digest)
-            self.last_reload_error = None
-            return False
+        if not force and not touched and digest == self._content_hash:
+            return False  # a content check of an unchanged file
+        self._content_hash = digest  # a touched file is recompiled: that picks up edited ip_lists files
         try:
             policy = compile_bytes(data, path)
         except PolicyInvalid as exc:
@@ -195,6 +193,7 @@ class ShieldRuntime:
         self.engine.swap(policy)
         if hasattr(self.store, "fail_mode"):  # ResilientStore: the policy owns the fail mode
             self.store.fail_mode = "closed" if policy.fail_closed else "open"
+        self.decision_log.hash_ips = policy.hash_ips  # `log.hash_ips` applies from the next line on
         for ext in self.extensions:
             if hasattr(ext, "policy_changed"):
                 ext.policy_changed(policy)

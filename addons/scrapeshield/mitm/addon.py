@@ -76,6 +76,11 @@ class ShieldAddon:
                 self.runtime.extensions.append(self)
             self.runtime.start()
 
+    def done(self) -> None:
+        # Also called when mitmproxy re-executes the script: the runtime lives on, this addon does not.
+        if self.runtime is not None and self in self.runtime.extensions:
+            self.runtime.extensions.remove(self)
+
     def status(self) -> dict[str, Any]:
         """For /status: per-connection state must stay bounded by the open connections."""
         return {"fingerprint": {"tls_connections": len(self._tls)}}

@@ -1,0 +1,269 @@
+"""Replay captured flows through a policy: the same `ShieldRuntime` the proxy runs, on a fake clock.
+
+Flow files (`mitmdump -w`, `scrapeshield run --save`, optionally gzip-compressed) are read whole,
+their HTTP requests sorted by `request.timestamp_start` (ties: file order on the command line,
+then position in the file), and each is decided with the clock set to its own timestamp. No
+wall clock and no randomness take part, so the same files and policy give the same decisions.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gzip
+import inspect
+import os
+import zlib
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, cast
+
+from mitmproxy import http
+from mitmproxy.exceptions import FlowReadException
+from mitmproxy.io import FlowReader
+
+from ..clock import FakeClock
+from ..decision import ANSWERED, Action, Decision
+from ..facts import RequestFacts
+from ..mitm.flowfacts import facts_from_flow
+from ..policy.model import CompiledPolicy
+from ..runtime import RuntimeConfig, ShieldRuntime
+
+TLS_METADATA = "scrapeshield_tls"  # the live addon's saved TLS fingerprint (a dict of TlsFingerprint fields)
+DECISION_METADATA = "scrapeshield"  # the live addon's own decision, when the flow came through a shield
+XFF_METADATA = "scrapeshield_xff_prior"  # X-Forwarded-For values before the live addon appended the peer
+
+
+class ReplayInputError(Exception):
+    """A flow file that cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedResponse:
+    status: int
+    content_type: str
+    body: bytes | None  # decoded; None when not kept (nothing would read it) or not recorded
+    from_shield: bool  # the live shield answered (refusal), so the origin never saw the request
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayedDecision:
+    """One replayed request and what the policy decided about it."""
+
+    index: int  # 1-based position in the replay, all clients together
+    client: str  # the client address the policy sees (after trusted_proxies)
+    client_request: int  # 1-based number of this request among the client's own
+    time: float  # the request's recorded timestamp (epoch seconds): the clock during the decision
+    method: str
+    host: str
+    path: str
+    query: str
+    user_agent: str
+    action: Action  # what the policy decided
+    enforced: bool  # False for monitor-mode decisions: logged, not enforced
+    rule: str  # rule name, "default", "ban", "score:<name>" or "error"
+    reason: str
+    key: str
+    matched: tuple[str, ...]  # names of the policy rules whose match held, in policy order
+    shadowed: tuple[tuple[str, str], ...]  # (rule, action) of monitored rules that would have acted
+    status: int | None  # the recorded response status (None: no response was recorded)
+    source: str  # the flow file
+    flow_id: str
+    facts: RequestFacts | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def effective(self) -> Action:
+        """What the shield would do: monitor-mode decisions let the request through."""
+        return self.action if self.enforced else Action.ALLOW
+
+    @property
+    def refused(self) -> bool:
+        """Throttled, challenged, blocked or dropped: the client did not get the page."""
+        return self.effective in ANSWERED
+
+    def describe(self) -> str:
+        target = self.path + (f"?{self.query}" if self.query else "")
+        return f"#{self.client_request} {self.method} {target} -> {self.effective.value} by {self.rule} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """A request taken out of its flow, so the flow itself need not stay in memory."""
+
+    sort_key: tuple[float, int, int]
+    facts: RequestFacts
+    response: RecordedResponse | None
+    source: str
+    flow_id: str
+    malformed: str | None = None  # why no facts could be built: decided as the live addon does
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def _open_flow_file(path: str) -> BinaryIO:
+    with open(path, "rb") as probe:
+        packed = probe.read(2) == b"\x1f\x8b"  # gzip magic: `gzip capture.flows` keeps working
+    return cast(BinaryIO, gzip.open(path, "rb") if packed else open(path, "rb"))  # the caller closes it
+
+
+def iter_http_flows(path: str) -> Iterator[http.HTTPFlow]:
+    """The HTTP flows of one file in file order; TCP/UDP/DNS flows are skipped."""
+    try:
+        with _open_flow_file(path) as fh:
+            for flow in FlowReader(fh).stream():
+                if isinstance(flow, http.HTTPFlow):
+                    yield flow
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ReplayInputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    except FlowReadException as exc:
+        raise ReplayInputError(f"{path}: not a mitmproxy flow file: {exc}") from None
+
+
+def tls_from_metadata(flow: http.HTTPFlow) -> Any:
+    """The TLS fingerprint the live addon saved with the flow, or None."""
+    saved = flow.metadata.get(TLS_METADATA)
+    if not isinstance(saved, dict):
+        return None
+    try:
+        from ..fingerprint.tls import TlsFingerprint
+    except ImportError:
+        return None
+    names = {f.name for f in dataclasses.fields(TlsFingerprint)}
+    # Flow files store tuples as lists; the fingerprint wants its tuples back.
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+    try:
+        return TlsFingerprint(**values)
+    except TypeError:  # saved by another version with other fields
+        return None
+
+
+def as_sent(flow: http.HTTPFlow) -> http.HTTPFlow:
+    """Undo the X-Forwarded-For hop the live shield added before the flow was saved, so the
+    policy sees the headers the client sent (their order and count matter to fingerprints)."""
+    prior = flow.metadata.get(XFF_METADATA)
+    if isinstance(prior, list):
+        if prior:
+            flow.request.headers.set_all("X-Forwarded-For", [str(v) for v in prior])
+        else:
+            flow.request.headers.pop("X-Forwarded-For", None)
+    return flow
+
+
+def _recorded_response(flow: http.HTTPFlow, keep_body: bool) -> RecordedResponse | None:
+    response = flow.response
+    if response is None:
+        return None
+    live = flow.metadata.get(DECISION_METADATA)
+    from_shield = isinstance(live, dict) and bool(live.get("enforced")) and live.get("action") in ANSWERED
+    body = response.get_content(strict=False) if keep_body and not from_shield else None
+    return RecordedResponse(response.status_code, response.headers.get("content-type", ""), body, from_shield)
+
+
+def read_requests(paths: Sequence[str], policy: CompiledPolicy, keep_bodies: bool = False) -> list[_Recorded]:
+    """Every HTTP request of every file, in replay order."""
+    out: list[_Recorded] = []
+    for file_index, path in enumerate(paths):
+        for position, flow in enumerate(iter_http_flows(path)):
+            malformed = None
+            try:
+                facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow))
+            except Exception as exc:  # noqa: BLE001 - as the live addon: one odd request never stops the rest
+                peer = flow.client_conn.peername[0] if flow.client_conn.peername else "0.0.0.0"
+                facts = RequestFacts(peer_ip=peer, method=flow.request.method, path=flow.request.path[:512],
+                                     timestamp=flow.request.timestamp_start)
+                malformed = f"malformed request: {exc}"
+            out.append(_Recorded((flow.request.timestamp_start, file_index, position), facts,
+                                 _recorded_response(flow, keep_bodies), path, flow.id, malformed))
+    out.sort(key=lambda r: r.sort_key)
+    return out
+
+
+# --- deciding -----------------------------------------------------------------------------
+
+def replay_runtime(policy_path: str | os.PathLike[str]) -> ShieldRuntime:
+    """A runtime as the proxy builds it, minus the parts that touch the world: no admin server,
+    no policy polling, decision log to /dev/null, time from a FakeClock the replay moves."""
+    return ShieldRuntime(RuntimeConfig(str(policy_path), admin="", decision_log=os.devnull, reload_interval=0),
+                         clock=FakeClock(0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRun:
+    """The outcome of one replay: the policy as compiled for it, and every decision in order."""
+
+    policy: CompiledPolicy
+    flow_files: tuple[str, ...]
+    decisions: tuple[ReplayedDecision, ...]
+
+
+async def replay_async(flow_files: Iterable[str | os.PathLike[str]],
+                       policy_path: str | os.PathLike[str]) -> ReplayRun:
+    """Decide every request of `flow_files` under the policy at `policy_path`, in time order.
+
+    Raises `PolicyInvalid` for a bad policy and `ReplayInputError` for an unreadable flow file.
+    """
+    files = tuple(str(p) for p in flow_files)
+    runtime = replay_runtime(policy_path)
+    try:
+        return ReplayRun(runtime.policy, files, tuple(await _replay(runtime, files)))
+    finally:
+        await runtime.stop()
+        runtime.decision_log.close()
+
+
+async def _replay(runtime: ShieldRuntime, paths: Sequence[str]) -> list[ReplayedDecision]:
+    policy = runtime.policy
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+    observe = getattr(runtime, "observe_response", None)
+    requests = read_requests(paths, policy, keep_bodies=observe is not None)
+    per_client: dict[str, int] = {}
+    out: list[ReplayedDecision] = []
+    for index, rec in enumerate(requests, 1):
+        facts = rec.facts
+        clock.set(rec.sort_key[0])
+        if rec.malformed is not None:  # what the live addon does with a request it cannot read
+            matched: tuple[str, ...] = ()
+            decision = Decision(Action.BLOCK if policy.fail_closed else Action.ALLOW, "error", rec.malformed,
+                                enforced=not policy.monitor)
+            runtime.record(facts, decision)
+        else:
+            decision = await runtime.decide(facts)
+            # For the report only, after deciding: the facts are then as the engine saw them.
+            matched = tuple(rule.name for rule in policy.rules if rule.match(facts))
+        n = per_client[facts.client_ip] = per_client.get(facts.client_ip, 0) + 1
+        out.append(_replayed(index, n, facts, decision, matched, rec))
+        if observe is not None and rec.response is not None and not rec.response.from_shield \
+                and decision.effective not in ANSWERED:
+            # The origin's answer to a request this policy also lets through: what the live addon sees.
+            result = observe(facts, rec.response.status, rec.response.content_type, rec.response.body)
+            if inspect.isawaitable(result):
+                await result
+    return out
+
+
+def _replayed(index: int, n: int, facts: RequestFacts, d: Decision, matched: tuple[str, ...],
+              rec: _Recorded) -> ReplayedDecision:
+    return ReplayedDecision(
+        index=index, client=facts.client_ip, client_request=n, time=rec.sort_key[0], method=facts.method,
+        host=facts.host, path=facts.path, query=facts.query, user_agent=facts.user_agent, action=d.action,
+        enforced=d.enforced, rule=d.rule, reason=d.reason, key=d.key, matched=matched,
+        shadowed=tuple((s.rule, s.action.value) for s in d.shadowed),
+        status=rec.response.status if rec.response is not None else None,
+        source=rec.source, flow_id=rec.flow_id, facts=facts,
+    )
+
+
+def replay(flow_files: Iterable[str | os.PathLike[str]], policy_path: str | os.PathLike[str]) -> ReplayRun:
+    """`replay_async` for synchronous callers; also safe to call while an event loop runs."""
+    return run_sync(lambda: replay_async(flow_files, policy_path))
+
+
+def run_sync[T](make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(1, thread_name_prefix="scrapeshield-replay") as pool:  # a loop runs here already
+        return pool.submit(lambda: asyncio.run(make())).result()
+

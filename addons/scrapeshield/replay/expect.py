@@ -1,0 +1,240 @@
+"""`--expect FILE`: what a replay should show, checked like a test.
+
+    expect:
+      - client: 127.0.0.1            # selectors (all optional, all must hold):
+        first_block_by: 100          #   client (addresses/CIDRs), user_agent (regex), filter (a policy match)
+      - filter: {path: "/static/*"}
+        all: allow                   # checks: first_block_by N, first_block_after N, all [...], never [...]
+      - user_agent: Scrapy
+        never: [block, drop]
+
+Request numbers count the *selected* requests in replay order, so for a `client:` selector they
+are that client's request numbers. A selector that selects nothing is a failure, never a pass.
+The file is validated like a policy: every error, as file:line:col.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import yaml
+from yaml.nodes import Node
+
+from ..decision import Action
+from ..netaddr import CidrSet, parse_ip
+from ..policy.errors import PolicyError, PolicyInvalid
+from ..policy.matchers import CompileEnv, compile_match
+from ..policy.nodes import Reader
+from .core import ReplayedDecision
+from .report import REFUSALS
+
+SELECTORS = ("client", "user_agent", "filter")
+CHECKS = ("first_block_by", "first_block_after", "all", "never")
+FIELDS = ("name", *SELECTORS, *CHECKS)
+ACTIONS = tuple(a.value for a in (Action.ALLOW, Action.DELAY, *REFUSALS))
+SHOWN = 10  # offending requests listed per failed check
+
+Selector = Callable[[ReplayedDecision], bool]
+
+
+class ExpectInvalid(PolicyInvalid):
+    """An expectations file with errors (file:line:col each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    where: str  # file:line:col of the list item
+    label: str  # the `name`, or the selector and checks as written
+    select: Selector
+    first_block_by: int | None = None
+    first_block_after: int | None = None
+    all: frozenset[str] | None = None
+    never: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectationResult:
+    expectation: Expectation
+    selected: int
+    failures: tuple[str, ...]  # human-readable lines; empty when the expectation holds
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, object]:
+        return {"where": self.expectation.where, "expectation": self.expectation.label, "ok": self.ok,
+                "selected": self.selected, "failures": list(self.failures)}
+
+
+# --- loading ------------------------------------------------------------------------------
+
+def load_expectations(path: str) -> list[Expectation]:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ExpectInvalid([PolicyError(path, 1, 1, f"cannot read expectations: {exc.strerror or exc}")]) from None
+    return parse_expectations(data, path)
+
+
+def parse_expectations(data: bytes, filename: str = "<expect>") -> list[Expectation]:
+    try:
+        text = data.decode("utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise ExpectInvalid([PolicyError(filename, 1, 1, f"not UTF-8: {exc.reason}")]) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ExpectInvalid([PolicyError(filename, line, col, f"YAML syntax: {exc.problem or exc}")]) from None
+    r = Reader(filename)
+    out: list[Expectation] = []
+    if root is None:
+        r.error(None, "expectations file is empty (want: expect: [...])")
+    elif (top := r.mapping(root, "expectations file", ("expect",))) is not None:
+        if "expect" not in top:
+            r.error(root, "missing required field 'expect' (a list of expectations)")
+        else:
+            items = r.sequence(top["expect"][1], "expect", scalar_ok=False)
+            if not items and not r.errors:
+                r.error(top["expect"][1], "expect: the list is empty")
+            for item in items:
+                exp = _expectation(r, item, text)
+                if exp is not None:
+                    out.append(exp)
+    if r.errors:
+        raise ExpectInvalid(sorted(r.errors, key=lambda e: (e.line, e.col)))
+    return out
+
+
+def _expectation(r: Reader, node: Node, text: str) -> Expectation | None:
+    f = r.mapping(node, "expectation", FIELDS)
+    if f is None:
+        return None
+    n_errors = len(r.errors)
+    mark = node.start_mark
+    where = f"{r.filename}:{mark.line + 1}:{mark.column + 1}"
+    selectors: list[Selector] = []
+    if "client" in f:
+        cnode = f["client"][1]
+        nets = []
+        for item in r.sequence(cnode, "client"):
+            value = r.string(item, "client")
+            if value is None:
+                continue
+            try:
+                CidrSet.of([value])
+                nets.append(value)
+            except ValueError as exc:
+                r.error(item, f"client: {exc}")
+        cidrs = CidrSet.of(nets)
+        selectors.append(lambda d: cidrs.contains(parse_ip(d.client)))
+    if "user_agent" in f and (rx := r.regex(f["user_agent"][1], "user_agent")) is not None:
+        search = rx.search
+        selectors.append(lambda d: search(d.user_agent) is not None)
+    if "filter" in f and (pred := compile_match(r, f["filter"][1], CompileEnv({}))) is not None:
+        selectors.append(lambda d: d.facts is not None and pred(d.facts))
+
+    checks: dict[str, object] = {}
+    for name in ("first_block_by", "first_block_after"):
+        if name in f:
+            checks[name] = r.integer(f[name][1], name, 1)
+    for name in ("all", "never"):
+        if name in f:
+            before = len(r.errors)
+            items = r.sequence(f[name][1], name)
+            if not items and len(r.errors) == before:
+                r.error(f[name][1], f"{name}: name at least one action ({', '.join(ACTIONS)})")
+            checks[name] = frozenset(a for item in items if (a := r.choice(item, name, ACTIONS)) is not None)
+    if not any(c in f for c in CHECKS):
+        r.error(node, f"expectation: needs a check ({', '.join(CHECKS)})")
+    if len(r.errors) > n_errors:
+        return None
+
+    label = r.string(f["name"][1], "name") if "name" in f else None
+    if label is None:
+        written = [_source(text, f[k][0], f[k][1]) for k in FIELDS if k in f and k != "name"]
+        label = ", ".join(written)
+    sel = tuple(selectors)
+    return Expectation(where, label, lambda d: all(s(d) for s in sel), **checks)  # type: ignore[arg-type]
+
+
+def _source(text: str, knode: Node, vnode: Node) -> str:
+    """`key: value` exactly as written, on one line."""
+    raw = text[knode.start_mark.index:vnode.end_mark.index]
+    return re.sub(r"\s*\n\s*", " ", raw).strip()
+
+
+# --- checking -----------------------------------------------------------------------------
+
+def check_expectations(expectations: Sequence[Expectation],
+                       decisions: Sequence[ReplayedDecision]) -> list[ExpectationResult]:
+    return [_check(e, [d for d in decisions if e.select(d)]) for e in expectations]
+
+
+def _check(e: Expectation, selected: list[ReplayedDecision]) -> ExpectationResult:
+    if not selected:
+        return ExpectationResult(e, 0, ("expected: requests matching the selector\ngot:      no replayed request matches it",))
+    failures: list[str] = []
+    total = len(selected)
+    first = next((i for i, d in enumerate(selected, 1) if d.refused), None)
+    refusals = "/".join(a.value for a in REFUSALS)
+    if e.first_block_by is not None and (first is None or first > e.first_block_by):
+        got = (f"no refusal in {total} requests ({_summary(selected)})" if first is None
+               else f"first refusal at request {first}: {_line(selected[first - 1], selected[0])}")
+        failures.append(f"expected: first refusal ({refusals}) at or before request {e.first_block_by} of {total}\n"
+                        f"got:      {got}")
+    if e.first_block_after is not None and first is not None and first <= e.first_block_after:
+        failures.append(f"expected: no refusal in the first {min(e.first_block_after, total)} of {total} requests\n"
+                        f"got:      first refusal at request {first}: {_line(selected[first - 1], selected[0])}")
+    if e.all is not None:
+        bad = [(i, d) for i, d in enumerate(selected, 1) if d.effective.value not in e.all]
+        if bad:
+            failures.append(_listing(f"every one of {total} requests: {_names(e.all)}", bad, selected))
+    if e.never is not None:
+        bad = [(i, d) for i, d in enumerate(selected, 1) if d.effective.value in e.never]
+        if bad:
+            failures.append(_listing(f"none of {total} requests: {_names(e.never)}", bad, selected))
+    return ExpectationResult(e, total, tuple(failures))
+
+
+def _names(actions: frozenset[str]) -> str:
+    return ", ".join(a for a in ACTIONS if a in actions)
+
+
+def _summary(ds: Sequence[ReplayedDecision]) -> str:
+    counts: dict[str, int] = {}
+    for d in ds:
+        counts[d.effective.value] = counts.get(d.effective.value, 0) + 1
+    return ", ".join(f"{a} {counts[a]}" for a in ACTIONS if a in counts)
+
+
+def _line(d: ReplayedDecision, first: ReplayedDecision) -> str:
+    target = d.path + (f"?{d.query}" if d.query else "")
+    return (f"{d.method} {target} -> {d.effective.value} by {d.rule} ({d.reason}) "
+            f"[client {d.client}, +{d.time - first.time:.3f}s]")
+
+
+def _listing(expected: str, bad: list[tuple[int, ReplayedDecision]], selected: list[ReplayedDecision]) -> str:
+    lines = [f"expected: {expected}",
+             f"got:      {len(bad)} otherwise ({_summary([d for _, d in bad])})"]
+    lines += [f"  request {i}: {_line(d, selected[0])}" for i, d in bad[:SHOWN]]
+    if len(bad) > SHOWN:
+        lines.append(f"  ... and {len(bad) - SHOWN} more")
+    return "\n".join(lines)
+
+
+def format_results(results: Sequence[ExpectationResult]) -> str:
+    """The diff for people: one block per failed expectation, then a tally."""
+    out = []
+    for res in results:
+        if res.ok:
+            continue
+        out.append(f"FAIL {res.expectation.where}  {res.expectation.label}")
+        for failure in res.failures:
+            out.extend("  " + line for line in failure.splitlines())
+    failed = sum(not r.ok for r in results)
+    out.append(f"expectations: {len(results) - failed} passed, {failed} failed")
+    return "\n".join(out) + "\n"
