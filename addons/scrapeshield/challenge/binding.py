@@ -1,0 +1,45 @@
+"""Who a challenge or cookie belongs to: the client's network prefix and its User-Agent.
+
+A prefix (/24, /64 by default) rather than the exact address, so that carrier NAT and IPv6
+privacy addresses do not re-challenge a browser that already paid; a harvester that rotates
+through networks still pays once per network and User-Agent.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from ..netaddr import ip_prefix
+
+__all__ = ["ClientBinding", "ip_prefix", "short_hash"]
+
+
+def short_hash(text: str) -> str:
+    """72 bits of SHA-256 as 12 URL-safe characters: enough to tell clients apart, short for cookies."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+    return base64.urlsafe_b64encode(digest[:9]).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBinding:
+    ip_prefix: str  # e.g. "203.0.113.0/24" or "2001:db8:1:2::/64"
+    ua_hash: str  # short_hash of the User-Agent header ("" UA hashes too)
+
+    @classmethod
+    def of(cls, ip: str, user_agent: str, v4_bits: int = 24, v6_bits: int = 64) -> ClientBinding:
+        return cls(ip_prefix(ip, v4_bits, v6_bits), short_hash(user_agent))
+
+    @property
+    def family(self) -> str:
+        return "6" if ":" in self.ip_prefix else "4"
+
+    @property
+    def ip_tag(self) -> str:
+        """What tokens and cookies carry: the family and a hash of the prefix (no address in the clear)."""
+        return self.family + short_hash(self.ip_prefix)
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,190 @@
+"""Sequential-ID walks: /user/1001, /user/1002, ... or ?id=500, ?id=490, ...
+
+Numeric IDs are pulled from path segments (`1001`, `item-1001.html`) and from
+query values (`?id=1001`). Each ID position of a path *template* is its own
+series: `/user/{}/photos/{}` has series `#0` (user) and `#1` (photo), and
+`?id=` on `/item` is the series `/item?id`.
+
+Per series we follow one walk: a base ID, a constant stride (ascending,
+descending, or strided like +10) and the furthest lattice position reached
+(the frontier). The walk's run length counts the distinct IDs on it. It
+tolerates what real harvesters do:
+- skipped IDs: the frontier may jump up to `max_gap` strides;
+- out-of-order requests from concurrent workers: IDs behind the frontier
+  (last 64 positions) count once, and a first stride that was too coarse
+  (1001, 1003, 1002) is refined to the gcd if the walk stays dense;
+- repeats (reloads) neither count nor break the walk.
+Anything else restarts the walk from the last two IDs. A walk also ends
+after `max_pause_s` without a step.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from .strength import ramp
+
+_DIGIT = re.compile(r"[0-9]")
+# one run of ASCII digits, with short non-digit prefix/suffix: `1001`, `item-1001.html`, `p42`
+_ID_SEGMENT = re.compile(r"([^0-9]{0,32})([0-9]{1,15})([^0-9]{0,32})")
+_SEEN_MASK = (1 << 64) - 1
+MAX_IDS_PER_REQUEST = 8
+
+
+def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
+    """(series, id) pairs of a request. Segments with several digit runs (UUIDs,
+    hashes, dates) become `*` in the template and are not tracked."""
+    ids: list[tuple[str, int]] = []
+    if _DIGIT.search(path) is None:
+        template = path
+    else:
+        parts = path.split("/")
+        positions: list[int] = []
+        for i, segment in enumerate(parts):
+            if not segment:
+                continue
+            if segment.isascii() and segment.isdigit():
+                if len(segment) <= 15:
+                    positions.append(int(segment))
+                    parts[i] = "{}"
+                else:
+                    parts[i] = "*"
+            elif _DIGIT.search(segment) is not None:
+                m = _ID_SEGMENT.fullmatch(segment)
+                if m is None:
+                    parts[i] = "*"
+                else:
+                    positions.append(int(m[2]))
+                    parts[i] = m[1] + "{}" + m[3]
+        template = "/".join(parts)
+        for j, number in enumerate(positions[:MAX_IDS_PER_REQUEST]):
+            ids.append((f"{template}#{j}", number))
+    if query and _DIGIT.search(query) is not None:
+        for pair in query.split("&"):
+            name, _, value = pair.partition("=")
+            if value and len(value) <= 15 and value.isascii() and value.isdigit():
+                ids.append((f"{template}?{name}", int(value)))
+                if len(ids) >= MAX_IDS_PER_REQUEST:
+                    break
+    return ids
+
+
+class Walk:
+    """The current walk of one series."""
+
+    __slots__ = ("base", "stride", "frontier", "seen", "run", "last_id", "last_t")
+
+    def __init__(self, first_id: int, now: float) -> None:
+        self.last_id = first_id
+        self.last_t = now
+        self.restart(first_id)
+
+    def restart(self, first_id: int) -> None:
+        self.base = first_id
+        self.stride = 0  # unknown until a second distinct ID arrives
+        self.frontier = 0  # furthest lattice index reached: base + frontier * stride
+        self.seen = 1  # bit i set: position frontier - i was visited
+        self.run = 1  # distinct IDs on the walk
+
+
+class SequentialIds:
+    """Detector: signal grows from `start` to `full` IDs on one walk."""
+
+    __slots__ = ("max_pause_s", "max_stride", "max_gap", "max_series", "start", "full")
+
+    def __init__(
+        self, max_pause_s: float, max_stride: int, max_gap: int, max_series: int, start: float, full: float
+    ) -> None:
+        self.max_pause_s = max_pause_s
+        self.max_stride = max_stride
+        self.max_gap = max_gap
+        self.max_series = max_series
+        self.start = start
+        self.full = full
+
+    def observe(self, walks: dict[str, Walk], ids: list[tuple[str, int]], now: float) -> float:
+        """Feed one request's `extract_ids`; `walks` is the identity's series -> walk map (LRU order)."""
+        longest = 0
+        for series, value in ids:
+            walk = walks.pop(series, None)
+            if walk is None:
+                if len(walks) >= self.max_series:
+                    del walks[next(iter(walks))]
+                walk = Walk(value, now)
+            else:
+                self._step(walk, value, now)
+            walks[series] = walk
+            if walk.run > longest:
+                longest = walk.run
+        return ramp(longest, self.start, self.full)
+
+    def _step(self, w: Walk, x: int, now: float) -> None:
+        if now - w.last_t > self.max_pause_s:
+            w.restart(x)
+        elif w.stride == 0:
+            if x != w.base:
+                self._restart_from(w, w.base, x)
+        else:
+            k, r = divmod(x - w.base, w.stride)
+            if r == 0 and k >= 0:
+                ahead = k - w.frontier
+                if ahead > 0:
+                    if ahead <= self.max_gap:
+                        w.frontier = k
+                        w.seen = ((w.seen << ahead) | 1) & _SEEN_MASK
+                        w.run += 1
+                    else:
+                        self._restart_from(w, w.last_id, x)
+                elif ahead > -64:  # behind the frontier: reordered or revisited
+                    bit = 1 << -ahead
+                    if not w.seen & bit:
+                        w.seen |= bit
+                        w.run += 1
+            elif not self._refine(w, x):
+                self._restart_from(w, w.last_id, x)
+        w.last_id = x
+        w.last_t = now
+
+    def _restart_from(self, w: Walk, previous: int, x: int) -> None:
+        d = x - previous
+        if d != 0 and -self.max_stride <= d <= self.max_stride:
+            w.base = previous
+            w.stride = d
+            w.frontier = 1
+            w.seen = 0b11
+            w.run = 2
+        else:
+            w.restart(x)
+
+    def _refine(self, w: Walk, x: int) -> bool:
+        """x is off the lattice: try the gcd stride, if the walk stays dense."""
+        offset = x - w.base
+        if (offset > 0) != (w.stride > 0):
+            return False
+        step = abs(w.stride)
+        g = math.gcd(step, abs(offset))
+        scale = step // g
+        frontier = w.frontier * scale
+        k = abs(offset) // g
+        if k - frontier > self.max_gap:
+            return False
+        if (max(k, frontier) + 1) > (w.run + 1) * self.max_gap:
+            return False  # too sparse to still call it a walk
+        seen = 0
+        bits = w.seen
+        while bits:
+            low = bits & -bits
+            j = (low.bit_length() - 1) * scale
+            if j < 64:
+                seen |= 1 << j
+            bits ^= low
+        if k > frontier:
+            seen = ((seen << (k - frontier)) | 1) & _SEEN_MASK
+            frontier = k
+        elif frontier - k < 64:
+            seen |= 1 << (frontier - k)
+        w.stride = g if w.stride > 0 else -g
+        w.frontier = frontier
+        w.seen = seen
+        w.run += 1
+        return True
