@@ -30,6 +30,7 @@ from .assets import AssetLedger, MissingAssets, file_name, name_hash
 from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
 from .distinct import HASH_MASK, DistinctResources, DistinctWindow
+from .strength import stable_hash
 from .probe import ProbeRate, ProbeWindow
 from .sequence import SequentialIds, Walk, extract_ids
 from .timing import ArrivalGaps, RegularTiming
@@ -155,7 +156,7 @@ class DetectorSet:
             if w is None:
                 st.distinct = w = DistinctWindow(now)
             resource = f"{path}?{obs.query}" if obs.query else path
-            distinct = self._distinct.observe(w, hash(resource) & HASH_MASK, now)
+            distinct = self._distinct.observe(w, stable_hash(resource), now)
         if self._sequence is not None:
             ids = extract_ids(path, obs.query)
             if ids:
@@ -171,7 +172,7 @@ class DetectorSet:
                 st.assets = led = AssetLedger()
             assets = self._assets.on_page_request(led, obs.is_document, now)
         if self._timing is not None:
-            path_hash = hash(path)
+            path_hash = stable_hash(path)
             g = st.timing
             if g is None:
                 st.timing = self._timing.new_state(now, path_hash)

@@ -40,7 +40,7 @@ from bisect import bisect_left, insort
 
 from cachetools import LRUCache
 
-from .strength import ramp
+from .strength import ramp, stable_hash
 
 HASH_MASK = 0xFFFF_FFFF
 
@@ -64,7 +64,7 @@ def file_name(path: str) -> str:
 
 
 def name_hash(name: str) -> int:
-    return hash(name) & HASH_MASK
+    return stable_hash(name)
 
 
 def _same_origin_file(url: bytes) -> str | None:
@@ -213,7 +213,7 @@ class MissingAssets:
         names = asset_refs(body, self.scan_bytes, self.max_refs)
         if not names:
             return
-        hashes = [hash(n) & HASH_MASK for n in names]
+        hashes = [stable_hash(n) for n in names]
         if self._shared is not None:
             hashes = self._page_specific(hashes)
         fresh = [h for h in hashes if not self._is_known(led, h)]

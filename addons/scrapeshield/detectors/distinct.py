@@ -16,14 +16,14 @@ import math
 from array import array
 from bisect import bisect_left
 
-from .strength import ramp
+from .strength import ramp, stable_hash
 
 HASH_MASK = 0xFFFF_FFFF
 
 
 def resource_hash(resource: str) -> int:
     """32-bit hash of a resource (path plus query). Per-process salt is fine: state is in memory."""
-    return hash(resource) & HASH_MASK
+    return stable_hash(resource)
 
 
 class HyperLogLog:
