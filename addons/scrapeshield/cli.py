@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--shadow-policy", default="", help="candidate policy evaluated beside the live one, never enforced")
     run.add_argument("--decision-log", default="-", help="file for JSON decision lines ('-' = stderr)")
     run.add_argument("--save", default="", help="write every flow to this mitmproxy flow file (for replay)")
+    run.add_argument("--secret-file", default="",
+                     help="challenge/clearance HMAC keys, one per line (first signs, all verify); "
+                          "default $SCRAPESHIELD_CHALLENGE_KEYS, else ephemeral")
     run.add_argument("--cert", help="TLS certificate (PEM) for the listen port; default: self-signed")
     run.add_argument("--key", help="TLS private key (PEM) for --cert")
     run.add_argument("--confdir", default=os.path.expanduser("~/.scrapeshield"), help="where the self-signed CA lives")
@@ -91,7 +94,7 @@ async def _run(args: argparse.Namespace) -> int:
         runtime = ShieldRuntime(RuntimeConfig(
             policy_path=args.policy, store_url=args.store, admin=args.admin, decision_log=args.decision_log,
             shadow_policy_path=args.shadow_policy, reload_interval=args.reload_interval,
-            store_timeout=args.store_timeout,
+            store_timeout=args.store_timeout, secret_file=args.secret_file,
         ))
     except PolicyInvalid as exc:
         print(f"scrapeshield: refusing to start, the policy is invalid:\n{exc}", file=sys.stderr)

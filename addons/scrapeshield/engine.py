@@ -14,13 +14,16 @@ from typing import Callable, Mapping, Protocol
 
 from .clock import Clock
 from .decision import ALLOW_DEFAULT, Action, Decision, RateInfo
+from .detectors import DetectorSet, Observation, is_asset_request, is_document_request
 from .facts import RequestFacts
-from .netaddr import MalformedRequest
+from .netaddr import CidrSet, MalformedRequest
+from .policy.matchers import first_segment, guard_of
 from .policy.model import BucketDef, CompiledPolicy, Rule, ScoreDef
 from .store.base import Batch, BatchResult, BucketCheck, ScoreUpdate, Store, StoreError
 from .store.memory import MemoryStore
 
 log = logging.getLogger("scrapeshield.engine")
+_MEMORY_APPLY = MemoryStore.apply
 
 ClearanceCheck = Callable[[RequestFacts, str], bool]
 SignalSource = Callable[[RequestFacts, CompiledPolicy], Mapping[str, float]]
@@ -49,9 +52,14 @@ class Engine:
         self.clearance = clearance
         self.signal_sources = signal_sources
         self.errors = 0
+        self._plan = _RulePlan(policy)
+        self.detectors: DetectorSet | None = DetectorSet(policy.detectors) if policy.detectors else None  # type: ignore[arg-type]
 
     def swap(self, policy: CompiledPolicy) -> None:
         """Install a new policy between requests. Decisions already running keep the old one."""
+        self._plan = _RulePlan(policy)
+        if policy.detectors != self.policy.detectors:  # unchanged detector settings keep their state
+            self.detectors = DetectorSet(policy.detectors) if policy.detectors else None  # type: ignore[arg-type]
         self.policy = policy
         keep = policy.bucket_ids
         self.store.retain_buckets(keep)
@@ -79,7 +87,25 @@ class Engine:
         return Decision(Action.ALLOW, "error", reason)
 
     # ------------------------------------------------------------------------------------
+    def observe_response(self, facts: RequestFacts, status: int, content_type: str | None, body: bytes | None) -> None:
+        """Feed a response to the detectors (probe rate, referenced assets)."""
+        detectors, key = self.detectors, facts.detector_key
+        if detectors is not None and key is not None:
+            detectors.observe_response(key, status, content_type, body, self.clock.now(), is_asset=facts.is_asset)
+
+    def _observe(self, detectors: DetectorSet, policy: CompiledPolicy, facts: RequestFacts, now: float) -> None:
+        hmap = facts.header_map
+        is_asset = is_asset_request(facts.method, facts.path, hmap)
+        obs = Observation(facts.path, facts.query, facts.method,
+                          not is_asset and is_document_request(facts.method, facts.path, hmap), is_asset, now)
+        key = policy.detector_key.func(facts)  # type: ignore[union-attr]
+        facts.detector_key, facts.is_asset = key, is_asset
+        facts.detector_signals = detectors.observe_request(key, obs)
+
     async def _decide(self, policy: CompiledPolicy, facts: RequestFacts, now: float) -> Decision:
+        detectors = self.detectors
+        if detectors is not None and policy.detector_key is not None:
+            self._observe(detectors, policy, facts, now)
         enforced = not policy.monitor
         shadowed: list[Decision] = []
         limit_rules: list[Rule] = []
@@ -88,7 +114,10 @@ class Engine:
         rule_scores: dict[str, float] = {}
         terminal: Rule | None = None
 
-        for rule in policy.rules:
+        plan = self._plan
+        if plan.policy is not policy:  # `engine.policy` was assigned directly
+            plan = self._plan = _RulePlan(policy)
+        for rule in plan.candidates(facts):  # the rules in policy order, less those that cannot match
             if not rule.match(facts):
                 continue
             for sname, delta in rule.scores:
@@ -140,7 +169,11 @@ class Engine:
 
         batch = Batch(self._ban_keys(policy, facts) if policy.ban_keys else (), tuple(checks), score_updates)
         if batch.ban_keys or batch.buckets or batch.scores:
-            res = await self.store.apply(batch, now)
+            store = self.store
+            if type(store).apply is _MEMORY_APPLY:  # a plain MemoryStore: skip one coroutine, same result
+                res = store.apply_now(batch, now)  # type: ignore[attr-defined]
+            else:
+                res = await store.apply(batch, now)
         else:
             res = None
 
@@ -179,7 +212,7 @@ class Engine:
 
     @staticmethod
     def _ban_keys(policy: CompiledPolicy, facts: RequestFacts) -> tuple[str, ...]:
-        return tuple(k.func(facts) for k in policy.ban_keys)
+        return tuple([k.func(facts) for k in policy.ban_keys])
 
     @staticmethod
     def _direct(rule: Rule, facts: RequestFacts, policy: CompiledPolicy, enforced: bool) -> Decision:
@@ -209,6 +242,7 @@ class Engine:
         signals: dict[str, float] = {}
         for source in self.signal_sources:
             signals.update(source(facts, policy))
+        signals.update(facts.detector_signals)
         ups = []
         for score in policy.scores:
             delta = rule_scores.get(score.name, 0.0)
@@ -234,6 +268,106 @@ class Engine:
                             enforced=enforced and threshold.action is not Action.LOG, status=threshold.status,
                             difficulty=threshold.difficulty or policy.challenge.difficulty, score=value)
         return None
+
+
+class _RulePlan:
+    """Which of a policy's rules a request can match at all, from the guards of their predicates
+    (necessary conditions, see `policy/matchers.py`): the first path segment, the method, the
+    presence of a header, the client address in a CIDR set.
+
+    `candidates()` returns the rules in policy order minus rules whose predicate is certainly
+    false for the request, so the decision is exactly that of a pass over every rule. Candidate
+    lists are cached per combination of holding atoms; the combinations are bounded by the
+    policy, not by the traffic.
+
+    Rules whose whole match is one `user_agent` condition (bad-bot lists) depend on the UA alone:
+    which of them match is remembered per UA string (bounded), so a request pays one lookup for
+    all of them instead of one regex search each.
+    """
+
+    __slots__ = ("policy", "_trivial", "_segs", "_methods", "_hdrs", "_ip_sets", "_ip_union", "_always",
+                 "_by_atom", "_cache", "_ua_rules", "_ua_memo")
+
+    _CACHE_MAX = 4096
+    _UA_MEMO_MAX = 4096
+    _UA_MEMO_MAX_LEN = 512
+
+    def __init__(self, policy: CompiledPolicy) -> None:
+        self.policy = policy
+        always: list[int] = []
+        ua_rules: list[tuple[int, object]] = []
+        by_atom: dict[tuple[str, object], list[int]] = {}
+        for i, rule in enumerate(policy.rules):
+            guard = guard_of(rule.match)
+            if not guard:
+                if getattr(rule.match, "ua_only", False):
+                    ua_rules.append((i, rule.match))
+                else:
+                    always.append(i)
+                continue
+            for atom in guard:
+                by_atom.setdefault(atom, []).append(i)
+        self._ua_rules = tuple(ua_rules)
+        self._ua_memo: dict[str, tuple[int, ...]] = {}
+        self._trivial = not by_atom and not ua_rules
+        self._always = always
+        self._segs = frozenset(v for k, v in by_atom if k == "seg")
+        self._methods = frozenset(v for k, v in by_atom if k == "method")
+        self._hdrs = frozenset(v for k, v in by_atom if k == "hdr")
+        ip_sets: list[CidrSet] = [v for k, v in by_atom if k == "ip"]  # type: ignore[misc]
+        self._ip_sets = tuple(enumerate(ip_sets))
+        self._ip_union = CidrSet.of(c for s in ip_sets for c in s.source) if ip_sets else None
+        # Atoms keyed compactly: ("ip", i) stands for ip_sets[i] (hashing a big CidrSet is slow).
+        self._by_atom: dict[tuple[str, object], list[int]] = {}
+        for (kind, value), idx in by_atom.items():
+            if kind == "ip":
+                value = next(i for i, s in self._ip_sets if s is value)
+            self._by_atom[(kind, value)] = idx
+        self._cache: dict[tuple[tuple[tuple[str, object], ...], tuple[int, ...]], tuple[Rule, ...]] = {}
+
+    def candidates(self, facts: RequestFacts) -> tuple[Rule, ...]:
+        if self._trivial:
+            return self.policy.rules
+        atoms: list[tuple[str, object]] = []
+        if self._segs:
+            seg = first_segment(facts.path)
+            if seg is not None and seg in self._segs:
+                atoms.append(("seg", seg))
+        if self._methods and facts.method in self._methods:
+            atoms.append(("method", facts.method))
+        if self._hdrs:
+            hdrs = self._hdrs
+            present = [name for name in facts.header_map if name in hdrs]
+            if present:
+                present.sort()
+                atoms.extend(("hdr", name) for name in present)
+        if self._ip_union is not None:
+            ip = facts.ip
+            if self._ip_union.contains(ip):
+                atoms.extend(("ip", i) for i, s in self._ip_sets if s.contains(ip))
+        ua_hits: tuple[int, ...] = ()
+        if self._ua_rules:
+            ua = facts.user_agent
+            hits = self._ua_memo.get(ua)
+            if hits is None:
+                hits = tuple([i for i, match in self._ua_rules if match(facts)])  # type: ignore[operator]
+                if len(ua) <= self._UA_MEMO_MAX_LEN:
+                    if len(self._ua_memo) >= self._UA_MEMO_MAX:
+                        self._ua_memo.clear()
+                    self._ua_memo[ua] = hits
+            ua_hits = hits
+        key = (tuple(atoms), ua_hits)
+        rules = self._cache.get(key)
+        if rules is None:
+            idx = set(self._always)
+            idx.update(ua_hits)
+            for atom in key[0]:
+                idx.update(self._by_atom[atom])
+            rules = tuple(self.policy.rules[i] for i in sorted(idx))
+            if len(self._cache) >= self._CACHE_MAX:
+                self._cache.clear()
+            self._cache[key] = rules
+        return rules
 
 
 def _threshold(score: ScoreDef, value: float):  # type: ignore[no-untyped-def]

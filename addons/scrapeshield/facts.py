@@ -19,7 +19,7 @@ class RequestFacts:
     __slots__ = (
         "peer_ip", "client_ip", "method", "scheme", "host", "path", "query", "headers",
         "http_version", "tls", "alpn", "connection_id", "timestamp",
-        "_hmap", "_cookies", "_ip", "_fingerprint", "detector_signals",
+        "_hmap", "_cookies", "_ip", "_fingerprint", "detector_signals", "detector_key", "is_asset",
     )
 
     def __init__(
@@ -57,6 +57,8 @@ class RequestFacts:
         self._ip: Any = _MISSING
         self._fingerprint: Any = None
         self.detector_signals: Mapping[str, float] = {}
+        self.detector_key: str | None = None  # set when the engine's detectors observed this request
+        self.is_asset = False
 
     @property
     def header_map(self) -> dict[str, str]:

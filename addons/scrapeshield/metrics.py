@@ -1,7 +1,9 @@
 """Prometheus metrics (prometheus-client), in a registry of our own so tests can make several."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator, Mapping
+
+from prometheus_client.core import CounterMetricFamily
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -25,10 +27,13 @@ class ShieldMetrics:
         self.reloads = Counter("scrapeshield_policy_reloads", "Policy reload attempts by result", ["result"], registry=r)
         self.shadow_differences = Counter("scrapeshield_shadow_differences",
                                           "Requests the shadow policy decided differently", ["live", "shadow"], registry=r)
-        self.challenges = Counter("scrapeshield_challenge_results", "Challenge and clearance outcomes", ["result"], registry=r)
         self.store_degraded = Gauge("scrapeshield_store_degraded", "1 while the shared store is unreachable", registry=r)
         self.store_outages = Counter("scrapeshield_store_outages", "Times the shared store became unreachable", registry=r)
         self._decision_children: dict[tuple[str, str, bool], Callable[[], None]] = {}
+
+    def count_from(self, name: str, doc: str, counts: Mapping[str, int]) -> None:
+        """Export a live `{label: count}` mapping (kept by pure code) as one counter labelled `result`."""
+        self.registry.register(_MappingCounter(name, doc, counts))
 
     def decided(self, decision: Decision, seconds: float) -> None:
         self.latency.observe(seconds)
@@ -50,3 +55,14 @@ class ShieldMetrics:
     def set_policy(self, name: str, version_hash: str, source: str, loaded_at: float) -> None:
         self.policy.info({"name": name, "version": version_hash, "file": source})
         self.policy_loaded.set(loaded_at)
+
+
+class _MappingCounter:
+    def __init__(self, name: str, doc: str, counts: Mapping[str, int]) -> None:
+        self.name, self.doc, self.counts = name, doc, counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.doc, labels=["result"])
+        for label, value in sorted(self.counts.items()):
+            family.add_metric([label], value)
+        yield family

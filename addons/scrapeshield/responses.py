@@ -5,6 +5,7 @@ import html
 import json
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from .decision import Action, Decision
 from .policy.model import CompiledPolicy
@@ -19,7 +20,7 @@ _TITLES = {
 @dataclass(frozen=True, slots=True)
 class ShieldResponse:
     status: int
-    headers: tuple[tuple[str, str], ...]
+    headers: Sequence[tuple[str, str]]
     body: bytes
 
 

@@ -16,7 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .challenge.endpoints import ChallengeConfig, ChallengeService
+from .challenge.keys import DEFAULT_ENV as CHALLENGE_KEYS_ENV, KeyRing
 from .clock import Clock, SystemClock
+from .gcra import BucketLimit
+from .responses import ShieldResponse
+from .store.base import Batch, BucketCheck
+from .store.memory import MemoryStore
 from .decision import Decision
 from .decisionlog import DecisionLog
 from .engine import Engine
@@ -40,6 +46,7 @@ class RuntimeConfig:
     shadow_policy_path: str = ""
     reload_interval: float = 1.0  # seconds between stat() polls; 0 disables polling
     store_timeout: float = 0.05
+    secret_file: str = ""  # challenge/clearance keys; else $SCRAPESHIELD_CHALLENGE_KEYS; else ephemeral
 
 
 SETTLE_SECONDS = 0.25  # a policy file modified more recently than this may still be being written
@@ -62,7 +69,12 @@ class ShieldRuntime:
         self.metrics = ShieldMetrics()
         policy = compile_file(config.policy_path)  # raises PolicyInvalid: never start without one
         self.store = self._open_store(policy)
-        self.engine = Engine(policy, self.store, self.clock, signal_sources=(fingerprint_signals,), clearance=None)
+        self.challenges = ChallengeService(_load_keys(config.secret_file), _challenge_config(policy))
+        self.engine = Engine(policy, self.store, self.clock, signal_sources=(fingerprint_signals,),
+                             clearance=self._cleared)
+        # The reserved endpoints (/.shield/verify) sit outside the policy -- a challenge rule must not
+        # challenge its own verify endpoint -- so they get a fixed per-IP budget of their own.
+        self._reserved = MemoryStore(max_keys=100_000)
         self.shadow: Engine | None = None
         if config.shadow_policy_path:
             self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock,
@@ -79,6 +91,8 @@ class ShieldRuntime:
         self._admin: Any = None
         self.metrics.set_policy(policy.name, policy.version_hash, policy.source, self.loaded_at)
         self.metrics.tracked_keys.set_function(self.store.tracked_keys)
+        self.metrics.count_from("scrapeshield_challenge_events", "Challenges issued and verification/clearance "
+                                "outcomes by stage.reason", self.challenges.counters)
         self.extensions: list[Any] = []  # challenge service, detectors, ... (see attach())
 
     def _open_store(self, policy: CompiledPolicy):  # type: ignore[no-untyped-def]
@@ -107,9 +121,49 @@ class ShieldRuntime:
         t0 = time.perf_counter()
         decision = await self.engine.decide(facts)
         seconds = time.perf_counter() - t0
-        difference = await self._shadow_difference(facts, decision) if self.shadow is not None else None
+        difference = None
+        if self.shadow is not None:
+            live = facts.detector_key, facts.is_asset, facts.detector_signals
+            difference = await self._shadow_difference(facts, decision)
+            facts.detector_key, facts.is_asset, facts.detector_signals = live
         self.record(facts, decision, seconds, shadow=difference)
         return decision
+
+    def observe_response(self, facts: RequestFacts, status: int, content_type: str | None, body: bytes | None) -> None:
+        self.engine.observe_response(facts, status, content_type, body)
+
+    # -- challenges ----------------------------------------------------------------------------
+    def _cleared(self, facts: RequestFacts, rule: str) -> bool:
+        svc = self.challenges
+        cookie = facts.header_map.get("cookie")
+        if not cookie:
+            return False
+        return svc.check_clearance(cookie, svc.binding(facts.client_ip, facts.user_agent), rule, self.clock.now())
+
+    def challenge_response(self, facts: RequestFacts, decision: Decision) -> ShieldResponse:
+        svc = self.challenges
+        return_to = facts.path + ("?" + facts.query if facts.query else "")
+        resp = svc.challenge_response(decision.rule, decision.difficulty or self.policy.challenge.difficulty,
+                                      return_to, svc.binding(facts.client_ip, facts.user_agent),
+                                      facts.header_map.get("accept"), decision.no_js, self.clock.now())
+        if decision.status:
+            return ShieldResponse(decision.status, resp.headers, resp.body)
+        return resp
+
+    def is_reserved(self, path: str) -> bool:
+        return self.challenges.is_reserved(path)
+
+    def reserved_allowed(self, facts: RequestFacts) -> bool:
+        """The verify endpoint's own rate limit: 30 per minute per client address."""
+        res = self._reserved.apply_now(Batch(buckets=(BucketCheck("reserved", facts.client_ip, _RESERVED_LIMIT),)),
+                                       self.clock.now())
+        return res.refused < 0
+
+    async def handle_reserved(self, facts: RequestFacts, body: bytes) -> ShieldResponse:
+        svc = self.challenges
+        return await svc.handle(facts.method, facts.path, facts.query, body,
+                                svc.binding(facts.client_ip, facts.user_agent), facts.is_tls, self.clock.now(),
+                                self.store.spend_once, facts.header_map.get("cookie"))
 
     def record(self, facts: RequestFacts, decision: Decision, seconds: float = 0.0,
                shadow: dict[str, Any] | None = None) -> None:
@@ -191,6 +245,7 @@ class ShieldRuntime:
             self._reload_failed(f"{path}: {type(exc).__name__}: {exc}")
             return False
         self.engine.swap(policy)
+        self.challenges.config = _challenge_config(policy)
         if hasattr(self.store, "fail_mode"):  # ResilientStore: the policy owns the fail mode
             self.store.fail_mode = "closed" if policy.fail_closed else "open"
         self.decision_log.hash_ips = policy.hash_ips  # `log.hash_ips` applies from the next line on
@@ -272,6 +327,26 @@ class ShieldRuntime:
             if hasattr(ext, "status"):
                 status.update(ext.status())
         return status
+
+
+_RESERVED_LIMIT = BucketLimit(30, 60.0, 29)
+
+
+def _load_keys(secret_file: str) -> KeyRing:
+    """Replicas that share a secret accept each other's challenges and cookies."""
+    if secret_file:
+        return KeyRing.from_file(secret_file)
+    if os.environ.get(CHALLENGE_KEYS_ENV):
+        return KeyRing.from_env(CHALLENGE_KEYS_ENV)
+    log.warning("no --secret-file or $%s: challenge keys are ephemeral (cookies die with this process, "
+                "replicas do not share them)", CHALLENGE_KEYS_ENV)
+    return KeyRing.generate()
+
+
+def _challenge_config(policy: CompiledPolicy) -> ChallengeConfig:
+    c = policy.challenge
+    return ChallengeConfig(cookie_ttl=int(c.cookie_ttl), challenge_ttl=c.challenge_ttl, status=c.status,
+                           wait_seconds=max(1, int(c.wait_seconds)), v4_bits=c.ipv4_prefix, v6_bits=c.ipv6_prefix)
 
 
 _RUNTIMES: dict[RuntimeConfig, ShieldRuntime] = {}

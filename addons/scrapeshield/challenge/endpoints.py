@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from . import clearance, pow, wait
+from ..responses import ShieldResponse  # one response type for everything the shield answers itself
 from .binding import ClientBinding
 from .keys import KeyRing
 from .page import SOLVERS, render_challenge_page, render_wait_page
@@ -51,12 +52,6 @@ class ChallengeConfig:
     def verify_path(self) -> str:
         return self.prefix + "verify"
 
-
-@dataclass(frozen=True, slots=True)
-class ShieldResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ import functools
 import logging
 from typing import Any
 
+from cachetools import TTLCache
 from mitmproxy import ctx, http, tls
 from mitmproxy.connection import Client
 
@@ -20,7 +21,10 @@ from .flowfacts import facts_from_flow
 log = logging.getLogger("scrapeshield")
 
 OPTIONS = ("scrapeshield_policy", "scrapeshield_store", "scrapeshield_admin", "scrapeshield_decision_log",
-           "scrapeshield_shadow_policy", "scrapeshield_reload_interval")
+           "scrapeshield_shadow_policy", "scrapeshield_reload_interval", "scrapeshield_secret_file")
+
+
+_MAX_RESERVED_BODY = 16384
 
 
 def _make(resp: ShieldResponse) -> http.Response:
@@ -37,6 +41,8 @@ class ShieldAddon:
     def __init__(self, runtime: ShieldRuntime | None = None) -> None:
         self.runtime = runtime  # given by `scrapeshield run`; built from options under mitmdump -s
         self._tls: dict[str, Any] = {}  # client id -> TLS fingerprint, dropped on disconnect
+        # flow id -> facts, from request to response; bounded in case a flow never finishes.
+        self._facts: TTLCache[str, RequestFacts] = TTLCache(maxsize=100_000, ttl=600)
 
     # -- configuration -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -47,6 +53,8 @@ class ShieldAddon:
         loader.add_option("scrapeshield_decision_log", str, "-", "Decision log file; - for stderr.")
         loader.add_option("scrapeshield_shadow_policy", str, "", "Candidate policy evaluated beside the live one.")
         loader.add_option("scrapeshield_reload_interval", int, 1, "Seconds between policy file polls; 0 disables.")
+        loader.add_option("scrapeshield_secret_file", str, "",
+                          "Challenge/clearance keys file; default $SCRAPESHIELD_CHALLENGE_KEYS, else ephemeral.")
 
     def configure(self, updated: set[str]) -> None:
         if self.runtime is not None and not (updated & set(OPTIONS)):
@@ -62,6 +70,7 @@ class ShieldAddon:
             decision_log=ctx.options.scrapeshield_decision_log,
             shadow_policy_path=ctx.options.scrapeshield_shadow_policy,
             reload_interval=float(ctx.options.scrapeshield_reload_interval),
+            secret_file=ctx.options.scrapeshield_secret_file,
         )
         try:
             self.runtime = shared_runtime(config)
@@ -126,18 +135,71 @@ class ShieldAddon:
             return
         if facts.tls is not None:  # kept in saved flows (`--save`) for `scrapeshield replay`
             flow.metadata["scrapeshield_tls"] = _tls_metadata(facts.tls)
+        if rt.is_reserved(facts.path):
+            # The shield's own endpoints: answered in `request` once the body is in, never forwarded.
+            if rt.reserved_allowed(facts):
+                self._facts[flow.id] = facts
+                flow.metadata["scrapeshield_reserved"] = True
+            else:
+                flow.response = _make(refusal(Decision(Action.THROTTLE, "reserved", "verify endpoint limit"),
+                                              rt.policy, flow.request.headers.get("accept")))
+            return
         decision = await rt.decide(facts)
+        if facts.detector_key is not None:
+            self._facts[flow.id] = facts  # for the response hook
         flow.metadata["scrapeshield"] = {"rule": decision.rule, "action": decision.action.value,
                                          "enforced": decision.enforced, "reason": decision.reason}
         if decision.effective is Action.DELAY and decision.delay > 0:
             await asyncio.sleep(decision.delay)
         self._apply(flow, decision, rt, facts)
 
+    async def request(self, flow: http.HTTPFlow) -> None:
+        rt = self.runtime
+        if rt is None or flow.response or flow.error or not flow.live:
+            return
+        if not flow.metadata.get("scrapeshield_reserved"):
+            return
+        facts = self._facts.pop(flow.id, None)
+        try:
+            if facts is None:
+                raise LookupError("request facts expired")
+            body = flow.request.raw_content or b""
+            resp = await rt.handle_reserved(facts, body[:_MAX_RESERVED_BODY])
+        except Exception:  # the reserved endpoints never reach the upstream, even when they fail
+            rt.metrics.errors.labels("challenge").inc()
+            log.exception("challenge endpoint failed")
+            resp = ShieldResponse(500, (("Shield-Action", "error"), ("Content-Type", "text/plain")), b"error\n")
+        flow.response = _make(resp)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        rt = self.runtime
+        facts = self._facts.pop(flow.id, None)
+        if rt is None or facts is None or flow.response is None:
+            return
+        try:
+            resp = flow.response
+            ctype = resp.headers.get("content-type")
+            body = None
+            if ctype and "html" in ctype and resp.raw_content is not None and len(resp.raw_content) < 1 << 20:
+                body = resp.get_content(strict=False)
+            rt.observe_response(facts, resp.status_code, ctype, body)
+        except Exception:  # pragma: no cover - observing must never break a response
+            rt.metrics.errors.labels("response").inc()
+            log.exception("could not observe response")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._facts.pop(flow.id, None)
+
     def _apply(self, flow: http.HTTPFlow, decision: Decision, rt: ShieldRuntime, facts: Any) -> None:
         action = decision.effective
         try:
             if action is Action.DROP:
                 flow.kill()
+                return
+            if action is Action.CHALLENGE and facts is not None:
+                flow.response = _make(rt.challenge_response(facts, decision))
+                if flow.request.method == "HEAD":
+                    flow.response.content = b""
                 return
             if action in (Action.BLOCK, Action.THROTTLE, Action.CHALLENGE):
                 accept = flow.request.headers.get("accept")

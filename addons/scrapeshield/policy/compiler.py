@@ -16,6 +16,7 @@ from .keys import KEY_PARTS, KeyContext, build_key, needs_argument
 from .matchers import CompileEnv, compile_match
 from .model import BucketDef, ChallengeSettings, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from .nodes import Reader
+from ..detectors.policy import compile_detectors
 from ..fingerprint.policy import compile_goodbots  # also registers the fingerprint conditions and key parts
 
 TOP_FIELDS = (
@@ -31,8 +32,8 @@ DIRECT_ACTIONS = ("allow", "log", "block", "drop", "challenge", "throttle")
 EXCEED_ACTIONS = ("throttle", "delay", "block", "drop", "challenge")
 THRESHOLD_ACTIONS = ("log", "challenge", "throttle", "block", "drop")
 
-# Sections compiled by other packages register here: name -> fn(reader, node, policy_dir) -> value.
-SECTION_COMPILERS: dict[str, Any] = {}
+# Sections compiled by other packages: name -> fn(reader, node, policy_dir, named_keys, key_context).
+SECTION_COMPILERS: dict[str, Any] = {"detectors": compile_detectors}
 
 
 def compile_file(path: str) -> CompiledPolicy:
@@ -171,9 +172,6 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
     for section, fn in SECTION_COMPILERS.items():
         if (node := get(section)) is not None:
             extras[section] = fn(r, node, policy_dir, named_keys, kctx)
-    for section in ("detectors",):
-        if section in top and section not in SECTION_COMPILERS:
-            r.error(top[section][0], f"{section}: not supported by this build")
 
     ban_keys: dict[tuple[str, ...], KeySpec] = {}
     for rule in rules:
