@@ -113,6 +113,7 @@ class Engine:
         owners: list[Rule] = []
         rule_scores: dict[str, float] = {}
         terminal: Rule | None = None
+        cleared = False
 
         plan = self._plan
         if plan.policy is not policy:  # `engine.policy` was assigned directly
@@ -136,6 +137,7 @@ class Engine:
                 shadowed.append(Decision(Action.LOG, rule.name, "log rule matched", enforced=False))
                 continue
             if action is Action.CHALLENGE and self._cleared(facts, rule.name):
+                cleared = True  # also satisfies a `default_action: challenge` below
                 continue
             if rule.monitor:
                 shadowed.append(self._direct(rule, facts, policy, enforced=False))
@@ -201,7 +203,7 @@ class Engine:
 
         if policy.default_action is Action.ALLOW:
             return _with_shadow(ALLOW_DEFAULT, shadowed) if shadowed else ALLOW_DEFAULT
-        if policy.default_action is Action.CHALLENGE and self._cleared(facts, "default"):
+        if policy.default_action is Action.CHALLENGE and (cleared or self._cleared(facts, "default")):
             return _with_shadow(ALLOW_DEFAULT, shadowed)
         return _with_shadow(Decision(policy.default_action, "default", "no rule matched", enforced=enforced,
                                      difficulty=policy.challenge.difficulty), shadowed)
