@@ -2,6 +2,11 @@
 
 Each condition is a function registered in CONDITIONS under its YAML field name; adding a
 condition is adding one function. A `match:` mapping with several fields means all of them.
+
+Guards: a predicate may carry a `guard` attribute, a frozenset of atoms of which at least one
+holds whenever the predicate is true (a necessary condition, never a sufficient one). The engine
+uses guards to skip, per request, rules that cannot match; see `guard_of` and the end of this file.
+A predicate without a guard is always evaluated.
 """
 from __future__ import annotations
 
@@ -54,8 +59,16 @@ def _all(preds: list[Predicate]) -> Predicate:
         return lambda f: True
     if len(preds) == 1:
         return preds[0]
+    guard = _best_guard([guard_of(p) for p in preds])
+    # Unrolled for the common small cases: same order and short-circuit as all(), no generator.
+    if len(preds) == 2:
+        p0, p1 = preds
+        return _guarded(lambda f: bool(p0(f) and p1(f)), guard)
+    if len(preds) == 3:
+        p0, p1, p2 = preds
+        return _guarded(lambda f: bool(p0(f) and p1(f) and p2(f)), guard)
     ps = tuple(preds)
-    return lambda f: all(p(f) for p in ps)
+    return _guarded(lambda f: all(p(f) for p in ps), guard)
 
 
 @condition("all")
@@ -70,7 +83,9 @@ def _c_any(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     if not ps:
         r.error(node, "any needs at least one condition")
         return None
-    return lambda f: any(p(f) for p in ps)
+    guards = [guard_of(p) for p in ps]
+    guard = frozenset().union(*guards) if all(guards) else None  # type: ignore[arg-type]
+    return _guarded(lambda f: any(p(f) for p in ps), guard)
 
 
 @condition("not")
@@ -82,7 +97,7 @@ def _c_not(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
 @condition("method")
 def _c_method(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     methods = frozenset(m.upper() for m in r.strings(node, "method"))
-    return lambda f: f.method in methods
+    return _guarded(lambda f: f.method in methods, frozenset(("method", m) for m in methods))
 
 
 def _globs(r: Reader, node: Node, what: str, flags: int = 0) -> re.Pattern[str] | None:
@@ -110,11 +125,11 @@ def _hostname(host: str) -> str:
 @condition("path")
 def _c_path(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """Shell-style globs over the path (no query); `*` also crosses `/`."""
-    rx = _globs(r, node, "path")
-    if rx is None:
+    globs = r.strings(node, "path")
+    if not globs:
         return None
-    m = rx.match
-    return lambda f: m(f.path) is not None
+    m = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match  # as _globs() does
+    return _guarded(lambda f: m(f.path) is not None, _glob_segments(globs))
 
 
 @condition("path_regex")
@@ -123,7 +138,7 @@ def _c_path_regex(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     if rx is None:
         return None
     s = rx.search
-    return lambda f: s(f.path) is not None
+    return _guarded(lambda f: s(f.path) is not None, _regex_segments(rx))
 
 
 @condition("query")
@@ -183,7 +198,8 @@ def _c_header(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
             elif value is None or want.search(value) is None:
                 return False
         return True
-    return pred
+    # Every check other than `false` needs its header present: any one of them is a guard.
+    return _guarded(pred, _best_guard([frozenset({("hdr", name)}) for name, want in checks if want is not False]))
 
 
 @condition("user_agent")
@@ -192,7 +208,12 @@ def _c_user_agent(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     if rx is None:
         return None
     s = rx.search
-    return lambda f: s(f.user_agent) is not None
+
+    def pred(f: RequestFacts) -> bool:
+        return s(f.user_agent) is not None
+    # Depends on f.user_agent alone: the engine remembers, per UA, which such rules match (_RulePlan).
+    pred.ua_only = True  # type: ignore[attr-defined]
+    return pred
 
 
 @condition("client_ip")
@@ -221,8 +242,12 @@ def _c_client_ip(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
         sets.append(CidrSet.of(cidrs))
     if not sets:
         return None
+    guard = frozenset(("ip", s) for s in sets)
+    if len(sets) == 1:
+        only = sets[0].contains
+        return _guarded(lambda f: only(f.ip), guard)
     all_sets = tuple(sets)
-    return lambda f: any(s.contains(f.ip) for s in all_sets)
+    return _guarded(lambda f: any(s.contains(f.ip) for s in all_sets), guard)
 
 
 @condition("scheme")
@@ -239,3 +264,164 @@ def _c_http_version(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
 
 def is_condition_mapping(node: Node) -> bool:
     return isinstance(node, MappingNode)
+
+
+# -- guards -------------------------------------------------------------------------------------
+# Atoms (a guard holds when at least one of its atoms holds for the request):
+#   ("seg", "api")      the path starts with "/api/" or is "/api" (`first_segment(path) == "api"`)
+#   ("method", "POST")  facts.method == "POST"
+#   ("hdr", "x-api-key")  the (lower-case) header is present in facts.header_map
+#   ("ip", CidrSet)     facts.ip is in the set
+Guard = frozenset  # of atoms; None (no attribute) = no known necessary condition
+
+# Headers nearly every browser request carries: a guard on them skips almost nothing.
+_COMMON_HEADERS = frozenset((
+    "host", "user-agent", "accept", "accept-language", "accept-encoding", "connection", "cookie", "referer",
+    "upgrade-insecure-requests", "cache-control", "pragma", "priority", "dnt", "te", "origin", "content-type",
+    "content-length", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "sec-fetch-user", "sec-ch-ua",
+    "sec-ch-ua-mobile", "sec-ch-ua-platform",
+))
+_GLOB_META = frozenset("*?[")
+_MAX_SEGMENTS = 256
+
+
+def guard_of(pred: Predicate) -> Guard | None:
+    return getattr(pred, "guard", None)
+
+
+def _guarded(pred: Predicate, guard: Guard | None) -> Predicate:
+    if guard:
+        pred.guard = guard  # type: ignore[attr-defined]
+    return pred
+
+
+def first_segment(path: str) -> str | None:
+    """`/api/users/7` -> `api`, `/robots.txt` -> `robots.txt`, `/` -> ``; None unless it starts with `/`."""
+    if path[:1] != "/":
+        return None
+    end = path.find("/", 1)
+    return path[1:] if end < 0 else path[1:end]
+
+
+def _atom_rank(atom: tuple[str, Any]) -> int:
+    kind = atom[0]
+    if kind == "seg":
+        return 0
+    if kind == "ip":
+        return 1
+    if kind == "hdr":
+        return 4 if atom[1] in _COMMON_HEADERS else 2
+    return 3  # method
+
+
+def _best_guard(guards: list[Guard | None]) -> Guard | None:
+    """For a conjunction: any conjunct's guard is valid; take the one expected to skip the most."""
+    best, best_rank = None, 99
+    for g in guards:
+        if not g:
+            continue
+        rank = max(_atom_rank(a) for a in g)
+        if rank < best_rank:
+            best, best_rank = g, rank
+    return best
+
+
+def _glob_segments(globs: list[str]) -> Guard | None:
+    """The first path segments these globs can match, if every glob fixes it literally."""
+    segs = set()
+    for g in globs:
+        if not g.startswith("/"):
+            return None
+        seg, slash, _ = g[1:].partition("/")
+        if _GLOB_META & set(seg):
+            return None  # a wildcard in the first segment: it could be anything
+        # "/seg/<anything>" needs the path to start with "/seg/"; a glob "/seg" with no "/" after
+        # it has no wildcard at all (checked above), so it matches the path "/seg" only.
+        segs.add(seg)
+    return frozenset(("seg", s) for s in segs) if segs else None
+
+
+def _regex_segments(rx: re.Pattern[str]) -> Guard | None:
+    """The first path segments a `path_regex` can match, for the common shape `^/lit(a|b)/...`.
+
+    Conservative: anything not understood (flags that change `^` or literals, classes, repeats
+    before the segment ends, a segment that may continue) gives no guard.
+    """
+    if rx.flags & (re.IGNORECASE | re.MULTILINE):
+        return None
+    try:
+        from re import _constants as C, _parser  # type: ignore[attr-defined]
+
+        items = list(_parser.parse(rx.pattern, rx.flags))
+        if len(items) == 1 and items[0][0] is C.BRANCH:  # ^/a/..|^/b/..
+            alternatives = [list(alt) for alt in items[0][1][1]]
+        else:
+            alternatives = [items]
+        segs: set[str] = set()
+        for alt in alternatives:
+            found = _anchored_segments(alt, C)
+            if found is None:
+                return None
+            segs |= found
+        if not segs or len(segs) > _MAX_SEGMENTS:
+            return None
+        return frozenset(("seg", s) for s in segs)
+    except Exception:  # private parser API changed, or anything odd: no guard, never wrong
+        return None
+
+
+def _anchored_segments(items: list[Any], C: Any) -> set[str] | None:
+    if len(items) < 2 or items[0] not in ((C.AT, C.AT_BEGINNING), (C.AT, C.AT_BEGINNING_STRING)):
+        return None
+    if items[1] != (C.LITERAL, ord("/")):
+        return None
+    prefixes = {""}
+    for op, av in items[2:]:
+        if op is C.LITERAL and av == ord("/"):
+            return prefixes  # the path starts with "/<prefix>/"
+        if op is C.AT and av is C.AT_END_STRING:
+            return prefixes  # the path is "/<prefix>"
+        if op is C.AT and av is C.AT_END:
+            return prefixes | {p + "\n" for p in prefixes}  # `$` also matches before a final newline
+        strings = _literal_strings([(op, av)], C)
+        if strings is None:
+            return None
+        prefixes = {p + s for p in prefixes for s in strings}
+        if len(prefixes) > _MAX_SEGMENTS:
+            return None
+    return None  # the segment may go on: "^/api" also matches "/apiary"
+
+
+def _literal_strings(items: list[Any], C: Any) -> set[str] | None:
+    """Every string a sequence of literals, literal classes and alternations matches (no '/')."""
+    out = {""}
+    for op, av in items:
+        if op is C.LITERAL:
+            if av == ord("/"):
+                return None
+            choices = {chr(av)}
+        elif op is C.IN:
+            if any(sub_op is not C.LITERAL or sub_av == ord("/") for sub_op, sub_av in av):
+                return None
+            choices = {chr(sub_av) for _, sub_av in av}
+        elif op is C.BRANCH:
+            choices = set()
+            for alt in av[1]:
+                sub = _literal_strings(list(alt), C)
+                if sub is None:
+                    return None
+                choices |= sub
+        elif op is C.SUBPATTERN:
+            _group, add_flags, del_flags, sub_items = av
+            if add_flags or del_flags:
+                return None
+            sub = _literal_strings(list(sub_items), C)
+            if sub is None:
+                return None
+            choices = sub
+        else:
+            return None
+        out = {o + c for o in out for c in choices}
+        if len(out) > _MAX_SEGMENTS:
+            return None
+    return out

@@ -29,29 +29,50 @@ class MemoryStore:
         self._next_sweep = 0.0
 
     # -- the hot path --------------------------------------------------------------------
+    # Reads go to the LRUCache's own dict and order (as `_lru_order` does): cachetools' get()
+    # is five Python calls per lookup. A hit is moved to the most recent end exactly as
+    # LRUCache.__getitem__ does; writes of new keys go through the cache (size and eviction).
     def apply_now(self, batch: Batch, now: float) -> BatchResult:
         if now >= self._next_sweep:
             self._sweep(now)
-        bans = self._bans
-        for key in batch.ban_keys:
-            until = bans.get(key)
-            if until is not None:
-                if until > now:
-                    return BatchResult(key, until, -1, (), ())
-                del bans[key]
+        if batch.ban_keys:
+            bans = self._bans
+            bdata = bans._Cache__data  # type: ignore[attr-defined]
+            for key in batch.ban_keys:
+                until = bdata.get(key)
+                if until is not None:
+                    bans._LRUCache__order.move_to_end(key)  # type: ignore[attr-defined]
+                    if until > now:
+                        return BatchResult(key, until, -1, (), ())
+                    del bans[key]
 
         states: tuple = ()
         refused = -1
-        if batch.buckets:
+        checks = batch.buckets
+        if checks:
             tats = self._tats
-            names = [c.bucket_id + _SEP + c.key for c in batch.buckets]
-            old = [tats.get(n) for n in names]
-            limits = [c.limit for c in batch.buckets]
+            data = tats._Cache__data  # type: ignore[attr-defined]
+            touch = tats._LRUCache__order.move_to_end  # type: ignore[attr-defined]
+            names = [c.bucket_id + _SEP + c.key for c in checks]
+            old = []
+            for n in names:
+                t = data.get(n)
+                if t is not None:
+                    touch(n)
+                old.append(t)
+            limits = [c.limit for c in checks]
             refused, new = conform_all(old, now, limits)
             if refused < 0:
                 for n, t in zip(names, new):
-                    tats[n] = t  # type: ignore[assignment]
-            states = tuple(state_after(t, now, lim, refused < 0) for t, lim in zip(new, limits))
+                    if n in data:  # what Cache.__setitem__ + LRUCache.__setitem__ do for a present key
+                        data[n] = t
+                        touch(n)
+                    else:
+                        tats[n] = t  # type: ignore[assignment]
+                allowed = True
+            else:
+                allowed = False
+            states = tuple([state_after(t, now, lim, allowed) for t, lim in zip(new, limits)])
 
         scores: tuple = ()
         if batch.scores:
@@ -106,14 +127,15 @@ class MemoryStore:
         """Drop idle entries from the least recently used end, a bounded number per call."""
         self._next_sweep = now + _SWEEP_EVERY
         for table in (self._tats, self._bans):
-            budget = _SWEEP_BUDGET
-            data = table
-            while budget and data:
-                key, value = next(iter(_lru_order(data)))
-                if value > now:
+            # The idle run at the cold end, up to the budget: exactly the entries that deleting the
+            # least recently used one at a time, until one is still live, would remove.
+            idle = []
+            for key, value in _lru_order(table):
+                if len(idle) >= _SWEEP_BUDGET or value > now:
                     break
-                del data[key]
-                budget -= 1
+                idle.append(key)
+            for key in idle:
+                del table[key]
 
 
 def _lru_order(cache: LRUCache):  # type: ignore[type-arg]
