@@ -93,7 +93,7 @@ class Engine:
         if detectors is not None and key is not None:
             detectors.observe_response(key, status, content_type, body, self.clock.now(), is_asset=facts.is_asset)
 
-    def _observe(self, detectors: DetectorSet, policy: CompiledPolicy, facts: RequestFacts, now: float) -> None:
+    def _observe(self, detectors: DetectorSet, policy: CompiledPolicy, facts: RequestFacts, now: float) -> str:
         hmap = facts.header_map
         is_asset = is_asset_request(facts.method, facts.path, hmap)
         obs = Observation(facts.path, facts.query, facts.method,
@@ -101,11 +101,13 @@ class Engine:
         key = policy.detector_key.func(facts)  # type: ignore[union-attr]
         facts.detector_key, facts.is_asset = key, is_asset
         facts.detector_signals = detectors.observe_request(key, obs)
+        return key
 
     async def _decide(self, policy: CompiledPolicy, facts: RequestFacts, now: float) -> Decision:
         detectors = self.detectors
+        observed: tuple[object, str] | None = None  # (key spec, value) computed for the detectors
         if detectors is not None and policy.detector_key is not None:
-            self._observe(detectors, policy, facts, now)
+            observed = (policy.detector_key, self._observe(detectors, policy, facts, now))
         enforced = not policy.monitor
         shadowed: list[Decision] = []
         limit_rules: list[Rule] = []
@@ -167,7 +169,7 @@ class Engine:
         use_scores = terminal is None and bool(policy.scores)
         score_updates: tuple[ScoreUpdate, ...] = ()
         if use_scores:
-            score_updates = self._score_updates(policy, facts, rule_scores)
+            score_updates = self._score_updates(policy, facts, rule_scores, observed)
 
         batch = Batch(self._ban_keys(policy, facts) if policy.ban_keys else (), tuple(checks), score_updates)
         if batch.ban_keys or batch.buckets or batch.scores:
@@ -239,8 +241,8 @@ class Engine:
         return _with_shadow(Decision(policy.ban_action, "ban", f"in penalty box until {res.banned_until:.0f}",
                                      key=res.banned_key or "", enforced=enforced), shadowed)
 
-    def _score_updates(self, policy: CompiledPolicy, facts: RequestFacts,
-                       rule_scores: dict[str, float]) -> tuple[ScoreUpdate, ...]:
+    def _score_updates(self, policy: CompiledPolicy, facts: RequestFacts, rule_scores: dict[str, float],
+                       observed: tuple[object, str] | None = None) -> tuple[ScoreUpdate, ...]:
         signals: dict[str, float] = {}
         for source in self.signal_sources:
             signals.update(source(facts, policy))
@@ -252,7 +254,9 @@ class Engine:
                 strength = signals.get(signal)
                 if strength:
                     delta += weight * strength
-            ups.append(ScoreUpdate(score.uid, score.key.func(facts), delta, score.half_life))
+            # A score keyed like the detectors (e.g. both `stack`) reuses that key, computed this decision.
+            key = observed[1] if observed is not None and score.key is observed[0] else score.key.func(facts)
+            ups.append(ScoreUpdate(score.uid, key, delta, score.half_life))
         return tuple(ups)
 
     async def _score_decision(self, policy: CompiledPolicy, facts: RequestFacts, ups: tuple[ScoreUpdate, ...],

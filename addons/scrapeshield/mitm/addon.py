@@ -208,12 +208,15 @@ class ShieldAddon:
             # Passed on: the upstream sees the request as sent, plus the peer in X-Forwarded-For.
             peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
             if peer:
-                prior = flow.request.headers.get_all("x-forwarded-for")
+                headers = flow.request.headers
+                # headers.get_all("x-forwarded-for"), in one pass over the fields
+                prior = [v.decode("utf-8", "surrogateescape")
+                         for k, v in headers.fields if k.lower() == b"x-forwarded-for"]
                 flow.metadata["scrapeshield_xff_prior"] = prior  # so replay can see the request as sent
                 if prior:
-                    flow.request.headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
-                else:
-                    flow.request.headers["X-Forwarded-For"] = peer
+                    headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
+                else:  # what headers["X-Forwarded-For"] = peer does when there is none: append the field
+                    headers.fields = (*headers.fields, (b"X-Forwarded-For", peer.encode("utf-8", "surrogateescape")))
         except Exception:  # pragma: no cover - applying must never raise into mitmproxy
             rt.metrics.errors.labels("apply").inc()
             log.exception("could not apply decision")

@@ -13,13 +13,25 @@ def _text(b: bytes) -> str:
     return b.decode("latin-1")  # never fails; header bytes that are not text stay visible as-is
 
 
+def _host_header(req: http.Request, fields: tuple[tuple[bytes, bytes], ...]) -> str | None:
+    """`req.host_header` without the multidict's per-call scans: for HTTP/1 that is
+    `headers.get("Host")` -- every Host field, decoded as mitmproxy decodes, joined with ", "."""
+    if req.is_http2 or req.is_http3:
+        return req.host_header  # :authority first
+    values = [v for k, v in fields if k.lower() == b"host"]
+    if not values:
+        return None
+    return ", ".join([v.decode("utf-8", "surrogateescape") for v in values])
+
+
 def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None) -> RequestFacts:
     req = flow.request
     client = flow.client_conn
     peer = client.peername[0] if client.peername else "0.0.0.0"
     if ":" in peer:  # "::ffff:1.2.3.4" on a dual-stack socket is the IPv4 client 1.2.3.4
         peer = normalize_ip(peer)
-    headers = tuple((_text(k), _text(v)) for k, v in req.headers.fields)
+    fields = req.headers.fields
+    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in fields])  # as _text()
     xff: list[str] = []
     fwd: list[str] = []
     if trusted:
@@ -32,7 +44,7 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None) -> R
     client_ip = resolve_client_ip(peer, xff, fwd, trusted) if trusted else peer
     raw_path = req.data.path.decode("latin-1") if req.data.path else "/"
     path, _, query = raw_path.partition("?")
-    host = req.host_header or ""
+    host = _host_header(req, fields) or ""
     alpn = client.alpn.decode("latin-1") if client.alpn else None
     return RequestFacts(
         peer_ip=peer, client_ip=client_ip, method=req.method, scheme="https" if client.tls else "http",

@@ -93,6 +93,11 @@ def build_key(parts: tuple[str, ...], ctx: KeyContext) -> KeySpec:
 
         def key(f: RequestFacts) -> str:  # the same string as the join below
             return lab0 + fn0(f) + "|" + lab1 + fn1(f)
+    elif len(funcs) == 3:
+        (fn0, fn1, fn2), (lab0, lab1, lab2) = funcs, label
+
+        def key(f: RequestFacts) -> str:  # the same string as the join below
+            return lab0 + fn0(f) + "|" + lab1 + fn1(f) + "|" + lab2 + fn2(f)
     else:
         pairs = tuple(zip(label, funcs))
 

@@ -78,13 +78,24 @@ class MemoryStore:
         if batch.scores:
             values = []
             table = self._scores
+            sdata = table._Cache__data  # type: ignore[attr-defined]
+            stouch = table._LRUCache__order.move_to_end  # type: ignore[attr-defined]
             for up in batch.scores:
                 name = up.score_id + _SEP + up.key
-                value, since = table.get(name, (0.0, now))
+                entry = sdata.get(name)
+                if entry is None:
+                    value, since = 0.0, now
+                else:
+                    stouch(name)
+                    value, since = entry
                 value = decay(value, since, now, up.half_life) + up.delta
                 if value < 0.0:
                     value = 0.0
-                table[name] = (value, now)
+                if name in sdata:
+                    sdata[name] = (value, now)
+                    stouch(name)
+                else:
+                    table[name] = (value, now)
                 values.append(value)
             scores = tuple(values)
         return BatchResult(None, 0.0, refused, states, scores)
