@@ -51,6 +51,8 @@ async def visit(browser, url: str, landed: str | None = None, **context: object)
     target = landed or url
     async with page.expect_response(lambda r: r.url == target and r.status == 200, timeout=60_000):
         await page.goto(url)
+    # The 200 arrives before its navigation commits: wait for the commit, not just the response.
+    await page.wait_for_function("() => document.readyState === 'complete' && !document.getElementById('shield-form')")
     await page.wait_for_load_state()
     return ctx, page
 
