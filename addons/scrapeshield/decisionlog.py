@@ -33,10 +33,12 @@ class DecisionLog:
         return "h:" + hmac.new(self._key, value.encode(), hashlib.blake2b).hexdigest()[:16]
 
     def record(self, facts: RequestFacts, decision: Decision, now: float, extra: dict[str, object] | None = None) -> None:
-        if decision.action is not Action.ALLOW or decision.rule == "error":
+        """A line for a non-allow decision, or for any decision that carries `extra` (e.g. a shadow
+        policy's different verdict on an allowed request); one more per monitored decision."""
+        if extra is not None or decision.action is not Action.ALLOW or decision.rule == "error":
             self._write(facts, decision, now, extra)
         for shadow in decision.shadowed:
-            self._write(facts, shadow, now, extra)
+            self._write(facts, shadow, now, None)
 
     def _write(self, facts: RequestFacts, d: Decision, now: float, extra: dict[str, object] | None) -> None:
         line: dict[str, object] = {

@@ -175,13 +175,7 @@ class ShieldRuntime:
         self.metrics.decided(decision, seconds)
         if decision.rule == "error":
             self.metrics.errors.labels("engine").inc()
-        now = self.clock.now()
-        if shadow is None:
-            self.decision_log.record(facts, decision, now)
-            return
-        self.decision_log._write(facts, decision, now, {"shadow": shadow})  # one line, with the difference
-        for monitored in decision.shadowed:
-            self.decision_log._write(facts, monitored, now, None)
+        self.decision_log.record(facts, decision, self.clock.now(), None if shadow is None else {"shadow": shadow})
 
     async def _shadow_difference(self, facts: RequestFacts, live: Decision) -> dict[str, Any] | None:
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,10 @@ from typing import Any
 import yaml
 from cachetools import LRUCache
 
+from scrapeshield.netaddr import CidrSet
 from scrapeshield.fingerprint.useragent import MAX_UA_LENGTH, UserAgentClass
 
-__all__ = ["GoodBot", "GoodBotRegistry", "IpRanges", "load_prefixes"]
+__all__ = ["GoodBot", "GoodBotRegistry", "load_prefixes"]
 
 BOTS_FILE = "bots.yaml"
 _CLAIM_CACHE_SIZE = 10_000
@@ -34,50 +34,10 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
-class IpRanges:
-    """Merged, sorted [start, end] integer ranges per IP version."""
-
-    starts4: tuple[int, ...]
-    ends4: tuple[int, ...]
-    starts6: tuple[int, ...]
-    ends6: tuple[int, ...]
-
-    @classmethod
-    def from_networks(cls, networks: Iterable[IpNetwork]) -> IpRanges:
-        spans: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-        for net in networks:
-            spans[net.version].append((int(net.network_address), int(net.broadcast_address)))
-        merged: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-        for version, items in spans.items():
-            starts: list[int] = []
-            ends: list[int] = []
-            for start, end in sorted(items):
-                if ends and start <= ends[-1] + 1:  # overlapping or adjacent: one range
-                    ends[-1] = max(ends[-1], end)
-                else:
-                    starts.append(start)
-                    ends.append(end)
-            merged[version] = (tuple(starts), tuple(ends))
-        return cls(merged[4][0], merged[4][1], merged[6][0], merged[6][1])
-
-    def __contains__(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        if addr.version == 4:
-            starts, ends = self.starts4, self.ends4
-        else:
-            starts, ends = self.starts6, self.ends6
-        value = int(addr)
-        i = bisect_right(starts, value) - 1
-        return i >= 0 and value <= ends[i]
-
-    def __len__(self) -> int:
-        return len(self.starts4) + len(self.starts6)
-
-
-@dataclass(frozen=True, slots=True)
 class GoodBot:
     name: str
     user_agent: re.Pattern[str]
-    ranges: IpRanges
+    ranges: CidrSet
     source: str
 
 
@@ -153,7 +113,7 @@ class GoodBotRegistry:
             errors.extend(f"{ranges_file}: {p}" for p in problems)
             source = spec.get("source")
             url = source.get("url", "") if isinstance(source, Mapping) else ""
-            bots.append(GoodBot(str(name), ua_rx, IpRanges.from_networks(networks), str(url)))
+            bots.append(GoodBot(str(name), ua_rx, CidrSet.of(str(n) for n in networks), str(url)))
         if errors:
             raise ValueError("good bot data is invalid:\n  " + "\n  ".join(errors))
         return cls(bots)
@@ -188,4 +148,4 @@ class GoodBotRegistry:
             return None
         if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d
             addr = addr.ipv4_mapped
-        return bot.name if addr in bot.ranges else None
+        return bot.name if bot.ranges.contains(addr) else None
