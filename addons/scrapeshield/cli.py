@@ -8,6 +8,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .policy.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
@@ -68,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def cmd_check(files: list[str]) -> int:
+def cmd_check(files: list[str], registry: Registry | None = None) -> int:
     from .policy.compiler import compile_file
     from .policy.errors import PolicyInvalid
 
     bad = 0
     for path in files:
         try:
-            policy = compile_file(path)
+            policy = compile_file(path, registry)
         except PolicyInvalid as exc:
             bad += 1
             for err in exc.errors:

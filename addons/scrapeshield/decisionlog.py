@@ -8,6 +8,7 @@ import os
 import sys
 from typing import IO
 
+from .context import DecisionContext
 from .decision import Action, Decision
 from .facts import RequestFacts
 
@@ -32,21 +33,28 @@ class DecisionLog:
             return value
         return "h:" + hmac.new(self._key, value.encode(), hashlib.blake2b).hexdigest()[:16]
 
-    def record(self, facts: RequestFacts, decision: Decision, now: float, extra: dict[str, object] | None = None) -> None:
+    def record(self, facts: RequestFacts, decision: Decision, now: float, extra: dict[str, object] | None = None,
+               *, context: DecisionContext | None = None) -> None:
         """A line for a non-allow decision, or for any decision that carries `extra` (e.g. a shadow
-        policy's different verdict on an allowed request); one more per monitored decision."""
-        if extra is not None or decision.action is not Action.ALLOW or decision.rule == "error":
-            self._write(facts, decision, now, extra)
+        policy's different verdict on an allowed request); one more per monitored decision.
+        `context`: the decision's own, so the fingerprint it computed is not computed again."""
+        own_line = extra is not None or decision.action is not Action.ALLOW or decision.rule == "error"
+        if not own_line and not decision.shadowed:
+            return
+        ctx = context if context is not None else DecisionContext(facts)
+        if own_line:
+            self._write(ctx, decision, now, extra)
         for shadow in decision.shadowed:
-            self._write(facts, shadow, now, None)
+            self._write(ctx, shadow, now, None)
 
-    def _write(self, facts: RequestFacts, d: Decision, now: float, extra: dict[str, object] | None) -> None:
+    def _write(self, ctx: DecisionContext, d: Decision, now: float, extra: dict[str, object] | None) -> None:
+        facts = ctx.facts
         line: dict[str, object] = {
             "time": round(now, 3), "client": self._anon(facts.client_ip), "key": self._anon(d.key),
             "rule": d.rule, "action": d.action.value, "enforced": d.enforced, "reason": d.reason,
             "method": facts.method, "host": facts.host, "path": facts.path[:512],
         }
-        line["fp"] = _fingerprint_fields(facts)
+        line["fp"] = _fingerprint_fields(ctx)
         if d.rate is not None:
             line["bucket"] = {"name": d.rate.policy_name, "quota": d.rate.quota, "window": d.rate.window,
                               "burst": d.rate.burst, "remaining": d.rate.remaining,
@@ -65,12 +73,10 @@ class DecisionLog:
             self._fh.close()
 
 
-def _fingerprint_fields(facts: RequestFacts) -> dict[str, object]:
+def _fingerprint_fields(ctx: DecisionContext) -> dict[str, object]:
     """Who the client looked like: what an operator needs to write the next rule."""
-    from .fingerprint.policy import fingerprint_of
-
     try:
-        fp = fingerprint_of(facts)
+        fp = ctx.fingerprint
     except Exception:  # logging must never fail a request
         return {}
     out: dict[str, object] = {

@@ -1,14 +1,17 @@
 """RequestFacts: everything the engine may ask about one request, in plain Python values.
 
 The mitmproxy addon, replay and the benchmarks all build these; the engine never sees a flow.
-Derived views (lower-cased header map, cookies, parsed IP, fingerprints) are computed on first
-use and kept, so a policy that never asks for one never pays for it.
+Immutable: every field is Final (mypy rejects a write). Derived views (lower-cased header map,
+cookies, parsed IP) are computed on first use and kept, so a policy that never asks for one never
+pays for it; their values never change. What a decision derives (detector key, signals,
+fingerprint, ...) lives in its `DecisionContext`, never here.
 """
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from http.cookies import SimpleCookie
-from typing import Any, Mapping, Sequence
+from typing import Any, Final
 
 from .netaddr import parse_ip
 
@@ -17,9 +20,22 @@ _MISSING: Any = object()
 
 class RequestFacts:
     __slots__ = (
-        "peer_ip", "client_ip", "method", "scheme", "host", "path", "query", "headers",
-        "http_version", "tls", "alpn", "connection_id", "timestamp",
-        "_hmap", "_cookies", "_ip", "_fingerprint", "detector_signals", "detector_key", "is_asset",
+        "_cookies",
+        "_hmap",
+        "_ip",
+        "alpn",
+        "client_ip",
+        "connection_id",
+        "headers",
+        "host",
+        "http_version",
+        "method",
+        "path",
+        "peer_ip",
+        "query",
+        "scheme",
+        "timestamp",
+        "tls",
     )
 
     def __init__(
@@ -39,26 +55,23 @@ class RequestFacts:
         connection_id: str = "",
         timestamp: float = 0.0,
     ) -> None:
-        self.peer_ip = peer_ip
-        self.client_ip = client_ip if client_ip is not None else peer_ip
-        self.method = method
-        self.scheme = scheme
-        self.host = host
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.http_version = http_version
-        self.tls = tls
-        self.alpn = alpn
-        self.connection_id = connection_id
-        self.timestamp = timestamp
+        self.peer_ip: Final = peer_ip
+        self.client_ip: Final = client_ip if client_ip is not None else peer_ip
+        self.method: Final = method
+        self.scheme: Final = scheme
+        self.host: Final = host
+        self.path: Final = path
+        self.query: Final = query
+        self.headers: Final = headers
+        self.http_version: Final = http_version
+        self.tls: Final = tls
+        self.alpn: Final = alpn
+        self.connection_id: Final = connection_id
+        self.timestamp: Final = timestamp
+        # Lazy views: set once, on first use.
         self._hmap: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None
         self._ip: Any = _MISSING
-        self._fingerprint: Any = None
-        self.detector_signals: Mapping[str, float] = {}
-        self.detector_key: str | None = None  # set when the engine's detectors observed this request
-        self.is_asset = False
 
     @property
     def header_map(self) -> dict[str, str]:

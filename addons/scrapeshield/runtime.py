@@ -17,22 +17,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from .challenge.endpoints import ChallengeConfig, ChallengeService
-from .challenge.keys import DEFAULT_ENV as CHALLENGE_KEYS_ENV, KeyRing
+from .challenge.keys import DEFAULT_ENV as CHALLENGE_KEYS_ENV
+from .challenge.keys import KeyRing
 from .clock import Clock, SystemClock
-from .gcra import BucketLimit
-from .responses import ShieldResponse
-from .store.base import Batch, BucketCheck
-from .store.memory import MemoryStore
+from .context import DecisionContext
 from .decision import Decision
 from .decisionlog import DecisionLog
 from .engine import Engine
-from .fingerprint.policy import fingerprint_signals
 from .facts import RequestFacts
+from .gcra import BucketLimit
 from .metrics import ShieldMetrics
 from .policy.compiler import compile_bytes, compile_file
 from .policy.errors import PolicyInvalid
 from .policy.model import CompiledPolicy
+from .responses import ShieldResponse
 from .store import open_store
+from .store.base import Batch, BucketCheck
+from .store.memory import MemoryStore
 
 log = logging.getLogger("scrapeshield")
 
@@ -70,15 +71,13 @@ class ShieldRuntime:
         policy = compile_file(config.policy_path)  # raises PolicyInvalid: never start without one
         self.store = self._open_store(policy)
         self.challenges = ChallengeService(_load_keys(config.secret_file), _challenge_config(policy))
-        self.engine = Engine(policy, self.store, self.clock, signal_sources=(fingerprint_signals,),
-                             clearance=self._cleared)
+        self.engine = Engine(policy, self.store, self.clock, clearance=self._cleared)
         # The reserved endpoints (/.shield/verify) sit outside the policy -- a challenge rule must not
         # challenge its own verify endpoint -- so they get a fixed per-IP budget of their own.
         self._reserved = MemoryStore(max_keys=100_000)
         self.shadow: Engine | None = None
         if config.shadow_policy_path:
-            self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock,
-                                 signal_sources=(fingerprint_signals,))
+            self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock)
         self.decision_log = DecisionLog(config.decision_log, policy.hash_ips)
         self.loaded_at = time.time()
         self.last_reload_error: str | None = None
@@ -118,19 +117,22 @@ class ShieldRuntime:
 
     # -- deciding ----------------------------------------------------------------------------
     async def decide(self, facts: RequestFacts) -> Decision:
+        return await self.decide_in(DecisionContext(facts))
+
+    async def decide_in(self, ctx: DecisionContext) -> Decision:
+        """Decide, count and log one request; the context keeps what the stages found (for the response)."""
         t0 = time.perf_counter()
-        decision = await self.engine.decide(facts)
+        decision = await self.engine.decide_in(ctx)
         seconds = time.perf_counter() - t0
         difference = None
         if self.shadow is not None:
-            live = facts.detector_key, facts.is_asset, facts.detector_signals
-            difference = await self._shadow_difference(facts, decision)
-            facts.detector_key, facts.is_asset, facts.detector_signals = live
-        self.record(facts, decision, seconds, shadow=difference)
+            difference = await self._shadow_difference(ctx.fork(), decision)
+        self.record(ctx.facts, decision, seconds, shadow=difference, ctx=ctx)
         return decision
 
-    def observe_response(self, facts: RequestFacts, status: int, content_type: str | None, body: bytes | None) -> None:
-        self.engine.observe_response(facts, status, content_type, body)
+    def observe_response(self, ctx: DecisionContext, status: int, content_type: str | None,
+                         body: bytes | None) -> None:
+        self.engine.observe_response(ctx, status, content_type, body)
 
     # -- challenges ----------------------------------------------------------------------------
     def _cleared(self, facts: RequestFacts, rule: str) -> bool:
@@ -166,7 +168,7 @@ class ShieldRuntime:
                                 self.store.spend_once, facts.header_map.get("cookie"))
 
     def record(self, facts: RequestFacts, decision: Decision, seconds: float = 0.0,
-               shadow: dict[str, Any] | None = None) -> None:
+               shadow: dict[str, Any] | None = None, ctx: DecisionContext | None = None) -> None:
         """Count and log a decision (also one made outside the engine, e.g. for a malformed request).
 
         `shadow` is what the shadow policy decided instead; such a line is written even for an
@@ -175,11 +177,12 @@ class ShieldRuntime:
         self.metrics.decided(decision, seconds)
         if decision.rule == "error":
             self.metrics.errors.labels("engine").inc()
-        self.decision_log.record(facts, decision, self.clock.now(), None if shadow is None else {"shadow": shadow})
+        self.decision_log.record(facts, decision, self.clock.now(), None if shadow is None else {"shadow": shadow},
+                                 context=ctx)
 
-    async def _shadow_difference(self, facts: RequestFacts, live: Decision) -> dict[str, Any] | None:
+    async def _shadow_difference(self, ctx: DecisionContext, live: Decision) -> dict[str, Any] | None:
         try:
-            shadow = await self.shadow.decide(facts)  # type: ignore[union-attr]
+            shadow = await self.shadow.decide_in(ctx)  # type: ignore[union-attr]
         except Exception:  # the candidate policy must never hurt live traffic
             log.exception("shadow policy failed")
             return None

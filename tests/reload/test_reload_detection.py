@@ -111,9 +111,13 @@ def test_touching_the_policy_recompiles_it_to_pick_up_an_edited_ip_list(tmp_path
     age(policy, 5)  # touch
     assert rt.reload() is True
     (rule,) = rt.policy.rules
+    from scrapeshield.context import DecisionContext
     from scrapeshield.facts import RequestFacts
 
-    assert rule.match(RequestFacts(peer_ip="198.51.100.9")) and not rule.match(RequestFacts(peer_ip="192.0.2.9"))
+    def request(ip: str) -> DecisionContext:
+        return DecisionContext(RequestFacts(peer_ip=ip))
+
+    assert rule.match(request("198.51.100.9")) and not rule.match(request("192.0.2.9"))
     rt.decision_log.close()
 
 

@@ -168,9 +168,9 @@ def test_recorded_responses_are_observed_only_for_requests_the_policy_lets_throu
         tmp_path: Path, policy_file: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, int, str, bytes | None]] = []
 
-    async def observe_response(self: ShieldRuntime, facts: Any, status: int, content_type: str,
+    async def observe_response(self: ShieldRuntime, ctx: Any, status: int, content_type: str,
                                body: bytes | None) -> None:
-        seen.append((facts.path, status, content_type, body))
+        seen.append((ctx.facts.path, status, content_type, body))
 
     monkeypatch.setattr(ShieldRuntime, "observe_response", observe_response, raising=False)
     flows = [make_flow(f"/user/{i}", T0 + i * 0.1, body=f"<p>{i}</p>".encode()) for i in range(4)]

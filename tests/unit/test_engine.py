@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from scrapeshield.clock import FakeClock
+from scrapeshield.context import DecisionContext
 from scrapeshield.decision import Action, Decision
 from scrapeshield.engine import Engine
 from scrapeshield.facts import RequestFacts
@@ -433,6 +434,10 @@ class BrokenStore(MemoryStore):
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         raise self.exc
 
+    @property
+    def sync_apply(self) -> None:  # every answer goes through the failing `apply`
+        return None
+
 
 LIMITED = """
     version: 1
@@ -561,13 +566,13 @@ def test_a_key_names_what_a_bucket_counts_by(key: str, facts: dict[str, Any], ex
     """)
     spec = policy.rules[0].key
     assert spec is not None
-    assert spec.func(request(**facts)) == expected
+    assert spec.func(DecisionContext(request(**facts))) == expected
 
 
 def test_a_key_value_from_a_header_is_truncated() -> None:
     policy = compile_policy("version: 1\nrules:\n  - {name: r, key: 'header:x-k', limits: 1/s}\n")
     spec = policy.rules[0].key
-    assert spec is not None and spec.func(request(headers=[("x-k", "a" * 10_000)])) == "header:x-k=" + "a" * 256
+    assert spec is not None and spec.func(DecisionContext(request(headers=[("x-k", "a" * 10_000)]))) == "header:x-k=" + "a" * 256
 
 
 def test_ip_prefix_sets_what_the_prefix_part_groups_by() -> None:
@@ -579,8 +584,8 @@ def test_ip_prefix_sets_what_the_prefix_part_groups_by() -> None:
     """)
     spec = policy.rules[0].key
     assert spec is not None
-    assert spec.func(request(peer_ip="203.0.113.7")) == "prefix=203.0.0.0/16"
-    assert spec.func(request(peer_ip="2001:db8:1:2::1")) == "prefix=2001:db8:1::/48"
+    assert spec.func(DecisionContext(request(peer_ip="203.0.113.7"))) == "prefix=203.0.0.0/16"
+    assert spec.func(DecisionContext(request(peer_ip="2001:db8:1:2::1"))) == "prefix=2001:db8:1::/48"
 
 
 async def test_addresses_in_one_prefix_share_one_budget() -> None:

@@ -1,30 +1,34 @@
-"""The policy's `detectors:` section -> (DetectorConfig, identity key). Registered with the compiler."""
+"""The policy's `detectors:` section -> DetectorsSection (settings + identity key). See `register`."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
-from ..policy.keys import KeyContext
 from ..policy.model import KeySpec
-from ..policy.nodes import Reader
+from ..policy.registry import Registry, Section, SectionContext
 from .config import DetectorConfig
 
 _FIELDS = {f.name: f.default for f in dataclasses.fields(DetectorConfig)}
 
 
-def compile_detectors(r: Reader, node: Node, policy_dir: str, named: dict[str, KeySpec],
-                      kctx: KeyContext) -> tuple[DetectorConfig, KeySpec] | None:
-    """`detectors: {key: stack, sequence_full: 20, distinct_window_s: 10m, ...}`; `enabled: false` turns all off."""
-    from ..policy.compiler import _key  # the compiler's own key reader: one grammar for keys
+@dataclass(frozen=True, slots=True)
+class DetectorsSection:
+    config: DetectorConfig
+    key: KeySpec  # what an identity is (`stack`: TLS stack + UA class, `ip`, ...)
 
+
+def compile_detectors(sc: SectionContext, node: Node) -> DetectorsSection | None:
+    """`detectors: {key: stack, sequence_full: 20, distinct_window_s: 10m, ...}`; `enabled: false` turns all off."""
+    r = sc.reader
     f = r.mapping(node, "detectors", set(_FIELDS) | {"key", "enabled"})
     if f is None:
         return None
     if "enabled" in f and r.boolean(f["enabled"][1], "detectors.enabled") is False:
         return None
-    key = _key(r, f["key"][1], "detectors.key", kctx, named) if "key" in f else named["ip"]
+    key = sc.read_key(f["key"][1], "detectors.key") if "key" in f else sc.default_key
     values: dict[str, Any] = {}
     for name, (_, vnode) in f.items():
         if name in ("key", "enabled"):
@@ -56,4 +60,12 @@ def compile_detectors(r: Reader, node: Node, policy_dir: str, named: dict[str, K
         return None
     if key is None:
         return None
-    return config, key
+    return DetectorsSection(config, key)
+
+
+DETECTORS: Section[DetectorsSection] = Section("detectors", compile_detectors)
+
+
+def register(registry: Registry) -> None:
+    """The `detectors:` section. Its signals reach scores through the engine's observe stage."""
+    registry.add_section(DETECTORS)

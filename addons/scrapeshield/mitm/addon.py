@@ -11,7 +11,9 @@ from cachetools import TTLCache
 from mitmproxy import ctx, http, tls
 from mitmproxy.connection import Client
 
+from ..context import DecisionContext
 from ..decision import Action, Decision
+from ..engine import fail_decision
 from ..facts import RequestFacts
 from ..policy.errors import PolicyInvalid
 from ..responses import ShieldResponse, refusal
@@ -41,8 +43,8 @@ class ShieldAddon:
     def __init__(self, runtime: ShieldRuntime | None = None) -> None:
         self.runtime = runtime  # given by `scrapeshield run`; built from options under mitmdump -s
         self._tls: dict[str, Any] = {}  # client id -> TLS fingerprint, dropped on disconnect
-        # flow id -> facts, from request to response; bounded in case a flow never finishes.
-        self._facts: TTLCache[str, RequestFacts] = TTLCache(maxsize=100_000, ttl=600)
+        # flow id -> decision context, from request to response; bounded in case a flow never finishes.
+        self._contexts: TTLCache[str, DecisionContext] = TTLCache(maxsize=100_000, ttl=600)
 
     # -- configuration -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -127,8 +129,7 @@ class ShieldAddon:
         except Exception as exc:
             rt.metrics.errors.labels("request").inc()
             log.warning("malformed request from %s: %s", flow.client_conn.peername, exc)
-            decision = Decision(Action.BLOCK if policy.fail_closed else Action.ALLOW, "error",
-                                f"malformed request: {exc}", enforced=not policy.monitor)
+            decision = fail_decision(policy, f"malformed request: {exc}")
             peer = flow.client_conn.peername[0] if flow.client_conn.peername else "0.0.0.0"
             rt.record(RequestFacts(peer_ip=peer, method=flow.request.method, path=flow.request.path[:512]), decision)
             self._apply(flow, decision, rt, None)
@@ -138,15 +139,16 @@ class ShieldAddon:
         if rt.is_reserved(facts.path):
             # The shield's own endpoints: answered in `request` once the body is in, never forwarded.
             if rt.reserved_allowed(facts):
-                self._facts[flow.id] = facts
+                self._contexts[flow.id] = DecisionContext(facts)
                 flow.metadata["scrapeshield_reserved"] = True
             else:
                 flow.response = _make(refusal(Decision(Action.THROTTLE, "reserved", "verify endpoint limit"),
                                               rt.policy, flow.request.headers.get("accept")))
             return
-        decision = await rt.decide(facts)
-        if facts.detector_key is not None:
-            self._facts[flow.id] = facts  # for the response hook
+        ctx = DecisionContext(facts)
+        decision = await rt.decide_in(ctx)
+        if ctx.detector_key is not None:
+            self._contexts[flow.id] = ctx  # for the response hook
         flow.metadata["scrapeshield"] = {"rule": decision.rule, "action": decision.action.value,
                                          "enforced": decision.enforced, "reason": decision.reason}
         if decision.effective is Action.DELAY and decision.delay > 0:
@@ -159,12 +161,12 @@ class ShieldAddon:
             return
         if not flow.metadata.get("scrapeshield_reserved"):
             return
-        facts = self._facts.pop(flow.id, None)
+        ctx = self._contexts.pop(flow.id, None)
         try:
-            if facts is None:
+            if ctx is None:
                 raise LookupError("request facts expired")
             body = flow.request.raw_content or b""
-            resp = await rt.handle_reserved(facts, body[:_MAX_RESERVED_BODY])
+            resp = await rt.handle_reserved(ctx.facts, body[:_MAX_RESERVED_BODY])
         except Exception:  # the reserved endpoints never reach the upstream, even when they fail
             rt.metrics.errors.labels("challenge").inc()
             log.exception("challenge endpoint failed")
@@ -173,8 +175,8 @@ class ShieldAddon:
 
     def response(self, flow: http.HTTPFlow) -> None:
         rt = self.runtime
-        facts = self._facts.pop(flow.id, None)
-        if rt is None or facts is None or flow.response is None:
+        ctx = self._contexts.pop(flow.id, None)
+        if rt is None or ctx is None or flow.response is None:
             return
         try:
             resp = flow.response
@@ -182,13 +184,13 @@ class ShieldAddon:
             body = None
             if ctype and "html" in ctype and resp.raw_content is not None and len(resp.raw_content) < 1 << 20:
                 body = resp.get_content(strict=False)
-            rt.observe_response(facts, resp.status_code, ctype, body)
+            rt.observe_response(ctx, resp.status_code, ctype, body)
         except Exception:  # pragma: no cover - observing must never break a response
             rt.metrics.errors.labels("response").inc()
             log.exception("could not observe response")
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._facts.pop(flow.id, None)
+        self._contexts.pop(flow.id, None)
 
     def _apply(self, flow: http.HTTPFlow, decision: Decision, rt: ShieldRuntime, facts: Any) -> None:
         action = decision.effective

@@ -12,17 +12,17 @@ from ..decision import Action
 from ..gcra import parse_rate
 from ..netaddr import EMPTY_CIDRS, CidrSet
 from .errors import PolicyError, PolicyInvalid
-from .keys import KEY_PARTS, KeyContext, build_key, needs_argument
-from .matchers import CompileEnv, compile_match
+from .keys import build_key
+from .matchers import all_of, always, compile_conditions
 from .model import BucketDef, ChallengeSettings, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from .nodes import Reader
-from ..detectors.policy import compile_detectors
-from ..fingerprint.policy import compile_goodbots  # also registers the fingerprint conditions and key parts
+from .plan import RulePlan
+from .registry import CompileEnv, KeyContext, Registry, SectionContext
 
+# The core's own top-level fields; packages add theirs as sections (see policy/registry.py).
 TOP_FIELDS = (
     "version", "name", "monitor", "fail", "default_action", "trusted_proxies", "ip_prefix", "keys",
     "ip_lists", "state", "penalty_box", "log", "responses", "challenge", "rules", "scores",
-    "detectors", "goodbots",
 )
 RULE_FIELDS = (
     "name", "description", "match", "action", "limits", "exceed", "key", "delay_max", "ban", "monitor",
@@ -32,20 +32,22 @@ DIRECT_ACTIONS = ("allow", "log", "block", "drop", "challenge", "throttle")
 EXCEED_ACTIONS = ("throttle", "delay", "block", "drop", "challenge")
 THRESHOLD_ACTIONS = ("log", "challenge", "throttle", "block", "drop")
 
-# Sections compiled by other packages: name -> fn(reader, node, policy_dir, named_keys, key_context).
-SECTION_COMPILERS: dict[str, Any] = {"detectors": compile_detectors}
 
-
-def compile_file(path: str) -> CompiledPolicy:
+def compile_file(path: str, registry: Registry | None = None) -> CompiledPolicy:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
         raise PolicyInvalid([PolicyError(path, 1, 1, f"cannot read policy: {exc.strerror or exc}")]) from None
-    return compile_bytes(data, path)
+    return compile_bytes(data, path, registry)
 
 
-def compile_bytes(data: bytes, filename: str = "<policy>") -> CompiledPolicy:
+def compile_bytes(data: bytes, filename: str = "<policy>", registry: Registry | None = None) -> CompiledPolicy:
+    """Compile a policy; `registry` is the language's extensions (default: the built-in packages)."""
+    if registry is None:
+        from ..extensions import standard_registry  # the composition root sits above the compiler
+
+        registry = standard_registry()
     r = Reader(filename)
     try:
         text = data.decode("utf-8")
@@ -63,14 +65,15 @@ def compile_bytes(data: bytes, filename: str = "<policy>") -> CompiledPolicy:
         raise PolicyInvalid([PolicyError(filename, line, col, f"YAML: {str(exc).splitlines()[0]}")]) from None
     if root is None:
         raise PolicyInvalid([PolicyError(filename, 1, 1, "policy is empty")])
-    policy = _compile_root(r, root, filename, hashlib.sha256(data).hexdigest()[:16])
+    policy = _compile_root(r, root, filename, hashlib.sha256(data).hexdigest()[:16], registry)
     if r.errors or policy is None:
         raise PolicyInvalid(sorted(r.errors, key=lambda e: (e.line, e.col)) or [PolicyError(filename, 1, 1, "invalid policy")])
     return policy
 
 
-def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> CompiledPolicy | None:
-    top = r.mapping(root, "policy", TOP_FIELDS)
+def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
+                  registry: Registry) -> CompiledPolicy | None:
+    top = r.mapping(root, "policy", (*TOP_FIELDS, *registry.sections))
     if top is None:
         return None
     policy_dir = os.path.dirname(os.path.abspath(filename)) if not filename.startswith("<") else os.getcwd()
@@ -108,20 +111,26 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
     if (il := get("ip_lists")) is not None and (f := r.mapping(il, "ip_lists")) is not None:
         for list_name, (_, vnode) in f.items():
             ip_lists[list_name] = _ip_list(r, vnode, f"ip_lists.{list_name}", policy_dir)
-    goodbots = None
-    if (gb := get("goodbots")) is not None:
-        goodbots = compile_goodbots(r, gb, policy_dir)
-    env = CompileEnv(ip_lists, goodbots)
-
-    named_keys: dict[str, KeySpec] = {"ip": build_key(("ip",), kctx), "prefix": build_key(("prefix",), kctx)}
+    parts = registry.key_parts
+    named_keys: dict[str, KeySpec] = {"ip": build_key(("ip",), kctx, parts),
+                                      "prefix": build_key(("prefix",), kctx, parts)}
     if (kn := get("keys")) is not None and (f := r.mapping(kn, "keys")) is not None:
         for key_name, (knode, vnode) in f.items():
             # `ip` too: a named key `ip` would silently become every rule's default key.
-            if key_name in KEY_PARTS and ":" not in key_name:
+            if key_name in parts and ":" not in key_name:
                 r.error(knode, f"keys: {key_name!r} is a built-in key part; choose another name")
                 continue
-            if (spec := _key(r, vnode, f"keys.{key_name}", kctx, {})) is not None:
+            if (spec := _key(r, vnode, f"keys.{key_name}", kctx, {}, registry)) is not None:
                 named_keys[key_name] = spec
+
+    # Sections before rules: a condition may refer to one (`good_bot` needs `goodbots:`).
+    section_ctx = SectionContext(r, policy_dir, lambda n, what: _key(r, n, what, kctx, named_keys, registry),
+                                 named_keys["ip"])
+    sections: dict[str, object] = {}
+    for section in registry.sections.values():
+        if (node := get(section.name)) is not None and (value := section.compile(section_ctx, node)) is not None:
+            sections[section.name] = value
+    env = CompileEnv(ip_lists, registry, sections)
 
     max_keys, hash_ips = 1_000_000, False
     if (st := get("state")) is not None and (f := r.mapping(st, "state", ("max_keys",))) is not None:
@@ -157,7 +166,7 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
     score_names: set[str] = set()
     if (sn := get("scores")) is not None:
         for item in r.sequence(sn, "scores", scalar_ok=False):
-            score = _score(r, item, named_keys, kctx)
+            score = _score(r, item, named_keys, kctx, registry)
             if score is not None:
                 if score.name in score_names:
                     r.error(item, f"scores: duplicate score name {score.name!r}")
@@ -167,11 +176,6 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
         for sname, _ in rule.scores:
             if sname not in score_names:
                 r.error(seen[rule.name], f"rule {rule.name!r}: adds to score {sname!r}, which is not defined under scores")
-
-    extras: dict[str, Any] = {}
-    for section, fn in SECTION_COMPILERS.items():
-        if (node := get(section)) is not None:
-            extras[section] = fn(r, node, policy_dir, named_keys, kctx)
 
     ban_keys: dict[tuple[str, ...], KeySpec] = {}
     for rule in rules:
@@ -183,15 +187,13 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str) -> Co
 
     if r.errors:
         return None
-    detectors = extras.get("detectors")
     return CompiledPolicy(
         source=filename, version_hash=version_hash, name=name, monitor=monitor, fail_closed=fail_closed,
         default_action=default_action, trusted_proxies=trusted, ipv4_prefix=v4, ipv6_prefix=v6,
         rules=tuple(rules), ban_keys=tuple(ban_keys.values()), ban_action=ban_action, scores=tuple(scores),
         block_status=block_status, throttle_status=throttle_status, max_keys=max_keys, hash_ips=hash_ips,
-        challenge=challenge,
-        detectors=detectors[0] if detectors else None, detector_key=detectors[1] if detectors else None,
-        goodbots=goodbots,
+        challenge=challenge, plan=RulePlan(tuple(rules)), sections=sections,
+        signal_sources=tuple(registry.signal_sources),
     )
 
 
@@ -246,7 +248,8 @@ def _ip_list(r: Reader, node: Node, what: str, policy_dir: str) -> CidrSet:
     return _cidrs(r, node, what)
 
 
-def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, KeySpec]) -> KeySpec | None:
+def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, KeySpec],
+         registry: Registry) -> KeySpec | None:
     """A named key (`stack`), a part (`ip`), `prefix+header:x-api-key`, or a list of parts."""
     if isinstance(node, ScalarNode) and node.value in named:
         return named[node.value]
@@ -258,18 +261,19 @@ def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, Ke
         r.error(node, f"{what}: a key needs at least one part")
         return None
     ok = True
+    known = registry.key_parts
     for part in parts:
         kind, colon, arg = part.partition(":")
-        if kind not in KEY_PARTS:
-            r.error(node, f"{what}: unknown key part {part!r} (known: {', '.join(sorted(KEY_PARTS))}, or a name under keys)")
+        if kind not in known:
+            r.error(node, f"{what}: unknown key part {part!r} (known: {', '.join(sorted(known))}, or a name under keys)")
             ok = False
-        elif needs_argument(kind) and not arg:
+        elif known[kind].needs_argument and not arg:
             r.error(node, f"{what}: key part {kind!r} needs a name, e.g. {kind}:x-api-key")
             ok = False
-        elif not needs_argument(kind) and colon:
+        elif not known[kind].needs_argument and colon:
             r.error(node, f"{what}: key part {kind!r} takes no argument")
             ok = False
-    return build_key(tuple(parts), kctx) if ok else None
+    return build_key(tuple(parts), kctx, known) if ok else None
 
 
 def _challenge(r: Reader, node: Node | None) -> ChallengeSettings:
@@ -315,8 +319,9 @@ def _rule(r: Reader, node: Node, env: CompileEnv, named: dict[str, KeySpec], kct
     seen[name] = node
     what = f"rule {name!r}"
 
-    match = compile_match(r, f["match"][1], env) if "match" in f else (lambda facts: True)
-    key = _key(r, f["key"][1], f"{what}: key", kctx, named) if "key" in f else named["ip"]
+    conditions = compile_conditions(r, f["match"][1], env) if "match" in f else ()
+    match = all_of([p for _, p in conditions]) if conditions is not None else always
+    key = _key(r, f["key"][1], f"{what}: key", kctx, named, env.registry) if "key" in f else named["ip"]
 
     buckets: list[BucketDef] = []
     if "limits" in f:
@@ -377,11 +382,12 @@ def _rule(r: Reader, node: Node, env: CompileEnv, named: dict[str, KeySpec], kct
         status=_opt(r, f.get("status", (None, None))[1], lambda n, w: r.integer(n, w, 200, 599), f"{what}: status", 0),
         difficulty=_opt(r, f.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32), f"{what}: difficulty", 0),
         no_js=_opt(r, f.get("no_js", (None, None))[1], r.boolean, f"{what}: no_js", False),
-        scores=tuple(scores),
+        scores=tuple(scores), conditions=conditions or (),
     )
 
 
-def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext) -> ScoreDef | None:
+def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext,
+           registry: Registry) -> ScoreDef | None:
     f = r.mapping(node, "score", ("name", "key", "half_life", "weights", "thresholds"))
     if f is None:
         return None
@@ -390,7 +396,7 @@ def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext) -
         return None
     name = r.string(f["name"][1], "score name") or "?"
     what = f"score {name!r}"
-    key = _key(r, f["key"][1], f"{what}: key", kctx, named) if "key" in f else named["ip"]
+    key = _key(r, f["key"][1], f"{what}: key", kctx, named, registry) if "key" in f else named["ip"]
     half_life = _opt(r, f.get("half_life", (None, None))[1], r.duration, f"{what}: half_life", 600.0)
     if half_life <= 0:
         r.error(f["half_life"][1], f"{what}: half_life must be positive")

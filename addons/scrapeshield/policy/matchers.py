@@ -1,7 +1,8 @@
-"""Match conditions: YAML node -> predicate over RequestFacts, compiled once.
+"""Match conditions: YAML node -> predicate over a DecisionContext, compiled once.
 
-Each condition is a function registered in CONDITIONS under its YAML field name; adding a
-condition is adding one function. A `match:` mapping with several fields means all of them.
+Each condition is a function registered under its YAML field name (see `register` at the end
+and `policy/registry.py`); adding a condition is adding one function and one line in `register`.
+A `match:` mapping with several fields means all of them. Predicates read a `DecisionContext`.
 
 Guards: a predicate may carry a `guard` attribute, a frozenset of atoms of which at least one
 holds whenever the predicate is true (a necessary condition, never a sufficient one). The engine
@@ -12,92 +13,94 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.nodes import Node, ScalarNode
 
-from ..facts import RequestFacts
 from ..netaddr import CidrSet
 from .model import Predicate
 from .nodes import Reader
+from .registry import CompileEnv
+
+if TYPE_CHECKING:
+    from ..context import DecisionContext
+    from .registry import Registry
+
+__all__ = ["CompileEnv", "always", "compile_conditions", "compile_match", "first_segment", "guard_of",
+           "is_ua_only", "register"]
 
 
-@dataclass(frozen=True, slots=True)
-class CompileEnv:
-    ip_lists: Mapping[str, CidrSet]
-    goodbots: Any = None  # fingerprint.GoodBotRegistry from the policy's `goodbots:` section
+def always(c: DecisionContext) -> bool:
+    """The predicate of a rule without `match:`."""
+    return True
 
 
-Compiler = Callable[[Reader, Node, CompileEnv], Predicate | None]
-CONDITIONS: dict[str, Compiler] = {}
-
-
-def condition(name: str) -> Callable[[Compiler], Compiler]:
-    def register(fn: Compiler) -> Compiler:
-        CONDITIONS[name] = fn
-        return fn
-    return register
+def compile_conditions(r: Reader, node: Node, env: CompileEnv) -> tuple[tuple[str, Predicate], ...] | None:
+    """A `match:` mapping as (condition name, predicate) pairs, in the order written."""
+    conditions = env.registry.conditions
+    fields = r.mapping(node, "match", conditions)
+    if fields is None:
+        return None
+    out = []
+    for name, (_, vnode) in fields.items():
+        pred = conditions[name](r, vnode, env)
+        if pred is not None:
+            out.append((name, pred))
+    return tuple(out)
 
 
 def compile_match(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """A mapping of conditions, all of which must hold."""
-    fields = r.mapping(node, "match", CONDITIONS)
-    if fields is None:
-        return None
-    preds = []
-    for name, (_, vnode) in fields.items():
-        pred = CONDITIONS[name](r, vnode, env)
-        if pred is not None:
-            preds.append(pred)
-    return _all(preds)
+    conditions = compile_conditions(r, node, env)
+    return None if conditions is None else all_of([p for _, p in conditions])
 
 
-def _all(preds: list[Predicate]) -> Predicate:
+def all_of(preds: list[Predicate]) -> Predicate:
     if not preds:
-        return lambda f: True
+        return always
     if len(preds) == 1:
         return preds[0]
     guard = _best_guard([guard_of(p) for p in preds])
     # Unrolled for the common small cases: same order and short-circuit as all(), no generator.
     if len(preds) == 2:
         p0, p1 = preds
-        return _guarded(lambda f: bool(p0(f) and p1(f)), guard)
+        return _guarded(lambda c: bool(p0(c) and p1(c)), guard)
     if len(preds) == 3:
         p0, p1, p2 = preds
-        return _guarded(lambda f: bool(p0(f) and p1(f) and p2(f)), guard)
+        return _guarded(lambda c: bool(p0(c) and p1(c) and p2(c)), guard)
     ps = tuple(preds)
-    return _guarded(lambda f: all(p(f) for p in ps), guard)
+    return _guarded(lambda c: all(p(c) for p in ps), guard)
 
 
-@condition("all")
 def _c_all(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     preds = [p for n in r.sequence(node, "all", scalar_ok=False) if (p := compile_match(r, n, env))]
-    return _all(preds)
+    return all_of(preds)
 
 
-@condition("any")
+
 def _c_any(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     ps = tuple(p for n in r.sequence(node, "any", scalar_ok=False) if (p := compile_match(r, n, env)))
     if not ps:
         r.error(node, "any needs at least one condition")
         return None
     guards = [guard_of(p) for p in ps]
-    guard = frozenset().union(*guards) if all(guards) else None  # type: ignore[arg-type]
-    return _guarded(lambda f: any(p(f) for p in ps), guard)
+    guard: Guard | None = None
+    if all(g is not None for g in guards):
+        guard = frozenset(a for g in guards if g is not None for a in g)
+    return _guarded(lambda c: any(p(c) for p in ps), guard)
 
 
-@condition("not")
 def _c_not(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     p = compile_match(r, node, env)
-    return (lambda f: not p(f)) if p else None
+    if p is None:
+        return None
+    return lambda c: not p(c)
 
 
-@condition("method")
 def _c_method(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     methods = frozenset(m.upper() for m in r.strings(node, "method"))
-    return _guarded(lambda f: f.method in methods, frozenset(("method", m) for m in methods))
+    return _guarded(lambda c: c.facts.method in methods, frozenset(("method", m) for m in methods))
 
 
 def _globs(r: Reader, node: Node, what: str, flags: int = 0) -> re.Pattern[str] | None:
@@ -107,13 +110,12 @@ def _globs(r: Reader, node: Node, what: str, flags: int = 0) -> re.Pattern[str] 
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs), flags)
 
 
-@condition("host")
 def _c_host(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     rx = _globs(r, node, "host", re.IGNORECASE)
     if rx is None:
         return None
     m = rx.match
-    return lambda f: m(_hostname(f.host)) is not None
+    return lambda c: m(_hostname(c.facts.host)) is not None
 
 
 def _hostname(host: str) -> str:
@@ -122,26 +124,23 @@ def _hostname(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
-@condition("path")
 def _c_path(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """Shell-style globs over the path (no query); `*` also crosses `/`."""
     globs = r.strings(node, "path")
     if not globs:
         return None
     m = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match  # as _globs() does
-    return _guarded(lambda f: m(f.path) is not None, _glob_segments(globs))
+    return _guarded(lambda c: m(c.facts.path) is not None, _glob_segments(globs))
 
 
-@condition("path_regex")
 def _c_path_regex(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     rx = r.regex(node, "path_regex")
     if rx is None:
         return None
     s = rx.search
-    return _guarded(lambda f: s(f.path) is not None, _regex_segments(rx))
+    return _guarded(lambda c: s(c.facts.path) is not None, _regex_segments(rx))
 
 
-@condition("query")
 def _c_query(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """`query: {page: '^\\d+$'}` -- each parameter present and matching; `true` means present."""
     fields = r.mapping(node, "query")
@@ -154,10 +153,11 @@ def _c_query(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
         elif (rx := r.regex(vnode, f"query.{name}")) is not None:
             checks.append((name, rx))
 
-    def pred(f: RequestFacts) -> bool:
-        if not f.query:
+    def pred(c: DecisionContext) -> bool:
+        query = c.facts.query
+        if not query:
             return False
-        params = dict(parse_qsl(f.query, keep_blank_values=True))
+        params = dict(parse_qsl(query, keep_blank_values=True))
         for name, rx in checks:
             value = params.get(name)
             if value is None or (rx is not None and rx.search(value) is None):
@@ -166,16 +166,14 @@ def _c_query(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     return pred
 
 
-@condition("query_regex")
 def _c_query_regex(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     rx = r.regex(node, "query_regex")
     if rx is None:
         return None
     s = rx.search
-    return lambda f: s(f.query) is not None
+    return lambda c: s(c.facts.query) is not None
 
 
-@condition("header")
 def _c_header(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """`header: {x-api-key: true, accept-language: false, accept: 'text/html'}`."""
     fields = r.mapping(node, "header")
@@ -188,8 +186,8 @@ def _c_header(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
         elif (rx := r.regex(vnode, f"header.{name}")) is not None:
             checks.append((name.lower(), rx))
 
-    def pred(f: RequestFacts) -> bool:
-        hmap = f.header_map
+    def pred(c: DecisionContext) -> bool:
+        hmap = c.facts.header_map
         for name, want in checks:
             value = hmap.get(name)
             if want is True or want is False:
@@ -202,21 +200,19 @@ def _c_header(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     return _guarded(pred, _best_guard([frozenset({("hdr", name)}) for name, want in checks if want is not False]))
 
 
-@condition("user_agent")
 def _c_user_agent(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     rx = r.regex(node, "user_agent")
     if rx is None:
         return None
     s = rx.search
 
-    def pred(f: RequestFacts) -> bool:
-        return s(f.user_agent) is not None
-    # Depends on f.user_agent alone: the engine remembers, per UA, which such rules match (_RulePlan).
-    pred.ua_only = True  # type: ignore[attr-defined]
+    def pred(c: DecisionContext) -> bool:
+        return s(c.facts.user_agent) is not None
+    # Depends on the user agent alone: the rule plan remembers, per UA, which such rules match.
+    setattr(pred, _UA_ONLY, True)
     return pred
 
 
-@condition("client_ip")
 def _c_client_ip(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """CIDRs or addresses, and `@name` for a named list from `ip_lists`."""
     cidrs: list[str] = []
@@ -245,25 +241,30 @@ def _c_client_ip(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     guard = frozenset(("ip", s) for s in sets)
     if len(sets) == 1:
         only = sets[0].contains
-        return _guarded(lambda f: only(f.ip), guard)
+        return _guarded(lambda c: only(c.facts.ip), guard)
     all_sets = tuple(sets)
-    return _guarded(lambda f: any(s.contains(f.ip) for s in all_sets), guard)
+    return _guarded(lambda c: any(s.contains(c.facts.ip) for s in all_sets), guard)
 
 
-@condition("scheme")
 def _c_scheme(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     schemes = frozenset(s.lower() for s in r.strings(node, "scheme"))
-    return lambda f: f.scheme in schemes
+    return lambda c: c.facts.scheme in schemes
 
 
-@condition("http_version")
 def _c_http_version(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     versions = frozenset(v.upper() for v in r.strings(node, "http_version"))
-    return lambda f: f.http_version.upper() in versions
+    return lambda c: c.facts.http_version.upper() in versions
 
 
-def is_condition_mapping(node: Node) -> bool:
-    return isinstance(node, MappingNode)
+def register(registry: Registry) -> None:
+    """The built-in match conditions."""
+    for name, compile_fn in (
+        ("all", _c_all), ("any", _c_any), ("not", _c_not), ("method", _c_method), ("host", _c_host),
+        ("path", _c_path), ("path_regex", _c_path_regex), ("query", _c_query), ("query_regex", _c_query_regex),
+        ("header", _c_header), ("user_agent", _c_user_agent), ("client_ip", _c_client_ip),
+        ("scheme", _c_scheme), ("http_version", _c_http_version),
+    ):
+        registry.add_condition(name, compile_fn)
 
 
 # -- guards -------------------------------------------------------------------------------------
@@ -272,7 +273,10 @@ def is_condition_mapping(node: Node) -> bool:
 #   ("method", "POST")  facts.method == "POST"
 #   ("hdr", "x-api-key")  the (lower-case) header is present in facts.header_map
 #   ("ip", CidrSet)     facts.ip is in the set
-Guard = frozenset  # of atoms; None (no attribute) = no known necessary condition
+Atom = tuple[str, Any]
+Guard = frozenset[Atom]  # None (no attribute) = no known necessary condition
+_GUARD = "guard"  # the attribute a guarded predicate carries
+_UA_ONLY = "ua_only"  # set on a predicate that depends on the User-Agent alone
 
 # Headers nearly every browser request carries: a guard on them skips almost nothing.
 _COMMON_HEADERS = frozenset((
@@ -286,12 +290,17 @@ _MAX_SEGMENTS = 256
 
 
 def guard_of(pred: Predicate) -> Guard | None:
-    return getattr(pred, "guard", None)
+    guard: Guard | None = getattr(pred, _GUARD, None)
+    return guard
+
+
+def is_ua_only(pred: Predicate) -> bool:
+    return getattr(pred, _UA_ONLY, False) is True
 
 
 def _guarded(pred: Predicate, guard: Guard | None) -> Predicate:
     if guard:
-        pred.guard = guard  # type: ignore[attr-defined]
+        setattr(pred, _GUARD, guard)
     return pred
 
 
@@ -350,7 +359,8 @@ def _regex_segments(rx: re.Pattern[str]) -> Guard | None:
     if rx.flags & (re.IGNORECASE | re.MULTILINE):
         return None
     try:
-        from re import _constants as C, _parser  # type: ignore[attr-defined]
+        from re import _constants as C  # type: ignore[attr-defined]
+        from re import _parser
 
         items = list(_parser.parse(rx.pattern, rx.flags))
         if len(items) == 1 and items[0][0] is C.BRANCH:  # ^/a/..|^/b/..

@@ -1,16 +1,22 @@
 """The compiled policy: immutable, ready to evaluate. Built only by `compiler.compile_policy`."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..decision import Action
-from ..facts import RequestFacts
 from ..gcra import BucketLimit
 from ..netaddr import CidrSet
 
-Predicate = Callable[[RequestFacts], bool]
-KeyFunc = Callable[[RequestFacts], str]
+if TYPE_CHECKING:
+    from ..context import DecisionContext
+    from .plan import RulePlan
+    from .registry import Section, SignalSource
+
+T = TypeVar("T")
+Predicate = Callable[["DecisionContext"], bool]
+KeyFunc = Callable[["DecisionContext"], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +51,8 @@ class Rule:
     difficulty: int = 0
     no_js: bool = False
     scores: tuple[tuple[str, float], ...] = ()  # (score name, delta) added when the rule matches
-
-    @property
-    def is_limit(self) -> bool:
-        return bool(self.buckets)
+    # The `match:` fields one by one, (name, predicate), for explaining which one failed.
+    conditions: tuple[tuple[str, Predicate], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +105,13 @@ class CompiledPolicy:
     max_keys: int
     hash_ips: bool
     challenge: ChallengeSettings
-    detectors: object | None = None  # detectors.DetectorConfig when enabled
-    detector_key: KeySpec | None = None
-    goodbots: Any = None  # fingerprint.GoodBotRegistry
+    plan: RulePlan = field(compare=False, repr=False)  # which rules a request can match at all
+    sections: Mapping[str, Any] = field(default_factory=dict, compare=False)  # name -> compiled section
+    signal_sources: tuple[SignalSource, ...] = field(default=(), compare=False)
+
+    def section(self, spec: Section[T]) -> T | None:
+        """A package's compiled section (e.g. `detectors`), or None when the policy has none."""
+        return cast("T | None", self.sections.get(spec.name))
 
     @property
     def bucket_ids(self) -> frozenset[str]:

@@ -23,7 +23,9 @@ from mitmproxy.exceptions import FlowReadException
 from mitmproxy.io import FlowReader
 
 from ..clock import FakeClock
+from ..context import DecisionContext
 from ..decision import ANSWERED, Action, Decision
+from ..engine import fail_decision
 from ..facts import RequestFacts
 from ..mitm.flowfacts import facts_from_flow
 from ..policy.model import CompiledPolicy
@@ -167,7 +169,7 @@ def read_requests(paths: Sequence[str], policy: CompiledPolicy, keep_bodies: boo
             malformed = None
             try:
                 facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow))
-            except Exception as exc:  # noqa: BLE001 - as the live addon: one odd request never stops the rest
+            except Exception as exc:
                 peer = flow.client_conn.peername[0] if flow.client_conn.peername else "0.0.0.0"
                 facts = RequestFacts(peer_ip=peer, method=flow.request.method, path=flow.request.path[:512],
                                      timestamp=flow.request.timestamp_start)
@@ -222,21 +224,21 @@ async def _replay(runtime: ShieldRuntime, paths: Sequence[str]) -> list[Replayed
     for index, rec in enumerate(requests, 1):
         facts = rec.facts
         clock.set(rec.sort_key[0])
+        ctx = DecisionContext(facts)
         if rec.malformed is not None:  # what the live addon does with a request it cannot read
             matched: tuple[str, ...] = ()
-            decision = Decision(Action.BLOCK if policy.fail_closed else Action.ALLOW, "error", rec.malformed,
-                                enforced=not policy.monitor)
+            decision = fail_decision(policy, rec.malformed)
             runtime.record(facts, decision)
         else:
-            decision = await runtime.decide(facts)
-            # For the report only, after deciding: the facts are then as the engine saw them.
-            matched = tuple(rule.name for rule in policy.rules if rule.match(facts))
+            decision = await runtime.decide_in(ctx)
+            # For the report only, after deciding: the context is then as the engine saw it.
+            matched = tuple(rule.name for rule in policy.rules if rule.match(ctx))
         n = per_client[facts.client_ip] = per_client.get(facts.client_ip, 0) + 1
         out.append(_replayed(index, n, facts, decision, matched, rec))
         if observe is not None and rec.response is not None and not rec.response.from_shield \
                 and decision.effective not in ANSWERED:
             # The origin's answer to a request this policy also lets through: what the live addon sees.
-            result = observe(facts, rec.response.status, rec.response.content_type, rec.response.body)
+            result = observe(ctx, rec.response.status, rec.response.content_type, rec.response.body)
             if inspect.isawaitable(result):
                 await result
     return out

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import yaml
 from yaml.nodes import Node
 
+from ..context import DecisionContext
 from ..decision import Action
+from ..extensions import standard_registry
 from ..netaddr import CidrSet, parse_ip
 from ..policy.errors import PolicyError, PolicyInvalid
 from ..policy.matchers import CompileEnv, compile_match
@@ -134,8 +136,9 @@ def _expectation(r: Reader, node: Node, text: str) -> Expectation | None:
     if "user_agent" in f and (rx := r.regex(f["user_agent"][1], "user_agent")) is not None:
         search = rx.search
         selectors.append(lambda d: search(d.user_agent) is not None)
-    if "filter" in f and (pred := compile_match(r, f["filter"][1], CompileEnv({}))) is not None:
-        selectors.append(lambda d: d.facts is not None and pred(d.facts))
+    env = CompileEnv({}, standard_registry())
+    if "filter" in f and (pred := compile_match(r, f["filter"][1], env)) is not None:
+        selectors.append(lambda d: d.facts is not None and pred(DecisionContext(d.facts)))
 
     checks: dict[str, object] = {}
     for name in ("first_block_by", "first_block_after"):

@@ -6,6 +6,7 @@ per request. Backends: `memory` (bounded, the default) and `redis`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +57,13 @@ class Store(Protocol):
     name: str
 
     async def apply(self, batch: Batch, now: float) -> BatchResult: ...
+
+    @property
+    def sync_apply(self) -> Callable[[Batch, float], BatchResult] | None:
+        """`apply` without a coroutine, offered by a store that never waits (in-process state), so
+        the engine saves one coroutine per decision; None for a store that must await (network).
+        When offered, it gives exactly what `apply` would."""
+        ...
 
     async def ban(self, key: str, until: float, now: float) -> None: ...
 

@@ -7,6 +7,8 @@ bounded number at a time instead of paying TTLCache's per-entry link objects.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cachetools import LRUCache, TTLCache
 
 from ..gcra import conform_all, state_after
@@ -102,6 +104,10 @@ class MemoryStore:
 
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         return self.apply_now(batch, now)
+
+    @property
+    def sync_apply(self) -> Callable[[Batch, float], BatchResult] | None:
+        return self.apply_now  # in-process: never waits (see Store.sync_apply)
 
     # -- the rest --------------------------------------------------------------------------
     async def ban(self, key: str, until: float, now: float) -> None:

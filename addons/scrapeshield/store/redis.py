@@ -233,6 +233,8 @@ class RedisStore:
                    local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack)
 
     # -- the hot path --------------------------------------------------------------------
+    sync_apply = None  # every answer may wait (Store.sync_apply)
+
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         if self._local_bans is not None:
             local = self._answer_locally(batch, now)

@@ -68,6 +68,8 @@ class ResilientStore:
         """True when the engine must refuse the request it just asked about."""
         return self.degraded and self.fail_mode == "closed"
 
+    sync_apply = None  # every answer may wait (Store.sync_apply)
+
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         return await self._call(lambda s: s.apply(batch, now), now)
 

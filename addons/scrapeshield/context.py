@@ -1,0 +1,62 @@
+"""DecisionContext: one request being decided, and what the decision's stages learnt about it.
+
+`RequestFacts` is what the client sent; it never changes. Everything derived while deciding
+(the detectors' identity key and signals, the client fingerprint, later the session) lives here,
+one context per decision: a shadow policy deciding the same request gets its own context, so
+nothing needs saving or restoring between engines.
+
+Match conditions and key parts read a context, not bare facts, so a condition or key part can
+use anything a stage found (e.g. `fingerprint`) as well as the facts.
+
+Adding a per-request value: add a slot and its default in `__init__`; a value derived from the
+facts alone is computed on first use (a property over a slot), so a policy that never asks for
+it never pays for it, and `fork()` shares it with a shadow decision.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from .facts import RequestFacts
+
+if TYPE_CHECKING:
+    from .fingerprint import ClientFingerprint
+
+NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
+
+
+class DecisionContext:
+    __slots__ = ("_fingerprint", "detector_key", "detector_signals", "facts", "is_asset", "now")
+
+    def __init__(self, facts: RequestFacts, now: float = 0.0) -> None:
+        self.facts = facts
+        self.now = now  # the decision's clock reading, set by the engine when it starts
+        self.detector_key: str | None = None  # set when the engine's detectors observed this request
+        self.is_asset = False  # CSS/JS/image/font/media, as the detectors classified it
+        self.detector_signals: Mapping[str, float] = NO_SIGNALS
+        self._fingerprint: ClientFingerprint | None = None
+
+    @property
+    def fingerprint(self) -> ClientFingerprint:
+        """The client's TLS/HTTP/User-Agent fingerprint (a function of the facts), computed once."""
+        fp = self._fingerprint
+        if fp is None:
+            from .fingerprint import fingerprint_request
+
+            f = self.facts
+            fp = self._fingerprint = fingerprint_request(
+                [name for name, _ in f.headers], f.header_map, http_version=f.http_version, alpn=f.alpn,
+                is_tls=f.is_tls, tls=f.tls,
+            )
+        return fp
+
+    def fork(self) -> DecisionContext:
+        """A fresh context for another engine deciding the same request (a shadow policy): it shares
+        what depends on the facts alone, none of what this decision's stages filled in."""
+        other = DecisionContext(self.facts, self.now)
+        other._fingerprint = self._fingerprint
+        return other
+
+    def __repr__(self) -> str:
+        return f"<DecisionContext {self.facts!r} detector_key={self.detector_key!r}>"

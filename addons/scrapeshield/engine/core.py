@@ -1,0 +1,157 @@
+"""The decision engine: RequestFacts + CompiledPolicy + Store + Clock -> Decision.
+
+`Engine` holds what outlives one request (the store, the monitor store, the detectors, the
+clock) and runs the stages of `stages.py` in order:
+
+    observe -> match -> count monitored -> signals -> batch -> store (one round trip) -> resolve
+
+Everything the store must know for a request goes to it as ONE batch, so a networked store
+costs one round trip. Policies change only through `swap()`, between decisions: a decision
+already running keeps the policy it started with.
+"""
+from __future__ import annotations
+
+import logging
+
+from ..clock import Clock, SystemClock
+from ..context import DecisionContext
+from ..decision import Decision
+from ..detectors import DetectorSet
+from ..detectors.policy import DETECTORS
+from ..facts import RequestFacts
+from ..netaddr import MalformedRequest
+from ..policy.model import CompiledPolicy
+from ..policy.registry import SignalSource
+from ..store.base import EMPTY_RESULT, Batch, BatchResult, ScoreUpdate, Store, StoreError
+from ..store.memory import MemoryStore
+from . import stages
+from .explain import rule_traces
+from .stages import ClearanceCheck, Matches
+from .trace import BucketTrace, DecisionTrace, ScoreTrace, TraceRecorder
+
+log = logging.getLogger("scrapeshield.engine")
+
+
+class Engine:
+    def __init__(
+        self,
+        policy: CompiledPolicy,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        *,
+        clearance: ClearanceCheck | None = None,
+        signal_sources: tuple[SignalSource, ...] = (),
+    ) -> None:
+        self._policy = policy
+        self.store: Store = store if store is not None else MemoryStore(max_keys=policy.max_keys)
+        self.monitor_store = MemoryStore(max_keys=min(policy.max_keys, 100_000))
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.clearance = clearance
+        self.signal_sources = signal_sources  # beside the policy's own (the registry's sources)
+        self.errors = 0
+        self.detectors = _detector_set(policy)
+
+    @property
+    def policy(self) -> CompiledPolicy:
+        return self._policy
+
+    def swap(self, policy: CompiledPolicy) -> None:
+        """Install a new policy between requests. Decisions already running keep the old one."""
+        old, new = self._policy.section(DETECTORS), policy.section(DETECTORS)
+        if (old.config if old else None) != (new.config if new else None):  # unchanged settings keep their state
+            self.detectors = _detector_set(policy)
+        self._policy = policy
+        keep = policy.bucket_ids
+        self.store.retain_buckets(keep)
+        self.monitor_store.retain_buckets(keep)
+
+    # -- deciding ------------------------------------------------------------------------------
+    async def decide(self, facts: RequestFacts) -> Decision:
+        return await self.decide_in(DecisionContext(facts))
+
+    async def decide_in(self, ctx: DecisionContext, trace: TraceRecorder | None = None) -> Decision:
+        """Decide the request of `ctx`, filling the context as the stages go (see stages.py)."""
+        policy = self._policy  # one policy for the whole decision, even if a reload lands meanwhile
+        ctx.now = self.clock.now()
+        try:
+            return await self._run(policy, ctx, trace)
+        except MalformedRequest as exc:
+            self.errors += 1
+            return stages.fail_decision(policy, f"malformed request: {exc}")
+        except StoreError as exc:
+            self.errors += 1
+            return stages.fail_decision(policy, f"store unavailable: {exc}")
+        except Exception as exc:  # never let a bug take the request down with it
+            self.errors += 1
+            log.exception("engine error on %r", ctx.facts)
+            return stages.fail_decision(policy, f"internal error: {type(exc).__name__}")
+
+    async def explain(self, request: RequestFacts | DecisionContext) -> DecisionTrace:
+        """Decide as `decide` does (same stages, same state changes) and say why, rule by rule."""
+        ctx = request if isinstance(request, DecisionContext) else DecisionContext(request)
+        policy = self._policy
+        recorder = TraceRecorder()
+        decision = await self.decide_in(ctx, recorder)
+        rules = rule_traces(policy, ctx, recorder.matches, self.clearance) if recorder.matches else ()
+        return recorder.freeze(decision, rules, ctx.detector_key)
+
+    async def _run(self, policy: CompiledPolicy, ctx: DecisionContext, trace: TraceRecorder | None) -> Decision:
+        section = policy.section(DETECTORS)
+        detectors = self.detectors
+        if detectors is not None and section is not None:
+            stages.observe(detectors, section, ctx)
+
+        m = stages.match(policy, ctx, self.clearance)
+        if trace is not None:
+            trace.matches = m
+        if m.monitored_limits:
+            stages.count_monitored(policy, ctx, m, self.monitor_store, trace)
+
+        scores: tuple[ScoreUpdate, ...] = ()
+        if m.terminal is None and policy.scores:
+            signals = stages.collect_signals(policy, ctx, self.signal_sources)
+            scores = stages.score_updates(policy, ctx, m.rule_scores, signals,
+                                          section.key if section is not None else None)
+            if trace is not None:
+                trace.signals = signals
+        batch = stages.build_batch(policy, ctx, m, scores)
+        res = await self._apply(batch, ctx.now) if batch is not stages.NO_BATCH else None
+        if trace is not None and res is not None:
+            _trace_store(trace, policy, m, batch, res)
+
+        outcome = stages.resolve(policy, ctx, m, batch, res, self.clearance)
+        if outcome.ban is not None:
+            key, seconds = outcome.ban
+            await self.store.ban(key, ctx.now + seconds, ctx.now)
+        return stages.with_shadow(outcome.decision, m.shadowed)
+
+    async def _apply(self, batch: Batch, now: float) -> BatchResult:
+        sync_apply = self.store.sync_apply
+        if sync_apply is not None:  # an in-process store: skip one coroutine, same result
+            return sync_apply(batch, now)
+        return await self.store.apply(batch, now)
+
+    # -- after the response ----------------------------------------------------------------------
+    def observe_response(self, ctx: DecisionContext, status: int, content_type: str | None,
+                         body: bytes | None) -> None:
+        """Feed a response to the detectors (probe rate, referenced assets)."""
+        detectors, key = self.detectors, ctx.detector_key
+        if detectors is not None and key is not None:
+            detectors.observe_response(key, status, content_type, body, self.clock.now(), is_asset=ctx.is_asset)
+
+
+def _detector_set(policy: CompiledPolicy) -> DetectorSet | None:
+    section = policy.section(DETECTORS)
+    return DetectorSet(section.config) if section is not None else None
+
+
+def _trace_store(trace: TraceRecorder, policy: CompiledPolicy, m: Matches, batch: Batch, res: BatchResult) -> None:
+    if res is EMPTY_RESULT or res.banned_key is not None:
+        trace.banned_key = res.banned_key
+        return
+    for rule, check, state in zip(m.owners, batch.buckets, res.buckets, strict=False):
+        bdef = next(b for b in rule.buckets if b.uid == check.bucket_id)
+        trace.buckets.append(BucketTrace(rule.name, bdef.name, check.key, state.allowed, state.remaining,
+                                         state.retry_after, monitored=False))
+    for score, up, value in zip(policy.scores, batch.scores, res.scores, strict=False):
+        trace.scores.append(ScoreTrace(score.name, up.key, up.delta, value))

@@ -1,0 +1,264 @@
+"""The stages of one decision, in the order `Engine` runs them:
+
+    observe   context <- detector key, asset flag, detector signals          (behaviour so far)
+    match     policy rules (through the rule plan) -> Matches: buckets to check, score deltas,
+              monitored/log decisions, the rule that decides directly (if any)
+    signals   fingerprint, detector and other sources -> named strengths     (only when scored)
+    batch     Matches + signals -> ONE store Batch: penalty-box keys, buckets, score updates
+    [store]   Batch -> BatchResult                                           (the engine's job)
+    resolve   Matches + BatchResult -> Outcome: the decision that wins, and a ban to record
+
+Each stage is a plain function over plain values; only `observe` and `count_monitored` touch
+state (the detectors', the monitor store's), and only the engine talks to the real store.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from ..context import DecisionContext
+from ..decision import ALLOW_DEFAULT, Action, Decision, RateInfo
+from ..detectors import DetectorSet, Observation, is_asset_request, is_document_request
+from ..detectors.policy import DetectorsSection
+from ..facts import RequestFacts
+from ..policy.model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
+from ..policy.registry import SignalSource
+from ..store.base import Batch, BatchResult, BucketCheck, ScoreUpdate
+from ..store.memory import MemoryStore
+from .trace import BucketTrace, TraceRecorder
+
+ClearanceCheck = Callable[[RequestFacts, str], bool]  # (request, rule name) -> holds a valid clearance
+NO_BATCH = Batch()
+
+
+# -- observe ---------------------------------------------------------------------------------
+def observe(detectors: DetectorSet, section: DetectorsSection, ctx: DecisionContext) -> None:
+    """Feed the request to the detectors; the context gets the identity key, asset flag and signals."""
+    facts = ctx.facts
+    hmap = facts.header_map
+    is_asset = is_asset_request(facts.method, facts.path, hmap)
+    obs = Observation(facts.path, facts.query, facts.method,
+                      not is_asset and is_document_request(facts.method, facts.path, hmap), is_asset, ctx.now)
+    key = section.key.func(ctx)
+    ctx.detector_key, ctx.is_asset = key, is_asset
+    ctx.detector_signals = detectors.observe_request(key, obs)
+
+
+# -- match -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Matches:
+    """What the policy's rules said about one request, before the store is asked."""
+
+    rule_scores: dict[str, float] = field(default_factory=dict)  # score name -> delta from matched rules
+    checks: list[BucketCheck] = field(default_factory=list)  # enforced buckets, in rule order
+    owners: list[Rule] = field(default_factory=list)  # the rule of each check
+    monitored_limits: list[Rule] = field(default_factory=list)
+    shadowed: list[Decision] = field(default_factory=list)  # log rules, monitored rules that would act
+    terminal: Rule | None = None  # the rule that decides directly (allow, block, ...), if any
+    cleared: bool = False  # a challenge rule matched and the client holds its clearance
+
+    @property
+    def refused_outright(self) -> bool:
+        return self.terminal is not None and self.terminal.action is not Action.ALLOW
+
+
+def match(policy: CompiledPolicy, ctx: DecisionContext, clearance: ClearanceCheck | None) -> Matches:
+    """One pass over the rules in policy order (less those the plan rules out). Direct rules end
+    the pass; `log` rules, monitored rules and rate-limit rules only collect."""
+    m = Matches()
+    rule_scores, checks, owners = m.rule_scores, m.checks, m.owners
+    for rule in policy.plan.candidates(ctx):
+        if not rule.match(ctx):
+            continue
+        for sname, delta in rule.scores:
+            rule_scores[sname] = rule_scores.get(sname, 0.0) + delta
+        if rule.buckets:
+            if rule.monitor:
+                m.monitored_limits.append(rule)
+            else:
+                key = rule_key(rule, ctx)
+                for b in rule.buckets:
+                    checks.append(BucketCheck(b.uid, key, b.limit))
+                    owners.append(rule)
+            continue
+        action = rule.action
+        if action is Action.LOG:
+            m.shadowed.append(Decision(Action.LOG, rule.name, "log rule matched", enforced=False))
+            continue
+        if action is Action.CHALLENGE and is_cleared(clearance, ctx, rule.name):
+            m.cleared = True  # also satisfies a `default_action: challenge` below
+            continue
+        if rule.monitor:
+            m.shadowed.append(direct_decision(rule, ctx, policy, enforced=False))
+            continue
+        m.terminal = rule
+        break
+    return m
+
+
+def count_monitored(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, monitor_store: MemoryStore,
+                    trace: TraceRecorder | None = None) -> None:
+    """Monitored limit rules run on a local store: counted, never enforced, never spending the
+    enforced buckets. A limit they would have enforced becomes a shadow decision."""
+    for rule in m.monitored_limits:
+        key = rule_key(rule, ctx)
+        res = monitor_store.apply_now(Batch(buckets=tuple(BucketCheck(b.uid, key, b.limit) for b in rule.buckets)),
+                                      ctx.now)
+        if trace is not None:
+            for b, state in zip(rule.buckets, res.buckets, strict=False):
+                trace.buckets.append(BucketTrace(rule.name, b.name, key, state.allowed, state.remaining,
+                                                 state.retry_after, monitored=True))
+        if res.refused >= 0:
+            m.shadowed.append(exceeded_decision(rule, key, rule.buckets[res.refused], res, False, policy))
+
+
+# -- signals and batch -------------------------------------------------------------------------
+def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
+                    extra_sources: Iterable[SignalSource] = ()) -> dict[str, float]:
+    """Every named strength a score may weigh: the policy's sources, the engine's, the detectors'."""
+    signals: dict[str, float] = {}
+    for source in policy.signal_sources:
+        signals.update(source(ctx, policy))
+    for source in extra_sources:
+        signals.update(source(ctx, policy))
+    signals.update(ctx.detector_signals)
+    return signals
+
+
+def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: Mapping[str, float],
+                  signals: Mapping[str, float], detector_key: KeySpec | None) -> tuple[ScoreUpdate, ...]:
+    ups = []
+    for score in policy.scores:
+        delta = rule_scores.get(score.name, 0.0)
+        for signal, weight in score.weights:
+            strength = signals.get(signal)
+            if strength:
+                delta += weight * strength
+        # A score keyed like the detectors (e.g. both `stack`) reuses the key the observe stage computed.
+        if detector_key is not None and score.key is detector_key and ctx.detector_key is not None:
+            key = ctx.detector_key
+        else:
+            key = score.key.func(ctx)
+        ups.append(ScoreUpdate(score.uid, key, delta, score.half_life))
+    return tuple(ups)
+
+
+def build_batch(policy: CompiledPolicy, ctx: DecisionContext, m: Matches,
+                scores: tuple[ScoreUpdate, ...] = ()) -> Batch:
+    """Everything the store must know for this request, as one batch (one round trip). A request
+    refused outright spends no bucket, but the penalty box is still asked first."""
+    ban_keys = tuple([k.func(ctx) for k in policy.ban_keys]) if policy.ban_keys else ()
+    if m.refused_outright:
+        return Batch(ban_keys=ban_keys) if ban_keys else NO_BATCH
+    if not ban_keys and not m.checks and not scores:
+        return NO_BATCH
+    return Batch(ban_keys, tuple(m.checks), scores)
+
+
+# -- resolve ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    decision: Decision
+    ban: tuple[str, float] | None = None  # (key, seconds) to put into the penalty box
+
+
+def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Batch, res: BatchResult | None,
+            clearance: ClearanceCheck | None) -> Outcome:
+    """Which outcome wins, in this order: the penalty box, a rule that refuses outright, a bucket
+    over its limit, an allow rule, the highest score threshold reached, the default action.
+    A challenge the client has already solved (clearance cookie) does not win."""
+    enforced = not policy.monitor
+    if res is not None and res.banned_key is not None:
+        return Outcome(Decision(policy.ban_action, "ban", f"in penalty box until {res.banned_until:.0f}",
+                                key=res.banned_key or "", enforced=enforced))
+    terminal = m.terminal
+    if terminal is not None and terminal.action is not Action.ALLOW:
+        decision = direct_decision(terminal, ctx, policy, enforced)
+        return Outcome(decision, _ban(decision.key, terminal.ban_for, enforced))
+
+    if res is not None and res.refused >= 0:
+        rule = m.owners[res.refused]
+        check = batch.buckets[res.refused]
+        bdef = next(b for b in rule.buckets if b.uid == check.bucket_id)
+        decision = exceeded_decision(rule, check.key, bdef, res, enforced, policy)
+        if not (decision.action is Action.CHALLENGE and is_cleared(clearance, ctx, rule.name)):
+            return Outcome(decision, _ban(decision.key, rule.ban_for, enforced))
+
+    if terminal is not None:  # an allow rule
+        return Outcome(Decision(Action.ALLOW, terminal.name, "allow rule matched"))
+
+    if res is not None and batch.scores:
+        for score, up, value in zip(policy.scores, batch.scores, res.scores, strict=False):
+            threshold = reached_threshold(score, value)
+            if threshold is None:
+                continue
+            rule_name = f"score:{score.name}"
+            if threshold.action is Action.CHALLENGE and is_cleared(clearance, ctx, rule_name):
+                continue
+            return Outcome(
+                Decision(threshold.action, rule_name, f"score {value:.1f} >= {threshold.at:g}", key=up.key,
+                         enforced=enforced and threshold.action is not Action.LOG, status=threshold.status,
+                         difficulty=threshold.difficulty or policy.challenge.difficulty, score=value),
+                _ban(up.key, threshold.ban_for, enforced))
+
+    if policy.default_action is Action.ALLOW:
+        return Outcome(ALLOW_DEFAULT)
+    if policy.default_action is Action.CHALLENGE and (m.cleared or is_cleared(clearance, ctx, "default")):
+        return Outcome(ALLOW_DEFAULT)
+    return Outcome(Decision(policy.default_action, "default", "no rule matched", enforced=enforced,
+                            difficulty=policy.challenge.difficulty))
+
+
+def with_shadow(decision: Decision, shadowed: list[Decision]) -> Decision:
+    if not shadowed:
+        return decision
+    return replace(decision, shadowed=tuple(shadowed))
+
+
+# -- small helpers the stages share -------------------------------------------------------------
+def rule_key(rule: Rule, ctx: DecisionContext) -> str:
+    return rule.key.func(ctx) if rule.key is not None else ""
+
+
+def is_cleared(clearance: ClearanceCheck | None, ctx: DecisionContext, rule_name: str) -> bool:
+    return clearance is not None and clearance(ctx.facts, rule_name)
+
+
+def reached_threshold(score: ScoreDef, value: float) -> Threshold | None:
+    """The highest threshold the value has reached (thresholds ascend)."""
+    found = None
+    for t in score.thresholds:
+        if value >= t.at:
+            found = t
+        else:
+            break
+    return found
+
+
+def direct_decision(rule: Rule, ctx: DecisionContext, policy: CompiledPolicy, enforced: bool) -> Decision:
+    return Decision(rule.action or Action.BLOCK, rule.name, f"rule {rule.name} matched", key=rule_key(rule, ctx),
+                    enforced=enforced, status=rule.status,
+                    difficulty=rule.difficulty or policy.challenge.difficulty, no_js=rule.no_js)
+
+
+def exceeded_decision(rule: Rule, key: str, bdef: BucketDef, res: BatchResult, enforced: bool,
+                      policy: CompiledPolicy) -> Decision:
+    state = res.buckets[res.refused]
+    lim = bdef.limit
+    retry = max((s.retry_after for s in res.buckets if not s.allowed), default=state.retry_after)
+    rate = RateInfo(bdef.name, lim.count, lim.period, lim.burst, state.remaining, state.reset, retry)
+    return Decision(rule.exceed, rule.name, f"over {lim.describe()}", key=key, enforced=enforced,
+                    status=rule.status, rate=rate, delay=min(retry, rule.delay_max),
+                    difficulty=rule.difficulty or policy.challenge.difficulty, no_js=rule.no_js)
+
+
+def fail_decision(policy: CompiledPolicy, reason: str) -> Decision:
+    """What a request gets when it cannot be decided (malformed, store down, a bug): the policy's
+    fail mode. The one place this decision is built (engine, proxy adapter and replay use it)."""
+    if policy.fail_closed:
+        return Decision(Action.BLOCK, "error", reason, enforced=not policy.monitor)
+    return Decision(Action.ALLOW, "error", reason)
+
+
+def _ban(key: str, seconds: float, enforced: bool) -> tuple[str, float] | None:
+    return (key, seconds) if seconds and enforced else None
