@@ -4,27 +4,35 @@
 and float objects costs ~300 bytes an entry (the key string, a float object, the dict slot and an
 LRU link object); this table costs ~34 bytes an entry and allocates no object per entry:
 
-    index     array('i')  open addressing (linear probing), 2 slots per entry   8 bytes/entry
-    hashes    array('q')  the 64-bit hash of the entry's key                    8
-    values    array('d')  the entry's float (a TAT, a deadline, a score value)  8
-    seconds   array('d')  an optional second float (a score's `since`)         (8)
-    tags      array('i')  a small int naming the entry's definition             4
-    prev/next array('i')  the LRU list: head is least, tail most recently used  8
+    index     int32    open addressing (linear probing), 2 positions per entry   8 bytes/entry
+    hashes    int64    the 64-bit hash of the entry's key                        8
+    values    float64  the entry's float (a TAT, a deadline, a score value)      8
+    seconds   float64  an optional second float (a score's `since`)             (8)
+    tags      int32    a small int naming the entry's definition                 4
+    prev/next int32    the LRU list: head is least, tail most recently used      8
+
+The arrays are typed views of anonymous memory maps sized for `max_entries`: the kernel hands
+out zeroed pages only when they are first written, so an idle or small table costs next to
+nothing, and a full one never reallocates. Entry slots are numbered from 1 so that 0, the value
+of an untouched page, means "none" everywhere (an empty index position, no neighbour).
 
 An entry is known by `hash(key)` only. Python's str hash is SipHash with a per-process random
 key, so clients cannot aim for a collision, and two of a million live keys share a hash with a
 probability of about 3e-8 per process lifetime (they would then share one entry). Deletion
 shifts the probe run back (no tombstones), so lookups stay short however much churn there is.
-Freed entry slots are reused through a free list; the arrays grow by doubling up to the bound
-and never shrink, so RSS is steady under churn.
+Freed slots are reused through a free list, so RSS is steady under churn.
 """
 from __future__ import annotations
 
-from array import array
+import mmap
 from collections.abc import Iterator
 
-_EMPTY = -1
-_FIRST_CAPACITY = 1024
+NONE = 0  # no slot: an empty index position, the end of the LRU list, "not found"
+
+
+def _zeroed(count: int, fmt: str) -> memoryview:
+    size = {"i": 4, "q": 8, "d": 8}[fmt]
+    return memoryview(mmap.mmap(-1, max(1, count) * size)).cast(fmt)
 
 
 class LruTable:
@@ -38,36 +46,35 @@ class LruTable:
         self._allocate(two_values)
 
     def _allocate(self, two_values: bool) -> None:
-        max_entries = self.max_entries
         size = 8
-        while size < 2 * max_entries:
+        while size < 2 * self.max_entries:
             size *= 2
-        self._index = array("i", [_EMPTY]) * size
+        self._index = _zeroed(size, "i")
         self._mask = size - 1
-        capacity = min(_FIRST_CAPACITY, max_entries)
-        self.hashes = array("q", [0]) * capacity
-        self.values = array("d", [0.0]) * capacity
-        self.seconds: array[float] | None = array("d", [0.0]) * capacity if two_values else None
-        self.tags = array("i", [0]) * capacity
-        self.prev = array("i", [_EMPTY]) * capacity
-        self.next = array("i", [_EMPTY]) * capacity
-        self.head = _EMPTY  # least recently used
-        self.tail = _EMPTY  # most recently used
-        self._free = _EMPTY  # free entry slots, chained through `next`
-        self._used = 0  # entry slots ever handed out (the high-water mark)
+        slots = self.max_entries + 1  # slot 0 is never used
+        self.hashes = _zeroed(slots, "q")
+        self.values = _zeroed(slots, "d")
+        self.seconds: memoryview | None = _zeroed(slots, "d") if two_values else None
+        self.tags = _zeroed(slots, "i")
+        self.prev = _zeroed(slots, "i")
+        self.next = _zeroed(slots, "i")
+        self.head = NONE  # least recently used
+        self.tail = NONE  # most recently used
+        self._free = NONE  # free slots, chained through `next`
+        self._used = 0  # slots ever handed out (the high-water mark)
         self._size = 0
 
     def __len__(self) -> int:
         return self._size
 
     def find(self, h: int) -> int:
-        """The entry slot holding hash `h`, or -1. Does not touch the LRU order."""
+        """The slot holding hash `h`, or NONE (0). Does not touch the LRU order."""
         index, hashes, mask = self._index, self.hashes, self._mask
         i = h & mask
         while True:
             slot = index[i]
-            if slot == _EMPTY or hashes[slot] == h:
-                return slot
+            if slot == NONE or hashes[slot] == h:
+                return slot  # type: ignore[no-any-return]
             i = (i + 1) & mask
 
     def touch(self, slot: int) -> None:
@@ -76,7 +83,7 @@ class LruTable:
             return
         prev, nxt = self.prev, self.next
         before, after = prev[slot], nxt[slot]
-        if before == _EMPTY:
+        if before == NONE:
             self.head = after
         else:
             nxt[before] = after
@@ -84,7 +91,7 @@ class LruTable:
         tail = self.tail
         nxt[tail] = slot
         prev[slot] = tail
-        nxt[slot] = _EMPTY
+        nxt[slot] = NONE
         self.tail = slot
 
     def insert(self, h: int, value: float, tag: int = 0, second: float = 0.0) -> int:
@@ -93,13 +100,11 @@ class LruTable:
         if self._size >= self.max_entries:
             self.remove(self.head)
         slot = self._free
-        if slot != _EMPTY:
+        if slot != NONE:
             self._free = self.next[slot]
         else:
-            slot = self._used
-            if slot == len(self.hashes):
-                self._grow()
             self._used += 1
+            slot = self._used
         self.hashes[slot] = h
         self.values[slot] = value
         if self.seconds is not None:
@@ -107,15 +112,15 @@ class LruTable:
         self.tags[slot] = tag
         tail = self.tail
         self.prev[slot] = tail
-        self.next[slot] = _EMPTY
-        if tail == _EMPTY:
+        self.next[slot] = NONE
+        if tail == NONE:
             self.head = slot
         else:
             self.next[tail] = slot
         self.tail = slot
         index, mask = self._index, self._mask
         i = h & mask
-        while index[i] != _EMPTY:
+        while index[i] != NONE:
             i = (i + 1) & mask
         index[i] = slot
         self._size += 1
@@ -125,16 +130,16 @@ class LruTable:
         """Delete the entry in `slot`."""
         prev, nxt = self.prev, self.next
         before, after = prev[slot], nxt[slot]
-        if before == _EMPTY:
+        if before == NONE:
             self.head = after
         else:
             nxt[before] = after
-        if after == _EMPTY:
+        if after == NONE:
             self.tail = before
         else:
             prev[after] = before
         nxt[slot] = self._free
-        prev[slot] = _EMPTY
+        prev[slot] = NONE
         self._free = slot
         self._size -= 1
         # Find the slot in the index, then shift later members of its probe run back into the gap.
@@ -146,7 +151,7 @@ class LruTable:
         while True:
             j = (j + 1) & mask
             other = index[j]
-            if other == _EMPTY:
+            if other == NONE:
                 break
             home = hashes[other] & mask
             # `other` may move to the gap at i only if its home is not cyclically within (i, j].
@@ -154,24 +159,14 @@ class LruTable:
                 continue
             index[i] = other
             i = j
-        index[i] = _EMPTY
+        index[i] = NONE
 
     def lru_slots(self) -> Iterator[int]:
         """Slots from least to most recently used. Do not insert or remove while iterating."""
         slot, nxt = self.head, self.next
-        while slot != _EMPTY:
+        while slot != NONE:
             yield slot
             slot = nxt[slot]
 
     def clear(self) -> None:
         self._allocate(self.seconds is not None)
-
-    def _grow(self) -> None:
-        extra = min(len(self.hashes), self.max_entries - len(self.hashes))
-        self.hashes.extend(array("q", [0]) * extra)
-        self.values.extend(array("d", [0.0]) * extra)
-        if self.seconds is not None:
-            self.seconds.extend(array("d", [0.0]) * extra)
-        self.tags.extend(array("i", [0]) * extra)
-        self.prev.extend(array("i", [_EMPTY]) * extra)
-        self.next.extend(array("i", [_EMPTY]) * extra)

@@ -123,7 +123,7 @@ class MemoryStore:
             slots = [find(h) for h in hashes]
             old: list[float | None] = []
             for slot in slots:
-                if slot >= 0:
+                if slot:
                     touch(slot)
                     old.append(values[slot])
                 else:
@@ -134,14 +134,14 @@ class MemoryStore:
             if allowed:
                 fresh = []
                 for i, (slot, tat) in enumerate(zip(slots, new)):
-                    if slot >= 0:
+                    if slot:
                         values[slot] = tat  # type: ignore[assignment]  # conforming: never None
                     else:
                         fresh.append(i)
                 for i in fresh:  # after the updates: an insert may evict the least recently used entry
                     h = hashes[i]
                     slot = find(h)
-                    if slot >= 0:  # the same bucket twice in one batch
+                    if slot:  # the same bucket twice in one batch
                         values[slot] = new[i]  # type: ignore[assignment]
                     else:
                         table.insert(h, new[i], self._bucket_tag(checks[i]))  # type: ignore[arg-type]
@@ -156,14 +156,14 @@ class MemoryStore:
             for up in batch.scores:
                 h = hash((up.score_id, up.key))
                 slot = table.find(h)
-                if slot >= 0:
+                if slot:
                     table.touch(slot)
                     value = decay(svalues[slot], since[slot], now, up.half_life) + up.delta
                 else:
                     value = up.delta
                 if value < 0.0:
                     value = 0.0
-                if slot >= 0:
+                if slot:
                     svalues[slot] = value
                     since[slot] = now
                 else:
@@ -218,14 +218,14 @@ class MemoryStore:
         buckets = {}
         for bucket_id, (_tag, limit) in self._bucket_defs.items():
             slot = self._tats.find(hash((bucket_id, key)))
-            if slot >= 0 and self._tats.values[slot] > now:
+            if slot and self._tats.values[slot] > now:
                 buckets[bucket_id] = state_after(self._tats.values[slot], now, limit, True)
         scores = {}
         since = self._scores.seconds
         assert since is not None
         for score_id, (_tag, half_life) in self._score_defs.items():
             slot = self._scores.find(hash((score_id, key)))
-            if slot >= 0:
+            if slot:
                 scores[score_id] = decay(self._scores.values[slot], since[slot], now, half_life)
         return KeyInspection(key, buckets, scores, self._bans.get(key, now), self._allows.get(key, now))
 
@@ -235,7 +235,7 @@ class MemoryStore:
         # spent for at least an hour, and until `expires` (when it no longer verifies anyway).
         table = self._spent
         h = hash(token_id)
-        if table.find(h) >= 0:
+        if table.find(h):
             return False
         table.insert(h, max(expires, now + _SPENT_HOLD))
         return True
