@@ -80,6 +80,10 @@ class StoreError(Exception):
     """The backend could not answer (unreachable, timed out); the engine applies the fail mode."""
 
 
+class StoreTimeout(StoreError):
+    """The backend did not answer in time: slow, or down. One of these alone is not an outage."""
+
+
 class Store(Protocol):
     name: str
 
