@@ -130,4 +130,5 @@ class Store(Protocol):
 def decay(value: float, since: float, now: float, half_life: float) -> float:
     if value == 0.0 or now <= since or half_life <= 0:
         return value
-    return value * 0.5 ** ((now - since) / half_life)
+    factor: float = 0.5 ** ((now - since) / half_life)  # a float: the base is positive
+    return value * factor

@@ -30,9 +30,20 @@ from collections.abc import Iterator
 NONE = 0  # no slot: an empty index position, the end of the LRU list, "not found"
 
 
-def _zeroed(count: int, fmt: str) -> memoryview:
-    size = {"i": 4, "q": 8, "d": 8}[fmt]
-    return memoryview(mmap.mmap(-1, max(1, count) * size)).cast(fmt)
+def _zeroed(count: int, size: int) -> mmap.mmap:
+    return mmap.mmap(-1, max(1, count) * size)  # anonymous: zero pages, committed when first written
+
+
+def _ints(count: int) -> memoryview[int]:
+    return memoryview(_zeroed(count, 4)).cast("i")
+
+
+def _int64s(count: int) -> memoryview[int]:
+    return memoryview(_zeroed(count, 8)).cast("q")
+
+
+def _floats(count: int) -> memoryview[float]:
+    return memoryview(_zeroed(count, 8)).cast("d")
 
 
 class LruTable:
@@ -49,15 +60,15 @@ class LruTable:
         size = 8
         while size < 2 * self.max_entries:
             size *= 2
-        self._index = _zeroed(size, "i")
+        self._index = _ints(size)
         self._mask = size - 1
         slots = self.max_entries + 1  # slot 0 is never used
-        self.hashes = _zeroed(slots, "q")
-        self.values = _zeroed(slots, "d")
-        self.seconds: memoryview | None = _zeroed(slots, "d") if two_values else None
-        self.tags = _zeroed(slots, "i")
-        self.prev = _zeroed(slots, "i")
-        self.next = _zeroed(slots, "i")
+        self.hashes = _int64s(slots)
+        self.values = _floats(slots)
+        self.seconds: memoryview[float] | None = _floats(slots) if two_values else None
+        self.tags = _ints(slots)
+        self.prev = _ints(slots)
+        self.next = _ints(slots)
         self.head = NONE  # least recently used
         self.tail = NONE  # most recently used
         self._free = NONE  # free slots, chained through `next`
@@ -74,7 +85,7 @@ class LruTable:
         while True:
             slot = index[i]
             if slot == NONE or hashes[slot] == h:
-                return slot  # type: ignore[no-any-return]
+                return slot
             i = (i + 1) & mask
 
     def touch(self, slot: int) -> None:

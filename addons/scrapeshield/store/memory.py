@@ -133,19 +133,21 @@ class MemoryStore:
             allowed = refused < 0
             if allowed:
                 fresh = []
-                for i, (slot, tat) in enumerate(zip(slots, new)):
+                for i, (slot, tat) in enumerate(zip(slots, new, strict=True)):
+                    assert tat is not None  # every bucket conformed
                     if slot:
-                        values[slot] = tat  # type: ignore[assignment]  # conforming: never None
+                        values[slot] = tat
                     else:
                         fresh.append(i)
                 for i in fresh:  # after the updates: an insert may evict the least recently used entry
-                    h = hashes[i]
+                    h, tat = hashes[i], new[i]
+                    assert tat is not None
                     slot = find(h)
                     if slot:  # the same bucket twice in one batch
-                        values[slot] = new[i]  # type: ignore[assignment]
+                        values[slot] = tat
                     else:
-                        table.insert(h, new[i], self._bucket_tag(checks[i]))  # type: ignore[arg-type]
-            states = tuple([state_after(t, now, lim, allowed) for t, lim in zip(new, limits)])
+                        table.insert(h, tat, self._bucket_tag(checks[i]))
+            states = tuple([state_after(t, now, lim, allowed) for t, lim in zip(new, limits, strict=True)])
 
         scores: tuple[float, ...] = ()
         if batch.scores:
@@ -265,7 +267,7 @@ class MemoryStore:
         would remove."""
         self._next_sweep = now + _SWEEP_EVERY
         for table in (self._tats, self._spent):
-            idle = []
+            idle: list[int] = []
             values = table.values
             for slot in table.lru_slots():
                 if len(idle) >= _SWEEP_BUDGET or values[slot] > now:

@@ -56,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -356,9 +356,9 @@ class RedisStore:
         tats = [float(t) if t else None for t in reply[2:2 + nk]]
         limits = [c.limit for c in batch.buckets]
         ok = refused < 0
-        states = tuple(state_after(t, now, lim, ok) for t, lim in zip(tats, limits))
+        states = tuple(state_after(t, now, lim, ok) for t, lim in zip(tats, limits, strict=True))
         if not ok and self._local_over is not None:
-            for name, tat, lim in zip(bucket_names, tats, limits):
+            for name, tat, lim in zip(bucket_names, tats, limits, strict=True):
                 if tat is not None and conform(tat, now, lim) is None:
                     self._local_over[name] = tat
         scores = tuple(float(v) for v in reply[2 + nk:])
@@ -396,7 +396,7 @@ class RedisStore:
             tats.append(tat)
         if refused < 0:
             return None
-        states = tuple(state_after(t, now, c.limit, False) for t, c in zip(tats, batch.buckets))
+        states = tuple(state_after(t, now, c.limit, False) for t, c in zip(tats, batch.buckets, strict=True))
         return BatchResult(None, 0.0, refused, states, ())
 
     def _forget_bans(self, keys: tuple[str, ...]) -> None:
@@ -443,7 +443,8 @@ class RedisStore:
         prefix = self._prefix
         buckets = list(self._bucket_defs.items())
         scores = list(self._score_defs.items())
-        names = [prefix + "b:" + b + _SEP + key for b, _ in buckets] + [prefix + "s:" + s + _SEP + key for s, _ in scores]
+        names = [prefix + "b:" + b + _SEP + key for b, _ in buckets]
+        names += [prefix + "s:" + s + _SEP + key for s, _ in scores]
 
         async def read() -> list[Any]:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -457,11 +458,11 @@ class RedisStore:
         reply = await self._call(read())
         values = reply.pop(0) if names else []
         states = {}
-        for (bucket_id, limit), raw in zip(buckets, values[:len(buckets)]):
+        for (bucket_id, limit), raw in zip(buckets, values[:len(buckets)], strict=True):
             if raw is not None and float(raw) > now:
                 states[bucket_id] = state_after(float(raw), now, limit, True)
         values_now = {}
-        for (score_id, half_life), raw in zip(scores, values[len(buckets):]):
+        for (score_id, half_life), raw in zip(scores, values[len(buckets):], strict=True):
             if raw is not None:
                 value, since = (float(x) for x in raw.split())
                 values_now[score_id] = decay(value, since, now, half_life)
@@ -472,8 +473,8 @@ class RedisStore:
         prefix = self._prefix
         px = math.ceil((until - now) * 1000) + self._slack_ms
         keys = [prefix + kind + ":" + key, prefix + kind + "s", prefix + kind + "s:meta"]
-        args = [_num(until), px, key, _num(now), reason, self._list_max, _num(now), prefix + kind + ":",
-                1 if never_shorten else 0]
+        args: list[str | int] = [_num(until), px, key, _num(now), reason, self._list_max, _num(now),
+                                 prefix + kind + ":", 1 if never_shorten else 0]
         return await self._call(self._put_script(keys=keys, args=args))
 
     async def _remove(self, kind: str, key: str) -> Any:
@@ -523,7 +524,7 @@ class RedisStore:
         with contextlib.suppress(RedisError, OSError):  # a server that is gone must not fail shutdown
             await self._client.aclose()
 
-    async def _call(self, call: Coroutine[Any, Any, Any], queue: bool = True) -> Any:
+    async def _call(self, call: Awaitable[Any], queue: bool = True) -> Any:
         """Await one Redis call within the timeout; every failure becomes a StoreError (a
         StoreTimeout when Redis did not answer in time). Waiting for a turn is not Redis' time."""
         if queue and self._in_flight.locked():
@@ -532,7 +533,8 @@ class RedisStore:
                 async with asyncio.timeout(self._queue_timeout):
                     await self._in_flight.acquire()
             except TimeoutError:
-                call.close()
+                if asyncio.iscoroutine(call):
+                    call.close()  # never awaited: no "coroutine was never awaited" warning
                 self.errors += 1
                 raise StoreTimeout(f"redis {self._url}: no turn within {self._queue_timeout:g}s "
                                    f"(all {self._max_in_flight} connections busy)") from None
