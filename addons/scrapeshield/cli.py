@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy file (default: policies/default.yaml)")
     run.add_argument("--admin", default="127.0.0.1:9090", help="HOST:PORT for /metrics /healthz /status ('' disables)")
     run.add_argument("--store", default="memory://", help="state store: memory:// or redis://host:port/db (rediss://, unix://)")
-    run.add_argument("--store-timeout", type=float, default=0.5,
+    run.add_argument("--store-timeout", type=float, default=1.0,
                      help="seconds one store call may take; an outage is several in a row, or a failed health probe")
     run.add_argument("--shadow-policy", default="", help="candidate policy evaluated beside the live one, never enforced")
     run.add_argument("--decision-log", default="-", help="file for JSON decision lines ('-' = stderr)")

@@ -11,8 +11,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis_e2e_tools import (OUTAGE_LOG, RECOVERY_LOG, gcra_expectation, log_lines, policy, run_sequence,
-                             start_replicas, status, stop_replicas)
+from redis_e2e_tools import (
+    OUTAGE_LOG,
+    RECOVERY_LOG,
+    gcra_expectation,
+    log_lines,
+    policy,
+    run_sequence,
+    start_replicas,
+    status,
+    stop_replicas,
+)
 
 from harness import ShieldProcess
 from redis_server import RedisServer, _free_port, start_or_fail

@@ -232,7 +232,7 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-DEFAULT_TIMEOUT = 0.5  # seconds; a busy host's event loop alone can delay a reply by 100 ms
+DEFAULT_TIMEOUT = 1.0  # seconds; under a burst a busy host's event loop alone delays a reply by 100s of ms
 DEFAULT_MAX_CONNECTIONS = 32
 _WARM_CONNECTIONS = 4  # opened by connect(), so the first burst does not pay for connecting
 _LIST_MAX = 100_000  # entries in the penalty box, and in the allow list
@@ -271,6 +271,7 @@ class RedisStore:
         self._bucket_defs: dict[str, BucketLimit] = {}
         self._score_defs: dict[str, float] = {}
         self.round_trips = 0
+        self.answered = 0  # round trips that got their reply
         self.errors = 0
         self.local_hits = 0
         self.queued = 0
@@ -291,7 +292,7 @@ class RedisStore:
                 url,
                 max_connections=max_connections + 2,  # + room for a health probe beside a full load
                 timeout=timeout,
-                socket_timeout=timeout,
+                socket_timeout=max(1.0, 2 * timeout),  # the asyncio deadline in _call is the bound per call
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),  # a retry would outlast `timeout`; the caller falls back
                 protocol=2,  # RESP2: also Redis < 6 and every Valkey
@@ -516,15 +517,20 @@ class RedisStore:
                 "errors": self.errors, "queued": self.queued, "local_cache_hits": self.local_hits,
                 "local_cache_entries": self.tracked_keys()}
 
-    async def ping(self) -> None:
-        """One PING round trip; StoreError if Redis does not answer within the timeout."""
-        await self._call(self._client.ping(), queue=False)
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    async def ping(self, timeout: float | None = None) -> None:
+        """One PING round trip, not queued behind other calls; StoreError if Redis does not
+        answer within `timeout` (default: the store's)."""
+        await self._call(self._client.ping(), queue=False, timeout=timeout)
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):  # a server that is gone must not fail shutdown
             await self._client.aclose()
 
-    async def _call(self, call: Awaitable[Any], queue: bool = True) -> Any:
+    async def _call(self, call: Awaitable[Any], queue: bool = True, timeout: float | None = None) -> Any:
         """Await one Redis call within the timeout; every failure becomes a StoreError (a
         StoreTimeout when Redis did not answer in time). Waiting for a turn is not Redis' time."""
         if queue and self._in_flight.locked():
@@ -541,13 +547,16 @@ class RedisStore:
         elif queue:
             await self._in_flight.acquire()
         self.round_trips += 1
+        limit = timeout or self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
-                return await call
+            async with asyncio.timeout(limit):
+                reply = await call
+            self.answered += 1
+            return reply
         except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "no answer"
             self.errors += 1
             timed_out = isinstance(exc, (TimeoutError, RedisTimeoutError))
-            what = f"no answer within {self._timeout:g}s" if timed_out else type(exc).__name__
+            what = f"no answer within {limit:g}s" if timed_out else type(exc).__name__
             detail = f": {exc}" if str(exc) else ""
             error = StoreTimeout if timed_out else StoreError
             raise error(f"redis {self._url}: {what}{detail}") from exc

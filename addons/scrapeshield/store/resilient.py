@@ -4,10 +4,14 @@
 
 Slow is not down. A call that fails is answered by the policy's fail mode (below) but does not
 by itself start an *outage*; one starts when
-- `outage_after` calls in a row have failed (timeouts: a hung or overloaded server), or
-- a call failed for another reason than a timeout (refused, reset) and a health probe (one PING,
-  bounded by the primary's timeout) sent right away fails too: a dead server is known at once,
-  a connection that just broke is not mistaken for an outage.
+- `outage_after` calls in a row have failed with no call answered in the meantime (a call that
+  times out while others get their answers met a busy moment, not a dead server), or
+- a health probe fails: one PING, sent after a failed call. After a refused or reset
+  connection it is sent right away, inline (a dead server is known at once, a connection that
+  just broke is not mistaken for an outage); after a timeout it runs beside the traffic, with
+  twice the call timeout (at least 1 s), and counts only if no other call was answered meanwhile:
+  a slow moment of a busy host is not an outage, but a hung server is found even while locally
+  answered requests keep resetting the count.
 An outage is logged once, counted, and from then on no call waits on the primary: each is
 answered from the fallback's local state (fail open) or refused at once (fail closed). At most
 once per `retry_interval` seconds of the callers' `now` (never two at once), one call is sent to
@@ -37,19 +41,16 @@ from an outage expire by themselves (a TAT in the past is the same as no entry).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from .base import Batch, BatchResult, KeyInspection, ListEntry, Store, StoreError, StoreTimeout
 from .memory import MemoryStore
 
 T = TypeVar("T")
 _log = logging.getLogger("scrapeshield.store")
-
-
-class _Pingable(Protocol):
-    async def ping(self) -> None: ...
 
 
 class ResilientStore:
@@ -75,6 +76,8 @@ class ResilientStore:
         self._outage_failures = 0
         self._next_probe = 0.0
         self._probing = False
+        self._health_probe: asyncio.Task[None] | None = None
+        self._answered = 0  # calls the primary answered
 
     async def connect(self) -> None:
         try:
@@ -117,17 +120,20 @@ class ResilientStore:
             if self._probing or now < self._next_probe:
                 return await self._without_primary(op)
             probe = self._probing = True
+        heard = self._heard_from_primary()
         try:
             result = await op(self.primary)
         except StoreError as exc:
             if probe:
                 self._probing = False
-            await self._failed(exc, now)
+            await self._failed(exc, now, heard)
             return await self._without_primary(op)
         if probe:
             self._probing = False
             self._recovered(now)
-        self._in_a_row = 0
+        self._answered += 1
+        if self._heard_from_primary() != heard:  # a local-cache answer says nothing about Redis
+            self._in_a_row = 0
         return result
 
     async def _without_primary(self, op: Callable[[Store], Awaitable[T]]) -> T:
@@ -136,23 +142,41 @@ class ResilientStore:
             raise StoreError(f"shared store {self.name} {what} (fail: closed): {self.last_error}")
         return await op(self.fallback)
 
-    async def _failed(self, exc: StoreError, now: float) -> None:
+    async def _failed(self, exc: StoreError, now: float, heard: int) -> None:
         self.failed_calls += 1
         self.last_error = str(exc)
         if self.degraded:
             self._outage_failures += 1
             self._next_probe = now + self.retry_interval
             return
+        if self._heard_from_primary() != heard:
+            return  # other calls were answered while this one waited: busy, not down
         self._in_a_row += 1
-        if self._in_a_row >= self.outage_after or (not isinstance(exc, StoreTimeout) and not await self._healthy()):
+        if self._in_a_row >= self.outage_after:
+            self._begin_outage(exc, now)
+        elif not isinstance(exc, StoreTimeout):
+            if not await self._healthy(None):
+                self._begin_outage(exc, now)
+        elif self._health_probe is None or self._health_probe.done():
+            self._health_probe = asyncio.create_task(self._probe_beside(exc, now))
+
+    async def _probe_beside(self, exc: StoreError, now: float) -> None:
+        heard = self._heard_from_primary()
+        healthy = await self._healthy(max(1.0, 2 * getattr(self.primary, "timeout", 0.5)))
+        if not healthy and self._heard_from_primary() == heard:  # calls that succeeded meanwhile say "busy", not "down"
             self._begin_outage(exc, now)
 
-    async def _healthy(self) -> bool:
+    def _heard_from_primary(self) -> int:
+        """Round trips the primary has had answered (a RedisStore counts them), else its answers."""
+        answered = getattr(self.primary, "answered", None)
+        return answered if isinstance(answered, int) else self._answered
+
+    async def _healthy(self, timeout: float | None) -> bool:
         ping = getattr(self.primary, "ping", None)
         if ping is None:
             return False
         try:
-            await ping()
+            await ping(timeout)
         except StoreError:
             return False
         return True
@@ -198,5 +222,7 @@ class ResilientStore:
                 "fallback": self.fallback.status()}
 
     async def close(self) -> None:
+        if self._health_probe is not None:
+            self._health_probe.cancel()
         await self.primary.close()
         await self.fallback.close()
