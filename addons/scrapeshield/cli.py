@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy file (default: policies/default.yaml)")
     run.add_argument("--admin", default="127.0.0.1:9090", help="HOST:PORT for /metrics /healthz /status ('' disables)")
     run.add_argument("--store", default="memory://", help="state store: memory:// or redis://host:port/db (rediss://, unix://)")
-    run.add_argument("--store-timeout", type=float, default=0.05, help="seconds to wait for the store before the fail mode")
+    run.add_argument("--store-timeout", type=float, default=1.0,
+                     help="seconds one store call may take; an outage is several in a row, or a failed health probe")
     run.add_argument("--shadow-policy", default="", help="candidate policy evaluated beside the live one, never enforced")
     run.add_argument("--decision-log", default="-", help="file for JSON decision lines ('-' = stderr)")
     run.add_argument("--save", default="", help="write every flow to this mitmproxy flow file (for replay)")
@@ -139,6 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
         update["certs"] = [f"*={_combined_pem(args.cert, args.key, args.confdir)}"]
     opts.update(**update)
 
+    await runtime.store.connect()  # connect, authenticate, load scripts: before the port accepts clients
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, master.shutdown)

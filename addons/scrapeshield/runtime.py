@@ -46,7 +46,7 @@ class RuntimeConfig:
     decision_log: str = "-"
     shadow_policy_path: str = ""
     reload_interval: float = 1.0  # seconds between stat() polls; 0 disables polling
-    store_timeout: float = 0.05
+    store_timeout: float = 1.0
     secret_file: str = ""  # challenge/clearance keys; else $SCRAPESHIELD_CHALLENGE_KEYS; else ephemeral
 
 

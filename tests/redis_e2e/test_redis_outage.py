@@ -51,7 +51,10 @@ from redis_server import RedisServer, start_or_fail
 
 pytestmark = pytest.mark.e2e
 
-OUTAGE_SECONDS = 1.5  # how long Redis stays away: more than the 1 s between probes
+OUTAGE_SECONDS = 3.0  # how long Redis stays away: more than detection (DETECT_SECONDS) + the 1 s between probes
+# A hung server is declared down by a health probe of max(1 s, 2 x timeout) after the first timeout,
+# or by three timeouts in a row with nothing answered meanwhile.
+DETECT_SECONDS = 2.0
 RECOVERY_TIMEOUT = 6.0
 
 
@@ -141,7 +144,7 @@ def go_through_outage(replicas: dict[str, ShieldProcess], client: SteadyClient, 
     out.began = time.monotonic()
     begin()
     for name, shield in replicas.items():  # the client's next requests find out, each replica on its own
-        deadline = out.began + 1.0
+        deadline = out.began + DETECT_SECONDS
         while not (store := status(shield)["store"])["degraded"] and time.monotonic() < deadline:
             time.sleep(0.05)
         out.during[name] = store

@@ -15,6 +15,7 @@ from scrapeshield.clock import FakeClock
 from scrapeshield.store.base import Store
 from scrapeshield.store.memory import MemoryStore
 from scrapeshield.store.redis import RedisStore
+from scrapeshield.store.resilient import ResilientStore
 
 # Tests move a fake clock while Redis expires keys by its own: a long slack keeps keys alive
 # however slowly a test runs, so fake time alone decides what each test sees.
@@ -51,17 +52,21 @@ async def redis_store_factory(redis_server: RedisServer) -> AsyncIterator[RedisS
         await store.close()
 
 
-BACKENDS = ["memory", "redis", "redis-no-local-cache"]
+BACKENDS = ["memory", "redis", "redis-no-local-cache", "resilient-redis"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest) -> Store:
     """Each backend in turn. `redis` has the local cache on; the other Redis one has it off, so
-    every answer comes from the Lua script."""
+    every answer comes from the Lua script; `resilient-redis` is Redis behind a ResilientStore
+    (fail closed), as `scrapeshield run` uses it."""
     if request.param == "memory":
         return MemoryStore()
     make: RedisStoreFactory = request.getfixturevalue("redis_store_factory")
-    return make(local_cache_max=0 if request.param == "redis-no-local-cache" else 10_000)
+    redis = make(local_cache_max=0 if request.param == "redis-no-local-cache" else 10_000)
+    if request.param == "resilient-redis":
+        return ResilientStore(redis, MemoryStore(), "closed")
+    return redis
 
 
 @pytest.fixture

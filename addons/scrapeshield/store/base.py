@@ -2,7 +2,11 @@
 
 Algorithms stay out of here (GCRA is `scrapeshield.gcra`); a store only keeps state and
 applies one request's whole `Batch` atomically, so a networked backend needs one round trip
-per request. Backends: `memory` (bounded, the default) and `redis`.
+per request. Backends: `memory` (bounded, the default), `redis` and `redis+cluster`.
+
+Besides the request path, a store keeps two operator lists, the penalty box (bans) and the
+allow list, both bounded and each entry living until its deadline (`ListEntry`), and answers
+`inspect(key)` for the control API.
 """
 from __future__ import annotations
 
@@ -44,17 +48,50 @@ class BatchResult:
     refused: int  # index of the first bucket that refused the request, -1 when all conformed
     buckets: tuple[BucketState, ...]
     scores: tuple[float, ...]  # decayed values after the updates, in batch order
+    # The first ban key on the allow list: the engine skips enforcement for it. An allowed key is
+    # never reported as banned; buckets and scores are applied as usual.
+    allowed_key: str | None = None
 
 
 EMPTY_RESULT = BatchResult(None, 0.0, -1, (), ())
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """One entry of the penalty box or the allow list."""
+
+    key: str
+    until: float  # epoch seconds; the entry is gone after this
+    reason: str
+    created: float  # epoch seconds (the caller's `now` when it was set)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInspection:
+    """What a store knows about one client key, for the control API."""
+
+    key: str
+    buckets: dict[str, BucketState]  # bucket id -> state now (only buckets with live state)
+    scores: dict[str, float]  # score id -> decayed value now (only scores with a stored value)
+    ban: ListEntry | None
+    allow: ListEntry | None
 
 
 class StoreError(Exception):
     """The backend could not answer (unreachable, timed out); the engine applies the fail mode."""
 
 
+class StoreTimeout(StoreError):
+    """The backend did not answer in time: slow, or down. One of these alone is not an outage."""
+
+
 class Store(Protocol):
     name: str
+
+    async def connect(self) -> None:
+        """Get ready before the proxy accepts clients (connect, authenticate, load scripts).
+        Raises StoreError when the backend cannot be reached."""
+        ...
 
     async def apply(self, batch: Batch, now: float) -> BatchResult: ...
 
@@ -65,7 +102,23 @@ class Store(Protocol):
         When offered, it gives exactly what `apply` would."""
         ...
 
-    async def ban(self, key: str, until: float, now: float) -> None: ...
+    async def ban(self, key: str, until: float, now: float, reason: str = "") -> None: ...
+
+    async def unban(self, key: str) -> bool:
+        """Lift a ban; False if `key` was not banned."""
+        ...
+
+    async def bans(self, now: float, limit: int = 100) -> list[ListEntry]:
+        """Live bans, soonest deadline first, at most `limit`."""
+        ...
+
+    async def allow(self, key: str, until: float, now: float, reason: str = "") -> None: ...
+
+    async def unallow(self, key: str) -> bool: ...
+
+    async def allows(self, now: float, limit: int = 100) -> list[ListEntry]: ...
+
+    async def inspect(self, key: str, now: float) -> KeyInspection: ...
 
     async def spend_once(self, token_id: str, expires: float, now: float) -> bool:
         """Atomically mark a single-use token spent; False if it was already spent."""
@@ -85,4 +138,5 @@ class Store(Protocol):
 def decay(value: float, since: float, now: float, half_life: float) -> float:
     if value == 0.0 or now <= since or half_life <= 0:
         return value
-    return value * 0.5 ** ((now - since) / half_life)
+    factor: float = 0.5 ** ((now - since) / half_life)  # a float: the base is positive
+    return value * factor

@@ -1,106 +1,179 @@
-"""In-process store: bounded LRU maps whose idle entries are swept incrementally.
+"""In-process store: bounded tables whose idle entries are swept incrementally.
 
-Memory is the constraint (a million tracked keys must fit in a few hundred MB), so each bucket
-entry is one float under one compact string key in a cachetools LRUCache; an entry whose TAT
-has passed is equivalent to no entry, and `_sweep` removes such entries from the cold end a
-bounded number at a time instead of paying TTLCache's per-entry link objects.
+Memory is the constraint (a million tracked keys must fit in a few dozen MiB), so bucket TATs,
+scores and spent tokens live in `LruTable`s (flat arrays, ~34 bytes an entry, see compact.py),
+known by the hash of (definition id, client key). An entry whose TAT has passed is equivalent to
+no entry, and `_sweep` removes such entries from the least recently used end, a bounded number
+at a time. Beyond its bound a table evicts its least recently used entry.
+
+Bans and allows keep their keys (the control API lists them) in a `DeadlineList`: a dict with a
+heap of deadlines, bounded, each entry gone at its deadline.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Callable
 
-from cachetools import LRUCache, TTLCache
+from ..gcra import BucketLimit, BucketState, conform_all, state_after
+from .base import Batch, BatchResult, BucketCheck, KeyInspection, ListEntry, decay
+from .compact import LruTable
 
-from ..gcra import conform_all, state_after
-from .base import Batch, BatchResult, decay
-
-_SEP = "\x1f"
 _SWEEP_EVERY = 1.0  # seconds of clock time between incremental sweeps
-_SWEEP_BUDGET = 2000  # entries examined per sweep
+_SWEEP_BUDGET = 2000  # entries examined per sweep and table
+_SPENT_HOLD = 3600.0  # seconds a spent token is remembered at least
+
+
+class DeadlineList:
+    """Keys with a deadline, a reason and a creation time: at most `max_entries`, each gone at
+    its deadline. When full, the entry with the soonest deadline makes room."""
+
+    __slots__ = ("_deadlines", "_entries", "max_entries")
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, ListEntry] = {}
+        self._deadlines: list[tuple[float, str]] = []  # a heap; may hold stale pairs (checked on pop)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def get(self, key: str, now: float) -> ListEntry | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.until <= now:
+            del self._entries[key]
+            return None
+        return entry
+
+    def put(self, entry: ListEntry, now: float) -> None:
+        self._entries[entry.key] = entry
+        heapq.heappush(self._deadlines, (entry.until, entry.key))
+        if len(self._entries) > self.max_entries:
+            self.expire(now, len(self._deadlines))
+            while len(self._entries) > self.max_entries:
+                self._pop_soonest()
+        if len(self._deadlines) > 2 * len(self._entries) + 64:  # drop stale pairs
+            self._deadlines = [(e.until, k) for k, e in self._entries.items()]
+            heapq.heapify(self._deadlines)
+
+    def remove(self, key: str) -> bool:
+        return self._entries.pop(key, None) is not None
+
+    def expire(self, now: float, budget: int = _SWEEP_BUDGET) -> None:
+        heap = self._deadlines
+        while heap and budget > 0 and heap[0][0] <= now:
+            budget -= 1
+            self._pop_soonest()
+
+    def live(self, now: float, limit: int) -> list[ListEntry]:
+        """Entries whose deadline is after `now`, soonest first, at most `limit`."""
+        return heapq.nsmallest(limit, (e for e in self._entries.values() if e.until > now),
+                               key=lambda e: (e.until, e.key))
+
+    def _pop_soonest(self) -> None:
+        until, key = heapq.heappop(self._deadlines)
+        entry = self._entries.get(key)
+        if entry is not None and entry.until == until:
+            del self._entries[key]
 
 
 class MemoryStore:
     name = "memory"
 
     def __init__(self, max_keys: int = 1_000_000, max_bans: int = 100_000, max_scores: int = 200_000,
-                 max_spent: int = 200_000) -> None:
-        self._tats: LRUCache[str, float] = LRUCache(max_keys)
-        self._bans: LRUCache[str, float] = LRUCache(max_bans)
-        self._scores: LRUCache[str, tuple[float, float]] = LRUCache(max_scores)
-        self._spent: TTLCache[str, bool] = TTLCache(max_spent, ttl=3600)
+                 max_spent: int = 200_000, max_allows: int = 100_000) -> None:
+        self._tats = LruTable(max_keys)
+        self._scores = LruTable(max_scores, two_values=True)
+        self._spent = LruTable(max_spent)
+        self._bans = DeadlineList(max_bans)
+        self._allows = DeadlineList(max_allows)
+        # Definitions seen, for `tags` and `inspect`: bucket id -> (tag, limit), score id -> (tag, half-life).
+        self._bucket_defs: dict[str, tuple[int, BucketLimit]] = {}
+        self._score_defs: dict[str, tuple[int, float]] = {}
+        self._tags = itertools.count()
         self._next_sweep = 0.0
 
+    async def connect(self) -> None:
+        return None
+
     # -- the hot path --------------------------------------------------------------------
-    # Reads go to the LRUCache's own dict and order (as `_lru_order` does): cachetools' get()
-    # is five Python calls per lookup. A hit is moved to the most recent end exactly as
-    # LRUCache.__getitem__ does; writes of new keys go through the cache (size and eviction).
     def apply_now(self, batch: Batch, now: float) -> BatchResult:
         if now >= self._next_sweep:
             self._sweep(now)
-        if batch.ban_keys:
-            bans = self._bans
-            bdata = bans._Cache__data  # type: ignore[attr-defined]
+        allowed_key = None
+        if batch.ban_keys and (self._bans or self._allows):
             for key in batch.ban_keys:
-                until = bdata.get(key)
-                if until is not None:
-                    bans._LRUCache__order.move_to_end(key)  # type: ignore[attr-defined]
-                    if until > now:
-                        return BatchResult(key, until, -1, (), ())
-                    del bans[key]
+                if self._allows and self._allows.get(key, now) is not None:
+                    if allowed_key is None:
+                        allowed_key = key
+                    continue
+                ban = self._bans.get(key, now) if self._bans else None
+                if ban is not None:
+                    return BatchResult(key, ban.until, -1, (), (), allowed_key)
 
-        states: tuple = ()
+        states: tuple[BucketState, ...] = ()
         refused = -1
         checks = batch.buckets
         if checks:
-            tats = self._tats
-            data = tats._Cache__data  # type: ignore[attr-defined]
-            touch = tats._LRUCache__order.move_to_end  # type: ignore[attr-defined]
-            names = [c.bucket_id + _SEP + c.key for c in checks]
-            old = []
-            for n in names:
-                t = data.get(n)
-                if t is not None:
-                    touch(n)
-                old.append(t)
+            table = self._tats
+            find, touch, values = table.find, table.touch, table.values
+            hashes = [hash((c.bucket_id, c.key)) for c in checks]
+            slots = [find(h) for h in hashes]
+            old: list[float | None] = []
+            for slot in slots:
+                if slot:
+                    touch(slot)
+                    old.append(values[slot])
+                else:
+                    old.append(None)
             limits = [c.limit for c in checks]
             refused, new = conform_all(old, now, limits)
-            if refused < 0:
-                for n, t in zip(names, new):
-                    if n in data:  # what Cache.__setitem__ + LRUCache.__setitem__ do for a present key
-                        data[n] = t
-                        touch(n)
+            allowed = refused < 0
+            if allowed:
+                fresh = []
+                for i, (slot, tat) in enumerate(zip(slots, new, strict=True)):
+                    assert tat is not None  # every bucket conformed
+                    if slot:
+                        values[slot] = tat
                     else:
-                        tats[n] = t  # type: ignore[assignment]
-                allowed = True
-            else:
-                allowed = False
-            states = tuple([state_after(t, now, lim, allowed) for t, lim in zip(new, limits)])
+                        fresh.append(i)
+                for i in fresh:  # after the updates: an insert may evict the least recently used entry
+                    h, tat = hashes[i], new[i]
+                    assert tat is not None
+                    slot = find(h)
+                    if slot:  # the same bucket twice in one batch
+                        values[slot] = tat
+                    else:
+                        table.insert(h, tat, self._bucket_tag(checks[i]))
+            states = tuple([state_after(t, now, lim, allowed) for t, lim in zip(new, limits, strict=True)])
 
-        scores: tuple = ()
+        scores: tuple[float, ...] = ()
         if batch.scores:
-            values = []
             table = self._scores
-            sdata = table._Cache__data  # type: ignore[attr-defined]
-            stouch = table._LRUCache__order.move_to_end  # type: ignore[attr-defined]
+            svalues, since = table.values, table.seconds
+            assert since is not None
+            out = []
             for up in batch.scores:
-                name = up.score_id + _SEP + up.key
-                entry = sdata.get(name)
-                if entry is None:
-                    value, since = 0.0, now
+                h = hash((up.score_id, up.key))
+                slot = table.find(h)
+                if slot:
+                    table.touch(slot)
+                    value = decay(svalues[slot], since[slot], now, up.half_life) + up.delta
                 else:
-                    stouch(name)
-                    value, since = entry
-                value = decay(value, since, now, up.half_life) + up.delta
+                    value = up.delta
                 if value < 0.0:
                     value = 0.0
-                if name in sdata:
-                    sdata[name] = (value, now)
-                    stouch(name)
+                if slot:
+                    svalues[slot] = value
+                    since[slot] = now
                 else:
-                    table[name] = (value, now)
-                values.append(value)
-            scores = tuple(values)
-        return BatchResult(None, 0.0, refused, states, scores)
+                    table.insert(h, value, self._score_tag(up.score_id, up.half_life), now)
+                out.append(value)
+            scores = tuple(out)
+        return BatchResult(None, 0.0, refused, states, scores, allowed_key)
 
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         return self.apply_now(batch, now)
@@ -109,54 +182,103 @@ class MemoryStore:
     def sync_apply(self) -> Callable[[Batch, float], BatchResult] | None:
         return self.apply_now  # in-process: never waits (see Store.sync_apply)
 
+    def _bucket_tag(self, check: BucketCheck) -> int:
+        known = self._bucket_defs.get(check.bucket_id)
+        if known is None:
+            known = self._bucket_defs[check.bucket_id] = (next(self._tags), check.limit)
+        return known[0]
+
+    def _score_tag(self, score_id: str, half_life: float) -> int:
+        known = self._score_defs.get(score_id)
+        if known is None or known[1] != half_life:
+            tag = known[0] if known is not None else next(self._tags)
+            known = self._score_defs[score_id] = (tag, half_life)
+        return known[0]
+
+    # -- bans, allows, inspection -----------------------------------------------------------
+    async def ban(self, key: str, until: float, now: float, reason: str = "") -> None:
+        if until <= now:
+            return
+        current = self._bans.get(key, now)
+        if current is None or until > current.until:
+            self._bans.put(ListEntry(key, until, reason, now), now)
+
+    async def unban(self, key: str) -> bool:
+        return self._bans.remove(key)
+
+    async def bans(self, now: float, limit: int = 100) -> list[ListEntry]:
+        return self._bans.live(now, limit)
+
+    async def allow(self, key: str, until: float, now: float, reason: str = "") -> None:
+        if until > now:
+            self._allows.put(ListEntry(key, until, reason, now), now)
+        else:
+            self._allows.remove(key)
+
+    async def unallow(self, key: str) -> bool:
+        return self._allows.remove(key)
+
+    async def allows(self, now: float, limit: int = 100) -> list[ListEntry]:
+        return self._allows.live(now, limit)
+
+    async def inspect(self, key: str, now: float) -> KeyInspection:
+        buckets = {}
+        for bucket_id, (_tag, limit) in self._bucket_defs.items():
+            slot = self._tats.find(hash((bucket_id, key)))
+            if slot and self._tats.values[slot] > now:
+                buckets[bucket_id] = state_after(self._tats.values[slot], now, limit, True)
+        scores = {}
+        since = self._scores.seconds
+        assert since is not None
+        for score_id, (_tag, half_life) in self._score_defs.items():
+            slot = self._scores.find(hash((score_id, key)))
+            if slot:
+                scores[score_id] = decay(self._scores.values[slot], since[slot], now, half_life)
+        return KeyInspection(key, buckets, scores, self._bans.get(key, now), self._allows.get(key, now))
+
     # -- the rest --------------------------------------------------------------------------
-    async def ban(self, key: str, until: float, now: float) -> None:
-        if until > self._bans.get(key, 0.0):
-            self._bans[key] = until
-
-    def ban_now(self, key: str, until: float) -> None:
-        if until > self._bans.get(key, 0.0):
-            self._bans[key] = until
-
     async def spend_once(self, token_id: str, expires: float, now: float) -> bool:
-        # Check-and-set with no await in between: atomic on the event loop.
-        if token_id in self._spent:
+        # Check-and-set with no await in between: atomic on the event loop. A spent token stays
+        # spent for at least an hour, and until `expires` (when it no longer verifies anyway).
+        table = self._spent
+        h = hash(token_id)
+        if table.find(h):
             return False
-        self._spent[token_id] = True
+        table.insert(h, max(expires, now + _SPENT_HOLD))
         return True
 
     def retain_buckets(self, bucket_ids: frozenset[str]) -> None:
-        stale = [n for n in self._tats if n.partition(_SEP)[0] not in bucket_ids]
-        for n in stale:
-            del self._tats[n]
+        gone = {tag for bucket_id, (tag, _limit) in self._bucket_defs.items() if bucket_id not in bucket_ids}
+        if not gone:
+            return
+        table = self._tats
+        for slot in [s for s in table.lru_slots() if table.tags[s] in gone]:
+            table.remove(slot)
+        self._bucket_defs = {b: d for b, d in self._bucket_defs.items() if d[0] not in gone}
 
     def tracked_keys(self) -> int:
         return len(self._tats)
 
     def status(self) -> dict[str, object]:
         return {"backend": self.name, "buckets": len(self._tats), "bans": len(self._bans),
-                "scores": len(self._scores), "spent_tokens": len(self._spent)}
+                "allows": len(self._allows), "scores": len(self._scores), "spent_tokens": len(self._spent)}
 
     async def close(self) -> None:
         return None
 
     def _sweep(self, now: float) -> None:
-        """Drop idle entries from the least recently used end, a bounded number per call."""
+        """Drop idle entries from the least recently used end, a bounded number per call: exactly
+        the entries that deleting the least recently used one at a time, until one is still live,
+        would remove."""
         self._next_sweep = now + _SWEEP_EVERY
-        for table in (self._tats, self._bans):
-            # The idle run at the cold end, up to the budget: exactly the entries that deleting the
-            # least recently used one at a time, until one is still live, would remove.
-            idle = []
-            for key, value in _lru_order(table):
-                if len(idle) >= _SWEEP_BUDGET or value > now:
+        for table in (self._tats, self._spent):
+            idle: list[int] = []
+            values = table.values
+            for slot in table.lru_slots():
+                if len(idle) >= _SWEEP_BUDGET or values[slot] > now:
                     break
-                idle.append(key)
-            for key in idle:
-                del table[key]
-
-
-def _lru_order(cache: LRUCache):  # type: ignore[type-arg]
-    """Keys from least to most recently used, with their values, without touching the order."""
-    order = cache._LRUCache__order  # type: ignore[attr-defined]
-    data = cache._Cache__data  # type: ignore[attr-defined]
-    return ((k, data[k]) for k in order)
+                idle.append(slot)
+            for slot in idle:
+                table.remove(slot)
+        self._bans.expire(now)
+        self._allows.expire(now)

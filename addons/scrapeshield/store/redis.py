@@ -68,27 +68,34 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..gcra import BucketLimit, conform, state_after
-from .base import EMPTY_RESULT, Batch, BatchResult, StoreError
+from .base import EMPTY_RESULT, Batch, BatchResult, KeyInspection, ListEntry, StoreError, StoreTimeout, decay
 
 _SEP = "\x1f"
 _BANNED = -2  # first element of the script's answer when a ban key is banned
 
-# KEYS: ban keys (nb), bucket keys (nk), score keys (ns).
+# KEYS: per ban key its allow key and its ban key (2 * nb), bucket keys (nk), score keys (ns).
 # ARGV: now, nb, nk, ns, slack_ms, then per bucket interval, max_ahead, then per score delta, half_life.
-# Answer: {-2, ban index (0-based), deadline} or {refused index or -1, TAT per bucket ('' for none),
-# score value per score}. Numbers go back as %.17g strings: a Lua number would come back truncated
-# to an integer, and tostring() keeps only 14 digits.
+# Answer: {-2, ban index (0-based), deadline, allowed index or -1} or {refused index or -1, allowed
+# index or -1, TAT per bucket ('' for none), score value per score}. Numbers go back as %.17g
+# strings: a Lua number would come back truncated to an integer, and tostring() keeps 14 digits.
 _APPLY_LUA = """
 local now = tonumber(ARGV[1])
 local nb, nk, ns = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local slack = tonumber(ARGV[5])
+local allowed = -1
 for i = 1, nb do
-  local deadline = tonumber(redis.call('GET', KEYS[i]))
-  if deadline and deadline > now then
-    return {-2, i - 1, string.format('%.17g', deadline)}
+  local allow_until = tonumber(redis.call('GET', KEYS[2 * i - 1]))
+  if allow_until and allow_until > now then
+    if allowed < 0 then allowed = i - 1 end
+  else
+    local deadline = tonumber(redis.call('GET', KEYS[2 * i]))
+    if deadline and deadline > now then
+      return {-2, i - 1, string.format('%.17g', deadline), allowed}
+    end
   end
 end
-local out = {-1}
+nb = 2 * nb
+local out = {-1, allowed}
 if nk > 0 then
   local raw = redis.call('MGET', unpack(KEYS, nb + 1, nb + nk))
   local old, new = {}, {}
@@ -115,7 +122,7 @@ if nk > 0 then
       redis.call('SET', KEYS[nb + j], string.format('%.17g', tat),
                  'PX', string.format('%d', math.ceil((tat - now) * 1000) + slack))
     end
-    if tat then out[j + 1] = string.format('%.17g', tat) else out[j + 1] = '' end
+    if tat then out[j + 2] = string.format('%.17g', tat) else out[j + 2] = '' end
   end
 end
 local base = 5 + 2 * nk
@@ -146,13 +153,57 @@ end
 return out
 """
 
-# KEYS: ban key. ARGV: deadline, px. A ban is never shortened. Answer: the deadline now in force.
-_BAN_LUA = """
+# The penalty box and the allow list, each: `<prefix>ban:<key>` (or `allow:`) holds the deadline
+# (what the apply script reads), the sorted set `<prefix>bans` (or `allows`) the keys by deadline,
+# and the hash `<prefix>bans:meta` "created reason" per key, for listing. Entries past their
+# deadline, and beyond `max_entries` the soonest ones, are trimmed by every put.
+# KEYS: entry key, sorted set, meta hash. ARGV: deadline, px, key, created, reason, max_entries, now,
+# entry key prefix, never_shorten (1/0). Answer: the deadline now in force.
+_PUT_LUA = """
 local deadline = tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]))
-if current and current >= deadline then return string.format('%.17g', current) end
+if ARGV[9] == '1' and current and current >= deadline then return string.format('%.17g', current) end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return ARGV[1]
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4] .. ' ' .. ARGV[5])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[7], 'LIMIT', 0, 100)
+for _, member in ipairs(gone) do
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('HDEL', KEYS[3], member)
+end
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
+if over > 0 then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, over - 1)) do
+    redis.call('ZREM', KEYS[2], member)
+    redis.call('HDEL', KEYS[3], member)
+    redis.call('DEL', ARGV[8] .. member)
+  end
+end
+return string.format('%.17g', deadline)
+"""
+
+# KEYS: entry key, sorted set, meta hash. ARGV: key. Answer: 1 if a live entry was removed.
+_REMOVE_LUA = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS: sorted set, meta hash. ARGV: now, limit. Answer: key, deadline, "created reason" per entry.
+_LIST_LUA = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, member in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+end
+local out = {}
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #live, 2 do
+  out[#out + 1] = live[i]
+  out[#out + 1] = string.format('%.17g', tonumber(live[i + 1]))
+  out[#out + 1] = redis.call('HGET', KEYS[2], live[i]) or ''
+end
+return out
 """
 
 
@@ -181,46 +232,67 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
+DEFAULT_TIMEOUT = 1.0  # seconds; under a burst a busy host's event loop alone delays a reply by 100s of ms
+DEFAULT_MAX_CONNECTIONS = 32
+_WARM_CONNECTIONS = 4  # opened by connect(), so the first burst does not pay for connecting
+_LIST_MAX = 100_000  # entries in the penalty box, and in the allow list
+
+
 class RedisStore:
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, *, url: str = "redis://", timeout: float = 0.05,
+    def __init__(self, client: aioredis.Redis, *, url: str = "redis://", timeout: float = DEFAULT_TIMEOUT,
                  key_prefix: str = "ss:", local_cache_max: int = 10_000, local_ban_recheck: float = 5.0,
-                 expiry_slack: float = 1.0) -> None:
+                 expiry_slack: float = 1.0, max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
+                 queue_timeout: float | None = None, list_max: int = _LIST_MAX) -> None:
         self._client = client
         self._url = redact_url(url)
         self._timeout = timeout
         self._prefix = key_prefix
         self._slack_ms = max(1, math.ceil(expiry_slack * 1000))
         self._apply_script = client.register_script(_APPLY_LUA)
-        self._ban_script = client.register_script(_BAN_LUA)
+        self._put_script = client.register_script(_PUT_LUA)
+        self._remove_script = client.register_script(_REMOVE_LUA)
+        self._list_script = client.register_script(_LIST_LUA)
         self._ban_recheck = local_ban_recheck
+        self._list_max = list_max
+        # Back-pressure: at most `max_in_flight` calls on the wire; the others wait their turn
+        # (up to `queue_timeout`), and that wait is not counted against Redis' `timeout`.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._queue_timeout = queue_timeout if queue_timeout is not None else max(2.0, 10 * timeout)
         # Local cache: ban key -> (deadline, recheck at); bucket key name -> over-limit TAT.
         self._local_bans: LRUCache[str, tuple[float, float]] | None = None
         self._local_over: LRUCache[str, float] | None = None
         if local_cache_max > 0:
             self._local_bans = LRUCache(local_cache_max)
             self._local_over = LRUCache(local_cache_max)
+        # Definitions seen (bounded by the policy), for inspect(): bucket id -> limit, score id -> half-life.
+        self._bucket_defs: dict[str, BucketLimit] = {}
+        self._score_defs: dict[str, float] = {}
         self.round_trips = 0
+        self.answered = 0  # round trips that got their reply
         self.errors = 0
         self.local_hits = 0
+        self.queued = 0
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 0.05, key_prefix: str = "ss:", local_cache_max: int = 10_000,
-                 max_connections: int = 64, local_ban_recheck: float = 5.0, expiry_slack: float = 1.0,
-                 **_: object) -> RedisStore:
+    def from_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT, key_prefix: str = "ss:",
+                 local_cache_max: int = 10_000, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 local_ban_recheck: float = 5.0, expiry_slack: float = 1.0, **_: object) -> RedisStore:
         """A store on any URL redis-py takes: redis://, rediss:// (TLS), unix:///path?db=0.
 
-        `timeout` (seconds) bounds every call, connecting and waiting for a pooled connection
-        included. Options in the URL's query (e.g. `?protocol=3`) win over these defaults.
+        `timeout` (seconds) bounds every call on the wire. At most `max_connections` calls are on
+        the wire at once, over a pool of as many connections reused across requests; more wait
+        for a turn. Options in the URL's query (e.g. `?protocol=3`) win over these defaults.
         Unknown keyword options are ignored, so one option set can configure any backend.
         """
         try:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url,
-                max_connections=max_connections,
+                max_connections=max_connections + 2,  # + room for a health probe beside a full load
                 timeout=timeout,
-                socket_timeout=timeout,
+                socket_timeout=max(1.0, 2 * timeout),  # the asyncio deadline in _call is the bound per call
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 0),  # a retry would outlast `timeout`; the caller falls back
                 protocol=2,  # RESP2: also Redis < 6 and every Valkey
@@ -230,7 +302,19 @@ class RedisStore:
             raise ValueError(f"store URL {redact_url(url)!r}: {exc}") from None
         client = aioredis.Redis.from_pool(pool)
         return cls(client, url=url, timeout=timeout, key_prefix=key_prefix, local_cache_max=local_cache_max,
-                   local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack)
+                   local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack, max_in_flight=max_connections)
+
+    async def connect(self) -> None:
+        """Connect (and authenticate, as the URL says), load the scripts and open a few pooled
+        connections, so that the first requests pay no set-up. StoreError if Redis does not answer."""
+        async def prepare() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for script in (self._apply_script, self._put_script, self._remove_script, self._list_script):
+                    pipe.script_load(script.script)
+                await pipe.execute()
+            await asyncio.gather(*(self._client.ping() for _ in range(_WARM_CONNECTIONS)))
+
+        await self._call(prepare())
 
     # -- the hot path --------------------------------------------------------------------
     sync_apply = None  # every answer may wait (Store.sync_apply)
@@ -244,46 +328,58 @@ class RedisStore:
         if not (batch.ban_keys or batch.buckets or batch.scores):
             return EMPTY_RESULT
         prefix = self._prefix
-        ban_names = [prefix + "ban:" + key for key in batch.ban_keys]
+        names: list[str] = []
+        for key in batch.ban_keys:
+            names += (prefix + "allow:" + key, prefix + "ban:" + key)
         bucket_names = [prefix + "b:" + c.bucket_id + _SEP + c.key for c in batch.buckets]
-        score_names = [prefix + "s:" + u.score_id + _SEP + u.key for u in batch.scores]
-        args: list[str | int] = [_num(now), len(ban_names), len(bucket_names), len(score_names), self._slack_ms]
+        names += bucket_names
+        names += [prefix + "s:" + u.score_id + _SEP + u.key for u in batch.scores]
+        args: list[str | int] = [_num(now), len(batch.ban_keys), len(bucket_names), len(batch.scores),
+                                 self._slack_ms]
+        defs = self._bucket_defs
         for c in batch.buckets:
             args += (_num(c.limit.interval), _num(max_ahead(c.limit)))
+            if c.bucket_id not in defs:
+                defs[c.bucket_id] = c.limit
         for u in batch.scores:
             args += (_num(u.delta), _num(u.half_life))
-        reply = await self._call(self._apply_script(keys=ban_names + bucket_names + score_names, args=args))
+            if u.score_id not in self._score_defs:
+                self._score_defs[u.score_id] = u.half_life
+        reply = await self._call(self._apply_script(keys=names, args=args))
 
         if reply[0] == _BANNED:
-            index, until = int(reply[1]), float(reply[2])
+            index, until, allowed = int(reply[1]), float(reply[2]), int(reply[3])
             self._forget_bans(batch.ban_keys[:index])
             self._remember_ban(batch.ban_keys[index], until, now)
-            return BatchResult(batch.ban_keys[index], until, -1, (), ())
+            return BatchResult(batch.ban_keys[index], until, -1, (), (),
+                               batch.ban_keys[allowed] if allowed >= 0 else None)
         self._forget_bans(batch.ban_keys)
-        refused = int(reply[0])
+        refused, allowed = int(reply[0]), int(reply[1])
         nk = len(bucket_names)
-        tats = [float(t) if t else None for t in reply[1:1 + nk]]
+        tats = [float(t) if t else None for t in reply[2:2 + nk]]
         limits = [c.limit for c in batch.buckets]
-        allowed = refused < 0
-        states = tuple(state_after(t, now, lim, allowed) for t, lim in zip(tats, limits))
-        if not allowed and self._local_over is not None:
-            for name, tat, lim in zip(bucket_names, tats, limits):
+        ok = refused < 0
+        states = tuple(state_after(t, now, lim, ok) for t, lim in zip(tats, limits, strict=True))
+        if not ok and self._local_over is not None:
+            for name, tat, lim in zip(bucket_names, tats, limits, strict=True):
                 if tat is not None and conform(tat, now, lim) is None:
                     self._local_over[name] = tat
-        scores = tuple(float(v) for v in reply[1 + nk:])
-        return BatchResult(None, 0.0, refused, states, scores)
+        scores = tuple(float(v) for v in reply[2 + nk:])
+        return BatchResult(None, 0.0, refused, states, scores, batch.ban_keys[allowed] if allowed >= 0 else None)
 
     def _answer_locally(self, batch: Batch, now: float) -> BatchResult | None:
         bans = self._local_bans
         assert bans is not None and self._local_over is not None
-        for key in batch.ban_keys:
+        for i, key in enumerate(batch.ban_keys):
             entry = bans.get(key)
             if entry is not None:
                 until, recheck = entry
                 if until <= now:
                     del bans[key]
-                elif recheck <= now:
-                    return None  # time to confirm it with Redis (an operator may have lifted it)
+                elif recheck <= now or i > 0:
+                    # Time to confirm it with Redis (an operator may have lifted it); or an earlier
+                    # key of the request may be on the allow list, which only Redis knows.
+                    return None
                 else:
                     return BatchResult(key, until, -1, (), ())
         over = self._local_over
@@ -303,7 +399,7 @@ class RedisStore:
             tats.append(tat)
         if refused < 0:
             return None
-        states = tuple(state_after(t, now, c.limit, False) for t, c in zip(tats, batch.buckets))
+        states = tuple(state_after(t, now, c.limit, False) for t, c in zip(tats, batch.buckets, strict=True))
         return BatchResult(None, 0.0, refused, states, ())
 
     def _forget_bans(self, keys: tuple[str, ...]) -> None:
@@ -317,14 +413,88 @@ class RedisStore:
         if self._local_bans is not None and until > now:
             self._local_bans[key] = (until, now + self._ban_recheck)
 
-    # -- the rest --------------------------------------------------------------------------
-    async def ban(self, key: str, until: float, now: float) -> None:
+    # -- bans, allows, inspection -----------------------------------------------------------
+    async def ban(self, key: str, until: float, now: float, reason: str = "") -> None:
         if until <= now:
             return  # already over: the same as never banned, and PX must be positive
-        px = math.ceil((until - now) * 1000) + self._slack_ms
-        reply = await self._call(self._ban_script(keys=[self._prefix + "ban:" + key], args=[_num(until), px]))
+        reply = await self._put("ban", key, until, now, reason, never_shorten=True)
         self._remember_ban(key, float(reply), now)
 
+    async def unban(self, key: str) -> bool:
+        if self._local_bans is not None:
+            self._local_bans.pop(key, None)
+        return bool(await self._remove("ban", key))
+
+    async def bans(self, now: float, limit: int = 100) -> list[ListEntry]:
+        return await self._list("ban", now, limit)
+
+    async def allow(self, key: str, until: float, now: float, reason: str = "") -> None:
+        if until <= now:
+            await self._remove("allow", key)
+            return
+        if self._local_bans is not None:
+            self._local_bans.pop(key, None)  # an allowed key must reach the script, which knows it
+        await self._put("allow", key, until, now, reason, never_shorten=False)
+
+    async def unallow(self, key: str) -> bool:
+        return bool(await self._remove("allow", key))
+
+    async def allows(self, now: float, limit: int = 100) -> list[ListEntry]:
+        return await self._list("allow", now, limit)
+
+    async def inspect(self, key: str, now: float) -> KeyInspection:
+        prefix = self._prefix
+        buckets = list(self._bucket_defs.items())
+        scores = list(self._score_defs.items())
+        names = [prefix + "b:" + b + _SEP + key for b, _ in buckets]
+        names += [prefix + "s:" + s + _SEP + key for s, _ in scores]
+
+        async def read() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                if names:
+                    pipe.mget(names)
+                for kind in ("ban", "allow"):
+                    pipe.get(prefix + kind + ":" + key)
+                    pipe.hget(prefix + kind + "s:meta", key)
+                return list(await pipe.execute())
+
+        reply = await self._call(read())
+        values = reply.pop(0) if names else []
+        states = {}
+        for (bucket_id, limit), raw in zip(buckets, values[:len(buckets)], strict=True):
+            if raw is not None and float(raw) > now:
+                states[bucket_id] = state_after(float(raw), now, limit, True)
+        values_now = {}
+        for (score_id, half_life), raw in zip(scores, values[len(buckets):], strict=True):
+            if raw is not None:
+                value, since = (float(x) for x in raw.split())
+                values_now[score_id] = decay(value, since, now, half_life)
+        entries = [_entry(key, deadline, meta, now) for deadline, meta in (reply[0:2], reply[2:4])]
+        return KeyInspection(key, states, values_now, entries[0], entries[1])
+
+    async def _put(self, kind: str, key: str, until: float, now: float, reason: str, never_shorten: bool) -> Any:
+        prefix = self._prefix
+        px = math.ceil((until - now) * 1000) + self._slack_ms
+        keys = [prefix + kind + ":" + key, prefix + kind + "s", prefix + kind + "s:meta"]
+        args: list[str | int] = [_num(until), px, key, _num(now), reason, self._list_max, _num(now),
+                                 prefix + kind + ":", 1 if never_shorten else 0]
+        return await self._call(self._put_script(keys=keys, args=args))
+
+    async def _remove(self, kind: str, key: str) -> Any:
+        prefix = self._prefix
+        keys = [prefix + kind + ":" + key, prefix + kind + "s", prefix + kind + "s:meta"]
+        return await self._call(self._remove_script(keys=keys, args=[key]))
+
+    async def _list(self, kind: str, now: float, limit: int) -> list[ListEntry]:
+        keys = [self._prefix + kind + "s", self._prefix + kind + "s:meta"]
+        reply = await self._call(self._list_script(keys=keys, args=[_num(now), max(0, limit)]))
+        out = []
+        for i in range(0, len(reply), 3):
+            created, _, reason = _text(reply[i + 2]).partition(" ")
+            out.append(ListEntry(_text(reply[i]), float(reply[i + 1]), reason, float(created or 0.0)))
+        return out
+
+    # -- the rest --------------------------------------------------------------------------
     async def spend_once(self, token_id: str, expires: float, now: float) -> bool:
         px = max(0, math.ceil((expires - now) * 1000)) + self._slack_ms
         reply = await self._call(self._client.set(self._prefix + "once:" + token_id, b"1", nx=True, px=px))
@@ -333,6 +503,7 @@ class RedisStore:
     def retain_buckets(self, bucket_ids: frozenset[str]) -> None:
         """Nothing to do in Redis: a changed definition gets a new bucket id, and the old keys
         expire by their own PX within one window. Only the local over-limit cache is dropped."""
+        self._bucket_defs = {b: lim for b, lim in self._bucket_defs.items() if b in bucket_ids}
         if self._local_over is not None:
             self._local_over.clear()
 
@@ -345,25 +516,63 @@ class RedisStore:
 
     def status(self) -> dict[str, object]:
         return {"backend": self.name, "url": self._url, "timeout": self._timeout, "round_trips": self.round_trips,
-                "errors": self.errors, "local_cache_hits": self.local_hits, "local_cache_entries": self.tracked_keys()}
+                "errors": self.errors, "queued": self.queued, "local_cache_hits": self.local_hits,
+                "local_cache_entries": self.tracked_keys()}
 
-    async def ping(self) -> None:
-        """One PING round trip; StoreError if Redis does not answer within the timeout."""
-        await self._call(self._client.ping())
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    async def ping(self, timeout: float | None = None) -> None:
+        """One PING round trip, not queued behind other calls; StoreError if Redis does not
+        answer within `timeout` (default: the store's)."""
+        await self._call(self._client.ping(), queue=False, timeout=timeout)
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError, OSError):  # a server that is gone must not fail shutdown
             await self._client.aclose()
 
-    async def _call(self, call: Awaitable[Any]) -> Any:
-        """Await one Redis call within the timeout; every failure becomes a StoreError."""
+    async def _call(self, call: Awaitable[Any], queue: bool = True, timeout: float | None = None) -> Any:
+        """Await one Redis call within the timeout; every failure becomes a StoreError (a
+        StoreTimeout when Redis did not answer in time). Waiting for a turn is not Redis' time."""
+        if queue and self._in_flight.locked():
+            self.queued += 1
+            try:
+                async with asyncio.timeout(self._queue_timeout):
+                    await self._in_flight.acquire()
+            except TimeoutError:
+                if asyncio.iscoroutine(call):
+                    call.close()  # never awaited: no "coroutine was never awaited" warning
+                self.errors += 1
+                raise StoreTimeout(f"redis {self._url}: no turn within {self._queue_timeout:g}s "
+                                   f"(all {self._max_in_flight} connections busy)") from None
+        elif queue:
+            await self._in_flight.acquire()
         self.round_trips += 1
+        limit = timeout or self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
-                return await call
+            async with asyncio.timeout(limit):
+                reply = await call
+            self.answered += 1
+            return reply
         except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "no answer"
             self.errors += 1
             timed_out = isinstance(exc, (TimeoutError, RedisTimeoutError))
-            what = f"no answer within {self._timeout:g}s" if timed_out else type(exc).__name__
+            what = f"no answer within {limit:g}s" if timed_out else type(exc).__name__
             detail = f": {exc}" if str(exc) else ""
-            raise StoreError(f"redis {self._url}: {what}{detail}") from exc
+            error = StoreTimeout if timed_out else StoreError
+            raise error(f"redis {self._url}: {what}{detail}") from exc
+        finally:
+            if queue:
+                self._in_flight.release()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _entry(key: str, deadline: bytes | None, meta: bytes | None, now: float) -> ListEntry | None:
+    if deadline is None or float(deadline) <= now:
+        return None
+    created, _, reason = _text(meta or b"").partition(" ")
+    return ListEntry(key, float(deadline), reason, float(created or 0.0))

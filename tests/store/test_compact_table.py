@@ -1,0 +1,82 @@
+"""LruTable (store/compact.py) behaves like a bounded OrderedDict used as an LRU map."""
+from __future__ import annotations
+
+import random
+from collections import OrderedDict
+
+import pytest
+
+from scrapeshield.store.compact import LruTable
+
+
+def contents(table: LruTable) -> list[tuple[int, float]]:
+    return [(table.hashes[s], table.values[s]) for s in table.lru_slots()]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_random_mix_of_operations_matches_an_ordered_dict_model(seed: int) -> None:
+    # given a small table whose hashes collide often (few index slots, clustered hashes)
+    rng = random.Random(seed)
+    table, model = LruTable(50), OrderedDict[int, float]()
+    hashes = [rng.choice([rng.randrange(-2**63, 2**63), rng.randrange(512) * 128 + rng.randrange(3)])
+              for _ in range(200)]
+    for step in range(5000):
+        h = rng.choice(hashes)
+        roll = rng.random()
+        slot = table.find(h)
+        # then a lookup finds exactly what the model holds
+        assert bool(slot) == (h in model)
+        if roll < 0.5:
+            if slot:
+                table.values[slot] = float(step)
+                table.touch(slot)
+                model[h] = float(step)
+                model.move_to_end(h)
+            else:
+                table.insert(h, float(step))
+                model[h] = float(step)
+                if len(model) > 50:
+                    model.popitem(last=False)
+        elif roll < 0.8 and slot:
+            table.remove(slot)
+            del model[h]
+        elif slot:
+            table.touch(slot)
+            model.move_to_end(h)
+        assert len(table) == len(model)
+    # and the least-recently-used order is the model's
+    assert contents(table) == list(model.items())
+
+
+def test_a_full_table_evicts_the_least_recently_used_entry() -> None:
+    # given a full table whose oldest entry was used again
+    table = LruTable(3)
+    for h in (1, 2, 3):
+        table.insert(h, float(h))
+    table.touch(table.find(1))
+    # when a fourth entry arrives
+    table.insert(4, 4.0)
+    # then the least recently used one (2) is gone
+    assert [table.hashes[s] for s in table.lru_slots()] == [3, 1, 4]
+    assert table.find(2) == 0
+
+
+def test_churn_reuses_freed_slots_instead_of_growing() -> None:
+    # given a table filled to its bound
+    table = LruTable(2000)
+    for h in range(2000):
+        table.insert(h * 7919, 0.0)
+    # when ten times as many new keys pass through it
+    for h in range(2000, 22000):
+        table.insert(h * 7919, 0.0)
+    # then only the first 2000 slots were ever used and it still holds its bound
+    assert max(table.lru_slots()) == 2000
+    assert len(table) == 2000
+    assert all(table.find(h * 7919) for h in range(20000, 22000))
+
+
+def test_a_second_value_column_is_kept_per_entry() -> None:
+    table = LruTable(10, two_values=True)
+    slot = table.insert(42, 1.5, tag=7, second=9.0)
+    assert table.seconds is not None
+    assert (table.values[slot], table.seconds[slot], table.tags[slot]) == (1.5, 9.0, 7)
