@@ -2,7 +2,8 @@
 
 It is the thing scrapers want: 500 product pages and 100,000 user profiles, each a
 fake name and phone number derived from the id, so the same id always yields the
-same record and a harvest can be counted. It also serves what tests need to look
+same record and a harvest can be counted. A profile is served under three shapes:
+`/user/N`, `/people/N` and `/profile?id=N` (the last two for policies that name only the first). It also serves what tests need to look
 at the origin's side of the proxy: `/echo` (the request as it arrived) and
 `/__origin/stats` (what reached the origin at all).
 
@@ -404,6 +405,18 @@ def build_app() -> web.Application:
             headers={"Content-Type": _HTML, "Cache-Control": "private, no-store"},
         )
 
+    async def user_by_query(request: web.Request) -> web.Response:
+        # The same record under a query id (`/profile?id=N`): a record shape that path rules do not see.
+        raw = request.query.get("id", "")
+        uid = int(raw) if raw.isdigit() and len(raw) <= 9 else 0
+        if not 1 <= uid <= USER_COUNT:
+            return _not_found()
+        stats.records_served += 1
+        return web.Response(
+            body=_user_html(user_record(uid)).encode(),
+            headers={"Content-Type": _HTML, "Cache-Control": "private, no-store"},
+        )
+
     async def user_api(request: web.Request) -> web.Response:
         uid = _id_in(request, USER_COUNT)
         if uid is None:
@@ -448,6 +461,8 @@ def build_app() -> web.Application:
     app.router.add_get("/", home_page)
     app.router.add_get(r"/products/{id:\d{1,9}}", product_page)
     app.router.add_get(r"/user/{id:\d{1,9}}", user_page)
+    app.router.add_get(r"/people/{id:\d{1,9}}", user_page)  # the same records under other shapes
+    app.router.add_get("/profile", user_by_query)
     app.router.add_get(r"/api/users/{id:\d{1,9}}", user_api)
     app.router.add_get("/static/{name:.+}", static)
     app.router.add_get("/favicon.ico", favicon_ico)
