@@ -22,8 +22,10 @@ from curl_cffi.requests import AsyncSession
 from .shop import PRODUCT_COUNT, USER_COUNT, Outcome, classify, page_assets, record_path
 from .solver import BrowserSolver, ChallengeForm
 
-BROWSER_BUILDS = ("chrome120", "chrome124", "chrome131", "chrome136", "edge101", "firefox133", "firefox135",
-                  "safari17_0", "safari18_0", "safari184")
+# Weighted like a real audience: most people on the current Chrome (which the scrapers impersonate
+# too), the rest on older Chromes, Edge, Firefox and Safari.
+BROWSER_BUILDS = ("chrome131", "chrome131", "chrome131", "chrome131", "chrome136", "chrome124", "edge101",
+                  "firefox133", "firefox135", "safari17_0", "safari18_0", "safari184")
 SEARCH_ENGINE = "https://www.google.com/"
 MAX_SOLVES_PER_PAGE = 3
 _ASSET_KINDS = {".css": ("style", "text/css,*/*;q=0.1"), ".js": ("script", "*/*"),
@@ -108,7 +110,7 @@ class Person:
     async def _request(self, method: str, url: str, **kwargs: Any) -> tuple[Outcome, str]:
         try:
             response = await self.session.request(method, self.base + url, **kwargs)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 -- curl_cffi's RequestsError family; a person just sees a failure
+        except Exception:
             self.result.errors += 1
             return Outcome.ERROR, ""
         text = response.text
@@ -166,7 +168,8 @@ class Person:
 
 async def crowd(base_url: str, *, groups: list[tuple[str, int, float, float]], run_started: float, until: float,
                 seed: int, deep_link_share: float = 0.25, think_s: tuple[float, float] = (1.0, 10.0),
-                first_index: int = 0, solver: BrowserSolver | None = None) -> list[PersonResult]:
+                builds: tuple[str, ...] = BROWSER_BUILDS, first_index: int = 0,
+                solver: BrowserSolver | None = None) -> list[PersonResult]:
     """Run people until `until` (epoch seconds). `groups`: (name, count, arrive_from, arrive_to) with arrival
     times in seconds after `run_started`, spread uniformly. Returns one result per person."""
     rng = random.Random(seed)
@@ -177,7 +180,7 @@ async def crowd(base_url: str, *, groups: list[tuple[str, int, float, float]], r
     for name, count, start, end in groups:
         for k in range(count):
             arrive = start + (end - start) * (k + rng.random()) / max(count, 1)
-            result = PersonResult(index, name, person_address(index), rng.choice(BROWSER_BUILDS), round(arrive, 1),
+            result = PersonResult(index, name, person_address(index), rng.choice(builds), round(arrive, 1),
                                   rng.random() < deep_link_share)
             results.append(result)
             tasks.append(_arrive_and_browse(result, base_url, random.Random(rng.random()), solver, run_started,
