@@ -115,8 +115,9 @@ def _combine(name: str, parts: list[ScraperResult], config: RunConfig) -> Scrape
     for part in parts:
         total.merge(part)
     if name == "pow-fleet":
-        total.description = (f"{len(parts)} processes (one per core), native OpenSSL solver, "
-                             f"{config.fleet_addresses} addresses in {config.fleet_addresses} /24s, curl_cffi Chrome")
+        n = config.fleet_addresses
+        total.description = (f"{len(parts)} processes (one per core), native OpenSSL solver, {n} addresses in "
+                             f"{n} /24s, curl_cffi {scrapers.SCRAPER_BUILD}")
         total.notes = "; ".join(sorted({p.notes for p in parts if p.notes}))
     return total
 
