@@ -6,8 +6,8 @@ cookie jar for the whole visit. They arrive at the home page or, from a search e
 on a profile; every page is followed by its CSS, JS, icon and images (each fetched once per
 person, as a browser cache does, with the page as Referer and the Sec-Fetch headers of a
 subresource); between pages they think for 1-10 s and then open a random product or profile.
-A challenge page is solved like the page's JavaScript would solve it, at a browser's speed, and
-submitted as its form; the browser follows the redirect back to the page.
+A challenge page is solved like the page's JavaScript would solve it, at a browser's speed
+(solver.BrowserSolver), and submitted as its form; the browser follows the redirect back to the page.
 """
 from __future__ import annotations
 

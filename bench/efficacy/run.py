@@ -29,7 +29,7 @@ from harness import ADDONS, REPO, OriginProcess, ShieldProcess
 from . import browser_fleet, scrapers
 from .people import BROWSER_BUILDS, PersonResult, crowd
 from .scrapers import ScraperResult
-from .solver import build_native_solver, native_rate
+from .solver import BrowserSolver, NativeSolver, build_native_solver, native_rate
 
 SCRAPER_KINDS = ("naive", "rotating", "impersonating", "pow-fleet", "browser-fleet")
 
@@ -88,7 +88,7 @@ def shield_in_front(config: RunConfig, workdir: Path) -> Iterator[ShieldProcess]
 
 
 def _scraper_futures(config: RunConfig, base: str, until: float, threads: ThreadPoolExecutor,
-                     processes: ProcessPoolExecutor, library: Path | None) -> dict[str, list[Future[ScraperResult]]]:
+                     processes: ProcessPoolExecutor, library: Path) -> dict[str, list[Future[ScraperResult]]]:
     futures: dict[str, list[Future[ScraperResult]]] = {}
     if "naive" in config.scrapers:
         futures["naive"] = [threads.submit(scrapers.naive, base, until)]
@@ -96,7 +96,7 @@ def _scraper_futures(config: RunConfig, base: str, until: float, threads: Thread
         futures["rotating"] = [threads.submit(scrapers.rotating, base, until)]
     if "impersonating" in config.scrapers:
         futures["impersonating"] = [threads.submit(scrapers.impersonating, base, until)]
-    if "pow-fleet" in config.scrapers and library is not None:
+    if "pow-fleet" in config.scrapers:
         futures["pow-fleet"] = [
             processes.submit(scrapers.pow_fleet_worker, base, until, k, config.fleet_workers, str(library),
                              config.fleet_addresses, config.fleet_max_bits)
@@ -127,11 +127,9 @@ def run(config: RunConfig, *, attack: bool) -> RunResult:
     workdir = config.workdir or Path(tempfile.mkdtemp(prefix="efficacy-"))
     workdir = workdir / ("attack" if attack else "baseline")
     duration = config.warmup_s + config.attack_s if attack else config.baseline_s
-    library = None
-    rate = 0.0
-    if attack and "pow-fleet" in config.scrapers:
-        library = build_native_solver(workdir.parent)
-        rate = native_rate(library)
+    workdir.mkdir(parents=True, exist_ok=True)
+    library = build_native_solver(workdir)
+    rate = native_rate(library)
     with shield_in_front(config, workdir) as shield:
         base = shield.https_url
         started = time.time()
@@ -150,7 +148,8 @@ def run(config: RunConfig, *, attack: bool) -> RunResult:
 
             async def everything() -> list[PersonResult]:
                 people = asyncio.create_task(crowd(base, groups=groups, run_started=started, until=until,
-                                                   seed=config.seed, think_s=config.think_s, builds=config.builds))
+                                                   seed=config.seed, think_s=config.think_s, builds=config.builds,
+                                                   solver=BrowserSolver(NativeSolver(library))))
                 if attack:
                     await asyncio.sleep(max(0.0, started + config.warmup_s - time.time()))
                     futures.update(_scraper_futures(config, base, until, threads, processes, library))

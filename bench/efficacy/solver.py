@@ -4,9 +4,10 @@ The proof (addons/scrapeshield/challenge/pow.py): SHA-256(seed || nonce) starts 
 bits; the page's JavaScript tries 12-digit decimal nonces. `ChallengeForm.parse` reads what the
 page gives a browser: the form action, the token, the seed and the difficulty.
 
-- `BrowserSolver` finds the nonce with hashlib and then takes as long as the page's solver
-  would in a browser (docs/challenge.md: ~1.3 M hashes/s over two workers plus ~120 ms of worker
-  start-up): a person waits the browser's time, not Python's.
+- `BrowserSolver` finds the nonce (with the native solver when it is given one, else hashlib;
+  either way off the event loop) and then takes as long as the page's solver would in a browser
+  (docs/challenge.md: ~1.3 M hashes/s over two workers plus ~120 ms of worker start-up): a person
+  waits the browser's time, not Python's, and the bench's own CPU stays out of the shield's way.
 - `NativeSolver` is what a harvester runs: `powsolve.c` compiled with gcc against OpenSSL at bench
   time and called through ctypes (one core per process; the fleet runs one process per core).
 """
@@ -65,14 +66,22 @@ def hashlib_solve(seed: bytes, bits: int) -> tuple[str, int]:
 class BrowserSolver:
     """Solves like the challenge page in a browser: the right nonce, at the browser's speed."""
 
-    def __init__(self, hashes_per_s: float = BROWSER_HASHES_PER_S, fixed_s: float = BROWSER_FIXED_S) -> None:
+    def __init__(self, native: NativeSolver | None = None, hashes_per_s: float = BROWSER_HASHES_PER_S,
+                 fixed_s: float = BROWSER_FIXED_S) -> None:
+        self.native = native
         self.hashes_per_s = hashes_per_s
         self.fixed_s = fixed_s
+
+    def _search(self, seed: bytes, bits: int) -> tuple[str, int]:
+        if self.native is not None:
+            nonce, tries, _cpu = self.native.solve(seed, bits)
+            return nonce, tries
+        return hashlib_solve(seed, bits)
 
     async def solve(self, form: ChallengeForm) -> tuple[str, int]:
         """(nonce, milliseconds the browser took). Hashes off the event loop, then waits out the rest."""
         started = time.monotonic()
-        nonce, tries = await asyncio.to_thread(hashlib_solve, form.seed, form.bits)
+        nonce, tries = await asyncio.to_thread(self._search, form.seed, form.bits)
         browser_s = self.fixed_s + tries / self.hashes_per_s
         remaining = browser_s - (time.monotonic() - started)
         if remaining > 0:
