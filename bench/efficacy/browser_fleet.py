@@ -15,9 +15,13 @@ import contextlib
 import resource
 import time
 from itertools import count as counter
+from typing import TYPE_CHECKING
 
 from .scrapers import ScraperResult, record_targets, rotating_addresses
 from .shop import PROFILE_MARK, Outcome
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page, Response
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
@@ -99,9 +103,9 @@ async def _fleet(base: str, until: float, addresses: int, records_per_context: i
     started = time.time()
     result.halfway = (started + until) / 2
 
-    async def one_context(browser: object) -> None:
+    async def one_context(browser: Browser) -> None:
         proxy = proxies[next(contexts) % len(proxies)]
-        context = await browser.new_context(  # type: ignore[attr-defined]
+        context = await browser.new_context(
             ignore_https_errors=True, proxy={"server": f"http://127.0.0.1:{proxy.port}", "bypass": "<-loopback>"})
         page = await context.new_page()
         navigation = NavigationLog()
@@ -125,7 +129,7 @@ async def _fleet(base: str, until: float, addresses: int, records_per_context: i
             with contextlib.suppress(PlaywrightError):
                 await context.close()
 
-    async def tab_loop(browser: object) -> None:
+    async def tab_loop(browser: Browser) -> None:
         while time.time() < until:
             await one_context(browser)
 
@@ -148,21 +152,21 @@ class NavigationLog:
         self.challenges = 0
         self.last_action = ""
 
-    def saw(self, response: object) -> None:
-        request = response.request  # type: ignore[attr-defined]
+    def saw(self, response: Response) -> None:
+        request = response.request
         if not request.is_navigation_request() or request.frame.parent_frame is not None:
             return
-        self.last_action = response.headers.get("shield-action") or ""  # type: ignore[attr-defined]
+        self.last_action = response.headers.get("shield-action") or ""
         if self.last_action == "challenge":
             self.challenges += 1
 
 
-async def _load_record(page: object, url: str, until: float, navigation: NavigationLog) -> Outcome:
+async def _load_record(page: Page, url: str, until: float, navigation: NavigationLog) -> Outcome:
     """Navigate and wait (up to 20 s, or `until`) for the profile; a challenge page solves and redirects."""
     from playwright.async_api import Error as PlaywrightError
 
     try:
-        await page.goto(url, wait_until="domcontentloaded", timeout=20_000)  # type: ignore[attr-defined]
+        await page.goto(url, wait_until="domcontentloaded", timeout=20_000)
     except PlaywrightError:
         return Outcome.ERROR
     deadline = min(time.time() + 20, until + 5)
@@ -173,7 +177,7 @@ async def _load_record(page: object, url: str, until: float, navigation: Navigat
         if action and action != "challenge":
             return Outcome.BLOCK
         try:
-            html = await page.content()  # type: ignore[attr-defined]
+            html = await page.content()
         except PlaywrightError:  # navigating (the challenge form posting): look again
             html = ""
         if PROFILE_MARK in html:

@@ -21,11 +21,15 @@ BENCH = Path(__file__).resolve().parents[1]
 
 
 def refusals_by_group(decisions: int, policy_path: str, tick: float = 0.005) -> dict[str, dict[str, int]]:
-    import bench_engine as be
+    import bench_engine as be  # first: it puts --src on sys.path
+    from scrapeshield.clock import FakeClock
+    from scrapeshield.engine import Engine
+    from scrapeshield.policy.compiler import compile_file
+    from scrapeshield.store.memory import MemoryStore
 
-    policy = be.compile_file(policy_path)
-    clock = be.FakeClock()
-    engine = be.Engine(policy, be.MemoryStore(max_keys=policy.max_keys), clock, signal_sources=be.SIGNAL_SOURCES)
+    policy = compile_file(policy_path)
+    clock = FakeClock()
+    engine = Engine(policy, MemoryStore(max_keys=policy.max_keys), clock, signal_sources=be.SIGNAL_SOURCES)
     traffic = be.Traffic(seed=1)
     counts: dict[str, Counter[str]] = defaultdict(Counter)
 

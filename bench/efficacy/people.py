@@ -72,8 +72,8 @@ class Person:
         self.run_started = run_started
         self.think_s = think_s
         self.cache: set[str] = set()
-        self.session = AsyncSession(impersonate=result.build, interface=result.address, verify=False,  # type: ignore[arg-type]
-                                    timeout=30, proxies={})
+        self.session: AsyncSession[Any] = AsyncSession(impersonate=result.build, interface=result.address,
+                                                       verify=False, timeout=30, proxies={})
 
     async def browse(self, until: float) -> None:
         try:

@@ -172,7 +172,7 @@ def impersonating(base: str, until: float, first_id: int = 30_001, address: str 
 
     referer = [f"{base}/"]
     with curl_requests.Session(impersonate=SCRAPER_BUILD, verify=False, timeout=15, interface=address,
-                               proxies={}) as session:  # type: ignore[arg-type]
+                               proxies={}) as session:
 
         def fetch(_index: int, url: str) -> tuple[int, Any, str] | None:
             try:
@@ -209,7 +209,7 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
     def session_for(address: str) -> Any:
         if address not in sessions:
             sessions[address] = curl_requests.Session(impersonate=SCRAPER_BUILD, verify=False, timeout=30,
-                                                      interface=address, proxies={})  # type: ignore[arg-type]
+                                                      interface=address, proxies={})
         return sessions[address]
 
     def get(session: Any, method: str, url: str, **kwargs: Any) -> tuple[Outcome, str]:
