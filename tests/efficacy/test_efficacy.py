@@ -8,6 +8,9 @@ Chromium fleet through 5 source addresses), and 10 more people arrive during it.
 realistic mix runs through the same default policy. The full-size figures are bench/bench_efficacy.py's
 (BENCHMARKS.md).
 
+`SCRAPESHIELD_EFFICACY_SRC=/other/checkout/addons` measures another checkout's scrapeshield and
+default policy instead of this one's (the demo shop stays this checkout's).
+
 Tests marked `needs_session_identity` assert targets the default policy of main did not meet when
 this was written (issue #11's "Measured"); the unmarked ones check that the harness really did
 what it claims, so a passing target cannot be an empty run.
@@ -15,6 +18,7 @@ what it claims, so a passing target cannot be an empty run.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +34,7 @@ pytestmark = pytest.mark.e2e
 needs_session = pytest.mark.needs_session_identity
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
+SHIELD_SRC = Path(os.environ.get("SCRAPESHIELD_EFFICACY_SRC") or BENCH.parent / "addons").resolve()
 WARMUP_S = 20.0
 ATTACK_S = 40.0
 
@@ -38,14 +43,14 @@ ATTACK_S = 40.0
 def attack(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     config = RunConfig(people_before=10, people_during=10, warmup_s=WARMUP_S, attack_s=ATTACK_S, baseline_s=0,
                        think_s=(1.0, 6.0), fleet_addresses=50, browser_addresses=5, browser_tabs=1,
-                       workdir=tmp_path_factory.mktemp("efficacy"))
+                       shield_src=SHIELD_SRC, workdir=tmp_path_factory.mktemp("efficacy"))
     return run(config, attack=True)
 
 
 @pytest.fixture(scope="module")
 def engine_mix() -> dict[str, dict[str, int]]:
-    out = subprocess.run([sys.executable, str(BENCH / "efficacy" / "engine_mix.py"), "--decisions", "10000",
-                          "--json"], capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run([sys.executable, str(BENCH / "efficacy" / "engine_mix.py"), "--src", str(SHIELD_SRC),
+                          "--decisions", "10000", "--json"], capture_output=True, text=True, check=True, timeout=120)
     result: dict[str, dict[str, int]] = json.loads(out.stdout)
     return result
 
