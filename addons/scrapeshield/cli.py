@@ -153,7 +153,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     from .mitm import errorpages
     from .mitm.addon import ShieldAddon
-    from .mitm.serving import ShieldServing
+    from .mitm.serving import RefusedBodies, ShieldServing
     from .workers.reuseport import listen_socket
 
     origin = None
@@ -184,7 +184,7 @@ async def _run(args: argparse.Namespace) -> int:
                       errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
     if args.save:
         master.addons.add(save.Save())
-    master.addons.add(serving, ShieldAddon(runtime))
+    master.addons.add(serving, ShieldAddon(runtime), RefusedBodies(serving))
     update: dict[str, object] = {
         "mode": [f"reverse:{upstream}"], "listen_host": host, "listen_port": port, "connection_strategy": "lazy",
         "keep_host_header": True, "confdir": args.confdir,

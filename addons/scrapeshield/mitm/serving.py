@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import ctx, http
+from mitmproxy.net.http.http1 import assemble_response
 from mitmproxy.proxy.mode_servers import ServerInstance
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -36,10 +37,14 @@ from . import errorpages
 
 log = logging.getLogger("scrapeshield.serving")
 
+_KNOWN_VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3"})
+_TLS_EARLY_BYTES = 1 << 20  # over TLS: head, handshake and any body sent before the head is parsed
+
 class _Connection:
     """One accepted client connection, keyed by its peer address."""
 
-    __slots__ = ("address", "flows", "head_bytes", "line_done", "peer", "task", "timer", "tls", "writer")
+    __slots__ = ("address", "flows", "head_bytes", "head_done", "line_done", "peer", "tail", "task", "timer", "tls",
+                 "writer")
 
     def __init__(self, peer: tuple[Any, ...], writer: asyncio.StreamWriter, task: asyncio.Task[Any] | None) -> None:
         self.peer = peer
@@ -49,12 +54,19 @@ class _Connection:
         self.flows: set[str] = set()  # requests whose head is in and whose answer is not yet out
         self.head_bytes = 0  # bytes received since the last complete request head
         self.line_done = False  # the request line of the head being read has ended
+        self.head_done = False  # the head being read has ended (clear text only)
+        self.tail = b""  # the last bytes read, to find a head's end across reads
         self.tls: bool | None = None  # learnt from the first byte
         self.timer: asyncio.TimerHandle | None = None
 
 
 class _HeadBoundReader:
-    """mitmproxy reads the client through this: it counts what arrives while a head is incomplete."""
+    """mitmproxy reads the client through this: it counts what arrives while a head is incomplete.
+
+    In clear text the head ends at the first empty line, and only the bytes up to it count; a body
+    sent right behind its head does not. Over TLS the head cannot be seen in the ciphertext, so
+    everything up to the parsed head counts, against a bound loose enough for a body sent early.
+    """
 
     __slots__ = ("_conn", "_reader", "_serving")
 
@@ -64,12 +76,20 @@ class _HeadBoundReader:
     async def read(self, n: int = -1) -> bytes:
         data = await self._reader.read(n)
         conn = self._conn
-        if data and not conn.flows:
+        if data and not conn.flows and not conn.head_done:
             if conn.tls is None:
                 conn.tls = data[0] == 0x16  # a TLS handshake record
-            conn.head_bytes += len(data)
-            if not conn.line_done and b"\n" in data:
-                conn.line_done = True
+            counted = len(data)
+            if not conn.tls:
+                window = conn.tail + data
+                end = window.find(b"\r\n\r\n")
+                if end >= 0:
+                    conn.head_done = True
+                    counted = max(0, end + 4 - len(conn.tail))
+                if not conn.line_done and b"\n" in window[: end if end >= 0 else len(window)]:
+                    conn.line_done = True
+                conn.tail = window[-3:]
+            conn.head_bytes += counted
             status = self._serving.head_overrun(conn)
             if status:
                 self._serving.reject_connection(conn, status, "url_too_long" if status == 414 else "head_too_large")
@@ -184,7 +204,8 @@ class ShieldServing:
     def head_overrun(self, conn: _Connection) -> int:
         if not conn.line_done and not conn.tls and conn.head_bytes > self.limits.max_url + 16:
             return 414
-        if conn.head_bytes > self.limits.max_url + self.limits.max_header_bytes + 64:
+        bound = self.limits.max_url + self.limits.max_header_bytes + 64
+        if conn.head_bytes > (max(bound, _TLS_EARLY_BYTES) if conn.tls else bound):
             return 431
         return 0
 
@@ -199,10 +220,9 @@ class ShieldServing:
 
     # -- requests ------------------------------------------------------------------------------
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        conn = self._connections.get(flow.client_conn.peername)  # type: ignore[arg-type]
+        conn = self.connection_of(flow)
         if conn is not None:
             conn.flows.add(flow.id)
-            conn.head_bytes, conn.line_done = 0, False
             if conn.timer is not None:
                 conn.timer.cancel()
                 conn.timer = None
@@ -220,6 +240,8 @@ class ShieldServing:
 
     def _request_over_limit(self, request: http.Request) -> tuple[int, str]:
         limits = self.limits
+        if request.http_version not in _KNOWN_VERSIONS:
+            return 400, "http_version"
         if request.method == "CONNECT":
             return 400, "connect"
         if request.authority and request.http_version.startswith("HTTP/1"):
@@ -256,17 +278,62 @@ class ShieldServing:
     def error(self, flow: http.HTTPFlow) -> None:
         self._flow_done(flow)
 
+    def connection_of(self, flow: http.HTTPFlow) -> _Connection | None:
+        return self._connections.get(flow.client_conn.peername)  # type: ignore[arg-type]
+
     def _flow_done(self, flow: http.HTTPFlow) -> None:
-        conn = self._connections.get(flow.client_conn.peername)  # type: ignore[arg-type]
+        conn = self.connection_of(flow)
         if conn is None:
             return
         conn.flows.discard(flow.id)
         if not conn.flows:
+            conn.head_bytes, conn.line_done, conn.head_done, conn.tail = 0, False, False, b""
             self._arm(conn, self.limits.idle_timeout, "idle_timeout")
 
 
 def _has_body(request: http.Request) -> bool:
     return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+def _body_size(request: http.Request) -> int | None:
+    """The declared body size; None when the body is chunked (size unknown)."""
+    if _has_body(request):
+        return None
+    try:
+        return int(request.headers.get("content-length", "0") or 0)
+    except ValueError:
+        return None
+
+
+class RefusedBodies:
+    """Answers a request refused at its head without waiting for (or buffering) its body.
+
+    Added after every addon that may answer in `requestheaders` (the ShieldAddon, ShieldServing).
+    mitmproxy would read the whole body before sending an answer set there -- and cannot stream a
+    body it has an answer for -- so a refused upload would be buffered, or fail. Over clear-text
+    HTTP/1 the answer is written here and the connection closed (as nginx does for a 413); over
+    TLS or HTTP/2 a small body is read and dropped as usual, a large or chunked one is cut off.
+    """
+
+    def __init__(self, serving: ShieldServing) -> None:
+        self.serving = serving
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is None or not flow.live:
+            return
+        size = _body_size(flow.request)
+        if size == 0:
+            return
+        conn = self.serving.connection_of(flow)
+        if conn is not None and conn.tls is False and flow.request.http_version in ("HTTP/1.1", "HTTP/1.0"):
+            response.headers["Connection"] = "close"
+            conn.writer.write(assemble_response(response))
+            conn.flows.discard(flow.id)
+            self.serving.close_connection(conn)
+            flow.kill()
+        elif size is None or size > self.serving.limits.stream_threshold:
+            flow.kill()
 
 
 class _BoundedStream:
