@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workers", default="1",
                      help="processes serving the listen port (N or 'auto' = one per CPU); a client's /24 "
                           "(IPv6: /64) always reaches the same one, see docs/workers.md")
+    run.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                     help="event loop of each serving process (uvloop: see BENCHMARKS.md for what it buys)")
     run.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--admin-fd", type=int, help=argparse.SUPPRESS)
@@ -90,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if workers > 1 and args.listen_fd is None:
             return asyncio.run(_supervise(args, sys.argv[1:] if argv is None else argv, workers))
+        if args.event_loop == "uvloop":
+            try:
+                import uvloop
+            except ImportError:
+                print("scrapeshield: --event-loop uvloop needs the uvloop package (pip install uvloop)",
+                      file=sys.stderr)
+                return 2
+            return asyncio.run(_run(args), loop_factory=uvloop.new_event_loop)
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         return 0
