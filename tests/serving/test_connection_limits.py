@@ -93,33 +93,27 @@ def test_a_partial_request_is_closed_after_the_header_timeout(shield: ShieldProc
     assert HEADER_TIMEOUT * 0.8 < held < HEADER_TIMEOUT + 2.0
 
 
-def test_a_thousand_slow_drip_connections_are_closed_while_a_normal_client_is_answered(
-        shield: ShieldProcess) -> None:
-    before = limit_counts(shield).get("header_timeout", 0)
-    sockets: list[socket.socket] = []
-    for n in range(1000):  # 8 addresses, under the per-address cap
-        sock = connect(shield, f"127.0.1.{10 + n % 8}")
+def open_slow_connections(shield: ShieldProcess, count: int, subnet: int) -> list[socket.socket]:
+    """`count` connections (8 addresses, under the per-address cap), each with a partial head."""
+    sockets = []
+    for n in range(count):
+        sock = connect(shield, f"127.0.{subnet}.{10 + n % 8}")
         sock.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n")
         sock.setblocking(False)
         sockets.append(sock)
+    return sockets
+
+
+def drip_until_closed(sockets: list[socket.socket], seconds: float) -> set[socket.socket]:
+    """Send one header line per connection every 0.25 s; return those still open after `seconds`."""
     selector = selectors.DefaultSelector()
     for sock in sockets:
         selector.register(sock, selectors.EVENT_READ)
     open_ones = set(sockets)
-    normal_latency: list[float] = []
-
-    def normal_client() -> None:
-        with bind_client("127.0.0.22", base_url=shield.proxy_url) as client:
-            start = time.monotonic()
-            assert client.get("/").status_code == 200
-            normal_latency.append(time.monotonic() - start)
-
-    deadline = time.monotonic() + HEADER_TIMEOUT + 5.0
+    deadline = time.monotonic() + seconds
     next_drip = 0.0
-    checker = threading.Thread(target=normal_client)
-    checker.start()
     while open_ones and time.monotonic() < deadline:
-        if time.monotonic() >= next_drip:  # one header line per connection every 0.25 s
+        if time.monotonic() >= next_drip:
             for sock in list(open_ones):
                 try:
                     sock.send(b"X-Drip: 1\r\n")
@@ -136,12 +130,46 @@ def test_a_thousand_slow_drip_connections_are_closed_while_a_normal_client_is_an
             if closed:
                 selector.unregister(sock)
                 open_ones.discard(sock)
-    checker.join(10)
-    for sock in sockets:
-        sock.close()
-    assert not open_ones, f"{len(open_ones)} slow connections still open"
-    assert normal_latency and normal_latency[0] < 2.0
+    selector.close()
+    return open_ones
+
+
+def test_a_thousand_slow_drip_connections_are_closed_by_the_header_timeout(shield: ShieldProcess) -> None:
+    before = limit_counts(shield).get("header_timeout", 0)
+    sockets = open_slow_connections(shield, 1000, 1)
+    try:
+        still_open = drip_until_closed(sockets, HEADER_TIMEOUT + 8.0)
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert not still_open, f"{len(still_open)} slow connections still open"
     assert limit_counts(shield)["header_timeout"] - before >= 1000
+
+
+def test_a_normal_client_is_answered_while_a_thousand_slow_connections_are_open(
+        demo_origin: str, tmp_path: os.PathLike[str]) -> None:
+    with ShieldProcess(demo_origin, policy_text=POLICY, workdir=tmp_path,
+                       extra_args=["--header-timeout", "60"]) as shield:
+        sockets = open_slow_connections(shield, 1000, 2)
+        answers: list[tuple[int, float]] = []
+
+        def normal_client() -> None:
+            time.sleep(0.5)  # the drips are flowing
+            with bind_client("127.0.0.22", base_url=shield.proxy_url, timeout=30) as client:
+                start = time.monotonic()
+                answers.append((client.get("/").status_code, time.monotonic() - start))
+
+        checker = threading.Thread(target=normal_client)
+        checker.start()
+        try:
+            still_open = drip_until_closed(sockets, 3.0)
+            checker.join(30)
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert len(still_open) == 1000  # none timed out yet: the answer came while all were open
+    assert answers and answers[0][0] == 200
+    assert answers[0][1] < 3.0  # loose on a shared machine; bench/bench_hardening.py has the figures
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(shield: ShieldProcess) -> None:

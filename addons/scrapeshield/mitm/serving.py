@@ -43,7 +43,7 @@ _TLS_EARLY_BYTES = 1 << 20  # over TLS: head, handshake and any body sent before
 class _Connection:
     """One accepted client connection, keyed by its peer address."""
 
-    __slots__ = ("address", "flows", "head_bytes", "head_done", "line_done", "peer", "tail", "task", "timer", "tls",
+    __slots__ = ("address", "flows", "head_bytes", "head_done", "held", "line_done", "peer", "task", "timer", "tls",
                  "writer")
 
     def __init__(self, peer: tuple[Any, ...], writer: asyncio.StreamWriter, task: asyncio.Task[Any] | None) -> None:
@@ -55,17 +55,19 @@ class _Connection:
         self.head_bytes = 0  # bytes received since the last complete request head
         self.line_done = False  # the request line of the head being read has ended
         self.head_done = False  # the head being read has ended (clear text only)
-        self.tail = b""  # the last bytes read, to find a head's end across reads
+        self.held = bytearray()  # an incomplete request head, not yet given to mitmproxy
         self.tls: bool | None = None  # learnt from the first byte
         self.timer: asyncio.TimerHandle | None = None
 
 
 class _HeadBoundReader:
-    """mitmproxy reads the client through this: it counts what arrives while a head is incomplete.
+    """mitmproxy reads the client through this: request heads are bounded, and held until complete.
 
-    In clear text the head ends at the first empty line, and only the bytes up to it count; a body
-    sent right behind its head does not. Over TLS the head cannot be seen in the ciphertext, so
-    everything up to the parsed head counts, against a bound loose enough for a body sent early.
+    In clear text a request head ends at the first empty line. Until then the bytes are kept here,
+    not handed to mitmproxy: a slow-drip client costs one small read per drip instead of a pass
+    through mitmproxy's layers, and a head over the limits is refused (414/431) before anything
+    parses it. A body sent right behind its head is passed on untouched. Over TLS the head cannot
+    be seen in the ciphertext: everything up to the parsed head counts, against a looser bound.
     """
 
     __slots__ = ("_conn", "_reader", "_serving")
@@ -74,27 +76,36 @@ class _HeadBoundReader:
         self._reader, self._conn, self._serving = reader, conn, serving
 
     async def read(self, n: int = -1) -> bytes:
-        data = await self._reader.read(n)
         conn = self._conn
-        if data and not conn.flows and not conn.head_done:
+        while True:
+            data = await self._reader.read(n)
+            if not data or conn.flows or conn.head_done or conn.writer.is_closing():
+                if conn.held:  # the end of the stream, with part of a head still held
+                    data, conn.held = bytes(conn.held) + data, bytearray()
+                return data
             if conn.tls is None:
                 conn.tls = data[0] == 0x16  # a TLS handshake record
-            counted = len(data)
-            if not conn.tls:
-                window = conn.tail + data
-                end = window.find(b"\r\n\r\n")
-                if end >= 0:
-                    conn.head_done = True
-                    counted = max(0, end + 4 - len(conn.tail))
-                if not conn.line_done and b"\n" in window[: end if end >= 0 else len(window)]:
-                    conn.line_done = True
-                conn.tail = window[-3:]
-            conn.head_bytes += counted
+            if conn.tls:
+                conn.head_bytes += len(data)
+                if self._serving.head_overrun(conn):
+                    self._serving.reject_connection(conn, 431, "head_too_large")
+                    return b""
+                return data
+            searched_from = max(0, len(conn.held) - 3)
+            conn.held += data
+            end = conn.held.find(b"\r\n\r\n", searched_from)
+            if not conn.line_done and conn.held.find(b"\n", searched_from, end if end >= 0 else len(conn.held)) >= 0:
+                conn.line_done = True
+            conn.head_bytes = end + 4 if end >= 0 else len(conn.held)
             status = self._serving.head_overrun(conn)
             if status:
+                conn.held = bytearray()
                 self._serving.reject_connection(conn, status, "url_too_long" if status == 414 else "head_too_large")
                 return b""
-        return data
+            if end >= 0:
+                conn.head_done = True
+                data, conn.held = bytes(conn.held), bytearray()
+                return data
 
 
 class ShieldServing:
@@ -287,7 +298,7 @@ class ShieldServing:
             return
         conn.flows.discard(flow.id)
         if not conn.flows:
-            conn.head_bytes, conn.line_done, conn.head_done, conn.tail = 0, False, False, b""
+            conn.head_bytes, conn.line_done, conn.head_done = 0, False, False
             self._arm(conn, self.limits.idle_timeout, "idle_timeout")
 
 
