@@ -70,12 +70,16 @@ class _HeadBoundReader:
     be seen in the ciphertext: everything up to the parsed head counts, against a looser bound.
     """
 
-    __slots__ = ("_conn", "_reader", "_serving")
+    __slots__ = ("_conn", "_reader", "_serving", "first")
 
     def __init__(self, reader: asyncio.StreamReader, conn: _Connection, serving: ShieldServing) -> None:
         self._reader, self._conn, self._serving = reader, conn, serving
+        self.first = b""  # read before mitmproxy was given the connection
 
     async def read(self, n: int = -1) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
         conn = self._conn
         while True:
             data = await self._reader.read(n)
@@ -180,7 +184,14 @@ class ShieldServing:
         self._per_address[address] += 1
         self._arm(conn, self.limits.header_timeout, "header_timeout")
         try:
-            await self._instance.handle_stream(_HeadBoundReader(reader, conn, self), writer)  # type: ignore[arg-type]
+            bounded = _HeadBoundReader(reader, conn, self)
+            # mitmproxy gets the connection once a first head is complete (or a TLS hello is in):
+            # a connection that never sends one costs no more than this coroutine and its timer.
+            bounded.first = await bounded.read(65535)
+            if not bounded.first:
+                writer.close()
+                return
+            await self._instance.handle_stream(bounded, writer)  # type: ignore[arg-type]
         finally:
             if conn.timer is not None:
                 conn.timer.cancel()
