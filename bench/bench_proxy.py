@@ -4,6 +4,7 @@ vs `scrapeshield run` (policies/default.yaml, nothing can trip), one origin, one
 
     .venv/bin/python bench/bench_proxy.py                      # 3 rounds x 10 s, -t1 -c32
     .venv/bin/python bench/bench_proxy.py --extras             # + mitmdump -q, xff spread, rules only
+    .venv/bin/python bench/bench_proxy.py --scaling            # shield-default: 1 vs 2 workers, asyncio vs uvloop
 
 Everything runs on 127.0.0.1 and is started (and stopped, by pid) by this script:
 
@@ -33,6 +34,13 @@ meaningless speed-up. So `shield-default` runs a copy in which every `limits:` r
 buckets, fingerprints, detectors and score updates run for every request, and nothing is ever
 refused. The script prints each substitution; wrk's non-2xx count and the shield's /status
 decision counters (printed per run) show that every request was allowed and reached the origin.
+
+--scaling compares `shield-default` with `--workers 1` and `--workers 2`, each on the asyncio and
+the uvloop event loop. A worker is chosen by the client's /24, and wrk always connects from
+127.0.0.1, so wrk runs with a small LD_PRELOAD shim (built here with gcc) that binds every
+connection it opens to the next of 127.0.1.1, 127.0.2.1, ... 127.0.8.1 -- eight /24s, spread
+evenly over the workers. Every configuration of the run gets the same shim. Proxy CPU is counted
+over the supervisor and its workers.
 
 Each round starts every configuration as a fresh process (no state carried over), warms it up
 with a 2 s wrk run, then measures; configurations alternate within a round and the round order
@@ -258,9 +266,44 @@ def _lat_us(text: str, pct: str) -> float | None:
     return float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1e6}[m.group(2)]
 
 
-def run_wrk(url: str, script: Path, threads: int, conns: int, duration: str) -> dict:
+SOURCE_SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* Bind each IPv4 connect() to the next of 127.0.1.1 .. 127.0.N.1 (N = $BENCH_SOURCE_NETS). */
+static unsigned counter;
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+    static int (*real_connect)(int, const struct sockaddr *, socklen_t);
+    if (!real_connect) real_connect = dlsym(RTLD_NEXT, "connect");
+    const char *nets = getenv("BENCH_SOURCE_NETS");
+    if (nets && addr && addr->sa_family == AF_INET) {
+        unsigned k = __sync_fetch_and_add(&counter, 1) % (unsigned)atoi(nets);
+        struct sockaddr_in src = {0};
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = htonl(0x7f000001u + ((k + 1) << 8));
+        bind(fd, (struct sockaddr *)&src, sizeof src);
+    }
+    return real_connect(fd, addr, len);
+}
+"""
+
+
+def build_source_shim(tmp: Path, nets: int) -> dict[str, str]:
+    """The environment that makes wrk connect from `nets` different /24s."""
+    src, lib = tmp / "source_shim.c", tmp / "source_shim.so"
+    src.write_text(SOURCE_SHIM_C)
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    return {**os.environ, "LD_PRELOAD": str(lib), "BENCH_SOURCE_NETS": str(nets)}
+
+
+def run_wrk(url: str, script: Path, threads: int, conns: int, duration: str, env: dict[str, str] | None = None) -> dict:
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}", "--latency", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env).stdout
     res: dict = {"raw": out}
     for k, rx in WRK_RE.items():
         m = rx.search(out)
@@ -291,6 +334,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--extras", action="store_true", help="also run `mitmdump -q` and shield-default-xff")
+    ap.add_argument("--scaling", action="store_true",
+                    help="instead: shield-default with 1 and 2 workers, asyncio and uvloop (wrk from 8 /24s)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     args = ap.parse_args()
 
@@ -353,7 +398,14 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
         Config("shield-empty", shield("empty.yaml"), paths_lua, 1, "devnull"),
         Config("shield-default", shield("default-raised.yaml"), paths_lua, 1, "devnull"),
     ]
-    if args.extras:
+    wrk_env = None
+    if args.scaling:
+        wrk_env = build_source_shim(tmp, 8)
+        base = shield("default-raised.yaml")
+        configs = [Config(f"shield-default w{n}{' uvloop' if loop == 'uvloop' else ''}",
+                          [*base, "--workers", str(n), "--event-loop", loop], paths_lua, 1, "devnull")
+                   for loop in ("asyncio", "uvloop") for n in (1, 2)]
+    elif args.extras:
         configs.insert(1, Config("mitmdump -q", mitm + ["-q"], paths_lua, None, "devnull"))
         configs.append(Config("shield-default-xff", shield("default-xff.yaml"), xff_lua, 1, "devnull"))
         configs.append(Config("shield-rules-only", shield("default-rules.yaml"), paths_lua, 1, "devnull"))
@@ -380,15 +432,18 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
             try:
                 url = f"http://{HOST}:{port}"
                 wait_ready(url + "/", proc)
-                run_wrk(url, cfg.script, args.threads, args.connections, args.warmup)
-                origin_pids = tree_pids(origin_proc.pid)
-                c_proxy, c_origin = cpu_seconds(proc.pid), sum(cpu_seconds(p) for p in origin_pids)
+                if cfg.admin:  # all workers up (wait_ready saw one of them)
+                    wait_ready(f"http://{HOST}:{admin}/healthz", proc)
+                run_wrk(url, cfg.script, args.threads, args.connections, args.warmup, wrk_env)
+                origin_pids, proxy_pids = tree_pids(origin_proc.pid), tree_pids(proc.pid)
+                c_proxy, c_origin = sum(cpu_seconds(p) for p in proxy_pids), sum(cpu_seconds(p) for p in origin_pids)
                 ru0, w0 = os.times(), time.monotonic()
-                res = run_wrk(url, cfg.script, args.threads, args.connections, args.duration)
+                res = run_wrk(url, cfg.script, args.threads, args.connections, args.duration, wrk_env)
                 wall = time.monotonic() - w0
                 ru1 = os.times()
-                res["proxy_cpu_us"] = (cpu_seconds(proc.pid) - c_proxy) * 1e6 / max(res["requests"] or 1, 1)
-                res["proxy_busy"] = (cpu_seconds(proc.pid) - c_proxy) / wall
+                proxy_cpu = sum(cpu_seconds(p) for p in proxy_pids) - c_proxy
+                res["proxy_cpu_us"] = proxy_cpu * 1e6 / max(res["requests"] or 1, 1)
+                res["proxy_busy"] = proxy_cpu / wall
                 res["origin_busy"] = (sum(cpu_seconds(p) for p in origin_pids) - c_origin) / wall
                 res["wrk_busy"] = ((ru1.children_user + ru1.children_system)
                                    - (ru0.children_user + ru0.children_system)) / wall
@@ -415,6 +470,8 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
     # -- table ---------------------------------------------------------------------------------
     med = {name: statistics.median(r["rps"] or 0 for r in rs) for name, rs in results.items()}
     cpu = {name: statistics.median(r["proxy_cpu_us"] for r in rs) for name, rs in results.items()}
+    if args.scaling:
+        return _scaling_table(results, med, cpu)
     print()
     print("req/s: wrk's Requests/sec; CPU-us/req: proxy process CPU time (all threads) / requests served.")
     print("On a shared machine req/s moves with the neighbours' load; CPU per request moves much less.")
@@ -438,6 +495,27 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
         if a in med and b in med:
             print(f"{label:<34} req/s {med[a] / med[b]:.2f}x   by CPU per request {cpu[b] / cpu[a]:.2f}x"
                   f"   {'(target ' + target + ')' if target else ''}")
+    return 0
+
+
+def _scaling_table(results: dict[str, list[dict]], med: dict[str, float], cpu: dict[str, float]) -> int:
+    print()
+    print(f"{'config':<26} {'req/s med':>9} {'runs':>22} {'CPU-us/req med':>14} {'p50 us':>7} {'p99 us':>7} "
+          f"{'non-2xx':>7}")
+    for name, rs in results.items():
+        runs = ", ".join(f"{r['rps'] or 0:.0f}" for r in rs)
+        p50 = statistics.median(r["p50_us"] or 0 for r in rs)
+        p99 = statistics.median(r["p99_us"] or 0 for r in rs)
+        bad = sum(int(r["non2xx"] or 0) for r in rs)
+        print(f"{name:<26} {med[name]:>9,.0f} {runs:>22} {cpu[name]:>14.0f} {p50:>7.0f} {p99:>7.0f} {bad:>7}")
+    print()
+    for label, a, b, target in (
+            ("2 workers / 1 worker (asyncio)", "shield-default w2", "shield-default w1", ">= 1.6x"),
+            ("2 workers / 1 worker (uvloop)", "shield-default w2 uvloop", "shield-default w1 uvloop", ""),
+            ("uvloop / asyncio, 1 worker", "shield-default w1 uvloop", "shield-default w1", ""),
+            ("uvloop / asyncio, 2 workers", "shield-default w2 uvloop", "shield-default w2", "")):
+        print(f"{label:<34} req/s {med[a] / med[b]:.2f}x   by CPU per request {cpu[b] / cpu[a]:.2f}x"
+              f"   {'(target ' + target + ')' if target else ''}")
     return 0
 
 

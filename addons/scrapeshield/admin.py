@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -24,9 +25,10 @@ def parse_hostport(text: str, default_host: str = "127.0.0.1") -> tuple[str, int
 
 
 class AdminServer:
-    def __init__(self, runtime: "ShieldRuntime", address: str) -> None:
+    def __init__(self, runtime: ShieldRuntime, address: str, sock: socket.socket | None = None) -> None:
         self.runtime = runtime
         self.host, self.port = parse_hostport(address)
+        self.sock = sock  # a socket already listening (a worker's private port, made by the supervisor)
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -36,7 +38,12 @@ class AdminServer:
         app.router.add_get("/status", self._status)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site: web.BaseSite
+        if self.sock is not None:
+            site = web.SockSite(self._runner, self.sock)
+            self.host, self.port = self.sock.getsockname()[:2]
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port)
         try:
             await site.start()
         except OSError as exc:

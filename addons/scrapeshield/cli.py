@@ -5,7 +5,9 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,15 +15,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .policy.registry import Registry
 
+from . import connlimits
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
 
 log = logging.getLogger("scrapeshield")
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, worker: int | None = None) -> None:
+    who = "" if worker is None else f"[worker {worker}] "
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
     for noisy in ("mitmproxy.proxy.server", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -49,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--confdir", default=os.path.expanduser("~/.scrapeshield"), help="where the self-signed CA lives")
     run.add_argument("--reload-interval", type=float, default=1.0, help="seconds between policy file polls (0: SIGHUP only)")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--workers", default="1",
+                     help="processes serving the listen port (N or 'auto' = one per CPU); a client's /24 "
+                          "(IPv6: /64) always reaches the same one, see docs/workers.md")
+    run.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                     help="event loop of each serving process (uvloop: see BENCHMARKS.md for what it buys)")
+    run.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--admin-fd", type=int, help=argparse.SUPPRESS)
+    connlimits.add_arguments(run)
 
     check = sub.add_parser("check", help="validate policy files; print every error as file:line:col: message")
     check.add_argument("files", nargs="+")
@@ -66,8 +80,26 @@ def main(argv: list[str] | None = None) -> int:
         from .replay.cli import cmd_replay
 
         return cmd_replay(args)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.worker_index)
+    from .workers.supervisor import parse_workers
+
     try:
+        args.limits = connlimits.from_args(args)
+        workers = parse_workers(args.workers)
+    except ValueError as exc:
+        print(f"scrapeshield: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if workers > 1 and args.listen_fd is None:
+            return asyncio.run(_supervise(args, sys.argv[1:] if argv is None else argv, workers))
+        if args.event_loop == "uvloop":
+            try:
+                import uvloop
+            except ImportError:
+                print("scrapeshield: --event-loop uvloop needs the uvloop package (pip install uvloop)",
+                      file=sys.stderr)
+                return 2
+            return asyncio.run(_run(args), loop_factory=uvloop.new_event_loop)
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         return 0
@@ -90,14 +122,33 @@ def cmd_check(files: list[str], registry: Registry | None = None) -> int:
     return 1 if bad else 0
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _supervise(args: argparse.Namespace, argv: list[str], workers: int) -> int:
     from .admin import parse_hostport
+    from .challenge.keys import DEFAULT_ENV as CHALLENGE_KEYS_ENV
+    from .workers.supervisor import Supervisor, WorkerPlan, worker_argv
+
+    host, port = parse_hostport(args.listen, "0.0.0.0")
+    admin = parse_hostport(args.admin) if args.admin else None
+    env: tuple[tuple[str, str], ...] = ()
+    if not args.secret_file and not os.environ.get(CHALLENGE_KEYS_ENV):
+        # One ephemeral key for all workers (and their restarts), not one each.
+        log.warning("no --secret-file or $%s: challenge keys are ephemeral (shared by the workers, lost on "
+                    "restart of the whole shield)", CHALLENGE_KEYS_ENV)
+        env = ((CHALLENGE_KEYS_ENV, secrets.token_hex(32)),)
+    plan = WorkerPlan(count=workers, host=host, port=port, admin=admin, run_argv=tuple(worker_argv(argv)),
+                      backlog=args.limits.backlog, drain_timeout=args.limits.drain_timeout, env=env)
+    return await Supervisor(plan).run()
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .admin import AdminServer, parse_hostport
     from .policy.errors import PolicyInvalid
     from .runtime import RuntimeConfig, ShieldRuntime
 
     try:
         runtime = ShieldRuntime(RuntimeConfig(
-            policy_path=args.policy, store_url=args.store, admin=args.admin, decision_log=args.decision_log,
+            policy_path=args.policy, store_url=args.store, decision_log=args.decision_log,
+            admin="" if args.admin_fd is not None else args.admin,
             shadow_policy_path=args.shadow_policy, reload_interval=args.reload_interval,
             store_timeout=args.store_timeout, secret_file=args.secret_file,
         ))
@@ -110,7 +161,10 @@ async def _run(args: argparse.Namespace) -> int:
     from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, tlsconfig
     from mitmproxy.master import Master
 
+    from .mitm import errorpages
     from .mitm.addon import ShieldAddon
+    from .mitm.serving import RefusedBodies, ShieldServing
+    from .workers.reuseport import listen_socket
 
     origin = None
     upstream = args.upstream
@@ -122,6 +176,17 @@ async def _run(args: argparse.Namespace) -> int:
         log.info("no --upstream: fronting the built-in demo shop at %s", upstream)
 
     host, port = parse_hostport(args.listen, "0.0.0.0")
+    try:  # our socket, not mitmproxy's: backlog, reuseport group, per-connection limits (mitm/serving.py)
+        sock = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else \
+            listen_socket(host, port, args.limits.backlog)
+    except OSError as exc:
+        print(f"scrapeshield: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    sock.setblocking(False)
+    host, port = sock.getsockname()[:2]
+    errorpages.install()
+    serving = ShieldServing(sock, args.limits, runtime.metrics.registry, runtime.is_reserved)
+    runtime.extensions.append(serving)
     os.makedirs(args.confdir, exist_ok=True)
     opts = options.Options()
     master = Master(opts)
@@ -129,11 +194,12 @@ async def _run(args: argparse.Namespace) -> int:
                       errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
     if args.save:
         master.addons.add(save.Save())
-    master.addons.add(ShieldAddon(runtime))
-    update: dict[str, object] = dict(
-        mode=[f"reverse:{upstream}"], listen_host=host, listen_port=port, connection_strategy="lazy",
-        keep_host_header=True, confdir=args.confdir,
-    )
+    master.addons.add(serving, ShieldAddon(runtime), RefusedBodies(serving))
+    update: dict[str, object] = {
+        "mode": [f"reverse:{upstream}"], "listen_host": host, "listen_port": port, "connection_strategy": "lazy",
+        "keep_host_header": True, "confdir": args.confdir,
+        "server": False, "stream_large_bodies": str(args.limits.stream_threshold),  # mitm/serving.py listens
+    }
     if args.save:
         update["save_stream_file"] = args.save
     if args.cert:
@@ -142,13 +208,29 @@ async def _run(args: argparse.Namespace) -> int:
 
     await runtime.store.connect()  # connect, authenticate, load scripts: before the port accepts clients
     loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    async def graceful_stop() -> None:
+        await serving.drain()  # in-flight requests finish
+        master.shutdown()
+
+    def stop() -> None:
+        if not stopping:
+            stopping.append(loop.create_task(graceful_stop()))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, master.shutdown)
+        loop.add_signal_handler(sig, stop)
+    admin = None
+    if args.admin_fd is not None:  # a worker: the supervisor scrapes this private port
+        admin = AdminServer(runtime, "127.0.0.1:0", sock=socket.socket(fileno=args.admin_fd))
+        await admin.start()
     log.info("scrapeshield listening on %s:%s -> %s (policy %s, version %s)", host, port, upstream,
              args.policy, runtime.policy.version_hash)
     try:
         await master.run()
     finally:
+        if admin is not None:
+            await admin.stop()
         await runtime.stop()
         if origin is not None:
             await origin.stop()

@@ -238,7 +238,7 @@ def raw_get(port: int, target: bytes, source: str) -> tuple[int, dict[str, str],
 
 
 @pytest.mark.parametrize("target", [
-    "//evil.com", "//evil.com/products/1", "https://evil.com/", "/\\evil.com", "/products/1/..//evil.com",
+    "//evil.com", "//evil.com/products/1", "/\\evil.com", "/products/1/..//evil.com",
     "/products/%2F%2Fevil.com", "/products/1?next=" + XSS, "/" + XSS,
 ])
 def test_return_path_payloads_are_neutralised(shield, target):
@@ -257,6 +257,13 @@ def test_return_path_payloads_are_neutralised(shield, target):
     assert httpx.URL("http://127.0.0.1:1").join(location).host == "127.0.0.1"
     if "evil.com" in location:  # kept only as a harmless same-origin path segment or query value
         assert location.startswith(("/products/", "/?")) or "?" in location, location
+
+
+def test_an_absolute_form_target_is_refused_before_any_challenge(shield):
+    # A proxy-style request line (`GET https://evil.com/`) is no request for this site (#15.6).
+    status, headers, body = raw_get(shield.port, b"https://evil.com/", "127.0.0.6")
+    assert status == 400 and headers["shield-action"] == "reject"
+    assert "evil.com" not in body
 
 
 # --- 5. the reserved prefix ------------------------------------------------------------------------

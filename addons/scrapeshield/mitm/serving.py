@@ -1,0 +1,377 @@
+"""The listening side of the shield: our socket, mitmproxy's connection handling, connection limits.
+
+mitmproxy normally creates its own listening sockets. `scrapeshield run` turns that off
+(`server=False`) and serves mitmproxy's reverse-proxy mode on a socket it made itself, through
+mitmproxy's public `ServerInstance.make(...).handle_stream`: so the socket can be one of a
+SO_REUSEPORT group (workers), carry a burst-sized backlog, and every connection passes through
+here first. That is where the limits mitmproxy does not have are kept:
+
+- connections per client address (429 and close at accept);
+- a header read timeout: from accept, or from the end of the previous response, to a complete
+  request head (slow-drip and partial requests are closed);
+- an idle keep-alive timeout between requests;
+- the bytes a client may send before its request head is complete (URL + headers), so a huge or
+  endless head is refused (414/431) before mitmproxy buffers it;
+- header count and size, URL length and request body size on the parsed request (431, 414, 413),
+  for HTTP/2 too; bodies above a threshold are streamed, never buffered whole, and the reserved
+  prefix (/.shield/) only takes small bodies with a declared length (413, 411).
+
+Every refusal says `Shield-Action: reject` and is counted in `scrapeshield_connection_limits_total`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import Counter as Tally
+from collections.abc import Callable
+from typing import Any
+
+from mitmproxy import ctx, http
+from mitmproxy.net.http.http1 import assemble_response
+from mitmproxy.proxy.mode_servers import ServerInstance
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from ..connlimits import ConnectionLimits
+from . import errorpages
+
+log = logging.getLogger("scrapeshield.serving")
+
+_KNOWN_VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3"})
+_TLS_EARLY_BYTES = 1 << 20  # over TLS: head, handshake and any body sent before the head is parsed
+
+class _Connection:
+    """One accepted client connection, keyed by its peer address."""
+
+    __slots__ = ("address", "flows", "head_bytes", "head_done", "held", "line_done", "peer", "task", "timer", "tls",
+                 "writer")
+
+    def __init__(self, peer: tuple[Any, ...], writer: asyncio.StreamWriter, task: asyncio.Task[Any] | None) -> None:
+        self.peer = peer
+        self.address: str = peer[0]
+        self.writer = writer
+        self.task = task
+        self.flows: set[str] = set()  # requests whose head is in and whose answer is not yet out
+        self.head_bytes = 0  # bytes received since the last complete request head
+        self.line_done = False  # the request line of the head being read has ended
+        self.head_done = False  # the head being read has ended (clear text only)
+        self.held = bytearray()  # an incomplete request head, not yet given to mitmproxy
+        self.tls: bool | None = None  # learnt from the first byte
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _HeadBoundReader:
+    """mitmproxy reads the client through this: request heads are bounded, and held until complete.
+
+    In clear text a request head ends at the first empty line. Until then the bytes are kept here,
+    not handed to mitmproxy: a slow-drip client costs one small read per drip instead of a pass
+    through mitmproxy's layers, and a head over the limits is refused (414/431) before anything
+    parses it. A body sent right behind its head is passed on untouched. Over TLS the head cannot
+    be seen in the ciphertext: everything up to the parsed head counts, against a looser bound.
+    """
+
+    __slots__ = ("_conn", "_reader", "_serving", "first")
+
+    def __init__(self, reader: asyncio.StreamReader, conn: _Connection, serving: ShieldServing) -> None:
+        self._reader, self._conn, self._serving = reader, conn, serving
+        self.first = b""  # read before mitmproxy was given the connection
+
+    async def read(self, n: int = -1) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
+        conn = self._conn
+        while True:
+            data = await self._reader.read(n)
+            if not data or conn.flows or conn.head_done or conn.writer.is_closing():
+                if conn.held:  # the end of the stream, with part of a head still held
+                    data, conn.held = bytes(conn.held) + data, bytearray()
+                return data
+            if conn.tls is None:
+                conn.tls = data[0] == 0x16  # a TLS handshake record
+            if conn.tls:
+                conn.head_bytes += len(data)
+                if self._serving.head_overrun(conn):
+                    self._serving.reject_connection(conn, 431, "head_too_large")
+                    return b""
+                return data
+            searched_from = max(0, len(conn.held) - 3)
+            conn.held += data
+            end = conn.held.find(b"\r\n\r\n", searched_from)
+            if not conn.line_done and conn.held.find(b"\n", searched_from, end if end >= 0 else len(conn.held)) >= 0:
+                conn.line_done = True
+            conn.head_bytes = end + 4 if end >= 0 else len(conn.held)
+            status = self._serving.head_overrun(conn)
+            if status:
+                conn.held = bytearray()
+                self._serving.reject_connection(conn, status, "url_too_long" if status == 414 else "head_too_large")
+                return b""
+            if end >= 0:
+                conn.head_done = True
+                data, conn.held = bytes(conn.held), bytearray()
+                return data
+
+
+class ShieldServing:
+    """Serves mitmproxy's configured mode on `sock` and keeps the connection limits.
+
+    Needs mitmproxy's own listener off (`server=False`) and sits before the ShieldAddon, so an
+    over-limit request is refused before the engine sees it.
+    """
+
+    def __init__(self, sock: socket.socket, limits: ConnectionLimits, registry: CollectorRegistry | None = None,
+                 is_reserved: Callable[[str], bool] = lambda path: path.startswith("/.shield/")) -> None:
+        self.sock = sock
+        self.is_reserved = is_reserved  # the shield's own endpoints: small bodies only
+        self.limits = limits
+        self._instance: ServerInstance[Any] | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[tuple[Any, ...], _Connection] = {}
+        self._per_address: Tally[str] = Tally()
+        self.draining = False
+        registry = registry if registry is not None else CollectorRegistry()
+        self.refusals = Counter("scrapeshield_connection_limits", "Requests and connections refused or closed by a "
+                                "connection limit, by reason", ["reason"], registry=registry)
+        self.open_connections = Gauge("scrapeshield_open_connections", "Client connections open now",
+                                      registry=registry)
+        self.open_connections.set_function(lambda: len(self._connections))
+        errorpages.on_protocol_error = self._protocol_error
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def running(self) -> None:
+        if self._server is not None:
+            return
+        proxyserver = ctx.master.addons.get("proxyserver")
+        self._instance = ServerInstance.make(ctx.options.mode[0], proxyserver)
+        self._server = await asyncio.start_server(self._accept, sock=self.sock, backlog=self.limits.backlog)
+        host, port = self.sock.getsockname()[:2]
+        log.info("serving %s on %s:%s", self._instance.mode.description, host, port)
+
+    async def drain(self) -> None:
+        """Graceful stop: accept nothing new, let in-flight requests finish, close idle connections."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.drain_timeout
+        while self._connections and loop.time() < deadline:
+            for conn in list(self._connections.values()):
+                if not conn.flows:
+                    self.close_connection(conn)
+            await asyncio.sleep(0.05)
+        if self._connections:
+            log.warning("graceful stop: %d connections still busy after %.0fs", len(self._connections),
+                        self.limits.drain_timeout)
+
+    def status(self) -> dict[str, Any]:
+        return {"connections": {"open": len(self._connections), "addresses": len(self._per_address),
+                                "draining": self.draining}}
+
+    # -- connections ---------------------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if not peer or self._instance is None:
+            writer.close()
+            return
+        address = peer[0]
+        if self._per_address[address] >= self.limits.max_connections_per_address:
+            self.refusals.labels("too_many_connections").inc()
+            writer.write(errorpages.plain_response(429))
+            writer.close()
+            return
+        conn = _Connection(peer, writer, asyncio.current_task())
+        self._connections[peer] = conn
+        self._per_address[address] += 1
+        self._arm(conn, self.limits.header_timeout, "header_timeout")
+        try:
+            bounded = _HeadBoundReader(reader, conn, self)
+            # mitmproxy gets the connection once a first head is complete (or a TLS hello is in):
+            # a connection that never sends one costs no more than this coroutine and its timer.
+            bounded.first = await bounded.read(65535)
+            if not bounded.first:
+                writer.close()
+                return
+            await self._instance.handle_stream(bounded, writer)  # type: ignore[arg-type]
+        finally:
+            if conn.timer is not None:
+                conn.timer.cancel()
+            self._connections.pop(peer, None)
+            self._per_address[address] -= 1
+            if self._per_address[address] <= 0:
+                del self._per_address[address]
+
+    def _arm(self, conn: _Connection, seconds: float, reason: str) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.timer = asyncio.get_running_loop().call_later(seconds, self._expire, conn, reason)
+
+    def _expire(self, conn: _Connection, reason: str) -> None:
+        conn.timer = None
+        if conn.flows:
+            return
+        if conn.writer.transport.get_write_buffer_size():  # still sending the last answer
+            self._arm(conn, self.limits.idle_timeout, reason)
+            return
+        self.refusals.labels(reason).inc()
+        self.close_connection(conn)
+
+    def close_connection(self, conn: _Connection) -> None:
+        if conn.writer.is_closing():
+            return
+        conn.writer.close()  # flushes what is buffered, then closes; mitmproxy's reader sees EOF
+        task = conn.task
+        if task is not None:  # a half-closed connection would otherwise wait for mitmproxy's tcp_timeout
+            asyncio.get_running_loop().call_later(1.0, task.cancel)
+
+    def head_overrun(self, conn: _Connection) -> int:
+        if not conn.line_done and not conn.tls and conn.head_bytes > self.limits.max_url + 16:
+            return 414
+        bound = self.limits.max_url + self.limits.max_header_bytes + 64
+        if conn.head_bytes > (max(bound, _TLS_EARLY_BYTES) if conn.tls else bound):
+            return 431
+        return 0
+
+    def reject_connection(self, conn: _Connection, status: int, reason: str) -> None:
+        self.refusals.labels(reason).inc()
+        if not conn.tls:  # an answer in clear text would only garble a TLS session
+            conn.writer.write(errorpages.plain_response(status))
+        self.close_connection(conn)
+
+    def _protocol_error(self, status: int) -> None:
+        self.refusals.labels("protocol_error").inc()
+
+    # -- requests ------------------------------------------------------------------------------
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        conn = self.connection_of(flow)
+        if conn is not None:
+            conn.flows.add(flow.id)
+            if conn.timer is not None:
+                conn.timer.cancel()
+                conn.timer = None
+        if flow.response is not None:
+            return
+        status, reason = self._request_over_limit(flow.request)
+        if status:
+            self.refusals.labels(reason).inc()
+            flow.response = http.Response.make(status, errorpages.page_body(status), {
+                "Content-Type": "text/plain; charset=utf-8", "Shield-Action": errorpages.SHIELD_ACTION,
+                "Cache-Control": "no-store", "Connection": "close"})
+            return
+        if flow.request.headers.get("content-length") is None and _has_body(flow.request):
+            flow.request.stream = _BoundedStream(self.limits.max_body, self, conn)
+
+    def _request_over_limit(self, request: http.Request) -> tuple[int, str]:
+        limits = self.limits
+        if request.http_version not in _KNOWN_VERSIONS:
+            return 400, "http_version"
+        if request.method == "CONNECT":
+            return 400, "connect"
+        if request.authority and request.http_version.startswith("HTTP/1"):
+            return 400, "absolute_form"  # a proxy request (`GET http://host/`): this is no forward proxy
+        if len(request.path) > limits.max_url:
+            return 414, "url_too_long"
+        fields = request.headers.fields
+        if len(fields) > limits.max_headers:
+            return 431, "too_many_headers"
+        if sum(len(k) + len(v) + 4 for k, v in fields) > limits.max_header_bytes:
+            return 431, "head_too_large"
+        reserved = self.is_reserved(request.path)
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                return 400, "bad_content_length"
+            if size > (limits.max_reserved_body if reserved else limits.max_body):
+                return 413, "body_too_large"
+        elif reserved and _has_body(request):
+            return 411, "length_required"  # a chunked body would have to be streamed to the upstream
+        return 0, ""
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if self.draining and flow.response is not None and flow.request.http_version == "HTTP/1.1":
+            flow.response.headers["Connection"] = "close"
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if self.draining and flow.response is not None and flow.request.http_version == "HTTP/1.1":
+            flow.response.headers["Connection"] = "close"
+        self._flow_done(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._flow_done(flow)
+
+    def connection_of(self, flow: http.HTTPFlow) -> _Connection | None:
+        return self._connections.get(flow.client_conn.peername)  # type: ignore[arg-type]
+
+    def _flow_done(self, flow: http.HTTPFlow) -> None:
+        conn = self.connection_of(flow)
+        if conn is None:
+            return
+        conn.flows.discard(flow.id)
+        if not conn.flows:
+            conn.head_bytes, conn.line_done, conn.head_done = 0, False, False
+            self._arm(conn, self.limits.idle_timeout, "idle_timeout")
+
+
+def _has_body(request: http.Request) -> bool:
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+def _body_size(request: http.Request) -> int | None:
+    """The declared body size; None when the body is chunked (size unknown)."""
+    if _has_body(request):
+        return None
+    try:
+        return int(request.headers.get("content-length", "0") or 0)
+    except ValueError:
+        return None
+
+
+class RefusedBodies:
+    """Answers a request refused at its head without waiting for (or buffering) its body.
+
+    Added after every addon that may answer in `requestheaders` (the ShieldAddon, ShieldServing).
+    mitmproxy would read the whole body before sending an answer set there -- and cannot stream a
+    body it has an answer for -- so a refused upload would be buffered, or fail. Over clear-text
+    HTTP/1 the answer is written here and the connection closed (as nginx does for a 413); over
+    TLS or HTTP/2 a small body is read and dropped as usual, a large or chunked one is cut off.
+    """
+
+    def __init__(self, serving: ShieldServing) -> None:
+        self.serving = serving
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is None or not flow.live:
+            return
+        size = _body_size(flow.request)
+        if size == 0:
+            return
+        conn = self.serving.connection_of(flow)
+        if conn is not None and conn.tls is False and flow.request.http_version in ("HTTP/1.1", "HTTP/1.0"):
+            response.headers["Connection"] = "close"
+            conn.writer.write(assemble_response(response))
+            conn.flows.discard(flow.id)
+            self.serving.close_connection(conn)
+            flow.kill()
+        elif size is None or size > self.serving.limits.stream_threshold:
+            flow.kill()
+
+
+class _BoundedStream:
+    """A chunked request body streamed to the upstream; the connection is cut past the limit."""
+
+    __slots__ = ("_conn", "_limit", "_seen", "_serving")
+
+    def __init__(self, limit: int, serving: ShieldServing, conn: _Connection | None) -> None:
+        self._limit, self._serving, self._conn, self._seen = limit, serving, conn, 0
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self._seen += len(chunk)
+        if self._seen > self._limit and self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._serving.refusals.labels("body_too_large").inc()
+            conn.flows.clear()
+            self._serving.close_connection(conn)
+            return b""
+        return chunk

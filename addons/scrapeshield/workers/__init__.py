@@ -1,0 +1,1 @@
+"""N worker processes serving one port: placement, supervision, one admin port."""
