@@ -8,7 +8,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .decision import ANSWERED, Decision
+from .context import DecisionContext
+from .decision import ANSWERED, Action, Decision
 
 SCORE_BINS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)  # lower edges; the last bin is open
 
@@ -87,11 +88,16 @@ class LiveStats:
         }
 
 
-def request_signals(facts: Any) -> list[str]:
-    """The signals a decision saw: detector signals that fired, and the fingerprint's consistency
-    signals when the policy had the fingerprint computed (never computed here just for the stats)."""
-    out = [name for name, strength in facts.detector_signals.items() if strength]
-    fp = facts._fingerprint
-    if fp is not None:
-        out.extend(fp.signals)
+def request_signals(ctx: DecisionContext | None, decision: Decision) -> list[str]:
+    """The signals a decision saw: detector signals that fired and, for a decision the log writes
+    anyway (not a plain allow), the fingerprint's consistency signals -- never a fingerprint
+    computed for the statistics alone."""
+    if ctx is None:
+        return []
+    out = [name for name, strength in ctx.detector_signals.items() if strength]
+    if decision.action is not Action.ALLOW:
+        try:
+            out.extend(ctx.fingerprint.signals)
+        except Exception:  # statistics must never fail a request
+            pass
     return out
