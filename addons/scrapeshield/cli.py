@@ -1,4 +1,4 @@
-"""`scrapeshield run | check | replay`."""
+"""`scrapeshield run | check | replay | explain | ban | unban | allow | unallow | bans | allows | inspect`."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
 
 log = logging.getLogger("scrapeshield")
+CONTROL_COMMANDS = ("ban", "unban", "allow", "unallow", "bans", "allows", "inspect")
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
@@ -71,7 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     replay.add_argument("--format", choices=("table", "json"), default="table")
     replay.add_argument("--expect", help="YAML expectations; exit 1 on any mismatch")
 
+    from .controlcli import add_parsers as add_control_parsers
+    from .explaincli import add_parser as add_explain_parser
+
+    add_control_parsers(sub)
+    add_explain_parser(sub, str(DEFAULT_POLICY))
+
     args = parser.parse_args(argv)
+    if args.command in CONTROL_COMMANDS:
+        from .controlcli import cmd_control
+
+        return cmd_control(args)
+    if args.command == "explain":
+        from .explaincli import cmd_explain
+
+        return cmd_explain(args)
     if args.command == "check":
         return cmd_check(args.files)
     if args.command == "replay":
