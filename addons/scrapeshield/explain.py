@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 from .facts import RequestFacts
 from .gcra import BucketState, conform_all, state_after
 from .netaddr import parse_ip, resolve_client_ip
-from .store.base import Batch, BatchResult, KeyInspection, ListEntry
+from .store.base import Batch, BatchResult
 
 if TYPE_CHECKING:
+    from .store.base import KeyInspection, ListEntry
     from .engine import Engine
     from .runtime import ShieldRuntime
 

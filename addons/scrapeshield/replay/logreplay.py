@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..clock import FakeClock
+from ..context import DecisionContext
 from ..decision import ANSWERED, Decision
 from ..policy.model import CompiledPolicy
 from .accesslog import LogReadStats, facts_from_record, iter_records, log_limits
@@ -64,8 +65,9 @@ async def replay_logs_async(paths: Sequence[str], formats: Sequence[str], policy
                 facts = facts_from_record(rec)
                 now = max(now, rec.time)
                 clock.set(now)
-                decision: Decision = await runtime.decide(facts)
-                matched = tuple([rule.name for rule in rules if rule.match(facts)])
+                ctx = DecisionContext(facts)
+                decision: Decision = await runtime.decide_in(ctx)
+                matched = tuple([rule.name for rule in rules if rule.match(ctx)])
                 index += 1
                 n = per_client.get(rec.client)
                 if n is None and len(per_client) >= _MAX_COUNTED_CLIENTS:
@@ -83,7 +85,7 @@ async def replay_logs_async(paths: Sequence[str], formats: Sequence[str], policy
                     sink(replayed)
                 if rec.status is not None and decision.effective not in ANSWERED:
                     # The origin's status for a request this policy lets through (no body in a log).
-                    runtime.observe_response(facts, rec.status, None, None)
+                    runtime.observe_response(ctx, rec.status, None, None)
         return LogReplayRun(policy, tuple(all_stats), index)
     finally:
         await runtime.stop()
