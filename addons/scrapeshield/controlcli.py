@@ -135,8 +135,8 @@ def _left(seconds: float) -> str:
 def _inspect_text(a: dict[str, Any]) -> str:
     lines = [f"key {a['key']}"]
     ban, allow = a.get("ban"), a.get("allow")
-    lines.append("  ban:    " + (f"{_left(ban['seconds_left'])} left ({ban['reason']})" if ban else "-"))
-    lines.append("  allow:  " + (f"{_left(allow['seconds_left'])} left ({allow['reason']})" if allow else "-"))
+    lines.append("  ban:    " + (_entry_text(ban) if ban else "-"))
+    lines.append("  allow:  " + (_entry_text(allow) if allow else "-"))
     lines.append("  buckets:" + ("" if a["buckets"] else " -"))
     lines += [f"    {name}: {b['remaining']} left" + ("" if b["allowed"] else f", retry in {b['retry_after']}s")
               for name, b in a["buckets"].items()]
@@ -147,3 +147,7 @@ def _inspect_text(a: dict[str, Any]) -> str:
     if det:
         lines += [f"    {k}: {v}" for k, v in det.items()]
     return "\n".join(lines)
+
+
+def _entry_text(entry: dict[str, Any]) -> str:
+    return f"{_left(entry['seconds_left'])} left" + (f" ({entry['reason']})" if entry.get("reason") else "")

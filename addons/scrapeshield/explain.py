@@ -12,7 +12,6 @@ Two ways in:
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -27,9 +26,9 @@ from .netaddr import parse_ip, resolve_client_ip
 from .store.base import Batch, BatchResult
 
 if TYPE_CHECKING:
-    from .store.base import KeyInspection, ListEntry
     from .engine import Engine
     from .runtime import ShieldRuntime
+    from .store.base import KeyInspection, ListEntry
 
 MAX_HEADERS = 100
 
@@ -219,22 +218,25 @@ async def explain_live(runtime: ShieldRuntime, description: RequestDescription) 
     """The decision the live shield would make for `description` now, changing none of its state."""
     live = runtime.engine
     view = ReadOnlyView(runtime.store)
-    engine = _twin(live, view)
     facts = description.facts(runtime.policy.trusted_proxies, runtime.clock.now())
-    trace = await engine.explain(facts)
+    trace = await _twin(live, view, facts).explain(facts)
     return {"request": _request_dict(description, facts), "policy": _policy_dict(runtime),
             **trace_dict(trace, live=True, would_ban=view.would_ban)}
 
 
-def _twin(live: Engine, store: ReadOnlyView) -> Engine:
+def _twin(live: Engine, store: ReadOnlyView, facts: RequestFacts) -> Engine:
     """An engine deciding like `live` (same policy, clock, clearance, signal sources) on a read-only
-    view of its store, with a copy of its detector memory so observing the request changes nothing."""
+    view of its store, with a copy of the client's detector memory, so deciding changes nothing.
+    Monitored limit rules count on a fresh local store: they never change the effective decision."""
+    from .context import DecisionContext
+    from .detectors.policy import DETECTORS
     from .engine import Engine
 
     twin = Engine(live.policy, store, live.clock, clearance=live.clearance,  # type: ignore[arg-type]
                   signal_sources=live.signal_sources)
-    twin.detectors = copy.deepcopy(live.detectors)
-    twin.monitor_store = copy.deepcopy(live.monitor_store)
+    section = live.policy.section(DETECTORS)
+    if live.detectors is not None and section is not None:
+        twin.detectors = live.detectors.fork(section.key.func(DecisionContext(facts)))
     return twin
 
 
