@@ -80,7 +80,10 @@ class DecisionLog:
             "user_agent": facts.user_agent[:USER_AGENT_MAX],
         }
         fp = _fingerprint_fields(ctx)
-        line["signals"] = sorted({*fp.pop("signals", ()), *(n for n, v in ctx.detector_signals.items() if v)})
+        fp_signals = fp.pop("signals", ())
+        signals = set(fp_signals) if isinstance(fp_signals, list | tuple | frozenset | set) else set()
+        signals.update(n for n, v in ctx.detector_signals.items() if v)
+        line["signals"] = sorted(signals)
         line["fp"] = fp
         if d.rate is not None:
             line["bucket"] = {"name": d.rate.policy_name, "quota": d.rate.quota, "window": d.rate.window,
