@@ -1,4 +1,4 @@
-"""Fixtures for the operator-facing tests: shields with the control API on, a Redis to share."""
+"""Fixtures for the operator-facing tests: a redis-server of their own (stopped and started by some)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -6,8 +6,6 @@ from collections.abc import Iterator
 import pytest
 
 from redis_server import RedisServer, start_or_fail
-
-TOKEN = "test-admin-token-0123456789"
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from ops_tools import TOKEN
 
-from conftest import TOKEN
 from harness import PYTHON, ShieldProcess, bind_client, subprocess_env
 from redis_server import RedisServer
 

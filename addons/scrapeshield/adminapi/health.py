@@ -19,7 +19,7 @@ def health_of(runtime: ShieldRuntime) -> HealthCheck:
     if check is None:
         check = HealthCheck(runtime.store, lambda: runtime.policy.version_hash,
                             lambda: "closed" if runtime.policy.fail_closed else "open",
-                            timeout=max(0.25, runtime.config.store_timeout * 4))
+                            timeout=min(2.0, max(0.25, runtime.config.store_timeout)))
         runtime.health = check  # type: ignore[attr-defined]
     return check
 
