@@ -194,6 +194,17 @@ def test_the_format_can_be_named(tmp_path: Path, policy_file: Any, capsys: pytes
     assert code == 0 and json.loads(out)["logs"][0]["format"] == "alb"
 
 
+def test_a_progress_bar_goes_to_stderr_and_leaves_the_report_alone(tmp_path: Path, policy_file: Any,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "access.log"
+    log.write_text("".join(combined_line(i, clients=3) for i in range(50)))
+    code, out, err = run_cli(capsys, str(log), "--policy", str(policy_file(ALLOW_ALL)), "--format", "json",
+                             "--progress", "on")
+    assert code == 0 and json.loads(out)["requests"] == 50
+    kb = f"{log.stat().st_size / 1000:.1f}"
+    assert "access.log" in err and f"{kb}/{kb} kB" in err  # the bar reached the end of the file
+
+
 @pytest.mark.e2e
 def test_a_one_gigabyte_nginx_log_replays_in_bounded_memory(tmp_path: Path) -> None:
     # Long lines (tracking parameters) keep the line count -- and the test's run time -- down;

@@ -118,8 +118,8 @@ def print_table(report: ReplayReport, results: Sequence[ExpectationResult] | Non
         for stats in log_run.logs:
             d = stats.to_dict()
             skipped = f", {stats.skipped} unreadable lines skipped" if stats.skipped else ""
-            first = f" (first: line {stats.first_skipped[0]})" if stats.first_skipped else ""
-            console.print(f"[bold]log[/] {stats.path}: {d['format']}, {stats.lines} lines{skipped}{first}")
+            first_bad = f" (first: line {stats.first_skipped[0]})" if stats.first_skipped else ""
+            console.print(f"[bold]log[/] {stats.path}: {d['format']}, {stats.lines} lines{skipped}{first_bad}")
         console.print("[bold]not in these logs[/] (rules and signals that need them cannot match as live):")
         for item in log_run.limits()["missing"]:
             console.print(f"  - {item}", markup=False)
