@@ -1,4 +1,4 @@
-"""The admin listener: /metrics, /healthz, /status. Separate socket, loopback by default."""
+"""The admin listener: /metrics, and what `adminapi` adds. Separate socket, loopback by default."""
 from __future__ import annotations
 
 import logging
@@ -34,8 +34,9 @@ class AdminServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/status", self._status)
+        from .adminapi import install
+
+        install(app, self.runtime)  # /healthz /readyz /status /dashboard /api/...
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site: web.BaseSite
@@ -49,7 +50,7 @@ class AdminServer:
         except OSError as exc:
             log.error("admin server cannot listen on %s:%s: %s", self.host, self.port, exc)
             return
-        log.info("admin listening on http://%s:%s (/metrics /healthz /status)", self.host, self.port)
+        log.info("admin listening on http://%s:%s (/metrics /healthz /readyz /status /dashboard)", self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -58,9 +59,3 @@ class AdminServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.runtime.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "policy": self.runtime.policy.version_hash})
-
-    async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.runtime.status())

@@ -1,4 +1,4 @@
-"""`scrapeshield run | check | replay`."""
+"""`scrapeshield run | check | replay | explain | ban | unban | allow | unallow | bans | allows | inspect`."""
 from __future__ import annotations
 
 import argparse
@@ -21,14 +21,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
 
 log = logging.getLogger("scrapeshield")
+CONTROL_COMMANDS = ("ban", "unban", "allow", "unallow", "bans", "allows", "inspect")
 
 
-def _setup_logging(level: str, worker: int | None = None) -> None:
-    who = "" if worker is None else f"[worker {worker}] "
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO),
-                        format=f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s")
-    for noisy in ("mitmproxy.proxy.server", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(level: str, fmt: str = "text", worker: int | None = None) -> None:
+    from .applog import configure_logging
+
+    configure_logging(level, fmt, worker=worker)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--store-timeout", type=float, default=1.0,
                      help="seconds one store call may take; an outage is several in a row, or a failed health probe")
     run.add_argument("--shadow-policy", default="", help="candidate policy evaluated beside the live one, never enforced")
-    run.add_argument("--decision-log", default="-", help="file for JSON decision lines ('-' = stderr)")
+    run.add_argument("--decision-log", default=os.environ.get("SCRAPESHIELD_DECISION_LOG", "-"),
+                     help="file for JSON decision lines, reopened on SIGUSR1 ('-' = stderr; "
+                          "default $SCRAPESHIELD_DECISION_LOG, else stderr)")
+    run.add_argument("--admin-token-file", default="",
+                     help="bearer token for the control API (/api/...); default $SCRAPESHIELD_ADMIN_TOKEN; "
+                          "without one the control API is off")
     run.add_argument("--save", default="", help="write every flow to this mitmproxy flow file (for replay)")
     run.add_argument("--secret-file", default="",
                      help="challenge/clearance HMAC keys, one per line (first signs, all verify); "
@@ -63,24 +67,46 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--admin-fd", type=int, help=argparse.SUPPRESS)
     connlimits.add_arguments(run)
+    run.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("SCRAPESHIELD_LOG_FORMAT", "text"),
+                     help="application log on stderr: text for people, json for a log pipeline")
 
     check = sub.add_parser("check", help="validate policy files; print every error as file:line:col: message")
     check.add_argument("files", nargs="+")
 
     replay = sub.add_parser("replay", help="run captured flows through a policy, deterministically")
-    replay.add_argument("flows", nargs="+", help="mitmproxy flow files (mitmdump -w / scrapeshield run --save)")
+    replay.add_argument("flows", nargs="+", metavar="FILE",
+                        help="mitmproxy flow files (mitmdump -w / scrapeshield run --save) or access logs")
+    replay.add_argument("--log-format", default="auto",
+                        choices=("auto", "flows", "combined", "json", "alb", "cloudfront"),
+                        help="input format (default: detected from each file's first lines)")
+    replay.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                        help="progress bar on stderr (auto: for logs over 8 MB when stderr is a terminal)")
     replay.add_argument("--policy", required=True)
     replay.add_argument("--format", choices=("table", "json"), default="table")
     replay.add_argument("--expect", help="YAML expectations; exit 1 on any mismatch")
 
+    from .controlcli import add_parsers as add_control_parsers
+    from .explaincli import add_parser as add_explain_parser
+
+    add_control_parsers(sub)
+    add_explain_parser(sub, str(DEFAULT_POLICY))
+
     args = parser.parse_args(argv)
+    if args.command in CONTROL_COMMANDS:
+        from .controlcli import cmd_control
+
+        return cmd_control(args)
+    if args.command == "explain":
+        from .explaincli import cmd_explain
+
+        return cmd_explain(args)
     if args.command == "check":
         return cmd_check(args.files)
     if args.command == "replay":
         from .replay.cli import cmd_replay
 
         return cmd_replay(args)
-    _setup_logging(args.log_level, args.worker_index)
+    _setup_logging(args.log_level, args.log_format, args.worker_index)
     from .workers.supervisor import parse_workers
 
     try:
@@ -151,6 +177,7 @@ async def _run(args: argparse.Namespace) -> int:
             admin="" if args.admin_fd is not None else args.admin,
             shadow_policy_path=args.shadow_policy, reload_interval=args.reload_interval,
             store_timeout=args.store_timeout, secret_file=args.secret_file,
+            admin_token_file=args.admin_token_file,
         ))
     except PolicyInvalid as exc:
         print(f"scrapeshield: refusing to start, the policy is invalid:\n{exc}", file=sys.stderr)

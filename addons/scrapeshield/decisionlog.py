@@ -1,4 +1,9 @@
-"""One JSON line per non-allow decision, on a sink of the operator's choosing."""
+"""One JSON line per non-allow decision (and per operator action), on a sink of the operator's
+choosing: stderr, or a file that `reopen()` (SIGUSR1) reopens after logrotate moved it.
+
+The default sink comes from `$SCRAPESHIELD_DECISION_LOG` when set: packaged and container
+setups point it at a file (see docs/logging.md).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,15 +11,27 @@ import hmac
 import json
 import os
 import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import IO
 
 from .context import DecisionContext
 from .decision import Action, Decision
 from .facts import RequestFacts
 
+DEFAULT_SINK_ENV = "SCRAPESHIELD_DECISION_LOG"
+USER_AGENT_MAX = 512
+
+
+def iso_time(t: float) -> str:
+    """ISO 8601, UTC, milliseconds: `2026-11-29T10:00:00.123Z`."""
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 class DecisionLog:
-    """Writes `{"time", "client", "key", "rule", "action", "enforced", "reason", ...}` per line.
+    """Writes `{"time", "request_id", "client", "key", "rule", "action", "enforced", "reason",
+    "status", "method", "host", "path", "user_agent", "signals", ...}` per line.
 
     With `hash_ips`, client addresses (and keys, which may contain them) are replaced by a keyed
     BLAKE2 hash: stable for correlation, useless to anyone without the key
@@ -23,7 +40,11 @@ class DecisionLog:
 
     def __init__(self, sink: str = "-", hash_ips: bool = False, hash_key: bytes | None = None) -> None:
         self.path = sink
-        self._fh: IO[str] = sys.stderr if sink in ("-", "stderr", "") else open(sink, "a", buffering=1, encoding="utf-8")
+        self._to_stderr = sink in ("-", "stderr", "")
+        self._fh: IO[str] = sys.stderr if self._to_stderr else open(sink, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        self._lock = threading.Lock()  # reopen() may come from a signal handler thread
+        # The status the shield answers a decision with (needs the policy): set by the runtime.
+        self.answer_status: Callable[[Decision], int | None] | None = None
         self.hash_ips = hash_ips
         env_key = os.environ.get("SCRAPESHIELD_LOG_KEY", "").encode()
         self._key = hash_key or env_key or os.urandom(16)
@@ -38,6 +59,8 @@ class DecisionLog:
         """A line for a non-allow decision, or for any decision that carries `extra` (e.g. a shadow
         policy's different verdict on an allowed request); one more per monitored decision.
         `context`: the decision's own, so the fingerprint it computed is not computed again."""
+        if self.path == os.devnull:  # replay: nobody reads the lines, do not build them
+            return
         own_line = extra is not None or decision.action is not Action.ALLOW or decision.rule == "error"
         if not own_line and not decision.shadowed:
             return
@@ -50,11 +73,18 @@ class DecisionLog:
     def _write(self, ctx: DecisionContext, d: Decision, now: float, extra: dict[str, object] | None) -> None:
         facts = ctx.facts
         line: dict[str, object] = {
-            "time": round(now, 3), "client": self._anon(facts.client_ip), "key": self._anon(d.key),
-            "rule": d.rule, "action": d.action.value, "enforced": d.enforced, "reason": d.reason,
+            "time": iso_time(now), "request_id": facts.request_id, "client": self._anon(facts.client_ip),
+            "key": self._anon(d.key), "rule": d.rule, "action": d.action.value, "enforced": d.enforced,
+            "reason": d.reason, "status": self.answer_status(d) if self.answer_status is not None else None,
             "method": facts.method, "host": facts.host, "path": facts.path[:512],
+            "user_agent": facts.user_agent[:USER_AGENT_MAX],
         }
-        line["fp"] = _fingerprint_fields(ctx)
+        fp = _fingerprint_fields(ctx)
+        fp_signals = fp.pop("signals", ())
+        signals = set(fp_signals) if isinstance(fp_signals, list | tuple | frozenset | set) else set()
+        signals.update(n for n, v in ctx.detector_signals.items() if v)
+        line["signals"] = sorted(signals)
+        line["fp"] = fp
         if d.rate is not None:
             line["bucket"] = {"name": d.rate.policy_name, "quota": d.rate.quota, "window": d.rate.window,
                               "burst": d.rate.burst, "remaining": d.rate.remaining,
@@ -63,13 +93,36 @@ class DecisionLog:
             line["score"] = round(d.score, 2)
         if extra:
             line.update(extra)
-        try:
-            self._fh.write(json.dumps(line, separators=(",", ":")) + "\n")
-        except (OSError, ValueError):
-            pass  # a full disk must not take the proxy down
+        self._emit(line)
+
+    def operator(self, event: str, now: float, **fields: object) -> None:
+        """An operator's change through the control API (ban, unban, allow, unallow): always written."""
+        line: dict[str, object] = {"time": iso_time(now), "event": event}
+        line.update({k: self._anon(v) if k == "key" and isinstance(v, str) else v for k, v in fields.items()})
+        self._emit(line)
+
+    def _emit(self, line: dict[str, object]) -> None:
+        text = json.dumps(line, separators=(",", ":"), ensure_ascii=False) + "\n"
+        with self._lock:
+            try:
+                self._fh.write(text)
+            except (OSError, ValueError):
+                pass  # a full disk must not take the proxy down
+
+    def reopen(self) -> None:
+        """Open the file again by name: logrotate has moved the old one away (SIGUSR1)."""
+        if self._to_stderr or self.path == os.devnull:
+            return
+        with self._lock:
+            try:
+                fresh = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - kept open
+            except OSError:
+                return  # keep writing to the old file rather than lose lines
+            old, self._fh = self._fh, fresh
+            old.close()
 
     def close(self) -> None:
-        if self._fh is not sys.stderr:
+        if not self._to_stderr:
             self._fh.close()
 
 

@@ -33,6 +33,7 @@ class RequestFacts:
         "path",
         "peer_ip",
         "query",
+        "request_id",
         "scheme",
         "timestamp",
         "tls",
@@ -54,6 +55,7 @@ class RequestFacts:
         alpn: str | None = None,
         connection_id: str = "",
         timestamp: float = 0.0,
+        request_id: str = "",
     ) -> None:
         self.peer_ip: Final = peer_ip
         self.client_ip: Final = client_ip if client_ip is not None else peer_ip
@@ -68,6 +70,7 @@ class RequestFacts:
         self.alpn: Final = alpn
         self.connection_id: Final = connection_id
         self.timestamp: Final = timestamp
+        self.request_id: Final = request_id  # also sent upstream (X-Request-Id): joins our log to the origin's
         # Lazy views: set once, on first use.
         self._hmap: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None

@@ -4,8 +4,8 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .decision import Action, Decision
 from .policy.model import CompiledPolicy
@@ -46,6 +46,21 @@ def rate_headers(decision: Decision) -> list[tuple[str, str]]:
         ("RateLimit-Policy", f'"{name}";q={rate.quota};w={max(1, round(rate.window))};burst={rate.burst}'),
         ("RateLimit", f'"{name}";r={rate.remaining};t={max(0, math.ceil(rate.reset))}'),
     ]
+
+
+def answer_status(decision: Decision, policy: CompiledPolicy) -> int | None:
+    """The status the shield answers an enforced decision with; None when the upstream answers
+    (allow, delay, log) and 0 for drop (the connection is closed, nothing is sent)."""
+    action = decision.effective
+    if action is Action.THROTTLE:
+        return decision.status or policy.throttle_status
+    if action is Action.BLOCK:
+        return decision.status or policy.block_status
+    if action is Action.CHALLENGE:
+        return decision.status or policy.challenge.status
+    if action is Action.DROP:
+        return 0
+    return None
 
 
 def refusal(decision: Decision, policy: CompiledPolicy, accept: str | None) -> ShieldResponse:

@@ -26,11 +26,12 @@ from .decisionlog import DecisionLog
 from .engine import Engine
 from .facts import RequestFacts
 from .gcra import BucketLimit
+from .livestats import LiveStats, request_signals
 from .metrics import ShieldMetrics
 from .policy.compiler import compile_bytes, compile_file
 from .policy.errors import PolicyInvalid
 from .policy.model import CompiledPolicy
-from .responses import ShieldResponse
+from .responses import ShieldResponse, answer_status
 from .store import open_store
 from .store.base import Batch, BucketCheck
 from .store.memory import MemoryStore
@@ -48,6 +49,7 @@ class RuntimeConfig:
     reload_interval: float = 1.0  # seconds between stat() polls; 0 disables polling
     store_timeout: float = 1.0
     secret_file: str = ""  # challenge/clearance keys; else $SCRAPESHIELD_CHALLENGE_KEYS; else ephemeral
+    admin_token_file: str = ""  # control API bearer token; else $SCRAPESHIELD_ADMIN_TOKEN; else the API is off
 
 
 SETTLE_SECONDS = 0.25  # a policy file modified more recently than this may still be being written
@@ -68,6 +70,7 @@ class ShieldRuntime:
         self.config = config
         self.clock = clock or SystemClock()
         self.metrics = ShieldMetrics()
+        self.live = LiveStats()  # for the dashboard
         policy = compile_file(config.policy_path)  # raises PolicyInvalid: never start without one
         self.store = self._open_store(policy)
         self.challenges = ChallengeService(_load_keys(config.secret_file), _challenge_config(policy))
@@ -79,6 +82,7 @@ class ShieldRuntime:
         if config.shadow_policy_path:
             self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock)
         self.decision_log = DecisionLog(config.decision_log, policy.hash_ips)
+        self.decision_log.answer_status = lambda d: answer_status(d, self.policy)
         self.loaded_at = time.time()
         self.last_reload_error: str | None = None
         self.reloads_ok = 0
@@ -175,6 +179,8 @@ class ShieldRuntime:
         allowed request, which the decision log otherwise leaves out.
         """
         self.metrics.decided(decision, seconds)
+        self.live.observe(decision, request_signals(ctx, decision),
+                          () if decision.score is None else ((decision.rule.removeprefix("score:"), decision.score),))
         if decision.rule == "error":
             self.metrics.errors.labels("engine").inc()
         self.decision_log.record(facts, decision, self.clock.now(), None if shadow is None else {"shadow": shadow},
@@ -283,6 +289,7 @@ class ShieldRuntime:
             self._tasks.append(loop.create_task(self._watch()))
         try:
             loop.add_signal_handler(signal.SIGHUP, lambda: self.reload(force=True))
+            loop.add_signal_handler(signal.SIGUSR1, self.decision_log.reopen)  # after logrotate
         except (NotImplementedError, RuntimeError, ValueError):
             pass
         if self.config.admin:

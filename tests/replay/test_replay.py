@@ -332,7 +332,7 @@ def test_a_file_that_is_not_a_flow_file_exits_2_naming_it(tmp_path: Path, capsys
     code, _, err = run_cli([str(junk), "--policy", "policies/default.yaml"], capsys)
 
     assert code == 2
-    assert f"{junk}: not a mitmproxy flow file" in err
+    assert f"{junk}: not a flow file and no known access log format" in err
 
 
 def test_replay_from_a_running_event_loop_works(tmp_path: Path, policy_file: Any) -> None:

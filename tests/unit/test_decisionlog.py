@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from scrapeshield.context import DecisionContext
 from scrapeshield.decision import ALLOW_DEFAULT, Action, Decision, RateInfo
 from scrapeshield.decisionlog import DecisionLog
 from scrapeshield.facts import RequestFacts
@@ -51,9 +52,9 @@ def test_a_refusal_writes_one_json_line_with_what_was_decided_and_why(sink: Path
     fp = line.pop("fp")
     assert fp["ua_class"] and "httpsig" in fp  # who the client looked like (fingerprint fields)
     assert line == {
-        "time": 1700000000.123, "client": CLIENT, "key": f"ip={CLIENT}", "rule": "per-ip", "action": "throttle",
-        "enforced": True, "reason": "over 10/s burst 20", "method": "GET", "host": "shop.example",
-        "path": "/user/42",
+        "time": "2023-11-14T22:13:20.123Z", "request_id": "", "client": CLIENT, "key": f"ip={CLIENT}",
+        "rule": "per-ip", "action": "throttle", "enforced": True, "reason": "over 10/s burst 20", "status": None,
+        "method": "GET", "host": "shop.example", "path": "/user/42", "user_agent": "", "signals": [],
         "bucket": {"name": "per-ip/0", "quota": 10, "window": 1.0, "burst": 20, "remaining": 0, "retry_after": 0.1},
     }
 
@@ -184,3 +185,42 @@ def test_without_hash_ips_addresses_are_logged_as_they_are(sink: Path) -> None:
     log.record(facts(), throttle(), NOW)
     log.close()
     assert lines(sink)[0]["client"] == CLIENT
+
+
+def test_a_line_carries_the_request_id_status_user_agent_and_signals(sink: Path) -> None:
+    # given a log that knows the answer status, and a request with an id and a browser UA
+    log = DecisionLog(str(sink))
+    log.answer_status = lambda d: 429
+    request = RequestFacts(peer_ip=CLIENT, method="GET", host="shop.example", path="/user/42", scheme="https",
+                           headers=[("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                                     "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36")], request_id="abc123")
+    context = DecisionContext(request)
+    context.detector_signals = {"sequential_ids": 0.8, "probe_rate": 0.0}
+    # when a throttle is recorded
+    log.record(request, throttle(), NOW, context=context)
+    log.close()
+    # then the line names the id, the status, the UA, and every signal that fired
+    (line,) = lines(sink)
+    assert line["request_id"] == "abc123" and line["status"] == 429
+    assert str(line["user_agent"]).startswith("Mozilla/5.0")
+    assert line["signals"] == ["chromium_without_client_hints", "sequential_ids"]
+
+
+def test_reopen_writes_to_a_new_file_after_logrotate_moved_the_old_one(sink: Path) -> None:
+    log = DecisionLog(str(sink))
+    log.record(facts(), throttle(), NOW)
+    rotated = sink.with_suffix(".1")
+    sink.rename(rotated)  # what logrotate does before it sends SIGUSR1
+    log.reopen()
+    log.record(facts(), throttle(), NOW + 1)
+    log.close()
+    assert len(lines(rotated)) == 1 and len(lines(sink)) == 1
+
+
+def test_operator_changes_are_always_written(sink: Path) -> None:
+    log = DecisionLog(str(sink), hash_ips=True, hash_key=b"k")
+    log.operator("ban", NOW, key=f"ip={CLIENT}", until=NOW + 60, reason="scraper", by="control-api")
+    log.close()
+    (line,) = lines(sink)
+    assert line["event"] == "ban" and line["reason"] == "scraper" and line["time"] == "2023-11-14T22:13:20.123Z"
+    assert line["key"] != f"ip={CLIENT}"  # hashed like every other key when hash_ips is on

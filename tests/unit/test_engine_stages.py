@@ -79,13 +79,15 @@ def test_a_request_refused_outright_asks_the_store_only_about_the_penalty_box() 
     ctx = context("/admin/x", method="POST")
     m = stages.match(POLICY, ctx, never_cleared)
     batch = stages.build_batch(POLICY, ctx, m)
-    assert (batch.ban_keys, batch.buckets, batch.scores) == (("ip=203.0.113.7",), (), ())
+    # the address and network are always asked about: an operator may have banned them by hand
+    assert (batch.ban_keys[:2], batch.buckets, batch.scores) == (("ip=203.0.113.7", "prefix=203.0.113.0/24"), (), ())
 
 
-def test_nothing_to_ask_is_no_batch_at_all() -> None:
+def test_even_a_policy_without_limits_asks_the_penalty_box_and_allow_list() -> None:
     policy = compile_policy("version: 1\nrules: [{name: ok, action: allow}]\n")
     ctx = context()
-    assert stages.build_batch(policy, ctx, stages.match(policy, ctx, None)) is stages.NO_BATCH
+    batch = stages.build_batch(policy, ctx, stages.match(policy, ctx, None))
+    assert (batch.ban_keys, batch.buckets, batch.scores) == (("ip=203.0.113.7", "prefix=203.0.113.0/24"), (), ())
 
 
 def test_score_updates_weigh_signals_and_add_rule_deltas() -> None:

@@ -20,6 +20,7 @@ per-request evidence doesn't multiply a person's score by the asset count.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -233,6 +234,19 @@ class DetectorSet:
             "identities": self.tracked_keys(now),
             "shared_asset_refs": self._assets.shared_refs() if self._assets is not None else 0,
         }
+
+    def fork(self, key: str) -> DetectorSet:
+        """The same settings with a copy of one identity's state and of the site-wide asset
+        references: observing a request for `key` on the fork does what it would do here, and
+        changes nothing here (explain on a live shield)."""
+        other = DetectorSet(self.config)
+        other._time.t = self._time.t
+        state = self._table.get(key)
+        if state is not None:
+            other._table[key] = copy.deepcopy(state)
+        if self._assets is not None:
+            other._assets = copy.deepcopy(self._assets)
+        return other
 
     def describe(self, key: str) -> dict[str, object] | None:
         """Debug view of one identity (None if not tracked): what each detector currently measures."""

@@ -29,6 +29,7 @@ from .trace import BucketTrace, TraceRecorder
 
 ClearanceCheck = Callable[[RequestFacts, str], bool]  # (request, rule name) -> holds a valid clearance
 NO_BATCH = Batch()
+ALLOW_LIST_RULE = "allow-list"  # the rule name of a decision the operators' allow list made
 
 
 # -- observe ---------------------------------------------------------------------------------
@@ -164,10 +165,12 @@ class Outcome:
 
 def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Batch, res: BatchResult | None,
             clearance: ClearanceCheck | None) -> Outcome:
-    """Which outcome wins, in this order: the penalty box, a rule that refuses outright, a bucket
+    """Which outcome wins, in this order: the allow list, the penalty box, a rule that refuses outright, a bucket
     over its limit, an allow rule, the highest score threshold reached, the default action.
     A challenge the client has already solved (clearance cookie) does not win."""
     enforced = not policy.monitor
+    if res is not None and res.allowed_key is not None:  # an operator vouched for this client
+        return Outcome(Decision(Action.ALLOW, ALLOW_LIST_RULE, "on the allow list", key=res.allowed_key))
     if res is not None and res.banned_key is not None:
         return Outcome(Decision(policy.ban_action, "ban", f"in penalty box until {res.banned_until:.0f}",
                                 key=res.banned_key or "", enforced=enforced))

@@ -16,6 +16,7 @@ from ..decision import Action, Decision
 from ..engine import fail_decision
 from ..facts import RequestFacts
 from ..policy.errors import PolicyInvalid
+from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..responses import ShieldResponse, refusal
 from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
 from .flowfacts import facts_from_flow
@@ -194,32 +195,45 @@ class ShieldAddon:
 
     def _apply(self, flow: http.HTTPFlow, decision: Decision, rt: ShieldRuntime, facts: Any) -> None:
         action = decision.effective
+        rid = facts.request_id if facts is not None else ""
         try:
-            if action is Action.DROP:
-                flow.kill()
+            self._apply_action(flow, decision, rt, facts, action)
+            if not rid:
                 return
-            if action is Action.CHALLENGE and facts is not None:
-                flow.response = _make(rt.challenge_response(facts, decision))
-                if flow.request.method == "HEAD":
-                    flow.response.content = b""
-                return
-            if action in (Action.BLOCK, Action.THROTTLE, Action.CHALLENGE):
-                accept = flow.request.headers.get("accept")
-                flow.response = _make(refusal(decision, rt.policy, accept))
-                return
-            # Passed on: the upstream sees the request as sent, plus the peer in X-Forwarded-For.
-            peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
-            if peer:
+            if flow.response is not None:  # a refusal carries the id to the client
+                flow.response.headers[REQUEST_ID_HEADER] = rid
+            elif action is not Action.DROP:  # upstream gets our id, replacing one the client sent
                 headers = flow.request.headers
-                # headers.get_all("x-forwarded-for"), in one pass over the fields
-                prior = [v.decode("utf-8", "surrogateescape")
-                         for k, v in headers.fields if k.lower() == b"x-forwarded-for"]
-                flow.metadata["scrapeshield_xff_prior"] = prior  # so replay can see the request as sent
-                if prior:
-                    headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
-                else:  # what headers["X-Forwarded-For"] = peer does when there is none: append the field
-                    headers.fields = (*headers.fields, (b"X-Forwarded-For", peer.encode("utf-8", "surrogateescape")))
+                flow.metadata["scrapeshield_rid_prior"] = headers.get_all(REQUEST_ID_HEADER)  # for replay
+                headers[REQUEST_ID_HEADER] = rid
         except Exception:  # pragma: no cover - applying must never raise into mitmproxy
             rt.metrics.errors.labels("apply").inc()
             log.exception("could not apply decision")
+
+    def _apply_action(self, flow: http.HTTPFlow, decision: Decision, rt: ShieldRuntime, facts: Any,
+                      action: Action) -> None:
+        if action is Action.DROP:
+            flow.kill()
+            return
+        if action is Action.CHALLENGE and facts is not None:
+            flow.response = _make(rt.challenge_response(facts, decision))
+            if flow.request.method == "HEAD":
+                flow.response.content = b""
+            return
+        if action in (Action.BLOCK, Action.THROTTLE, Action.CHALLENGE):
+            accept = flow.request.headers.get("accept")
+            flow.response = _make(refusal(decision, rt.policy, accept))
+            return
+        # Passed on: the upstream sees the request as sent, plus the peer in X-Forwarded-For.
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
+        if peer:
+            headers = flow.request.headers
+            # headers.get_all("x-forwarded-for"), in one pass over the fields
+            prior = [v.decode("utf-8", "surrogateescape")
+                     for k, v in headers.fields if k.lower() == b"x-forwarded-for"]
+            flow.metadata["scrapeshield_xff_prior"] = prior  # so replay can see the request as sent
+            if prior:
+                headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
+            else:  # what headers["X-Forwarded-For"] = peer does when there is none: append the field
+                headers.fields = (*headers.fields, (b"X-Forwarded-For", peer.encode("utf-8", "surrogateescape")))
 

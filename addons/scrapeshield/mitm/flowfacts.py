@@ -6,7 +6,9 @@ from typing import Any
 from mitmproxy import http
 
 from ..facts import RequestFacts
-from ..netaddr import CidrSet, normalize_ip, resolve_client_ip
+from ..netaddr import CidrSet, normalize_ip, parse_ip, resolve_client_ip
+from ..requestid import HEADER as REQUEST_ID_HEADER
+from ..requestid import request_id
 
 
 def _text(b: bytes) -> str:
@@ -50,4 +52,6 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None) -> R
         peer_ip=peer, client_ip=client_ip, method=req.method, scheme="https" if client.tls else "http",
         host=host, path=path or "/", query=query, headers=headers, http_version=req.http_version,
         tls=tls, alpn=alpn, connection_id=client.id, timestamp=req.timestamp_start,
+        # A proxy we trust may have named the request already; anyone else's id is not ours to keep.
+        request_id=request_id(req.headers.get(REQUEST_ID_HEADER), bool(trusted) and trusted.contains(parse_ip(peer))),
     )

@@ -184,6 +184,11 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
     for score in scores:
         if any(t.ban_for for t in score.thresholds):
             ban_keys.setdefault(score.key.parts, score.key)
+    # An operator bans or allow-lists by hand (control API) by address, network or any key the
+    # policy counts by: the penalty box is asked about each of them on every request.
+    for spec in (named_keys["ip"], named_keys["prefix"], *named_keys.values(),
+                 *(rule.key for rule in rules if rule.key is not None), *(score.key for score in scores)):
+        ban_keys.setdefault(spec.parts, spec)
 
     if r.errors:
         return None

@@ -97,7 +97,7 @@ class CompiledPolicy:
     ipv4_prefix: int
     ipv6_prefix: int
     rules: tuple[Rule, ...]
-    ban_keys: tuple[KeySpec, ...]  # distinct keys of rules that can ban
+    ban_keys: tuple[KeySpec, ...]  # distinct keys the penalty box and allow list are asked about
     ban_action: Action
     scores: tuple[ScoreDef, ...]
     block_status: int

@@ -1,4 +1,6 @@
-"""`scrapeshield replay FLOWS... --policy FILE [--format table|json] [--expect FILE]`.
+"""`scrapeshield replay FILES... --policy FILE [--log-format F] [--format table|json] [--expect FILE]`.
+
+FILES are mitmproxy flow files or web-server access logs (see replay/accesslog.py).
 
 Exit status: 0 replayed (and every expectation held), 1 an expectation failed,
 2 the input was unusable (invalid policy or expectations file, unreadable flow file).
@@ -7,57 +9,120 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from ..policy.compiler import compile_file
 from ..policy.errors import PolicyInvalid
-from .core import ReplayInputError, replay
-from .expect import ExpectationResult, check_expectations, format_results, load_expectations
-from .report import ACTION_ORDER, REFUSED, ReplayReport, build_report
+from .accesslog import FLOWS, LogFormatError, sniff
+from .core import ReplayInputError, replay, run_sync
+from .expect import (
+    Expectation,
+    ExpectationResult,
+    ExpectationTracker,
+    check_expectations,
+    format_results,
+    load_expectations,
+)
+from .logreplay import LogReplayRun, replay_logs_async
+from .report import ACTION_ORDER, REFUSED, ReplayReport, ReportBuilder, build_report
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+MAX_TABLE_CLIENTS = 200
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     expectations = None
+    log_run: LogReplayRun | None = None
     try:
         if args.expect:
             expectations = load_expectations(args.expect)
-        run = replay(args.flows, args.policy)
+        formats = _formats(args.flows, getattr(args, "log_format", "auto"))
+        if all(f == FLOWS for f in formats):
+            run = replay(args.flows, args.policy)
+            report = build_report(run)
+            results = check_expectations(expectations, run.decisions) if expectations is not None else None
+        elif FLOWS in formats:
+            raise LogFormatError("cannot mix flow files and access logs in one replay")
+        else:
+            report, results, log_run = _replay_logs(args, formats, expectations)
     except PolicyInvalid as exc:  # the policy's or the expectations' errors, each as file:line:col
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except ReplayInputError as exc:
+    except (ReplayInputError, LogFormatError) as exc:
         print(f"scrapeshield replay: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    report = build_report(run)
-    results = check_expectations(expectations, run.decisions) if expectations is not None else None
     if args.format == "json":
         out = report.to_dict()
+        if log_run is not None:
+            out.update(log_run.to_dict())
         if results is not None:
             out["expectations"] = [r.to_dict() for r in results]
         sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
         if results is not None and not all(r.ok for r in results):
             sys.stderr.write(format_results(results))
     else:
-        print_table(report, results)
+        print_table(report, results, log_run=log_run)
     if results is not None and not all(r.ok for r in results):
         return EXIT_MISMATCH
     return EXIT_OK
 
 
+def _formats(paths: Sequence[str], wanted: str) -> list[str]:
+    if wanted != "auto":
+        return [wanted] * len(paths)
+    out = []
+    for path in paths:
+        try:
+            out.append(sniff(path))
+        except OSError as exc:
+            raise ReplayInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return out
+
+
+def _replay_logs(args: argparse.Namespace, formats: list[str], expectations: list[Expectation] | None
+                 ) -> tuple[ReplayReport, list[ExpectationResult] | None, LogReplayRun]:
+    policy = compile_file(args.policy)  # the report needs it before the first line; errors come out here
+    builder = ReportBuilder(policy, args.flows)
+    tracker = ExpectationTracker(expectations) if expectations is not None else None
+    sinks = [builder.add] if tracker is None else [builder.add, tracker.add]
+    sizes = {p: os.path.getsize(p) for p in args.flows}
+    show = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty() and sum(sizes.values()) > 8 << 20)
+    if not show:
+        log_run = run_sync(lambda: replay_logs_async(args.flows, formats, args.policy, sinks))
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      TimeRemainingColumn(), console=Console(stderr=True), transient=False) as bar:
+            tasks = {p: bar.add_task(os.path.basename(p), total=sizes[p]) for p in args.flows}
+            log_run = run_sync(lambda: replay_logs_async(
+                args.flows, formats, args.policy, sinks, lambda p, n: bar.update(tasks[p], completed=n)))
+    builder.policy = log_run.policy
+    return builder.report(), tracker.results() if tracker is not None else None, log_run
+
+
 def print_table(report: ReplayReport, results: Sequence[ExpectationResult] | None,
-                console: Console | None = None) -> None:
+                console: Console | None = None, log_run: LogReplayRun | None = None) -> None:
     # Piped output is read by people later (CI logs): do not squeeze it into 80 columns.
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     p = report.policy
     console.print(f"[bold]policy[/] {p['file']} ({p['name']}, version {p['version']})")
     console.print(f"[bold]replayed[/] {report.requests} requests from {len(report.flows)} file(s) over "
                   f"{report.end - report.start:.1f}s: " + _actions_text(report.actions))
+    if log_run is not None:
+        for stats in log_run.logs:
+            d = stats.to_dict()
+            skipped = f", {stats.skipped} unreadable lines skipped" if stats.skipped else ""
+            first_bad = f" (first: line {stats.first_skipped[0]})" if stats.first_skipped else ""
+            console.print(f"[bold]log[/] {stats.path}: {d['format']}, {stats.lines} lines{skipped}{first_bad}")
+        console.print("[bold]not in these logs[/] (rules and signals that need them cannot match as live):")
+        for item in log_run.limits()["missing"]:
+            console.print(f"  - {item}", markup=False)
 
     clients = Table(title="Clients", title_justify="left")
     clients.add_column("client")
@@ -67,12 +132,17 @@ def print_table(report: ReplayReport, results: Sequence[ExpectationResult] | Non
     for action in shown:
         clients.add_column(action.value, justify="right")
     clients.add_column("first refused")
-    for c in report.clients:
+    by_interest = sorted(report.clients, key=lambda c: (-c.refused, -c.requests))
+    listed = report.clients if len(report.clients) <= MAX_TABLE_CLIENTS else by_interest[:MAX_TABLE_CLIENTS]
+    for c in listed:
         first = c.first.get(REFUSED)
         when = f"#{first.request} at +{first.at:.1f}s: {first.action} by {first.rule}" if first else "-"
         ua = c.user_agents[0][0] if c.user_agents else ""
         clients.add_row(c.client, ua, str(c.requests), *(_n(c.actions.get(a.value, 0)) for a in shown), when)
     console.print(clients)
+    if len(listed) < len(report.clients):
+        console.print(f"... {len(report.clients) - len(listed)} more clients (most refused shown first; "
+                      "--format json lists every one)")
 
     rules = Table(title="Rules", title_justify="left")
     for col in ("rule", "matched", "decided", "monitored (not enforced)"):

@@ -34,6 +34,7 @@ from ..runtime import RuntimeConfig, ShieldRuntime
 TLS_METADATA = "scrapeshield_tls"  # the live addon's saved TLS fingerprint (a dict of TlsFingerprint fields)
 DECISION_METADATA = "scrapeshield"  # the live addon's own decision, when the flow came through a shield
 XFF_METADATA = "scrapeshield_xff_prior"  # X-Forwarded-For values before the live addon appended the peer
+RID_METADATA = "scrapeshield_rid_prior"  # X-Request-Id values before the live addon set its own
 
 
 class ReplayInputError(Exception):
@@ -140,7 +141,7 @@ def tls_from_metadata(flow: http.HTTPFlow) -> Any:
 
 
 def as_sent(flow: http.HTTPFlow) -> http.HTTPFlow:
-    """Undo the X-Forwarded-For hop the live shield added before the flow was saved, so the
+    """Undo the X-Forwarded-For hop and the X-Request-Id the live shield added before the flow was saved, so the
     policy sees the headers the client sent (their order and count matter to fingerprints)."""
     prior = flow.metadata.get(XFF_METADATA)
     if isinstance(prior, list):
@@ -148,6 +149,12 @@ def as_sent(flow: http.HTTPFlow) -> http.HTTPFlow:
             flow.request.headers.set_all("X-Forwarded-For", [str(v) for v in prior])
         else:
             flow.request.headers.pop("X-Forwarded-For", None)
+    prior_id = flow.metadata.get(RID_METADATA)
+    if isinstance(prior_id, list):
+        if prior_id:
+            flow.request.headers.set_all("X-Request-Id", [str(v) for v in prior_id])
+        else:
+            flow.request.headers.pop("X-Request-Id", None)
     return flow
 
 

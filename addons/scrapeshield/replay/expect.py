@@ -174,43 +174,109 @@ def _source(text: str, knode: Node, vnode: Node) -> str:
 
 def check_expectations(expectations: Sequence[Expectation],
                        decisions: Sequence[ReplayedDecision]) -> list[ExpectationResult]:
-    return [_check(e, [d for d in decisions if e.select(d)]) for e in expectations]
+    tracker = ExpectationTracker(expectations)
+    for d in decisions:
+        tracker.add(d)
+    return tracker.results()
 
 
-def _check(e: Expectation, selected: list[ReplayedDecision]) -> ExpectationResult:
-    if not selected:
-        return ExpectationResult(e, 0, ("expected: requests matching the selector\ngot:      no replayed request matches it",))
-    failures: list[str] = []
-    total = len(selected)
-    first = next((i for i, d in enumerate(selected, 1) if d.refused), None)
-    refusals = "/".join(a.value for a in REFUSALS)
-    if e.first_block_by is not None and (first is None or first > e.first_block_by):
-        got = (f"no refusal in {total} requests ({_summary(selected)})" if first is None
-               else f"first refusal at request {first}: {_line(selected[first - 1], selected[0])}")
-        failures.append(f"expected: first refusal ({refusals}) at or before request {e.first_block_by} of {total}\n"
-                        f"got:      {got}")
-    if e.first_block_after is not None and first is not None and first <= e.first_block_after:
-        failures.append(f"expected: no refusal in the first {min(e.first_block_after, total)} of {total} requests\n"
-                        f"got:      first refusal at request {first}: {_line(selected[first - 1], selected[0])}")
-    if e.all is not None:
-        bad = [(i, d) for i, d in enumerate(selected, 1) if d.effective.value not in e.all]
-        if bad:
-            failures.append(_listing(f"every one of {total} requests: {_names(e.all)}", bad, selected))
-    if e.never is not None:
-        bad = [(i, d) for i, d in enumerate(selected, 1) if d.effective.value in e.never]
-        if bad:
-            failures.append(_listing(f"none of {total} requests: {_names(e.never)}", bad, selected))
-    return ExpectationResult(e, total, tuple(failures))
+class _Progress:
+    """One expectation's view of the replay so far: what a verdict needs, never every decision."""
+
+    __slots__ = (
+        "bad_all",
+        "bad_all_counts",
+        "bad_never",
+        "bad_never_counts",
+        "counts",
+        "e",
+        "first",
+        "first_refused",
+        "refused_at",
+        "shown_all",
+        "shown_never",
+        "total",
+    )
+
+    def __init__(self, e: Expectation) -> None:
+        self.e = e
+        self.total = 0
+        self.first: ReplayedDecision | None = None
+        self.first_refused: ReplayedDecision | None = None
+        self.refused_at: int | None = None
+        self.bad_all = self.bad_never = 0
+        self.shown_all: list[tuple[int, ReplayedDecision]] = []
+        self.shown_never: list[tuple[int, ReplayedDecision]] = []
+        self.counts: dict[str, int] = {}
+        self.bad_all_counts: dict[str, int] = {}
+        self.bad_never_counts: dict[str, int] = {}
+
+    def add(self, d: ReplayedDecision) -> None:
+        self.total += 1
+        i = self.total
+        if self.first is None:
+            self.first = d
+        action = d.effective.value
+        self.counts[action] = self.counts.get(action, 0) + 1
+        if self.refused_at is None and d.refused:
+            self.refused_at, self.first_refused = i, d
+        e = self.e
+        if e.all is not None and action not in e.all:
+            self.bad_all += 1
+            self.bad_all_counts[action] = self.bad_all_counts.get(action, 0) + 1
+            if len(self.shown_all) < SHOWN:
+                self.shown_all.append((i, d))
+        if e.never is not None and action in e.never:
+            self.bad_never += 1
+            self.bad_never_counts[action] = self.bad_never_counts.get(action, 0) + 1
+            if len(self.shown_never) < SHOWN:
+                self.shown_never.append((i, d))
+
+    def result(self) -> ExpectationResult:
+        e, total, first = self.e, self.total, self.first
+        if first is None:
+            return ExpectationResult(
+                e, 0, ("expected: requests matching the selector\ngot:      no replayed request matches it",))
+        failures: list[str] = []
+        at, refused = self.refused_at, self.first_refused
+        refusals = "/".join(a.value for a in REFUSALS)
+        if e.first_block_by is not None and (at is None or at > e.first_block_by):
+            got = (f"no refusal in {total} requests ({_summary(self.counts)})" if at is None or refused is None
+                   else f"first refusal at request {at}: {_line(refused, first)}")
+            failures.append(f"expected: first refusal ({refusals}) at or before request {e.first_block_by} of {total}\n"
+                            f"got:      {got}")
+        if e.first_block_after is not None and at is not None and refused is not None and at <= e.first_block_after:
+            failures.append(f"expected: no refusal in the first {min(e.first_block_after, total)} of {total} requests\n"
+                            f"got:      first refusal at request {at}: {_line(refused, first)}")
+        if e.all is not None and self.bad_all:
+            failures.append(_listing(f"every one of {total} requests: {_names(e.all)}", self.bad_all,
+                                     self.bad_all_counts, self.shown_all, first))
+        if e.never is not None and self.bad_never:
+            failures.append(_listing(f"none of {total} requests: {_names(e.never)}", self.bad_never,
+                                     self.bad_never_counts, self.shown_never, first))
+        return ExpectationResult(e, total, tuple(failures))
+
+
+class ExpectationTracker:
+    """Expectations checked as decisions stream past (a replayed log keeps none of them)."""
+
+    def __init__(self, expectations: Sequence[Expectation]) -> None:
+        self._progress = [_Progress(e) for e in expectations]
+
+    def add(self, d: ReplayedDecision) -> None:
+        for p in self._progress:
+            if p.e.select(d):
+                p.add(d)
+
+    def results(self) -> list[ExpectationResult]:
+        return [p.result() for p in self._progress]
 
 
 def _names(actions: frozenset[str]) -> str:
     return ", ".join(a for a in ACTIONS if a in actions)
 
 
-def _summary(ds: Sequence[ReplayedDecision]) -> str:
-    counts: dict[str, int] = {}
-    for d in ds:
-        counts[d.effective.value] = counts.get(d.effective.value, 0) + 1
+def _summary(counts: dict[str, int]) -> str:
     return ", ".join(f"{a} {counts[a]}" for a in ACTIONS if a in counts)
 
 
@@ -220,12 +286,12 @@ def _line(d: ReplayedDecision, first: ReplayedDecision) -> str:
             f"[client {d.client}, +{d.time - first.time:.3f}s]")
 
 
-def _listing(expected: str, bad: list[tuple[int, ReplayedDecision]], selected: list[ReplayedDecision]) -> str:
-    lines = [f"expected: {expected}",
-             f"got:      {len(bad)} otherwise ({_summary([d for _, d in bad])})"]
-    lines += [f"  request {i}: {_line(d, selected[0])}" for i, d in bad[:SHOWN]]
-    if len(bad) > SHOWN:
-        lines.append(f"  ... and {len(bad) - SHOWN} more")
+def _listing(expected: str, bad: int, counts: dict[str, int], shown: list[tuple[int, ReplayedDecision]],
+             first: ReplayedDecision) -> str:
+    lines = [f"expected: {expected}", f"got:      {bad} otherwise ({_summary(counts)})"]
+    lines += [f"  request {i}: {_line(d, first)}" for i, d in shown]
+    if bad > len(shown):
+        lines.append(f"  ... and {bad - len(shown)} more")
     return "\n".join(lines)
 
 

@@ -119,63 +119,102 @@ class ReplayReport:
 
 
 def build_report(run: ReplayRun) -> ReplayReport:
-    decisions, policy = run.decisions, run.policy
-    return ReplayReport(
-        policy={"file": policy.source, "name": policy.name, "version": policy.version_hash},
-        flows=run.flow_files,
-        requests=len(decisions),
-        start=decisions[0].time if decisions else 0.0,
-        end=decisions[-1].time if decisions else 0.0,
-        actions=_counts(Counter(d.effective.value for d in decisions)),
-        clients=_clients(decisions),
-        rules=_rules(decisions, policy),
-    )
+    builder = ReportBuilder(run.policy, run.flow_files)
+    for d in run.decisions:
+        builder.add(d)
+    return builder.report()
 
 
-def _clients(decisions: Sequence[ReplayedDecision]) -> tuple[ClientReport, ...]:
-    by_client: dict[str, list[ReplayedDecision]] = {}
-    for d in decisions:
-        by_client.setdefault(d.client, []).append(d)
-    out = []
-    for client, ds in by_client.items():
-        start = ds[0].time
-        first: dict[str, FirstEvent] = {}
-        for d in ds:
-            action = d.effective
-            if action in FIRSTS and action.value not in first:
-                event = FirstEvent(d.client_request, d.time - start, d.time, action.value, d.rule, d.path)
-                first[action.value] = event
-                if action in REFUSALS and REFUSED not in first:
-                    first[REFUSED] = event
+OTHER_CLIENTS = "(other clients)"  # where requests of clients past `max_clients` are counted
+_MAX_UAS_PER_CLIENT = 32  # distinct User-Agents counted per client (a rotating scraper has thousands)
+
+
+class _ClientTally:
+    __slots__ = ("actions", "client", "end", "first", "requests", "start", "uas")
+
+    def __init__(self, client: str, start: float) -> None:
+        self.client = client
+        self.requests = 0
+        self.start = start
+        self.end = start
+        self.actions: Counter[str] = Counter()
+        self.first: dict[str, FirstEvent] = {}
+        self.uas: Counter[str] = Counter()
+
+    def add(self, d: ReplayedDecision) -> None:
+        self.requests += 1
+        self.end = d.time
+        action = d.effective
+        self.actions[action.value] += 1
+        if action in FIRSTS and action.value not in self.first:
+            event = FirstEvent(d.client_request, d.time - self.start, d.time, action.value, d.rule, d.path)
+            self.first[action.value] = event
+            if action in REFUSALS and REFUSED not in self.first:
+                self.first[REFUSED] = event
+        if d.user_agent in self.uas or len(self.uas) < _MAX_UAS_PER_CLIENT:
+            self.uas[d.user_agent] += 1
+
+    def report(self) -> ClientReport:
+        first = self.first
         ordered: dict[str, FirstEvent] = {a.value: first[a.value] for a in FIRSTS if a.value in first}
         if REFUSED in first:
             ordered[REFUSED] = first[REFUSED]
-        uas = Counter(d.user_agent for d in ds)
-        top = tuple(sorted(uas.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
-        out.append(ClientReport(client, len(ds), start, ds[-1].time,
-                                _counts(Counter(d.effective.value for d in ds)), ordered, top))
-    return tuple(out)
+        top = tuple(sorted(self.uas.items(), key=lambda kv: (-kv[1], kv[0]))[:3])
+        return ClientReport(self.client, self.requests, self.start, self.end, _counts(self.actions), ordered, top)
 
 
-def _rules(decisions: Sequence[ReplayedDecision], policy: CompiledPolicy) -> tuple[RuleReport, ...]:
-    matched: Counter[str] = Counter()
-    decided: dict[str, Counter[str]] = {}
-    monitored: dict[str, Counter[str]] = {}
-    for d in decisions:
-        matched.update(d.matched)
-        (decided if d.enforced else monitored).setdefault(d.rule, Counter())[d.action.value] += 1
+class ReportBuilder:
+    """A report from decisions fed one at a time, in bounded memory: a replay of a long log
+    keeps no decision. Clients past `max_clients` are counted together as OTHER_CLIENTS."""
+
+    def __init__(self, policy: CompiledPolicy, sources: Sequence[str], max_clients: int = 100_000) -> None:
+        self.policy = policy
+        self.sources = tuple(sources)
+        self.max_clients = max_clients
+        self.requests = 0
+        self.start = 0.0
+        self.end = 0.0
+        self.actions: Counter[str] = Counter()
+        self._clients: dict[str, _ClientTally] = {}
+        self._matched: Counter[str] = Counter()
+        self._decided: dict[str, Counter[str]] = {}
+        self._monitored: dict[str, Counter[str]] = {}
+        self._pseudo: dict[str, None] = {}  # rules outside the policy, in order of appearance
+        self._names = frozenset(r.name for r in policy.rules)
+
+    def add(self, d: ReplayedDecision) -> None:
+        if not self.requests:
+            self.start = d.time
+        self.requests += 1
+        self.end = d.time
+        self.actions[d.effective.value] += 1
+        tally = self._clients.get(d.client)
+        if tally is None:
+            name = d.client if len(self._clients) < self.max_clients else OTHER_CLIENTS
+            tally = self._clients.get(name)
+            if tally is None:
+                tally = self._clients[name] = _ClientTally(name, d.time)
+        tally.add(d)
+        self._matched.update(d.matched)
+        (self._decided if d.enforced else self._monitored).setdefault(d.rule, Counter())[d.action.value] += 1
         for rule, action in d.shadowed:
-            monitored.setdefault(rule, Counter())[action] += 1
-    names = [r.name for r in policy.rules]
-    pseudo: list[str] = []
-    for d in decisions:
-        if d.rule not in names and d.rule not in pseudo:
-            pseudo.append(d.rule)
-    out = []
-    for name in names + pseudo:
-        dec = decided.get(name, Counter())
-        mon = monitored.get(name, Counter())
-        in_policy = name in names
-        out.append(RuleReport(name, in_policy, matched[name] if in_policy else sum(dec.values()) + sum(mon.values()),
-                              _counts(dec), _counts(mon)))
-    return tuple(out)
+            self._monitored.setdefault(rule, Counter())[action] += 1
+        if d.rule not in self._pseudo and d.rule not in self._names:
+            self._pseudo[d.rule] = None
+
+    def report(self) -> ReplayReport:
+        policy = self.policy
+        names = [r.name for r in policy.rules]
+        rules = []
+        for name in names + [p for p in self._pseudo if p not in names]:
+            dec = self._decided.get(name, Counter())
+            mon = self._monitored.get(name, Counter())
+            in_policy = name in self._names
+            rules.append(RuleReport(name, in_policy,
+                                    self._matched[name] if in_policy else sum(dec.values()) + sum(mon.values()),
+                                    _counts(dec), _counts(mon)))
+        return ReplayReport(
+            policy={"file": policy.source, "name": policy.name, "version": policy.version_hash},
+            flows=self.sources, requests=self.requests, start=self.start, end=self.end,
+            actions=_counts(self.actions), clients=tuple(t.report() for t in self._clients.values()),
+            rules=tuple(rules))
