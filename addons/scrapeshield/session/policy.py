@@ -1,0 +1,152 @@
+"""Sessions in policies: the `session:` section, the `session` / `session_or:PART` key parts and
+the `session` / `session_signal` match conditions.
+
+Importing this module registers the key parts and conditions with the policy compiler.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from yaml.nodes import Node
+
+from ..facts import RequestFacts
+from ..policy.keys import KEY_PARTS, KeyContext, key_part
+from ..policy.matchers import CompileEnv, condition
+from ..policy.model import KeyFunc, Predicate
+from ..policy.nodes import Reader
+from .difficulty import DifficultyCurve
+from .state import SIGNALS, STATELESS_SIGNALS, SessionContext, SessionSettings
+
+SECTION_FIELDS = ("cookie_name", "ttl", "fresh_for", "half_life", "refuser_at", "roaming_at", "burst_net_at",
+                  "burst_stack_at", "record_budget", "difficulty")
+DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "net_unit", "net_cap")
+STATES = ("absent", "fresh", "established")
+
+
+def session_of(f: RequestFacts) -> SessionContext | None:
+    ctx = f.session
+    return ctx if isinstance(ctx, SessionContext) else None
+
+
+# -- key parts ------------------------------------------------------------------------------------
+@key_part("session")
+def _session(arg: str, kctx: KeyContext) -> KeyFunc:
+    """The id of the valid session cookie the request presents; `-` without one."""
+    def key(f: RequestFacts) -> str:
+        ctx = session_of(f)
+        sid = ctx.id if ctx is not None else None
+        return sid if sid is not None else "-"
+    return key
+
+
+@key_part("session_or")
+def _session_or(arg: str, kctx: KeyContext) -> KeyFunc:
+    """`session_or:ip`: the session id, or (marked `~`) the named part's value without a session."""
+    kind, _, inner = arg.partition(":")
+    fallback = KEY_PARTS[kind](inner, kctx)
+
+    def key(f: RequestFacts) -> str:
+        ctx = session_of(f)
+        sid = ctx.id if ctx is not None else None
+        return sid if sid is not None else "~" + fallback(f)
+    return key
+
+
+def check_fallback(arg: str) -> str | None:
+    """Why `session_or:<arg>` is not a valid key part, or None."""
+    kind = arg.partition(":")[0]
+    if not arg:
+        return "key part 'session_or' needs a fallback part, e.g. session_or:ip"
+    if kind not in KEY_PARTS or kind.startswith("session"):
+        return f"session_or: unknown fallback part {arg!r} (e.g. ip, prefix, header:NAME)"
+    return None
+
+
+# -- conditions ---------------------------------------------------------------------------------------
+def _choices(r: Reader, node: Node, what: str, allowed: tuple[str, ...]) -> frozenset[str]:
+    out: set[str] = set()
+    for item in r.strings(node, what):
+        if item not in allowed:
+            r.error(node, f"{what}: unknown value {item!r} (expected one of: {', '.join(allowed)})")
+        out.add(item)
+    return frozenset(out)
+
+
+@condition("session")
+def _c_session(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
+    """`session: [absent, fresh]` -- the request's session state. Without a `session:` section
+    every request is `absent`."""
+    wanted = _choices(r, node, "session", STATES)
+    if not wanted:
+        return None
+
+    def pred(f: RequestFacts) -> bool:
+        ctx = session_of(f)
+        return (ctx.state if ctx is not None else "absent") in wanted
+    return pred
+
+
+@condition("session_signal")
+def _c_session_signal(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
+    """Any of the named session signals known before the store is asked (see docs/sessions.md:
+    the counter signals are for score weights)."""
+    wanted = _choices(r, node, "session_signal", STATELESS_SIGNALS)
+    if not wanted:
+        return None
+
+    def pred(f: RequestFacts) -> bool:
+        ctx = session_of(f)
+        return ctx is not None and not wanted.isdisjoint(ctx.signals)
+    return pred
+
+
+# -- the section ---------------------------------------------------------------------------------------
+def compile_session(r: Reader, node: Node) -> SessionSettings | None:
+    f = r.mapping(node, "session", SECTION_FIELDS)
+    if f is None:
+        return None
+    kw: dict[str, Any] = {}
+    if "cookie_name" in f:
+        name = r.string(f["cookie_name"][1], "session.cookie_name")
+        if name is not None and not name.replace("_", "").replace("-", "").isalnum():
+            r.error(f["cookie_name"][1], "session.cookie_name: letters, digits, '_' or '-' only")
+        elif name:
+            kw["cookie_name"] = name
+    for dur in ("ttl", "fresh_for", "half_life"):
+        if dur in f:
+            value = r.duration(f[dur][1], f"session.{dur}")
+            if value is not None and value <= 0:
+                r.error(f[dur][1], f"session.{dur} must be positive")
+            elif value is not None:
+                kw[dur] = value
+    for num in ("refuser_at", "roaming_at", "burst_net_at", "burst_stack_at"):
+        if num in f:
+            value = r.number(f[num][1], f"session.{num}")
+            if value is not None and value <= 0:
+                r.error(f[num][1], f"session.{num} must be positive")
+            elif value is not None:
+                kw[num] = value
+    if "record_budget" in f:
+        budget = r.integer(f["record_budget"][1], "session.record_budget", 0, 1_000_000)
+        if budget is not None:
+            kw["record_budget"] = budget
+    if "difficulty" in f:
+        dnode = f["difficulty"][1]
+        df = r.mapping(dnode, "session.difficulty", DIFFICULTY_FIELDS)
+        if df is not None:
+            dkw: dict[str, Any] = {}
+            for name in ("base", "maximum"):
+                if name in df:
+                    dkw[name] = r.integer(df[name][1], f"session.difficulty.{name}", 1, 32)
+            for name in ("stack_unit", "stack_cap", "net_unit", "net_cap"):
+                if name in df:
+                    dkw[name] = r.number(df[name][1], f"session.difficulty.{name}")
+            if None not in dkw.values():
+                try:
+                    kw["difficulty"] = DifficultyCurve(**dkw)
+                except ValueError as exc:
+                    r.error(dnode, f"session.{exc}")
+    return SessionSettings(**kw)
+
+
+__all__ = ["SIGNALS", "check_fallback", "compile_session", "session_of"]
