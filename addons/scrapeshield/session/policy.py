@@ -19,7 +19,7 @@ from .state import SIGNALS, STATELESS_SIGNALS, SessionContext, SessionSettings
 
 SECTION_FIELDS = ("cookie_name", "ttl", "fresh_for", "half_life", "refuser_at", "roaming_at", "burst_net_at",
                   "burst_stack_at", "record_budget", "difficulty")
-DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "net_unit", "net_cap")
+DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap")
 STATES = ("absent", "fresh", "established")
 
 
@@ -100,6 +100,33 @@ def _c_session_signal(r: Reader, node: Node, env: CompileEnv) -> Predicate | Non
     return pred
 
 
+@condition("document")
+def _c_document(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
+    """`document: true` -- a page navigation (not an asset, not an API call); needs `session:`."""
+    want = r.boolean(node, "document")
+    if want is None:
+        return None
+
+    def pred(f: RequestFacts) -> bool:
+        ctx = session_of(f)
+        return (ctx is not None and ctx.is_document) is want
+    return pred
+
+
+@condition("record")
+def _c_record(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
+    """`record: true` -- a page navigation to a URL with a numeric id in its path or query
+    (`/people/42`, `/profile?id=42`): what harvesters come for, whatever the site calls it."""
+    want = r.boolean(node, "record")
+    if want is None:
+        return None
+
+    def pred(f: RequestFacts) -> bool:
+        ctx = session_of(f)
+        return (ctx is not None and ctx.is_record) is want
+    return pred
+
+
 # -- the section ---------------------------------------------------------------------------------------
 def compile_session(r: Reader, node: Node) -> SessionSettings | None:
     f = r.mapping(node, "session", SECTION_FIELDS)
@@ -138,7 +165,7 @@ def compile_session(r: Reader, node: Node) -> SessionSettings | None:
             for name in ("base", "maximum"):
                 if name in df:
                     dkw[name] = r.integer(df[name][1], f"session.difficulty.{name}", 1, 32)
-            for name in ("stack_unit", "stack_cap", "net_unit", "net_cap"):
+            for name in ("stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap"):
                 if name in df:
                     dkw[name] = r.number(df[name][1], f"session.difficulty.{name}")
             if None not in dkw.values():

@@ -43,14 +43,14 @@ class SessionStage:
     def begin(self, facts: RequestFacts, settings: SessionSettings, v4: int, v6: int, now: float) -> SessionContext:
         fp = fingerprint_of(facts)
         stack = fp.field("ja4") + "|" + fp.field("ua_class")
-        prefix = self._prefix(facts.client_ip, v4, v6)
+        prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
         presented = cookie.read(self.keys, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
-        is_record = (not is_asset_request(facts.method, facts.path, hmap)
-                     and is_document_request(facts.method, facts.path, hmap)
-                     and bool(extract_ids(facts.path, facts.query)))
-        ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_record=is_record,
-                                           same_site_referer=_same_site(hmap.get("referer"), facts.host))
+        is_document = (not is_asset_request(facts.method, facts.path, hmap)
+                       and is_document_request(facts.method, facts.path, hmap))
+        is_record = is_document and bool(extract_ids(facts.path, facts.query))
+        ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
+                                           is_record=is_record, referer=_referer(hmap.get("referer"), facts.host))
         facts.session = ctx
         return ctx
 
@@ -66,7 +66,7 @@ class SessionStage:
         limit = BucketLimit(n, 86400.0 * 365, n - 1)
         return BucketCheck(BUDGET_BUCKET, short_hash("clearance\x00" + token), limit)
 
-    def _prefix(self, ip: str, v4: int, v6: int) -> str:
+    def prefix(self, ip: str, v4: int, v6: int) -> str:
         memo = self._prefixes
         key = (ip, v4, v6)
         value = memo.get(key)
@@ -78,14 +78,15 @@ class SessionStage:
         return value
 
 
-def _same_site(referer: str | None, host: str) -> bool:
-    if not referer or not host:
-        return False
+def _referer(referer: str | None, host: str) -> str:
+    """"" without a Referer, "same" for one of this site, "other" for any other."""
+    if not referer:
+        return ""
     try:
         netloc = urlsplit(referer[:2048]).netloc
     except ValueError:
-        return False
-    return netloc.lower() == host.lower()
+        return "other"
+    return "same" if host and netloc.lower() == host.lower() else "other"
 
 
 def set_cookie_header(keys: KeyRing, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:

@@ -8,15 +8,15 @@ score (memory: the score LRU; Redis: key TTLs) and travel in the request's one s
 |--------------------|------------------|-----------------------------------------------|
 | `ss.mint.ns`       | net + stack      | a session is minted                           |
 | `ss.back.ns`       | net + stack      | a minted session is presented back (once)     |
-| `ss.mint.stack`    | stack            | a session is minted                           |
+| `ss.mint.stack`    | stack            | a cold session is minted (see COLD_RECORD)    |
 | `ss.mint.net`      | net              | a session is minted                           |
 | `ss.solve.stack`   | stack            | a challenge is solved (`solved_updates`)      |
 | `ss.solve.net`     | net              | a challenge is solved                         |
 | `ss.hops`          | session id       | a session arrives from another network        |
 
 Only the suspicious part of the traffic reads the stack- and network-wide counters: requests
-without a session and fresh sessions. An established session from its own network adds nothing
-to the batch.
+without a session, fresh sessions and records fetched without a same-site Referer. An
+established session browsing from its own network adds nothing to the batch.
 """
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ from .difficulty import DifficultyCurve
 ABSENT = "session:absent"  # no valid session cookie (a session is minted on this response)
 FRESH = "session:fresh"  # a session younger than `fresh_for`, or never presented back before
 OTHER_STACK = "session_other_stack"  # a genuine session issued to another client stack
-COLD_RECORD = "cold_record"  # a deep record (no same-site Referer) by a client without a session
+COLD_RECORD = "cold_record"  # a record with no Referer at all, by a client without a session
 DEEP_RECORD = "deep_record"  # any record fetched without a same-site Referer
 COOKIE_REFUSER = "cookie_refuser"  # this network + stack keeps getting sessions it never returns
 SESSION_ROAMING = "session_roaming"  # one session from many networks within minutes
 NET_MINT_BURST = "net_mint_burst"  # many sessions minted on this network recently
-STACK_MINT_BURST = "stack_mint_burst"  # many sessions minted on this stack recently
+STACK_MINT_BURST = "stack_mint_burst"  # many cold sessions minted on this stack recently
 STATELESS_SIGNALS = (ABSENT, FRESH, OTHER_STACK, COLD_RECORD, DEEP_RECORD)
 COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST)
 SIGNALS = STATELESS_SIGNALS + COUNTER_SIGNALS
@@ -51,12 +51,12 @@ class SessionSettings:
 
     cookie_name: str = COOKIE_NAME
     ttl: float = DEFAULT_TTL
-    fresh_for: float = 120.0  # a session this young is still "fresh"
+    fresh_for: float = 60.0  # a session this young is still "fresh"
     half_life: float = 600.0  # of the session counters
     refuser_at: float = 3.0  # sessions minted and never returned, per network + stack
     roaming_at: float = 3.0  # network changes of one session per half-life
     burst_net_at: float = 20.0  # sessions minted per half-life on one network
-    burst_stack_at: float = 200.0  # ... on one stack
+    burst_stack_at: float = 20.0  # cold sessions minted per half-life on one stack
     record_budget: int = 0  # records without a same-site Referer per clearance; 0 = unlimited
     difficulty: DifficultyCurve = field(default_factory=DifficultyCurve)
 
@@ -66,7 +66,7 @@ class SessionContext:
     conditions, completed by `after` with the counter signals and the adaptive difficulty."""
 
     __slots__ = ("presented", "cookie", "set_cookie", "prefix", "stack", "net", "stack_tag", "fresh",
-                 "is_record", "deep", "signals", "counters", "difficulty")
+                 "is_document", "is_record", "deep", "signals", "counters", "difficulty")
 
     def __init__(self, presented: PresentedSession, prefix: str, stack: str) -> None:
         self.presented = presented
@@ -77,6 +77,7 @@ class SessionContext:
         self.net = net_tag(prefix)
         self.stack_tag = stack_tag(stack)
         self.fresh = False
+        self.is_document = False
         self.is_record = False
         self.deep = False
         self.signals: dict[str, float] = {}
@@ -102,11 +103,14 @@ class SessionTracker:
         self.settings = settings
 
     def begin(self, presented: PresentedSession, prefix: str, stack: str, now: float, *,
-              is_record: bool, same_site_referer: bool) -> SessionContext:
+              is_document: bool, is_record: bool, referer: str) -> SessionContext:
+        """`referer`: "" (none), "same" (this site) or "other"."""
         s = self.settings
         ctx = SessionContext(presented, prefix, stack)
+        ctx.is_document = is_document
         ctx.is_record = is_record
-        ctx.deep = is_record and not same_site_referer
+        ctx.deep = is_record and referer != "same"
+        cold = is_record and not referer and presented.cookie is None
         signals = ctx.signals
         cookie = ctx.cookie
         ups: list[ScoreUpdate] = []
@@ -114,7 +118,7 @@ class SessionTracker:
         if cookie is None:
             ctx.set_cookie = mint(prefix, stack, now)
             signals[ABSENT] = 1.0
-            if ctx.deep:
+            if cold:
                 signals[COLD_RECORD] = 1.0
             ns = ctx.net + ctx.stack_tag
             ups += [ScoreUpdate(MINT_NS, ns, 1.0, hl), ScoreUpdate(BACK_NS, ns, 0.0, hl)]
@@ -133,9 +137,10 @@ class SessionTracker:
             signals[OTHER_STACK] = 1.0
         if ctx.deep:
             signals[DEEP_RECORD] = 1.0
-        if cookie is None or ctx.fresh:
+        if cookie is None or ctx.fresh or ctx.deep:
             minted = 1.0 if cookie is None else 0.0
-            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, minted, hl), ScoreUpdate(MINT_NET, ctx.net, minted, hl),
+            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, 1.0 if cold else 0.0, hl),
+                    ScoreUpdate(MINT_NET, ctx.net, minted, hl),
                     ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl)]
         ctx.counters = tuple(ups)
         return ctx
@@ -157,7 +162,7 @@ class SessionTracker:
                 out[NET_MINT_BURST] = 1.0
             if got[MINT_STACK] >= s.burst_stack_at:
                 out[STACK_MINT_BURST] = 1.0
-            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate)
+            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals)
         ctx.signals.update(out)
         return out
 
