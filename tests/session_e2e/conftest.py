@@ -46,3 +46,14 @@ def shield(tmp_path_factory: pytest.TempPathFactory, demo_origin: str) -> Iterat
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def default_shield(tmp_path_factory: pytest.TempPathFactory, demo_origin: str) -> Iterator[ShieldProcess]:
+    """The shipped default policy."""
+    default = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+    proc = ShieldProcess(demo_origin, policy=default, workdir=tmp_path_factory.mktemp("default")).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

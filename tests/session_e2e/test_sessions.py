@@ -130,3 +130,28 @@ def test_front_proxy_fingerprint_headers_are_believed_only_from_a_trusted_peer(s
         from_untrusted = untrusted.get("/products/1", headers=headers)
     assert from_trusted.status_code == 403 and from_trusted.headers["shield-action"] == "block"
     assert from_untrusted.status_code == 200
+
+
+# -- the default policy ---------------------------------------------------------------------------
+
+def test_default_policy_challenges_a_library_tls_stack_claiming_chrome_on_its_first_request(
+        default_shield: ShieldProcess) -> None:
+    import requests
+
+    headers = {"User-Agent": CHROME_UA, "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    with httpx.Client(verify=False, trust_env=False, timeout=10) as client:
+        by_httpx = client.get(f"{default_shield.https_url}/products/1", headers=headers)
+    by_requests = requests.get(f"{default_shield.https_url}/products/2", headers=headers, verify=False, timeout=10,
+                               proxies={"http": "", "https": ""})
+    assert by_httpx.status_code == 403 and by_httpx.headers["shield-action"] == "challenge"
+    assert by_requests.status_code == 403 and by_requests.headers["shield-action"] == "challenge"
+
+
+def test_default_policy_lets_a_chrome_tls_stack_with_a_chrome_ua_through(default_shield: ShieldProcess) -> None:
+    from curl_cffi import requests as curl_requests
+
+    with curl_requests.Session(impersonate="chrome", verify=False, timeout=10, proxies={}) as session:
+        first = session.get(f"{default_shield.https_url}/products/1")
+        second = session.get(f"{default_shield.https_url}/products/2")
+    assert first.status_code == 200 and second.status_code == 200
+    assert "shield_session" in session.cookies
