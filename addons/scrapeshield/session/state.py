@@ -151,16 +151,18 @@ class SessionTracker:
         s = self.settings
         got = {up.score_id: v for up, v in zip(ctx.counters, values)}
         out: dict[str, float] = {}
-        if MINT_NS in got and got[MINT_NS] - got.get(BACK_NS, 0.0) >= s.refuser_at:
+        # Decayed counters are counts that fade: one just minted counts as about one, so they are
+        # compared rounded.
+        if MINT_NS in got and got[MINT_NS] - got.get(BACK_NS, 0.0) + 0.5 >= s.refuser_at:
             out[COOKIE_REFUSER] = 1.0
-        if got.get(HOPS, 0.0) >= s.roaming_at:
+        if got.get(HOPS, 0.0) + 0.5 >= s.roaming_at:
             out[SESSION_ROAMING] = 1.0
         if MINT_STACK in got:
             stack_rate = got[MINT_STACK] + got.get(SOLVE_STACK, 0.0)
             net_rate = got.get(MINT_NET, 0.0) + got.get(SOLVE_NET, 0.0)
-            if got.get(MINT_NET, 0.0) >= s.burst_net_at:
+            if got.get(MINT_NET, 0.0) + 0.5 >= s.burst_net_at:
                 out[NET_MINT_BURST] = 1.0
-            if got[MINT_STACK] >= s.burst_stack_at:
+            if got[MINT_STACK] + 0.5 >= s.burst_stack_at:
                 out[STACK_MINT_BURST] = 1.0
             ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals)
         ctx.signals.update(out)
