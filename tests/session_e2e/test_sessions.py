@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import httpx
 from challenge_helpers import parse_challenge, solve
-from conftest import CHROME_JA4, FRONT_PROXY
+from session_helpers import CHROME_JA4, FRONT_PROXY
 
 from harness import ShieldProcess, bind_client
 

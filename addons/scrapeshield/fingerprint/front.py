@@ -16,7 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from yaml.nodes import Node
+
+from ..policy.registry import Registry, Section, SectionContext
 from .tls import TlsFingerprint
+
+CLOUDFRONT_HEADERS = ("cloudfront-viewer-ja3-fingerprint", "cloudfront-viewer-ja4-fingerprint")
 
 _JA3_HASH = re.compile(r"[0-9a-f]{32}")
 # JA4_a: protocol, version, SNI, cipher count, extension count, ALPN; then two 12-hex hashes.
@@ -42,3 +47,27 @@ def front_fingerprint(headers: Sequence[tuple[str, str]], names: tuple[str, str]
     offered = ("h2",) if alpn == "h2" else ("http/1.1",) if alpn == "h1" else ()
     return TlsFingerprint(ja3="", ja3_hash=ja3, ja4=ja4, ja4_r="", alpn_offered=offered, sni=None,
                           tls_family="unknown")
+
+
+def _compile_headers(sc: SectionContext, node: Node) -> tuple[str, str] | None:
+    """`fingerprint_headers: {ja3: NAME, ja4: NAME}` -- where a trusted front proxy puts the
+    client's TLS fingerprints (CloudFront's header names when absent)."""
+    r = sc.reader
+    f = r.mapping(node, "fingerprint_headers", ("ja3", "ja4"))
+    if f is None:
+        return None
+    names = list(CLOUDFRONT_HEADERS)
+    for i, field in enumerate(("ja3", "ja4")):
+        if field in f:
+            name = r.string(f[field][1], f"fingerprint_headers.{field}") or ""
+            if not name.replace("-", "").replace("_", "").isalnum():
+                r.error(f[field][1], f"fingerprint_headers.{field}: not a header name: {name!r}")
+            names[i] = name.lower()
+    return (names[0], names[1])
+
+
+FINGERPRINT_HEADERS: Section[tuple[str, str]] = Section("fingerprint_headers", _compile_headers)
+
+
+def register(registry: Registry) -> None:
+    registry.add_section(FINGERPRINT_HEADERS)

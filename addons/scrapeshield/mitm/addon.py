@@ -18,6 +18,7 @@ from ..facts import RequestFacts
 from ..policy.errors import PolicyInvalid
 from ..responses import ShieldResponse, refusal
 from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
+from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
 from .flowfacts import facts_from_flow
 
 log = logging.getLogger("scrapeshield")
@@ -125,7 +126,8 @@ class ShieldAddon:
             return
         policy = rt.policy
         try:
-            facts = facts_from_flow(flow, policy.trusted_proxies, self._tls.get(flow.client_conn.id))
+            facts = facts_from_flow(flow, policy.trusted_proxies, self._tls.get(flow.client_conn.id),
+                                    policy.section(FINGERPRINT_HEADERS) or CLOUDFRONT_HEADERS)
         except Exception as exc:
             rt.metrics.errors.labels("request").inc()
             log.warning("malformed request from %s: %s", flow.client_conn.peername, exc)
@@ -147,7 +149,7 @@ class ShieldAddon:
             return
         ctx = DecisionContext(facts)
         decision = await rt.decide_in(ctx)
-        if ctx.detector_key is not None:
+        if ctx.detector_key is not None or ctx.session is not None:
             self._contexts[flow.id] = ctx  # for the response hook
         flow.metadata["scrapeshield"] = {"rule": decision.rule, "action": decision.action.value,
                                          "enforced": decision.enforced, "reason": decision.reason}
@@ -177,6 +179,15 @@ class ShieldAddon:
         rt = self.runtime
         ctx = self._contexts.pop(flow.id, None)
         if rt is None or ctx is None or flow.response is None:
+            return
+        try:
+            set_cookie = rt.session_set_cookie(ctx)
+            if set_cookie is not None:  # the session rides on the response the client gets anyway
+                flow.response.headers.add("Set-Cookie", set_cookie)
+        except Exception:  # pragma: no cover - a session cookie must never break a response
+            rt.metrics.errors.labels("response").inc()
+            log.exception("could not set the session cookie")
+        if ctx.detector_key is None:
             return
         try:
             resp = flow.response

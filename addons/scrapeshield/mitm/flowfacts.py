@@ -6,10 +6,8 @@ from typing import Any
 from mitmproxy import http
 
 from ..facts import RequestFacts
-from ..fingerprint.front import front_fingerprint
+from ..fingerprint.front import CLOUDFRONT_HEADERS, front_fingerprint
 from ..netaddr import CidrSet, normalize_ip, parse_ip, resolve_client_ip
-
-CLOUDFRONT_HEADERS = ("cloudfront-viewer-ja3-fingerprint", "cloudfront-viewer-ja4-fingerprint")
 
 
 def _text(b: bytes) -> str:

@@ -27,9 +27,11 @@ from ..context import DecisionContext
 from ..decision import ANSWERED, Action, Decision
 from ..engine import fail_decision
 from ..facts import RequestFacts
+from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
 from ..mitm.flowfacts import facts_from_flow
 from ..policy.model import CompiledPolicy
 from ..runtime import RuntimeConfig, ShieldRuntime
+from ..session.policy import SESSION
 
 TLS_METADATA = "scrapeshield_tls"  # the live addon's saved TLS fingerprint (a dict of TlsFingerprint fields)
 DECISION_METADATA = "scrapeshield"  # the live addon's own decision, when the flow came through a shield
@@ -168,7 +170,8 @@ def read_requests(paths: Sequence[str], policy: CompiledPolicy, keep_bodies: boo
         for position, flow in enumerate(iter_http_flows(path)):
             malformed = None
             try:
-                facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow))
+                facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow),
+                                        policy.section(FINGERPRINT_HEADERS) or CLOUDFRONT_HEADERS)
             except Exception as exc:
                 peer = flow.client_conn.peername[0] if flow.client_conn.peername else "0.0.0.0"
                 facts = RequestFacts(peer_ip=peer, method=flow.request.method, path=flow.request.path[:512],
@@ -261,7 +264,7 @@ class _SessionJar:
         self._cookies: dict[tuple[str, str], str] = {}
 
     def present(self, facts: RequestFacts, policy: CompiledPolicy) -> RequestFacts:
-        settings = policy.session
+        settings = policy.section(SESSION)
         if settings is None:
             return facts
         value = self._cookies.get((facts.client_ip, facts.user_agent))
@@ -277,10 +280,11 @@ class _SessionJar:
                             headers=tuple(headers), http_version=facts.http_version, tls=facts.tls,
                             alpn=facts.alpn, connection_id=facts.connection_id, timestamp=facts.timestamp)
 
-    def keep(self, facts: RequestFacts, runtime: ShieldRuntime) -> None:
-        header = runtime.session_set_cookie(facts)
+    def keep(self, ctx: DecisionContext, runtime: ShieldRuntime) -> None:
+        header = runtime.session_set_cookie(ctx)
         if header is None:
             return
+        facts = ctx.facts
         key = (facts.client_ip, facts.user_agent)
         if key not in self._cookies and len(self._cookies) >= self.MAX_CLIENTS:
             del self._cookies[next(iter(self._cookies))]

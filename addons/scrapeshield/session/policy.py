@@ -1,19 +1,19 @@
-"""Sessions in policies: the `session:` section, the `session` / `session_or:PART` key parts and
-the `session` / `session_signal` match conditions.
+"""Sessions in policies: the `session:` section, the `session` / `session_or:PART` key parts,
+the `session`, `session_signal`, `document` and `record` match conditions and the session signals.
 
-Importing this module registers the key parts and conditions with the policy compiler.
+`register(registry)` adds them all to the policy language (see `policy/registry.py`).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from yaml.nodes import Node
 
-from ..facts import RequestFacts
-from ..policy.keys import KEY_PARTS, KeyContext, key_part
-from ..policy.matchers import CompileEnv, condition
-from ..policy.model import KeyFunc, Predicate
+from ..context import NO_SIGNALS, DecisionContext
+from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
+from ..policy.registry import CompileEnv, KeyContext, KeyPart, Registry, Section, SectionContext
 from .difficulty import DifficultyCurve
 from .state import SIGNALS, STATELESS_SIGNALS, SessionContext, SessionSettings
 
@@ -23,43 +23,44 @@ DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "cold_stack_c
 STATES = ("absent", "fresh", "established")
 
 
-def session_of(f: RequestFacts) -> SessionContext | None:
-    ctx = f.session
-    return ctx if isinstance(ctx, SessionContext) else None
+def session_of(c: DecisionContext) -> SessionContext | None:
+    return c.session
 
 
 # -- key parts ------------------------------------------------------------------------------------
-@key_part("session")
 def _session(arg: str, kctx: KeyContext) -> KeyFunc:
     """The id of the valid session cookie the request presents; `-` without one."""
-    def key(f: RequestFacts) -> str:
-        ctx = session_of(f)
-        sid = ctx.id if ctx is not None else None
+    def key(c: DecisionContext) -> str:
+        s = c.session
+        sid = s.id if s is not None else None
         return sid if sid is not None else "-"
     return key
 
 
-@key_part("session_or")
-def _session_or(arg: str, kctx: KeyContext) -> KeyFunc:
-    """`session_or:ip`: the session id, or (marked `~`) the named part's value without a session."""
-    kind, _, inner = arg.partition(":")
-    fallback = KEY_PARTS[kind](inner, kctx)
+def _session_or(parts: Mapping[str, KeyPart]) -> Any:
+    def factory(arg: str, kctx: KeyContext) -> KeyFunc:
+        """`session_or:ip`: the session id, or (marked `~`) the named part's value without a session."""
+        kind, _, inner = arg.partition(":")
+        fallback = parts[kind].factory(inner, kctx)
 
-    def key(f: RequestFacts) -> str:
-        ctx = session_of(f)
-        sid = ctx.id if ctx is not None else None
-        return sid if sid is not None else "~" + fallback(f)
-    return key
+        def key(c: DecisionContext) -> str:
+            s = c.session
+            sid = s.id if s is not None else None
+            return sid if sid is not None else "~" + fallback(c)
+        return key
+    return factory
 
 
-def check_fallback(arg: str) -> str | None:
-    """Why `session_or:<arg>` is not a valid key part, or None."""
-    kind = arg.partition(":")[0]
-    if not arg:
-        return "key part 'session_or' needs a fallback part, e.g. session_or:ip"
-    if kind not in KEY_PARTS or kind.startswith("session"):
-        return f"session_or: unknown fallback part {arg!r} (e.g. ip, prefix, header:NAME)"
-    return None
+def _fallback_check(parts: Mapping[str, KeyPart]) -> Any:
+    def check(arg: str) -> str | None:
+        """Why `session_or:<arg>` is not a valid key part, or None."""
+        kind, colon, inner = arg.partition(":")
+        if kind not in parts or kind.startswith("session"):
+            return f"session_or: unknown fallback part {arg!r} (e.g. ip, prefix, header:NAME)"
+        if parts[kind].needs_argument != bool(inner):
+            return f"session_or: fallback part {arg!r} {'needs a name' if not inner else 'takes no argument'}"
+        return None
+    return check
 
 
 # -- conditions ---------------------------------------------------------------------------------------
@@ -72,7 +73,6 @@ def _choices(r: Reader, node: Node, what: str, allowed: tuple[str, ...]) -> froz
     return frozenset(out)
 
 
-@condition("session")
 def _c_session(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """`session: [absent, fresh]` -- the request's session state. Without a `session:` section
     every request is `absent`."""
@@ -80,13 +80,12 @@ def _c_session(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     if not wanted:
         return None
 
-    def pred(f: RequestFacts) -> bool:
-        ctx = session_of(f)
+    def pred(c: DecisionContext) -> bool:
+        ctx = c.session
         return (ctx.state if ctx is not None else "absent") in wanted
     return pred
 
 
-@condition("session_signal")
 def _c_session_signal(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """Any of the named session signals known before the store is asked (see docs/sessions.md:
     the counter signals are for score weights)."""
@@ -94,26 +93,24 @@ def _c_session_signal(r: Reader, node: Node, env: CompileEnv) -> Predicate | Non
     if not wanted:
         return None
 
-    def pred(f: RequestFacts) -> bool:
-        ctx = session_of(f)
+    def pred(c: DecisionContext) -> bool:
+        ctx = c.session
         return ctx is not None and not wanted.isdisjoint(ctx.signals)
     return pred
 
 
-@condition("document")
 def _c_document(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """`document: true` -- a page navigation (not an asset, not an API call); needs `session:`."""
     want = r.boolean(node, "document")
     if want is None:
         return None
 
-    def pred(f: RequestFacts) -> bool:
-        ctx = session_of(f)
+    def pred(c: DecisionContext) -> bool:
+        ctx = c.session
         return (ctx is not None and ctx.is_document) is want
     return pred
 
 
-@condition("record")
 def _c_record(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """`record: true` -- a page navigation to a URL with a numeric id in its path or query
     (`/people/42`, `/profile?id=42`): what harvesters come for, whatever the site calls it."""
@@ -121,14 +118,16 @@ def _c_record(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     if want is None:
         return None
 
-    def pred(f: RequestFacts) -> bool:
-        ctx = session_of(f)
+    def pred(c: DecisionContext) -> bool:
+        ctx = c.session
         return (ctx is not None and ctx.is_record) is want
     return pred
 
 
 # -- the section ---------------------------------------------------------------------------------------
-def compile_session(r: Reader, node: Node) -> SessionSettings | None:
+def compile_session(sc: SectionContext, node: Node) -> SessionSettings | None:
+    """`session: {ttl: 7d, fresh_for: 1m, ...}` (docs/policy.md); present = sessions on."""
+    r = sc.reader
     f = r.mapping(node, "session", SECTION_FIELDS)
     if f is None:
         return None
@@ -176,4 +175,26 @@ def compile_session(r: Reader, node: Node) -> SessionSettings | None:
     return SessionSettings(**kw)
 
 
-__all__ = ["SIGNALS", "check_fallback", "compile_session", "session_of"]
+SESSION: Section[SessionSettings] = Section("session", compile_session)
+
+
+def session_signals(c: DecisionContext, policy: CompiledPolicy) -> Mapping[str, float]:
+    """The session signals known before the store is asked (the counter signals come as levels)."""
+    s = c.session
+    return s.signals if s is not None else NO_SIGNALS
+
+
+def register(registry: Registry) -> None:
+    """The `session` section, key parts, conditions and signals."""
+    registry.add_section(SESSION)
+    registry.add_key_part("session", _session)
+    parts = registry.key_parts  # the registry's own table: parts registered later count too
+    registry.add_key_part("session_or", _session_or(parts), needs_argument=True, check=_fallback_check(parts))
+    registry.add_condition("session", _c_session)
+    registry.add_condition("session_signal", _c_session_signal)
+    registry.add_condition("document", _c_document)
+    registry.add_condition("record", _c_record)
+    registry.add_signal_source(session_signals)
+
+
+__all__ = ["SESSION", "SIGNALS", "compile_session", "register", "session_of"]

@@ -12,8 +12,10 @@ from ..challenge.binding import short_hash
 from ..challenge.keys import KeyRing
 from ..detectors import is_asset_request, is_document_request
 from ..detectors.sequence import extract_ids
+from ..context import DecisionContext
+from ..decision import Action
+from ..policy.model import BucketDef, Rule
 from ..facts import RequestFacts
-from ..fingerprint.policy import fingerprint_of
 from ..gcra import BucketLimit
 from ..netaddr import ip_prefix
 from ..store.base import BucketCheck
@@ -21,6 +23,12 @@ from . import cookie
 from .state import SessionContext, SessionSettings, SessionTracker
 
 BUDGET_BUCKET = "ss.budget"
+BUDGET_RULE_NAME = "clearance-budget"
+# The owner of the record-budget bucket in a decision's batch: refusing it challenges, and the
+# clearance whose budget is spent cannot lift that challenge (the runtime's clearance check says so).
+BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
+                   buckets=(BucketDef(BUDGET_BUCKET, BucketLimit(1, 1.0, 0), "record-budget"),),
+                   exceed=Action.CHALLENGE)
 ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
 
 _PREFIX_MEMO_MAX = 16384
@@ -40,9 +48,9 @@ class SessionStage:
             tracker = self._trackers[settings] = SessionTracker(settings)
         return tracker
 
-    def begin(self, facts: RequestFacts, settings: SessionSettings, v4: int, v6: int, now: float) -> SessionContext:
-        fp = fingerprint_of(facts)
-        stack = fp.field("ja4") + "|" + fp.field("ua_class")
+    def begin(self, c: DecisionContext, settings: SessionSettings, v4: int, v6: int) -> SessionContext:
+        facts, now = c.facts, c.now
+        stack = stack_of(c)
         prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
         presented = cookie.read(self.keys, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
@@ -51,7 +59,7 @@ class SessionStage:
         is_record = is_document and bool(extract_ids(facts.path, facts.query))
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
                                            is_record=is_record, referer=_referer(hmap.get("referer"), facts.host))
-        facts.session = ctx
+        c.session = ctx
         return ctx
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
@@ -76,6 +84,12 @@ class SessionStage:
                 memo.clear()
             memo[key] = value
         return value
+
+
+def stack_of(c: DecisionContext) -> str:
+    """What a session is issued to: the TLS fingerprint and the UA class."""
+    fp = c.fingerprint
+    return fp.field("ja4") + "|" + fp.field("ua_class")
 
 
 def _referer(referer: str | None, host: str) -> str:
