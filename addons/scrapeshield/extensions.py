@@ -8,8 +8,8 @@ from __future__ import annotations
 from functools import cache
 
 from .detectors import policy as detectors_policy
-from .fingerprint import policy as fingerprint_policy
 from .fingerprint import front as fingerprint_front
+from .fingerprint import policy as fingerprint_policy
 from .policy import keys, matchers
 from .policy.registry import Registry
 from .session import policy as session_policy

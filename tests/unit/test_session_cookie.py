@@ -7,7 +7,8 @@ import secrets
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scrapeshield.challenge.keys import KeyRing
 from scrapeshield.challenge.tokens import seal

@@ -5,8 +5,17 @@ from collections.abc import Mapping
 
 from scrapeshield.session.cookie import NO_SESSION, PresentedSession, SessionCookie, mint, net_tag
 from scrapeshield.session.state import (
-    ABSENT, COLD_RECORD, COOKIE_REFUSER, DEEP_RECORD, FRESH, NET_MINT_BURST, OTHER_STACK, SESSION_ROAMING,
-    SessionContext, SessionSettings, SessionTracker,
+    ABSENT,
+    COLD_RECORD,
+    COOKIE_REFUSER,
+    DEEP_RECORD,
+    FRESH,
+    NET_MINT_BURST,
+    OTHER_STACK,
+    SESSION_ROAMING,
+    SessionContext,
+    SessionSettings,
+    SessionTracker,
 )
 from scrapeshield.store.base import Batch
 from scrapeshield.store.memory import MemoryStore

@@ -1,8 +1,9 @@
 """The clearance cookie: proof that this browser solved a rule's challenge recently.
 
 Signed (HMAC-SHA256), expiring, and bound to the client's network prefix, a hash of its
-User-Agent, its session (when it had one: see `scrapeshield.session`) and the rules it was earned for, so a cookie copied to another network, another
-client stack or a stricter rule is worthless there.
+User-Agent, its session (when it had one: see `scrapeshield.session`) and the rules it was
+earned for, so a cookie copied to another network, another client stack, another session or a
+stricter rule is worthless there.
 
 One cookie holds up to MAX_RULES rules and up to one prefix per address family. A browser that
 solves a second rule's challenge, or the same challenge over its other address family
@@ -64,7 +65,8 @@ def issue_cookie(keys: KeyRing, binding: ClientBinding, rule: str, ttl: float, n
     return seal(keys, KIND, fields)
 
 
-def verify_cookie(keys: KeyRing, value: str | None, binding: ClientBinding, rule: str | None, now: float) -> CookieResult:
+def verify_cookie(keys: KeyRing, value: str | None, binding: ClientBinding, rule: str | None,
+                  now: float) -> CookieResult:
     """`rule` None: clearance for any rule (what a clearance's record budget is counted for)."""
     if not value:
         return CookieResult(False, "missing")

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from . import clearance, pow, wait
 from ..responses import ShieldResponse  # one response type for everything the shield answers itself
+from . import clearance, pow, wait
 from .binding import ClientBinding
 from .keys import KeyRing
 from .page import SOLVERS, render_challenge_page, render_wait_page

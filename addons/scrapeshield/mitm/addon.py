@@ -15,10 +15,10 @@ from ..context import DecisionContext
 from ..decision import Action, Decision
 from ..engine import fail_decision
 from ..facts import RequestFacts
+from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
 from ..policy.errors import PolicyInvalid
 from ..responses import ShieldResponse, refusal
 from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
-from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
 from .flowfacts import facts_from_flow
 
 log = logging.getLogger("scrapeshield")

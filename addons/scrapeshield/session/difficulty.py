@@ -25,11 +25,11 @@ from dataclasses import dataclass
 class DifficultyCurve:
     base: int = 16
     net_unit: float = 2.0  # identities per half-life on one network that add one bit
-    net_cap: float = 8.0
+    net_cap: float = 10.0
     stack_unit: float = 4.0  # cold sessions + solves per half-life on one stack that add one bit
-    stack_cap: float = 2.0
-    cold_stack_cap: float = 6.0
-    maximum: int = 26
+    stack_cap: float = 4.0
+    cold_stack_cap: float = 8.0
+    maximum: int = 28
 
     def __post_init__(self) -> None:
         if not 1 <= self.base <= self.maximum <= 32:

@@ -10,14 +10,14 @@ from urllib.parse import urlsplit
 
 from ..challenge.binding import short_hash
 from ..challenge.keys import KeyRing
-from ..detectors import is_asset_request, is_document_request
-from ..detectors.sequence import extract_ids
 from ..context import DecisionContext
 from ..decision import Action
-from ..policy.model import BucketDef, Rule
+from ..detectors import is_asset_request, is_document_request
+from ..detectors.sequence import extract_ids
 from ..facts import RequestFacts
 from ..gcra import BucketLimit
 from ..netaddr import ip_prefix
+from ..policy.model import BucketDef, Rule
 from ..store.base import BucketCheck
 from . import cookie
 from .state import SessionContext, SessionSettings, SessionTracker

@@ -65,8 +65,22 @@ class SessionContext:
     """The per-decision session state. Filled by `SessionTracker.begin`, read by key parts and
     conditions, completed by `after` with the counter signals and the adaptive difficulty."""
 
-    __slots__ = ("presented", "cookie", "set_cookie", "prefix", "stack", "net", "stack_tag", "fresh",
-                 "is_document", "is_record", "deep", "signals", "counters", "difficulty")
+    __slots__ = (
+        "cookie",
+        "counters",
+        "deep",
+        "difficulty",
+        "fresh",
+        "is_document",
+        "is_record",
+        "net",
+        "prefix",
+        "presented",
+        "set_cookie",
+        "signals",
+        "stack",
+        "stack_tag",
+    )
 
     def __init__(self, presented: PresentedSession, prefix: str, stack: str) -> None:
         self.presented = presented
