@@ -54,7 +54,7 @@ def _session_or(parts: Mapping[str, KeyPart]) -> Any:
 def _fallback_check(parts: Mapping[str, KeyPart]) -> Any:
     def check(arg: str) -> str | None:
         """Why `session_or:<arg>` is not a valid key part, or None."""
-        kind, colon, inner = arg.partition(":")
+        kind, _, inner = arg.partition(":")
         if kind not in parts or kind.startswith("session"):
             return f"session_or: unknown fallback part {arg!r} (e.g. ip, prefix, header:NAME)"
         if parts[kind].needs_argument != bool(inner):

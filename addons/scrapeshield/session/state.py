@@ -163,7 +163,7 @@ class SessionTracker:
         """The counter signals from the counters' values after this request's batch (in
         `ctx.counters` order); also sets the adaptive difficulty. Returns the new signals."""
         s = self.settings
-        got = {up.score_id: v for up, v in zip(ctx.counters, values)}
+        got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False)}
         out: dict[str, float] = {}
         # Decayed counters are counts that fade: one just minted counts as about one, so they are
         # compared rounded.
