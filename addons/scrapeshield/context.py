@@ -22,12 +22,14 @@ from .facts import RequestFacts
 
 if TYPE_CHECKING:
     from .fingerprint import ClientFingerprint
+    from .session.state import SessionContext
 
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
 
 
 class DecisionContext:
-    __slots__ = ("_fingerprint", "detector_key", "detector_signals", "facts", "is_asset", "now")
+    __slots__ = ("_fingerprint", "detector_key", "detector_signals", "facts", "is_asset", "level_signals", "now",
+                 "session")
 
     def __init__(self, facts: RequestFacts, now: float = 0.0) -> None:
         self.facts = facts
@@ -35,6 +37,10 @@ class DecisionContext:
         self.detector_key: str | None = None  # set when the engine's detectors observed this request
         self.is_asset = False  # CSS/JS/image/font/media, as the detectors classified it
         self.detector_signals: Mapping[str, float] = NO_SIGNALS
+        # Signals read from the store in this decision's batch (session counters): levels that
+        # weigh on the score thresholds of this decision without being added to the scores.
+        self.level_signals: Mapping[str, float] = NO_SIGNALS
+        self.session: SessionContext | None = None  # the session stage's findings (scrapeshield.session)
         self._fingerprint: ClientFingerprint | None = None
 
     @property

@@ -8,9 +8,11 @@ from __future__ import annotations
 from functools import cache
 
 from .detectors import policy as detectors_policy
+from .fingerprint import front as fingerprint_front
 from .fingerprint import policy as fingerprint_policy
 from .policy import keys, matchers
 from .policy.registry import Registry
+from .session import policy as session_policy
 
 
 def new_standard_registry() -> Registry:
@@ -20,6 +22,8 @@ def new_standard_registry() -> Registry:
     keys.register(registry)
     fingerprint_policy.register(registry)
     detectors_policy.register(registry)
+    fingerprint_front.register(registry)
+    session_policy.register(registry)
     return registry
 
 

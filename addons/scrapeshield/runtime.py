@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .challenge.binding import ClientBinding
 from .challenge.endpoints import ChallengeConfig, ChallengeService
 from .challenge.keys import DEFAULT_ENV as CHALLENGE_KEYS_ENV
 from .challenge.keys import KeyRing
@@ -32,6 +33,9 @@ from .policy.compiler import compile_bytes, compile_file
 from .policy.errors import PolicyInvalid
 from .policy.model import CompiledPolicy
 from .responses import ShieldResponse, answer_status
+from .session import cookie as session_cookie
+from .session.policy import SESSION
+from .session.stage import BUDGET_RULE_NAME, SessionStage, set_cookie_header, stack_of
 from .store import open_store
 from .store.base import Batch, BucketCheck
 from .store.memory import MemoryStore
@@ -74,13 +78,15 @@ class ShieldRuntime:
         policy = compile_file(config.policy_path)  # raises PolicyInvalid: never start without one
         self.store = self._open_store(policy)
         self.challenges = ChallengeService(_load_keys(config.secret_file), _challenge_config(policy))
-        self.engine = Engine(policy, self.store, self.clock, clearance=self._cleared)
+        # Sessions are signed with the challenge key ring: one secret to rotate, shared by replicas.
+        self.sessions = SessionStage(self.challenges.keys, self._clearance_token)
+        self.engine = Engine(policy, self.store, self.clock, clearance=self._cleared, sessions=self.sessions)
         # The reserved endpoints (/.shield/verify) sit outside the policy -- a challenge rule must not
         # challenge its own verify endpoint -- so they get a fixed per-IP budget of their own.
         self._reserved = MemoryStore(max_keys=100_000)
         self.shadow: Engine | None = None
         if config.shadow_policy_path:
-            self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock)
+            self.shadow = Engine(compile_file(config.shadow_policy_path), None, self.clock, sessions=self.sessions)
         self.decision_log = DecisionLog(config.decision_log, policy.hash_ips)
         self.decision_log.answer_status = lambda d: answer_status(d, self.policy)
         self.loaded_at = time.time()
@@ -138,19 +144,48 @@ class ShieldRuntime:
                          body: bytes | None) -> None:
         self.engine.observe_response(ctx, status, content_type, body)
 
+    # -- sessions ------------------------------------------------------------------------------
+    def _session_id(self, facts: RequestFacts) -> str | None:
+        """The request's valid session id, read from its Cookie header (what a clearance binds to)."""
+        settings = self.policy.section(SESSION)
+        cookie = facts.header_map.get("cookie")
+        if settings is None or not cookie:
+            return None
+        presented = session_cookie.read(self.challenges.keys, cookie, stack_of(DecisionContext(facts)),
+                                        self.clock.now(), settings.ttl, settings.cookie_name)
+        return presented.cookie.id if presented.cookie is not None else None
+
+    def session_set_cookie(self, ctx: DecisionContext) -> str | None:
+        """The Set-Cookie value the response to this request carries (a new or updated session)."""
+        settings = self.policy.section(SESSION)
+        if ctx.session is None or settings is None:
+            return None
+        return set_cookie_header(self.challenges.keys, ctx.session, settings, ctx.facts.is_tls)
+
+    def _binding(self, facts: RequestFacts) -> ClientBinding:
+        return self.challenges.binding(facts.client_ip, facts.user_agent, self._session_id(facts))
+
     # -- challenges ----------------------------------------------------------------------------
     def _cleared(self, facts: RequestFacts, rule: str) -> bool:
+        if rule == BUDGET_RULE_NAME:
+            return False  # a spent record budget is never lifted by the clearance that spent it
         svc = self.challenges
         cookie = facts.header_map.get("cookie")
         if not cookie:
             return False
-        return svc.check_clearance(cookie, svc.binding(facts.client_ip, facts.user_agent), rule, self.clock.now())
+        return svc.check_clearance(cookie, self._binding(facts), rule, self.clock.now())
+
+    def _clearance_token(self, facts: RequestFacts) -> str | None:
+        cookie = facts.header_map.get("cookie")
+        if not cookie:
+            return None
+        return self.challenges.clearance_token(cookie, self._binding(facts), self.clock.now())
 
     def challenge_response(self, facts: RequestFacts, decision: Decision) -> ShieldResponse:
         svc = self.challenges
         return_to = facts.path + ("?" + facts.query if facts.query else "")
         resp = svc.challenge_response(decision.rule, decision.difficulty or self.policy.challenge.difficulty,
-                                      return_to, svc.binding(facts.client_ip, facts.user_agent),
+                                      return_to, self._binding(facts),
                                       facts.header_map.get("accept"), decision.no_js, self.clock.now())
         if decision.status:
             return ShieldResponse(decision.status, resp.headers, resp.body)
@@ -167,9 +202,21 @@ class ShieldRuntime:
 
     async def handle_reserved(self, facts: RequestFacts, body: bytes) -> ShieldResponse:
         svc = self.challenges
-        return await svc.handle(facts.method, facts.path, facts.query, body,
-                                svc.binding(facts.client_ip, facts.user_agent), facts.is_tls, self.clock.now(),
-                                self.store.spend_once, facts.header_map.get("cookie"))
+        policy = self.policy
+        settings = policy.section(SESSION)
+
+        async def solved() -> None:  # solves on a stack and a network make the next challenge there harder
+            if settings is None:
+                return
+            prefix = self.sessions.prefix(facts.client_ip, policy.ipv4_prefix, policy.ipv6_prefix)
+            ups = self.sessions.tracker(settings).solved_updates(prefix, stack_of(DecisionContext(facts)))
+            try:
+                await self.store.apply(Batch(scores=ups), self.clock.now())
+            except Exception:  # the count is advice; the solve stands
+                log.warning("could not count a solved challenge", exc_info=True)
+
+        return await svc.handle(facts.method, facts.path, facts.query, body, self._binding(facts), facts.is_tls,
+                                self.clock.now(), self.store.spend_once, facts.header_map.get("cookie"), solved)
 
     def record(self, facts: RequestFacts, decision: Decision, seconds: float = 0.0,
                shadow: dict[str, Any] | None = None, ctx: DecisionContext | None = None) -> None:

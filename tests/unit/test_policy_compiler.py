@@ -138,6 +138,7 @@ def _literal_fragment(node: ast.expr) -> str:
 def _error_messages() -> dict[str, str]:
     """fragment -> where: every message the compiler, its readers and the parsers it reports can produce."""
     sources = [PACKAGE / "policy" / n for n in ("compiler.py", "nodes.py", "matchers.py", "keys.py")]
+    sources += [PACKAGE / "session" / "policy.py", PACKAGE / "fingerprint" / "front.py"]
     sources += [PACKAGE / "gcra.py", PACKAGE / "netaddr.py"]  # parse_rate and CidrSet messages pass through
     found: dict[str, str] = {}
     for src in sources:

@@ -26,10 +26,13 @@ def short_hash(text: str) -> str:
 class ClientBinding:
     ip_prefix: str  # e.g. "203.0.113.0/24" or "2001:db8:1:2::/64"
     ua_hash: str  # short_hash of the User-Agent header ("" UA hashes too)
+    session: str = ""  # short_hash of the client's session id; "" without a session
 
     @classmethod
-    def of(cls, ip: str, user_agent: str, v4_bits: int = 24, v6_bits: int = 64) -> ClientBinding:
-        return cls(ip_prefix(ip, v4_bits, v6_bits), short_hash(user_agent))
+    def of(cls, ip: str, user_agent: str, v4_bits: int = 24, v6_bits: int = 64,
+           session_id: str | None = None) -> ClientBinding:
+        return cls(ip_prefix(ip, v4_bits, v6_bits), short_hash(user_agent),
+                   short_hash("session\x00" + session_id) if session_id else "")
 
     @property
     def family(self) -> str:

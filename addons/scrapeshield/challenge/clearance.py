@@ -1,8 +1,9 @@
 """The clearance cookie: proof that this browser solved a rule's challenge recently.
 
 Signed (HMAC-SHA256), expiring, and bound to the client's network prefix, a hash of its
-User-Agent and the rules it was earned for, so a cookie copied to another network, another
-client stack or a stricter rule is worthless there.
+User-Agent, its session (when it had one: see `scrapeshield.session`) and the rules it was
+earned for, so a cookie copied to another network, another client stack, another session or a
+stricter rule is worthless there.
 
 One cookie holds up to MAX_RULES rules and up to one prefix per address family. A browser that
 solves a second rule's challenge, or the same challenge over its other address family
@@ -29,7 +30,7 @@ MAX_COOKIE_VALUES = 4  # same-name cookies looked at (path/domain variants); mor
 @dataclass(frozen=True, slots=True)
 class CookieResult:
     ok: bool
-    reason: str  # ok, missing, malformed, bad_signature, expired, wrong_ua, wrong_client, wrong_rule
+    reason: str  # ok, missing, malformed, bad_signature, expired, wrong_ua, wrong_client, wrong_session, wrong_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class _Cookie:
     ua_hash: str
     ip_tags: tuple[str, ...]
     rule_tags: tuple[str, ...]
+    session: str = ""  # "" for a cookie earned without a session
 
 
 def rule_tag(rule: str) -> str:
@@ -50,17 +52,22 @@ def issue_cookie(keys: KeyRing, binding: ClientBinding, rule: str, ttl: float, n
     ip_tags = [binding.ip_tag]
     rule_tags = [rule_tag(rule)]
     old = _read(keys, carry) if carry else None
-    if isinstance(old, _Cookie) and now < old.expires and same(old.ua_hash, binding.ua_hash):
+    if (isinstance(old, _Cookie) and now < old.expires and same(old.ua_hash, binding.ua_hash)
+            and same(old.session, binding.session)):
         same_prefix = binding.ip_tag in old.ip_tags
         other_family_only = all(t[0] != binding.family for t in old.ip_tags)
         if same_prefix or other_family_only:
             ip_tags += [t for t in old.ip_tags if t[0] != binding.family]
             rule_tags += [t for t in old.rule_tags if t not in rule_tags]
-    fields = [int(now + ttl), binding.ua_hash, ip_tags[:2], rule_tags[:MAX_RULES]]
+    fields: list[object] = [int(now + ttl), binding.ua_hash, ip_tags[:2], rule_tags[:MAX_RULES]]
+    if binding.session:
+        fields.append(binding.session)
     return seal(keys, KIND, fields)
 
 
-def verify_cookie(keys: KeyRing, value: str | None, binding: ClientBinding, rule: str, now: float) -> CookieResult:
+def verify_cookie(keys: KeyRing, value: str | None, binding: ClientBinding, rule: str | None,
+                  now: float) -> CookieResult:
+    """`rule` None: clearance for any rule (what a clearance's record budget is counted for)."""
     if not value:
         return CookieResult(False, "missing")
     cookie = _read(keys, value)
@@ -72,7 +79,9 @@ def verify_cookie(keys: KeyRing, value: str | None, binding: ClientBinding, rule
         return CookieResult(False, "wrong_ua")
     if binding.ip_tag not in cookie.ip_tags:
         return CookieResult(False, "wrong_client")
-    if rule_tag(rule) not in cookie.rule_tags:
+    if cookie.session and not same(cookie.session, binding.session):
+        return CookieResult(False, "wrong_session")  # earned by another session: not this one's
+    if rule is not None and rule_tag(rule) not in cookie.rule_tags:
         return CookieResult(False, "wrong_rule")
     return CookieResult(True, "ok")
 
@@ -82,8 +91,14 @@ def _read(keys: KeyRing, value: str) -> _Cookie | str:
     if isinstance(fields, str):
         return fields
     try:
-        expires, ua_hash, ip_tags, rule_tags = fields
-        return _Cookie(float(expires), str(ua_hash), tuple(map(str, ip_tags)), tuple(map(str, rule_tags)))
+        if len(fields) == 4:
+            expires, ua_hash, ip_tags, rule_tags = fields
+            session = ""
+        else:
+            expires, ua_hash, ip_tags, rule_tags, session = fields
+            if not isinstance(session, str) or not session:
+                return "malformed"
+        return _Cookie(float(expires), str(ua_hash), tuple(map(str, ip_tags)), tuple(map(str, rule_tags)), session)
     except (TypeError, ValueError):
         return "malformed"
 

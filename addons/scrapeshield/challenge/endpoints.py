@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from . import clearance, pow, wait
 from ..responses import ShieldResponse  # one response type for everything the shield answers itself
+from . import clearance, pow, wait
 from .binding import ClientBinding
 from .keys import KeyRing
 from .page import SOLVERS, render_challenge_page, render_wait_page
@@ -63,8 +64,8 @@ class ChallengeService:
     # "<stage>.<reason>" -> count, stages: issued, pow, wait, cookie, endpoint. Bounded: reasons are fixed.
     counters: Counter[str] = field(default_factory=Counter)
 
-    def binding(self, ip: str, user_agent: str) -> ClientBinding:
-        return ClientBinding.of(ip, user_agent, self.config.v4_bits, self.config.v6_bits)
+    def binding(self, ip: str, user_agent: str, session_id: str | None = None) -> ClientBinding:
+        return ClientBinding.of(ip, user_agent, self.config.v4_bits, self.config.v6_bits, session_id)
 
     def is_reserved(self, path: str) -> bool:
         return path.startswith(self.config.prefix) or path == self.config.prefix[:-1]
@@ -81,6 +82,13 @@ class ChallengeService:
             reason = result.reason
         self.counters[f"cookie.{reason}"] += 1
         return False
+
+    def clearance_token(self, cookie_header: str | None, binding: ClientBinding, now: float) -> str | None:
+        """The request's valid clearance cookie (for any rule), if it holds one."""
+        for value in clearance.cookie_values(cookie_header, self.config.cookie_name):
+            if clearance.verify_cookie(self.keys, value, binding, None, now).ok:
+                return value
+        return None
 
     def challenge_response(self, rule: str, difficulty: int, return_to: str, binding: ClientBinding,
                            accept_header: str | None, no_js: bool, now: float) -> ShieldResponse:
@@ -101,8 +109,8 @@ class ChallengeService:
 
     # -- the reserved prefix ------------------------------------------------------------------
     async def handle(self, method: str, path: str, query: str, form_body: bytes, binding: ClientBinding,
-                     is_tls: bool, now: float, spend_once: SpendOnce, cookie_header: str | None = None
-                     ) -> ShieldResponse:
+                     is_tls: bool, now: float, spend_once: SpendOnce, cookie_header: str | None = None,
+                     solved: Callable[[], Awaitable[None]] | None = None) -> ShieldResponse:
         """A request under the prefix. `path` is the path without query (one with '?' is split);
         `cookie_header` lets a new clearance merge with the one the browser already holds."""
         path, _, q = path.partition("?")
@@ -133,6 +141,8 @@ class ChallengeService:
             return ShieldResponse(405, [("Allow", "GET, POST"), ("Cache-Control", "no-store")], b"")
         self.counters[f"{stage}.{result.reason}"] += 1
         if result.ok:
+            if solved is not None:
+                await solved()
             return self._cleared(result, binding, is_tls, now, cookie_header)
         return self._refused(result)
 

@@ -3,7 +3,11 @@
 `Engine` holds what outlives one request (the store, the monitor store, the detectors, the
 clock) and runs the stages of `stages.py` in order:
 
-    observe -> match -> count monitored -> signals -> batch -> store (one round trip) -> resolve
+    session -> observe -> match -> count monitored -> signals -> batch -> store (one round trip) -> resolve
+
+The session stage (`scrapeshield.session`) runs first when the policy has a `session:` section:
+the session is a key part and a condition for everything after it. Its counters and the
+clearance's record budget ride in the same batch.
 
 Everything the store must know for a request goes to it as ONE batch, so a networked store
 costs one round trip. Policies change only through `swap()`, between decisions: a decision
@@ -12,16 +16,20 @@ already running keeps the policy it started with.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from ..clock import Clock, SystemClock
 from ..context import DecisionContext
-from ..decision import Decision
+from ..decision import Action, Decision
 from ..detectors import DetectorSet
 from ..detectors.policy import DETECTORS
 from ..facts import RequestFacts
 from ..netaddr import MalformedRequest
 from ..policy.model import CompiledPolicy
 from ..policy.registry import SignalSource
+from ..session.policy import SESSION
+from ..session.stage import BUDGET_BUCKET, BUDGET_RULE, SessionStage
+from ..session.state import SessionContext, SessionSettings
 from ..store.base import EMPTY_RESULT, Batch, BatchResult, ScoreUpdate, Store, StoreError
 from ..store.memory import MemoryStore
 from . import stages
@@ -41,6 +49,7 @@ class Engine:
         *,
         clearance: ClearanceCheck | None = None,
         signal_sources: tuple[SignalSource, ...] = (),
+        sessions: SessionStage | None = None,
     ) -> None:
         self._policy = policy
         self.store: Store = store if store is not None else MemoryStore(max_keys=policy.max_keys)
@@ -48,6 +57,7 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.clearance = clearance
         self.signal_sources = signal_sources  # beside the policy's own (the registry's sources)
+        self.sessions = sessions  # the session stage; None: no sessions whatever the policy says
         self.errors = 0
         self.detectors = _detector_set(policy)
 
@@ -61,7 +71,7 @@ class Engine:
         if (old.config if old else None) != (new.config if new else None):  # unchanged settings keep their state
             self.detectors = _detector_set(policy)
         self._policy = policy
-        keep = policy.bucket_ids
+        keep = policy.bucket_ids | {BUDGET_BUCKET}
         self.store.retain_buckets(keep)
         self.monitor_store.retain_buckets(keep)
 
@@ -96,6 +106,10 @@ class Engine:
         return recorder.freeze(decision, rules, ctx.detector_key)
 
     async def _run(self, policy: CompiledPolicy, ctx: DecisionContext, trace: TraceRecorder | None) -> Decision:
+        settings = policy.section(SESSION)
+        session: SessionContext | None = None
+        if settings is not None and self.sessions is not None:
+            session = self.sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix)
         section = policy.section(DETECTORS)
         detectors = self.detectors
         if detectors is not None and section is not None:
@@ -115,15 +129,39 @@ class Engine:
             if trace is not None:
                 trace.signals = signals
         batch = stages.build_batch(policy, ctx, m, scores)
+        if session is not None:
+            batch = self._with_session(batch, ctx, m, session, settings)  # type: ignore[arg-type]
         res = await self._apply(batch, ctx.now) if batch is not stages.NO_BATCH else None
         if trace is not None and res is not None:
             _trace_store(trace, policy, m, batch, res)
+        if session is not None and session.counters and res is not None and res.banned_key is None:
+            counted = len(batch.scores) - len(session.counters)
+            ctx.level_signals = self.sessions.tracker(settings).after(  # type: ignore[union-attr, arg-type]
+                session, res.scores[counted:])
 
         outcome = stages.resolve(policy, ctx, m, batch, res, self.clearance)
         if outcome.ban is not None:
             key, seconds = outcome.ban
             await self.store.ban(key, ctx.now + seconds, ctx.now)
-        return stages.with_shadow(outcome.decision, m.shadowed)
+        decision = outcome.decision
+        if session is not None and decision.action is Action.CHALLENGE and session.difficulty > decision.difficulty:
+            decision = replace(decision, difficulty=session.difficulty)  # adaptive: identities cost more
+        return stages.with_shadow(decision, m.shadowed)
+
+    def _with_session(self, batch: Batch, ctx: DecisionContext, m: Matches, session: SessionContext,
+                      settings: SessionSettings) -> Batch:
+        """The batch plus the session counters and, for a record fetched under a clearance, one
+        record of the clearance's budget (owned by BUDGET_RULE)."""
+        budget = None
+        if not m.refused_outright:
+            budget = self.sessions.budget_check(ctx.facts, session, settings)  # type: ignore[union-attr]
+        if not session.counters and budget is None:
+            return batch
+        buckets = batch.buckets
+        if budget is not None:
+            buckets = (*buckets, budget)
+            m.owners.append(BUDGET_RULE)
+        return Batch(batch.ban_keys, buckets, batch.scores + session.counters)
 
     async def _apply(self, batch: Batch, now: float) -> BatchResult:
         sync_apply = self.store.sync_apply

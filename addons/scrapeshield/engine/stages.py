@@ -183,6 +183,8 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
         rule = m.owners[res.refused]
         check = batch.buckets[res.refused]
         bdef = next(b for b in rule.buckets if b.uid == check.bucket_id)
+        if bdef.limit != check.limit:  # a bucket a stage added with a limit of its own (record budget)
+            bdef = replace(bdef, limit=check.limit)
         decision = exceeded_decision(rule, check.key, bdef, res, enforced, policy)
         if not (decision.action is Action.CHALLENGE and is_cleared(clearance, ctx, rule.name)):
             return Outcome(decision, _ban(decision.key, rule.ban_for, enforced))
@@ -191,8 +193,12 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
         return Outcome(Decision(Action.ALLOW, terminal.name, "allow rule matched"))
 
     if res is not None and batch.scores:
+        level = ctx.level_signals
         for score, up, value in zip(policy.scores, batch.scores, res.scores, strict=False):
-            threshold = reached_threshold(score, value)
+            if level:
+                # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
+                value += sum(w * level[sig] for sig, w in score.weights if sig in level)
+            threshold = reached_threshold(score, value, ctx)
             if threshold is None:
                 continue
             rule_name = f"score:{score.name}"
@@ -227,14 +233,15 @@ def is_cleared(clearance: ClearanceCheck | None, ctx: DecisionContext, rule_name
     return clearance is not None and clearance(ctx.facts, rule_name)
 
 
-def reached_threshold(score: ScoreDef, value: float) -> Threshold | None:
-    """The highest threshold the value has reached (thresholds ascend)."""
+def reached_threshold(score: ScoreDef, value: float, ctx: DecisionContext | None = None) -> Threshold | None:
+    """The highest threshold the value has reached (thresholds ascend) whose `when`, if it has
+    one, the request matches."""
     found = None
     for t in score.thresholds:
-        if value >= t.at:
-            found = t
-        else:
+        if value < t.at:
             break
+        if t.when is None or (ctx is not None and t.when(ctx)):
+            found = t
     return found
 
 

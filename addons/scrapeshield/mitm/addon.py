@@ -15,6 +15,7 @@ from ..context import DecisionContext
 from ..decision import Action, Decision
 from ..engine import fail_decision
 from ..facts import RequestFacts
+from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
 from ..policy.errors import PolicyInvalid
 from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..responses import ShieldResponse, refusal
@@ -126,7 +127,8 @@ class ShieldAddon:
             return
         policy = rt.policy
         try:
-            facts = facts_from_flow(flow, policy.trusted_proxies, self._tls.get(flow.client_conn.id))
+            facts = facts_from_flow(flow, policy.trusted_proxies, self._tls.get(flow.client_conn.id),
+                                    policy.section(FINGERPRINT_HEADERS) or CLOUDFRONT_HEADERS)
         except Exception as exc:
             rt.metrics.errors.labels("request").inc()
             log.warning("malformed request from %s: %s", flow.client_conn.peername, exc)
@@ -148,7 +150,7 @@ class ShieldAddon:
             return
         ctx = DecisionContext(facts)
         decision = await rt.decide_in(ctx)
-        if ctx.detector_key is not None:
+        if ctx.detector_key is not None or ctx.session is not None:
             self._contexts[flow.id] = ctx  # for the response hook
         flow.metadata["scrapeshield"] = {"rule": decision.rule, "action": decision.action.value,
                                          "enforced": decision.enforced, "reason": decision.reason}
@@ -178,6 +180,15 @@ class ShieldAddon:
         rt = self.runtime
         ctx = self._contexts.pop(flow.id, None)
         if rt is None or ctx is None or flow.response is None:
+            return
+        try:
+            set_cookie = rt.session_set_cookie(ctx)
+            if set_cookie is not None:  # the session rides on the response the client gets anyway
+                flow.response.headers.add("Set-Cookie", set_cookie)
+        except Exception:  # pragma: no cover - a session cookie must never break a response
+            rt.metrics.errors.labels("response").inc()
+            log.exception("could not set the session cookie")
+        if ctx.detector_key is None:
             return
         try:
             resp = flow.response

@@ -6,6 +6,7 @@ from typing import Any
 from mitmproxy import http
 
 from ..facts import RequestFacts
+from ..fingerprint.front import CLOUDFRONT_HEADERS, front_fingerprint
 from ..netaddr import CidrSet, normalize_ip, parse_ip, resolve_client_ip
 from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..requestid import request_id
@@ -26,7 +27,9 @@ def _host_header(req: http.Request, fields: tuple[tuple[bytes, bytes], ...]) -> 
     return ", ".join([v.decode("utf-8", "surrogateescape") for v in values])
 
 
-def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None) -> RequestFacts:
+def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None,
+                    fingerprint_headers: tuple[str, str] = CLOUDFRONT_HEADERS) -> RequestFacts:
+    """`fingerprint_headers` (JA3, JA4 header names) are believed only from a trusted peer."""
     req = flow.request
     client = flow.client_conn
     peer = client.peername[0] if client.peername else "0.0.0.0"
@@ -44,6 +47,12 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None) -> R
             elif lk == "forwarded":
                 fwd.append(v)
     client_ip = resolve_client_ip(peer, xff, fwd, trusted) if trusted else peer
+    if trusted and trusted.contains(parse_ip(peer)):
+        # The peer terminated the client's TLS: its handshake is the proxy's, the client's is in
+        # the headers (if the proxy sends them).
+        front = front_fingerprint(headers, fingerprint_headers)
+        if front is not None:
+            tls = front
     raw_path = req.data.path.decode("latin-1") if req.data.path else "/"
     path, _, query = raw_path.partition("?")
     host = _host_header(req, fields) or ""

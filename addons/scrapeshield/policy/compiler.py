@@ -13,7 +13,7 @@ from ..gcra import parse_rate
 from ..netaddr import EMPTY_CIDRS, CidrSet
 from .errors import PolicyError, PolicyInvalid
 from .keys import build_key
-from .matchers import all_of, always, compile_conditions
+from .matchers import all_of, always, compile_conditions, compile_match
 from .model import BucketDef, ChallengeSettings, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from .nodes import Reader
 from .plan import RulePlan
@@ -166,7 +166,7 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
     score_names: set[str] = set()
     if (sn := get("scores")) is not None:
         for item in r.sequence(sn, "scores", scalar_ok=False):
-            score = _score(r, item, named_keys, kctx, registry)
+            score = _score(r, item, named_keys, kctx, env)
             if score is not None:
                 if score.name in score_names:
                     r.error(item, f"scores: duplicate score name {score.name!r}")
@@ -277,6 +277,9 @@ def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, Ke
             ok = False
         elif not known[kind].needs_argument and colon:
             r.error(node, f"{what}: key part {kind!r} takes no argument")
+            ok = False
+        elif (check := known[kind].check) is not None and (why := check(arg)) is not None:
+            r.error(node, f"{what}: {why}")
             ok = False
     return build_key(tuple(parts), kctx, known) if ok else None
 
@@ -392,7 +395,8 @@ def _rule(r: Reader, node: Node, env: CompileEnv, named: dict[str, KeySpec], kct
 
 
 def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext,
-           registry: Registry) -> ScoreDef | None:
+           env: CompileEnv) -> ScoreDef | None:
+    registry = env.registry
     f = r.mapping(node, "score", ("name", "key", "half_life", "weights", "thresholds"))
     if f is None:
         return None
@@ -414,7 +418,7 @@ def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext,
     thresholds: list[Threshold] = []
     if "thresholds" in f:
         for item in r.sequence(f["thresholds"][1], f"{what}: thresholds", scalar_ok=False):
-            tf = r.mapping(item, f"{what}: threshold", ("at", "action", "difficulty", "ban", "status"))
+            tf = r.mapping(item, f"{what}: threshold", ("at", "action", "difficulty", "ban", "status", "when"))
             if tf is None:
                 continue
             if "at" not in tf or "action" not in tf:
@@ -429,6 +433,8 @@ def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext,
                 difficulty=_opt(r, tf.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32), f"{what}: difficulty", 0),
                 ban_for=_opt(r, tf.get("ban", (None, None))[1], r.duration, f"{what}: ban", 0.0),
                 status=_opt(r, tf.get("status", (None, None))[1], lambda n, w: r.integer(n, w, 200, 599), f"{what}: status", 0),
+                # `when: {session: [absent, fresh]}`: the threshold acts on matching requests only.
+                when=compile_match(r, tf["when"][1], env) if "when" in tf else None,
             ))
     if key is None:
         return None

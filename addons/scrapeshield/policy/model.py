@@ -62,6 +62,7 @@ class Threshold:
     difficulty: int = 0
     ban_for: float = 0.0
     status: int = 0
+    when: Predicate | None = field(default=None, compare=False)  # acts only on requests matching this
 
 
 @dataclass(frozen=True, slots=True)

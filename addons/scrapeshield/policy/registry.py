@@ -47,6 +47,7 @@ PartFactory = Callable[[str, KeyContext], KeyFunc]  # (argument after ':', setti
 class KeyPart:
     factory: PartFactory
     needs_argument: bool = False  # `header:NAME`: the part is useless without its argument
+    check: Callable[[str], str | None] | None = None  # argument -> why it is wrong, or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +100,10 @@ class Registry:
         _unique(self.conditions, name, "condition")
         self.conditions[name] = compile_fn
 
-    def add_key_part(self, name: str, factory: PartFactory, *, needs_argument: bool = False) -> None:
+    def add_key_part(self, name: str, factory: PartFactory, *, needs_argument: bool = False,
+                     check: Callable[[str], str | None] | None = None) -> None:
         _unique(self.key_parts, name, "key part")
-        self.key_parts[name] = KeyPart(factory, needs_argument)
+        self.key_parts[name] = KeyPart(factory, needs_argument, check)
 
     def add_section(self, section: Section[Any]) -> None:
         _unique(self.sections, section.name, "section")

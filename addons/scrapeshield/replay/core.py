@@ -27,9 +27,11 @@ from ..context import DecisionContext
 from ..decision import ANSWERED, Action, Decision
 from ..engine import fail_decision
 from ..facts import RequestFacts
+from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
 from ..mitm.flowfacts import facts_from_flow
 from ..policy.model import CompiledPolicy
 from ..runtime import RuntimeConfig, ShieldRuntime
+from ..session.policy import SESSION
 
 TLS_METADATA = "scrapeshield_tls"  # the live addon's saved TLS fingerprint (a dict of TlsFingerprint fields)
 DECISION_METADATA = "scrapeshield"  # the live addon's own decision, when the flow came through a shield
@@ -175,7 +177,8 @@ def read_requests(paths: Sequence[str], policy: CompiledPolicy, keep_bodies: boo
         for position, flow in enumerate(iter_http_flows(path)):
             malformed = None
             try:
-                facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow))
+                facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow),
+                                        policy.section(FINGERPRINT_HEADERS) or CLOUDFRONT_HEADERS)
             except Exception as exc:
                 peer = flow.client_conn.peername[0] if flow.client_conn.peername else "0.0.0.0"
                 facts = RequestFacts(peer_ip=peer, method=flow.request.method, path=flow.request.path[:512],
@@ -227,9 +230,10 @@ async def _replay(runtime: ShieldRuntime, paths: Sequence[str]) -> list[Replayed
     observe = getattr(runtime, "observe_response", None)
     requests = read_requests(paths, policy, keep_bodies=observe is not None)
     per_client: dict[str, int] = {}
+    jar = _SessionJar()
     out: list[ReplayedDecision] = []
     for index, rec in enumerate(requests, 1):
-        facts = rec.facts
+        facts = jar.present(rec.facts, policy)
         clock.set(rec.sort_key[0])
         ctx = DecisionContext(facts)
         if rec.malformed is not None:  # what the live addon does with a request it cannot read
@@ -240,6 +244,7 @@ async def _replay(runtime: ShieldRuntime, paths: Sequence[str]) -> list[Replayed
             decision = await runtime.decide_in(ctx)
             # For the report only, after deciding: the context is then as the engine saw it.
             matched = tuple(rule.name for rule in policy.rules if rule.match(ctx))
+        jar.keep(ctx, runtime)
         n = per_client[facts.client_ip] = per_client.get(facts.client_ip, 0) + 1
         out.append(_replayed(index, n, facts, decision, matched, rec))
         if observe is not None and rec.response is not None and not rec.response.from_shield \
@@ -249,6 +254,48 @@ async def _replay(runtime: ShieldRuntime, paths: Sequence[str]) -> list[Replayed
             if inspect.isawaitable(result):
                 await result
     return out
+
+
+class _SessionJar:
+    """The session cookies the replayed clients would hold.
+
+    A capture cannot hold this shield's session cookies (it was made without sessions, or under
+    another key), so every replayed client is taken to keep the cookie it is given, as browsers
+    do: the cookie minted for a client (address + User-Agent) is presented on its next requests,
+    in place of any captured one. Bounded: the oldest client is forgotten beyond MAX_CLIENTS.
+    """
+
+    MAX_CLIENTS = 100_000
+
+    def __init__(self) -> None:
+        self._cookies: dict[tuple[str, str], str] = {}
+
+    def present(self, facts: RequestFacts, policy: CompiledPolicy) -> RequestFacts:
+        settings = policy.section(SESSION)
+        if settings is None:
+            return facts
+        value = self._cookies.get((facts.client_ip, facts.user_agent))
+        if value is None:
+            return facts
+        name = settings.cookie_name
+        headers = [(k, v) for k, v in facts.headers if k.lower() != "cookie"]
+        others = [p for k, v in facts.headers if k.lower() == "cookie" for p in v.split(";")
+                  if p.strip() and p.partition("=")[0].strip() != name]
+        headers.append(("Cookie", "; ".join([f"{name}={value}", *[p.strip() for p in others]])))
+        return RequestFacts(peer_ip=facts.peer_ip, client_ip=facts.client_ip, method=facts.method,
+                            scheme=facts.scheme, host=facts.host, path=facts.path, query=facts.query,
+                            headers=tuple(headers), http_version=facts.http_version, tls=facts.tls,
+                            alpn=facts.alpn, connection_id=facts.connection_id, timestamp=facts.timestamp)
+
+    def keep(self, ctx: DecisionContext, runtime: ShieldRuntime) -> None:
+        header = runtime.session_set_cookie(ctx)
+        if header is None:
+            return
+        facts = ctx.facts
+        key = (facts.client_ip, facts.user_agent)
+        if key not in self._cookies and len(self._cookies) >= self.MAX_CLIENTS:
+            del self._cookies[next(iter(self._cookies))]
+        self._cookies[key] = header.split(";", 1)[0].partition("=")[2]
 
 
 def _replayed(index: int, n: int, facts: RequestFacts, d: Decision, matched: tuple[str, ...],

@@ -1,0 +1,162 @@
+"""The session cookie: a first-party identity every client gets on its first response.
+
+    shield_session = s.<kid>.<payload>.<mac>      payload = base64url JSON [id, issued, net, stack, returned]
+
+- `id`: 16 random URL-safe characters (96 bits), what the `session` key part counts by;
+- `issued`: integer Unix seconds when the session was minted;
+- `net`: the family and a hash of the client's network prefix (/24, /64) at the last issue;
+- `stack`: a hash of the client software stack (JA4 + UA class) at issue;
+- `returned`: 0 until the client has presented the cookie once, then 1 (see `session/state.py`).
+
+Signed with the challenge key ring (`challenge/keys.py`), so rotation works as for clearance and
+replicas sharing the secret accept each other's sessions. Decoding is strict and canonical: the
+MAC first (constant time), then exact types, then the payload must re-encode to the very bytes
+that were signed. Anything else -- forged, expired, signed by a key this replica lacks, issued to
+another stack -- reads as *no session*: never an error, never a credential.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass
+
+from ..challenge.binding import same, short_hash
+from ..challenge.keys import KeyRing
+from ..challenge.tokens import MAX_TOKEN_LEN, b64e, seal, unseal
+
+KIND = "s"
+COOKIE_NAME = "shield_session"
+DEFAULT_TTL = 7 * 86400.0
+MAX_CLOCK_SKEW = 300.0  # a replica whose clock runs ahead may issue "future" sessions, this far
+MAX_COOKIE_VALUES = 4  # same-name cookies looked at (path/domain variants); more is hostile
+MAX_SCAN = 16384  # bytes of a Cookie header searched for the session: a 100 KB header costs no more
+
+_ID = re.compile(r"[A-Za-z0-9_-]{16}")
+_TAG = re.compile(r"[A-Za-z0-9_-]{12}")
+_NET = re.compile(r"[46][A-Za-z0-9_-]{12}")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCookie:
+    id: str
+    issued: int
+    net: str  # "4" or "6" + short_hash(prefix)
+    stack: str  # short_hash of the stack text
+    returned: bool
+
+    def encode(self, keys: KeyRing) -> str:
+        return seal(keys, KIND, self._fields())
+
+    def _fields(self) -> list[object]:
+        return [self.id, self.issued, self.net, self.stack, 1 if self.returned else 0]
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedSession:
+    """What the request's Cookie header says about its session.
+
+    `cookie` is set only for a genuine, unexpired cookie of this client's stack. `other_stack`
+    is a genuine, unexpired cookie issued to another stack (a signal, not a session).
+    """
+
+    cookie: SessionCookie | None
+    reason: str  # ok, missing, malformed, bad_signature, expired, other_stack
+    other_stack: SessionCookie | None = None
+
+
+NO_SESSION = PresentedSession(None, "missing")
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def net_tag(prefix: str) -> str:
+    return ("6" if ":" in prefix else "4") + short_hash(prefix)
+
+
+def stack_tag(stack: str) -> str:
+    return short_hash("stack\x00" + stack)
+
+
+def mint(prefix: str, stack: str, now: float) -> SessionCookie:
+    return SessionCookie(new_session_id(), int(now), net_tag(prefix), stack_tag(stack), False)
+
+
+def decode(keys: KeyRing, value: str) -> SessionCookie | str:
+    """The cookie, or why it is none: malformed or bad_signature. Expiry is the caller's (`read`)."""
+    fields = unseal(keys, KIND, value)
+    if isinstance(fields, str):
+        return fields
+    if len(fields) != 5:
+        return "malformed"
+    sid, issued, net, stack, returned = fields
+    if (not isinstance(sid, str) or not _ID.fullmatch(sid)
+            or type(issued) is not int or not 0 <= issued < 1 << 40
+            or not isinstance(net, str) or not _NET.fullmatch(net)
+            or not isinstance(stack, str) or not _TAG.fullmatch(stack)
+            or type(returned) is not int or returned not in (0, 1)):
+        return "malformed"
+    cookie = SessionCookie(sid, issued, net, stack, bool(returned))
+    # Canonical: exactly one encoding per session (no padding variants, spaces, key order, 1.0 for 1).
+    if seal_payload(cookie) != value.split(".")[2]:
+        return "malformed"
+    return cookie
+
+
+def seal_payload(cookie: SessionCookie) -> str:
+    return b64e(json.dumps(cookie._fields(), separators=(",", ":"), ensure_ascii=True).encode("ascii"))
+
+
+def read(keys: KeyRing, cookie_header: str | None, stack: str, now: float, ttl: float,
+         name: str = COOKIE_NAME) -> PresentedSession:
+    """The session a request presents; the first good value wins among a bounded few."""
+    values = cookie_values(cookie_header, name)
+    if not values:
+        return NO_SESSION
+    want = stack_tag(stack)
+    reason = "missing"
+    other: SessionCookie | None = None
+    for value in values:
+        cookie = decode(keys, value)
+        if isinstance(cookie, str):
+            reason = cookie
+            continue
+        if not cookie.issued - MAX_CLOCK_SKEW <= now < cookie.issued + ttl:
+            reason = "expired"
+            continue
+        if not same(cookie.stack, want):
+            reason, other = "other_stack", cookie
+            continue
+        return PresentedSession(cookie, "ok")
+    return PresentedSession(None, reason, other)
+
+
+def cookie_values(cookie_header: str | None, name: str = COOKIE_NAME) -> list[str]:
+    """Up to MAX_COOKIE_VALUES values of cookie `name`, from the first MAX_SCAN bytes of the header.
+
+    A browser puts its cookies in a few hundred bytes; a header of thousands of cookies or 100 KB
+    is hostile, and is searched no further than a browser's would need.
+    """
+    if not cookie_header:
+        return []
+    text = cookie_header[:MAX_SCAN]
+    values = []
+    for pair in text.split(";"):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            if 0 < len(value) <= MAX_TOKEN_LEN:
+                values.append(value)
+            if len(values) >= MAX_COOKIE_VALUES:
+                break
+    return values
+
+
+def set_cookie_header(value: str, max_age: int, secure: bool, name: str = COOKIE_NAME) -> str:
+    """HttpOnly (no script reads it), SameSite=Lax (sent on top-level navigations from other
+    sites, so a search result's link keeps the session), Secure over TLS only (a plain-HTTP
+    deployment could not store it otherwise)."""
+    attrs = f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax"
+    return attrs + "; Secure" if secure else attrs

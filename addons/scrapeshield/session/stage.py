@@ -1,0 +1,110 @@
+"""The session stage of a decision: read the request's session before the rules, hand the
+engine the store work it adds to the request's batch, and finish with the counter signals.
+
+Pure: the key ring, clock values and the clearance check come in from the runtime.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from ..challenge.binding import short_hash
+from ..challenge.keys import KeyRing
+from ..context import DecisionContext
+from ..decision import Action
+from ..detectors import is_asset_request, is_document_request
+from ..detectors.sequence import extract_ids
+from ..facts import RequestFacts
+from ..gcra import BucketLimit
+from ..netaddr import ip_prefix
+from ..policy.model import BucketDef, Rule
+from ..store.base import BucketCheck
+from . import cookie
+from .state import SessionContext, SessionSettings, SessionTracker
+
+BUDGET_BUCKET = "ss.budget"
+BUDGET_RULE_NAME = "clearance-budget"
+# The owner of the record-budget bucket in a decision's batch: refusing it challenges, and the
+# clearance whose budget is spent cannot lift that challenge (the runtime's clearance check says so).
+BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
+                   buckets=(BucketDef(BUDGET_BUCKET, BucketLimit(1, 1.0, 0), "record-budget"),),
+                   exceed=Action.CHALLENGE)
+ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
+
+_PREFIX_MEMO_MAX = 16384
+
+
+class SessionStage:
+    def __init__(self, keys: KeyRing, clearance_token: ClearanceToken | None = None) -> None:
+        self.keys = keys
+        self.clearance_token = clearance_token
+        self._trackers: dict[SessionSettings, SessionTracker] = {}
+        self._prefixes: dict[tuple[str, int, int], str] = {}
+
+    def tracker(self, settings: SessionSettings) -> SessionTracker:
+        tracker = self._trackers.get(settings)
+        if tracker is None:
+            self._trackers.clear()  # one policy at a time (plus, briefly, the next)
+            tracker = self._trackers[settings] = SessionTracker(settings)
+        return tracker
+
+    def begin(self, c: DecisionContext, settings: SessionSettings, v4: int, v6: int) -> SessionContext:
+        facts, now = c.facts, c.now
+        stack = stack_of(c)
+        prefix = self.prefix(facts.client_ip, v4, v6)
+        hmap = facts.header_map
+        presented = cookie.read(self.keys, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
+        is_document = (not is_asset_request(facts.method, facts.path, hmap)
+                       and is_document_request(facts.method, facts.path, hmap))
+        is_record = is_document and bool(extract_ids(facts.path, facts.query))
+        ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
+                                           is_record=is_record, referer=_referer(hmap.get("referer"), facts.host))
+        c.session = ctx
+        return ctx
+
+    def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
+        """A deep record fetched under a clearance spends one of the clearance's records."""
+        if not settings.record_budget or not ctx.deep or self.clearance_token is None:
+            return None
+        token = self.clearance_token(facts)
+        if token is None:
+            return None
+        n = settings.record_budget
+        # Over the clearance's whole life: the budget never refills, a new solve brings a new one.
+        limit = BucketLimit(n, 86400.0 * 365, n - 1)
+        return BucketCheck(BUDGET_BUCKET, short_hash("clearance\x00" + token), limit)
+
+    def prefix(self, ip: str, v4: int, v6: int) -> str:
+        memo = self._prefixes
+        key = (ip, v4, v6)
+        value = memo.get(key)
+        if value is None:
+            value = ip_prefix(ip, v4, v6)
+            if len(memo) >= _PREFIX_MEMO_MAX:
+                memo.clear()
+            memo[key] = value
+        return value
+
+
+def stack_of(c: DecisionContext) -> str:
+    """What a session is issued to: the TLS fingerprint and the UA class."""
+    fp = c.fingerprint
+    return fp.field("ja4") + "|" + fp.field("ua_class")
+
+
+def _referer(referer: str | None, host: str) -> str:
+    """"" without a Referer, "same" for one of this site, "other" for any other."""
+    if not referer:
+        return ""
+    try:
+        netloc = urlsplit(referer[:2048]).netloc
+    except ValueError:
+        return "other"
+    return "same" if host and netloc.lower() == host.lower() else "other"
+
+
+def set_cookie_header(keys: KeyRing, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:
+    """The Set-Cookie header the response carries for this request's session, if any."""
+    if ctx.set_cookie is None:
+        return None
+    return cookie.set_cookie_header(ctx.set_cookie.encode(keys), int(settings.ttl), secure, settings.cookie_name)

@@ -1,0 +1,188 @@
+"""One request's session: which session it presents, what the response must set, the session
+counters it reads and bumps in the store, and the signals derived from them.
+
+The counters are decayed scores in the store (`ScoreUpdate`), so they are bounded like every
+score (memory: the score LRU; Redis: key TTLs) and travel in the request's one store batch:
+
+| counter            | key              | bumped when                                   |
+|--------------------|------------------|-----------------------------------------------|
+| `ss.mint.ns`       | net + stack      | a session is minted                           |
+| `ss.back.ns`       | net + stack      | a minted session is presented back (once)     |
+| `ss.mint.stack`    | stack            | a cold session is minted (see COLD_RECORD)    |
+| `ss.mint.net`      | net              | a session is minted                           |
+| `ss.solve.stack`   | stack            | a challenge is solved (`solved_updates`)      |
+| `ss.solve.net`     | net              | a challenge is solved                         |
+| `ss.hops`          | session id       | a session arrives from another network        |
+
+Only the suspicious part of the traffic reads the stack- and network-wide counters: requests
+without a session, fresh sessions and records fetched without a same-site Referer. An
+established session browsing from its own network adds nothing to the batch.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..store.base import ScoreUpdate
+from .cookie import COOKIE_NAME, DEFAULT_TTL, PresentedSession, SessionCookie, mint, net_tag, stack_tag
+from .difficulty import DifficultyCurve
+
+# Signals (names a score weighs, a `session_signal:` condition names).
+ABSENT = "session:absent"  # no valid session cookie (a session is minted on this response)
+FRESH = "session:fresh"  # a session younger than `fresh_for`, or never presented back before
+OTHER_STACK = "session_other_stack"  # a genuine session issued to another client stack
+COLD_RECORD = "cold_record"  # a record with no Referer at all, by a client without a session
+DEEP_RECORD = "deep_record"  # any record fetched without a same-site Referer
+COOKIE_REFUSER = "cookie_refuser"  # this network + stack keeps getting sessions it never returns
+SESSION_ROAMING = "session_roaming"  # one session from many networks within minutes
+NET_MINT_BURST = "net_mint_burst"  # many sessions minted on this network recently
+STACK_MINT_BURST = "stack_mint_burst"  # many cold sessions minted on this stack recently
+STATELESS_SIGNALS = (ABSENT, FRESH, OTHER_STACK, COLD_RECORD, DEEP_RECORD)
+COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST)
+SIGNALS = STATELESS_SIGNALS + COUNTER_SIGNALS
+
+MINT_NS, BACK_NS, MINT_STACK, MINT_NET = "ss.mint.ns", "ss.back.ns", "ss.mint.stack", "ss.mint.net"
+SOLVE_STACK, SOLVE_NET, HOPS = "ss.solve.stack", "ss.solve.net", "ss.hops"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """The compiled `session:` policy section."""
+
+    cookie_name: str = COOKIE_NAME
+    ttl: float = DEFAULT_TTL
+    fresh_for: float = 60.0  # a session this young is still "fresh"
+    half_life: float = 600.0  # of the session counters
+    refuser_at: float = 3.0  # sessions minted and never returned, per network + stack
+    roaming_at: float = 3.0  # network changes of one session per half-life
+    burst_net_at: float = 20.0  # sessions minted per half-life on one network
+    burst_stack_at: float = 20.0  # cold sessions minted per half-life on one stack
+    record_budget: int = 0  # records without a same-site Referer per clearance; 0 = unlimited
+    difficulty: DifficultyCurve = field(default_factory=DifficultyCurve)
+
+
+class SessionContext:
+    """The per-decision session state. Filled by `SessionTracker.begin`, read by key parts and
+    conditions, completed by `after` with the counter signals and the adaptive difficulty."""
+
+    __slots__ = (
+        "cookie",
+        "counters",
+        "deep",
+        "difficulty",
+        "fresh",
+        "is_document",
+        "is_record",
+        "net",
+        "prefix",
+        "presented",
+        "set_cookie",
+        "signals",
+        "stack",
+        "stack_tag",
+    )
+
+    def __init__(self, presented: PresentedSession, prefix: str, stack: str) -> None:
+        self.presented = presented
+        self.cookie: SessionCookie | None = presented.cookie  # the valid session, if any
+        self.set_cookie: SessionCookie | None = None  # what the response must set, if anything
+        self.prefix = prefix
+        self.stack = stack
+        self.net = net_tag(prefix)
+        self.stack_tag = stack_tag(stack)
+        self.fresh = False
+        self.is_document = False
+        self.is_record = False
+        self.deep = False
+        self.signals: dict[str, float] = {}
+        self.counters: tuple[ScoreUpdate, ...] = ()
+        self.difficulty = 0  # adaptive difficulty for a challenge of this request; 0 = the rule's
+
+    @property
+    def id(self) -> str | None:
+        return self.cookie.id if self.cookie is not None else None
+
+    @property
+    def state(self) -> str:
+        """absent, fresh or established."""
+        if self.cookie is None:
+            return "absent"
+        return "fresh" if self.fresh else "established"
+
+
+class SessionTracker:
+    """Session bookkeeping around the engine's decision; pure and stateless itself."""
+
+    def __init__(self, settings: SessionSettings) -> None:
+        self.settings = settings
+
+    def begin(self, presented: PresentedSession, prefix: str, stack: str, now: float, *,
+              is_document: bool, is_record: bool, referer: str) -> SessionContext:
+        """`referer`: "" (none), "same" (this site) or "other"."""
+        s = self.settings
+        ctx = SessionContext(presented, prefix, stack)
+        ctx.is_document = is_document
+        ctx.is_record = is_record
+        ctx.deep = is_record and referer != "same"
+        cold = is_record and not referer and presented.cookie is None
+        signals = ctx.signals
+        cookie = ctx.cookie
+        ups: list[ScoreUpdate] = []
+        hl = s.half_life
+        if cookie is None:
+            ctx.set_cookie = mint(prefix, stack, now)
+            signals[ABSENT] = 1.0
+            if cold:
+                signals[COLD_RECORD] = 1.0
+            ns = ctx.net + ctx.stack_tag
+            ups += [ScoreUpdate(MINT_NS, ns, 1.0, hl), ScoreUpdate(BACK_NS, ns, 0.0, hl)]
+        else:
+            ctx.fresh = not cookie.returned or now - cookie.issued < s.fresh_for
+            if ctx.fresh:
+                signals[FRESH] = 1.0
+            moved = cookie.net != ctx.net
+            if not cookie.returned or moved:
+                ctx.set_cookie = SessionCookie(cookie.id, cookie.issued, ctx.net, cookie.stack, True)
+            if not cookie.returned:  # its first time back: the mint was not wasted
+                ups.append(ScoreUpdate(BACK_NS, cookie.net + cookie.stack, 1.0, hl))
+            if moved:
+                ups.append(ScoreUpdate(HOPS, cookie.id, 1.0, hl))
+        if presented.other_stack is not None:
+            signals[OTHER_STACK] = 1.0
+        if ctx.deep:
+            signals[DEEP_RECORD] = 1.0
+        if cookie is None or ctx.fresh or ctx.deep:
+            minted = 1.0 if cookie is None else 0.0
+            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, 1.0 if cold else 0.0, hl),
+                    ScoreUpdate(MINT_NET, ctx.net, minted, hl),
+                    ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl)]
+        ctx.counters = tuple(ups)
+        return ctx
+
+    def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
+        """The counter signals from the counters' values after this request's batch (in
+        `ctx.counters` order); also sets the adaptive difficulty. Returns the new signals."""
+        s = self.settings
+        got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False)}
+        out: dict[str, float] = {}
+        # Decayed counters are counts that fade: one just minted counts as about one, so they are
+        # compared rounded.
+        if MINT_NS in got and got[MINT_NS] - got.get(BACK_NS, 0.0) + 0.5 >= s.refuser_at:
+            out[COOKIE_REFUSER] = 1.0
+        if got.get(HOPS, 0.0) + 0.5 >= s.roaming_at:
+            out[SESSION_ROAMING] = 1.0
+        if MINT_STACK in got:
+            stack_rate = got[MINT_STACK] + got.get(SOLVE_STACK, 0.0)
+            net_rate = got.get(MINT_NET, 0.0) + got.get(SOLVE_NET, 0.0)
+            if got.get(MINT_NET, 0.0) + 0.5 >= s.burst_net_at:
+                out[NET_MINT_BURST] = 1.0
+            if got[MINT_STACK] + 0.5 >= s.burst_stack_at:
+                out[STACK_MINT_BURST] = 1.0
+            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals)
+        ctx.signals.update(out)
+        return out
+
+    def solved_updates(self, prefix: str, stack: str) -> tuple[ScoreUpdate, ...]:
+        """What a solved challenge adds to the counters (the verify endpoint applies these)."""
+        hl = self.settings.half_life
+        return (ScoreUpdate(SOLVE_STACK, stack_tag(stack), 1.0, hl), ScoreUpdate(SOLVE_NET, net_tag(prefix), 1.0, hl))

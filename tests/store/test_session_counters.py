@@ -1,0 +1,46 @@
+"""Session counters on every store backend: the same signals from memory and Redis, bounded alike.
+
+The session stage keeps its state as decayed scores (`session/state.py`), so what holds here is
+that each backend gives the tracker the same values within one batch per request.
+"""
+from __future__ import annotations
+
+from scrapeshield.clock import FakeClock
+from scrapeshield.session.cookie import NO_SESSION, PresentedSession
+from scrapeshield.session.state import COOKIE_REFUSER, SESSION_ROAMING, SessionSettings, SessionTracker
+from scrapeshield.store.base import Batch, Store
+
+STACK = "t13d1516h2_8daaf6152771_e5627efa2ab1|browser"
+
+
+async def _request(store: Store, tracker: SessionTracker, clock: FakeClock,
+                   presented: PresentedSession = NO_SESSION, net: str = "203.0.113.0/24"):  # type: ignore[no-untyped-def]
+    ctx = tracker.begin(presented, net, STACK, clock.now(), is_document=True, is_record=False, referer="")
+    res = await store.apply(Batch(scores=ctx.counters), clock.now())
+    return ctx, tracker.after(ctx, res.scores)
+
+
+async def test_a_cookie_refuser_is_seen_alike_on_every_backend(store: Store, clock: FakeClock) -> None:
+    tracker = SessionTracker(SessionSettings(refuser_at=3))
+    fired = []
+    for _ in range(4):
+        clock.advance(1)
+        fired.append(COOKIE_REFUSER in (await _request(store, tracker, clock))[1])
+    assert fired == [False, False, True, True]
+    # and it fades: after a few half-lives the network + stack is forgiven
+    clock.advance(5 * 600)
+    assert COOKIE_REFUSER not in (await _request(store, tracker, clock))[1]
+
+
+async def test_a_roaming_session_is_seen_alike_on_every_backend(store: Store, clock: FakeClock) -> None:
+    tracker = SessionTracker(SessionSettings(roaming_at=3))
+    ctx, _ = await _request(store, tracker, clock)
+    cookie = ctx.set_cookie
+    assert cookie is not None
+    seen = []
+    for i in range(3):
+        clock.advance(1)
+        ctx, level = await _request(store, tracker, clock, PresentedSession(cookie, "ok"), net=f"198.51.{i}.0/24")
+        seen.append(SESSION_ROAMING in level)
+        cookie = ctx.set_cookie or cookie
+    assert seen == [False, False, True]

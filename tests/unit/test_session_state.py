@@ -1,0 +1,141 @@
+"""Session signals and counters, through the tracker and a real MemoryStore batch."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from scrapeshield.session.cookie import NO_SESSION, PresentedSession, SessionCookie, mint, net_tag
+from scrapeshield.session.state import (
+    ABSENT,
+    COLD_RECORD,
+    COOKIE_REFUSER,
+    DEEP_RECORD,
+    FRESH,
+    NET_MINT_BURST,
+    OTHER_STACK,
+    SESSION_ROAMING,
+    SessionContext,
+    SessionSettings,
+    SessionTracker,
+)
+from scrapeshield.store.base import Batch
+from scrapeshield.store.memory import MemoryStore
+
+STACK = "t13d1516h2_8daaf6152771_e5627efa2ab1|browser"
+NET = "203.0.113.0/24"
+T0 = 1_800_000_000.0
+
+
+class Visit:
+    """A tracker over a real store, as the engine drives it: begin, one batch, after."""
+
+    def __init__(self, settings: SessionSettings | None = None) -> None:
+        self.tracker = SessionTracker(settings or SessionSettings())
+        self.store = MemoryStore()
+
+    def request(self, presented: PresentedSession = NO_SESSION, *, net: str = NET, stack: str = STACK,
+                now: float = T0, record: bool = False, referer: str = "") -> tuple[SessionContext, Mapping[str, float]]:
+        ctx = self.tracker.begin(presented, net, stack, now, is_document=True, is_record=record, referer=referer)
+        values = self.store.apply_now(Batch(scores=ctx.counters), now).scores
+        return ctx, self.tracker.after(ctx, values)
+
+
+def _ok(c: SessionCookie) -> PresentedSession:
+    return PresentedSession(c, "ok")
+
+
+def test_a_client_without_a_session_gets_one_minted_and_is_absent() -> None:
+    ctx, _ = Visit().request()
+    assert ctx.state == "absent" and ctx.id is None and ctx.set_cookie is not None
+    assert ABSENT in ctx.signals and not ctx.set_cookie.returned
+
+
+def test_the_first_return_marks_the_cookie_returned_once() -> None:
+    visit = Visit()
+    minted = visit.request()[0].set_cookie
+    assert minted is not None
+    back, _ = visit.request(_ok(minted), now=T0 + 1)
+    assert back.id == minted.id and back.state == "fresh"
+    assert back.set_cookie == SessionCookie(minted.id, minted.issued, minted.net, minted.stack, True)
+    again, _ = visit.request(_ok(back.set_cookie), now=T0 + 2)
+    assert again.set_cookie is None
+
+
+def test_a_session_is_established_after_fresh_for_once_returned() -> None:
+    visit = Visit(SessionSettings(fresh_for=60))
+    c = SessionCookie("A" * 16, int(T0), net_tag(NET), mint(NET, STACK, T0).stack, True)
+    assert visit.request(_ok(c), now=T0 + 30)[0].state == "fresh"
+    established, _ = visit.request(_ok(c), now=T0 + 61)
+    assert established.state == "established" and FRESH not in established.signals
+    assert established.counters == ()  # nothing to ask the store for a person at home
+
+
+def test_a_client_that_never_returns_its_cookie_becomes_a_cookie_refuser() -> None:
+    visit = Visit(SessionSettings(refuser_at=3))
+    fired = [COOKIE_REFUSER in visit.request(now=T0 + i)[1] for i in range(4)]
+    assert fired == [False, False, True, True]
+
+
+def test_many_people_behind_one_address_who_keep_their_cookies_are_no_refusers() -> None:
+    visit = Visit(SessionSettings(refuser_at=3))
+    for i in range(20):  # twenty people on one NAT, same browser build, each back once
+        minted = visit.request(now=T0 + i)[0].set_cookie
+        assert minted is not None
+        visit.request(_ok(minted), now=T0 + i + 0.5)
+    assert COOKIE_REFUSER not in visit.request(now=T0 + 30)[1]
+
+
+def test_one_session_from_many_networks_is_roaming() -> None:
+    visit = Visit(SessionSettings(roaming_at=3))
+    cookie = visit.request()[0].set_cookie
+    assert cookie is not None
+    seen = []
+    for i in range(4):  # a proxy pool sharing one cookie jar: every request from another /24
+        ctx, level = visit.request(_ok(cookie), net=f"198.51.{i}.0/24", now=T0 + 1 + i)
+        seen.append(SESSION_ROAMING in level)
+        cookie = ctx.set_cookie or cookie
+    assert seen == [False, False, True, True]
+
+
+def test_a_phone_switching_from_wifi_to_mobile_is_not_roaming() -> None:
+    visit = Visit(SessionSettings(roaming_at=3))
+    cookie = visit.request()[0].set_cookie
+    assert cookie is not None
+    ctx, level = visit.request(_ok(cookie), net="198.51.100.0/24", now=T0 + 60)
+    assert ctx.set_cookie is not None and ctx.set_cookie.net == net_tag("198.51.100.0/24")
+    for i in range(10):  # the updated cookie, from the new network: no more hops
+        _, level = visit.request(_ok(ctx.set_cookie), net="198.51.100.0/24", now=T0 + 61 + i)
+    assert SESSION_ROAMING not in level
+
+
+def test_a_cookie_of_another_stack_is_a_signal() -> None:
+    other = mint(NET, "-|library", T0)
+    ctx, _ = Visit().request(PresentedSession(None, "other_stack", other))
+    assert OTHER_STACK in ctx.signals and ctx.state == "absent"
+
+
+def test_a_first_request_to_a_record_without_referer_is_cold() -> None:
+    visit = Visit()
+    assert COLD_RECORD in visit.request(record=True)[0].signals
+    by_search = visit.request(record=True, referer="other")[0]
+    assert COLD_RECORD not in by_search.signals and DEEP_RECORD in by_search.signals
+    by_link = visit.request(record=True, referer="same")[0]
+    assert not {COLD_RECORD, DEEP_RECORD} & set(by_link.signals)
+    assert COLD_RECORD not in visit.request(record=False)[0].signals
+
+
+def test_many_new_sessions_from_one_network_are_a_burst() -> None:
+    visit = Visit(SessionSettings(burst_net_at=5))
+    fired = [NET_MINT_BURST in visit.request(now=T0 + i)[1] for i in range(6)]
+    assert fired == [False] * 4 + [True] * 2
+
+
+def test_the_difficulty_of_a_new_session_rises_with_mints_and_solves_on_its_network() -> None:
+    settings = SessionSettings()
+    visit = Visit(settings)
+    first = visit.request()[0].difficulty
+    for i in range(10):
+        visit.request(now=T0 + i)
+    visit.store.apply_now(Batch(scores=visit.tracker.solved_updates(NET, STACK)), T0 + 10)
+    later = visit.request(now=T0 + 11)[0].difficulty
+    assert first == settings.difficulty.base
+    assert later > first + 4
