@@ -80,7 +80,7 @@ class DecisionLog:
             "user_agent": facts.user_agent[:USER_AGENT_MAX],
         }
         fp = _fingerprint_fields(ctx)
-        fp_signals = fp.pop("signals", ())
+        fp_signals = fp.get("signals", ())  # kept under `fp` too: the fingerprint's own signals
         signals = set(fp_signals) if isinstance(fp_signals, list | tuple | frozenset | set) else set()
         signals.update(n for n, v in ctx.detector_signals.items() if v)
         line["signals"] = sorted(signals)

@@ -1,7 +1,7 @@
 """End to end: a real `scrapeshield run` in front of the real demo origin, driven by real clients.
 
 What a site operator relies on before any rule matters: every common client gets through over
-HTTP/1.1, TLS and HTTP/2; what reaches the origin is what the client sent (plus X-Forwarded-For);
+HTTP/1.1, TLS and HTTP/2; what reaches the origin is what the client sent (plus X-Forwarded-For and X-Request-Id);
 the admin endpoints answer on their own port and only there; a bad policy stops the start.
 """
 from __future__ import annotations
@@ -106,6 +106,13 @@ def test_client_offering_h2_gets_http2_over_tls(shield: ShieldProcess, client: C
 
 # --- what the origin sees -------------------------------------------------------------------------
 
+def _request_id_appended(headers: list[list[str]]) -> list[list[str]]:
+    """The headers before the shield's X-Request-Id, which must come last and be the only one."""
+    assert headers[-1][0] == "X-Request-Id" and headers[-1][1].isalnum(), headers[-1]
+    assert all(k.lower() != "x-request-id" for k, _ in headers[:-1])
+    return headers[:-1]
+
+
 def test_allowed_request_reaches_origin_unchanged_but_for_appended_forwarded_for(shield: ShieldProcess) -> None:
     sent_headers = [("X-Dup", "one"), ("x-MiXeD-Case", "Value  with   spaces"), ("X-Dup", "two"),
                     ("Cookie", "a=1; b=2")]
@@ -119,7 +126,7 @@ def test_allowed_request_reaches_origin_unchanged_but_for_appended_forwarded_for
     assert seen["method"] == "POST"
     assert seen["raw_path"] == "/echo/some/path?q=1&b=%20x&q=2"
     assert seen["body_b64"] == "cGF5bG9hZCAA/yBieXRlcw=="  # base64 of the exact bytes sent
-    assert seen["headers"] == sent + [["X-Forwarded-For", "127.0.0.3"]]
+    assert _request_id_appended(seen["headers"]) == sent + [["X-Forwarded-For", "127.0.0.3"]]
 
 
 def test_client_forwarded_for_gets_the_peer_appended_in_place(shield: ShieldProcess) -> None:
@@ -129,7 +136,7 @@ def test_client_forwarded_for_gets_the_peer_appended_in_place(shield: ShieldProc
     sent = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in response.request.headers.raw]
     expected = [[k, v + ", 127.0.0.4" if k == "X-Forwarded-For" else v] for k, v in sent]
 
-    assert response.json()["headers"] == expected
+    assert _request_id_appended(response.json()["headers"]) == expected
 
 
 def test_without_upstream_the_builtin_demo_shop_is_fronted(shield_factory: Callable[..., ShieldProcess]) -> None:
