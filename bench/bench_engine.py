@@ -407,7 +407,9 @@ def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick
                  with_runtime: bool, runtime_policy_path: str | None) -> dict:  # type: ignore[no-untyped-def]
     clock = FakeClock()
     # As ShieldRuntime builds it: the fingerprint signal source feeds the policy's scores.
-    engine = Engine(policy, MemoryStore(max_keys=policy.max_keys), clock, signal_sources=SIGNAL_SOURCES)
+    # Newer policies carry their signal sources (the registry's); older checkouts (--src) need them passed.
+    sources = () if getattr(policy, "signal_sources", ()) else SIGNAL_SOURCES
+    engine = Engine(policy, MemoryStore(max_keys=policy.max_keys), clock, signal_sources=sources)
     specs_warm = traffic.specs(n)
     # Warm-up: fills buckets of all clients, warms regex caches and the interpreter.
     asyncio.run(_decide_pass(engine, clock, [build_facts(s) for s in specs_warm], tick))
@@ -453,7 +455,8 @@ def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick
 
     if with_runtime and runtime_policy_path:
         from scrapeshield.runtime import RuntimeConfig, ShieldRuntime
-        if "signal_sources" not in open(sys.modules["scrapeshield.runtime"].__file__).read():
+        runtime_src = open(sys.modules["scrapeshield.runtime"].__file__).read()
+        if "signal_sources" not in runtime_src and not getattr(policy, "signal_sources", ()):
             return res  # an older runtime (--src): not comparable, skip
 
         rclock = FakeClock()

@@ -14,7 +14,7 @@
 
 Why 19,800: one process may hold 20,000 descriptors here (ulimit -Hn), and the shield needs a
 few dozen of its own; the issue's probe used the same count. The clients run in two processes
-for the same reason. The origin is the demo shop (`python -m scrapeshield.demo_origin`).
+for the same reason. The origin is the demo shop (`python -m demo.shop`).
 """
 from __future__ import annotations
 
@@ -180,9 +180,9 @@ def main() -> int:
     args = ap.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-hardening-"))
-    env = {**os.environ, "PYTHONPATH": str(REPO / "addons")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(REPO / "addons"), str(REPO)))}  # package, demo
     oport, port, admin = free_port(), free_port(), free_port()
-    origin = subprocess.Popen([PY, "-m", "scrapeshield.demo_origin", "--host", HOST, "--port", str(oport)],
+    origin = subprocess.Popen([PY, "-m", "demo.shop", "--host", HOST, "--port", str(oport)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (tmp / "policy.yaml").write_text("version: 1\nname: bench-hardening\nrules: []\n")
     shield_log = open(tmp / "shield.log", "w")  # noqa: SIM115 - open for the shield's whole life

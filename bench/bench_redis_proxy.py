@@ -60,7 +60,6 @@ from redis_server import RedisServer
 from scrapeshield.clock import FakeClock
 from scrapeshield.engine import Engine
 from scrapeshield.facts import RequestFacts
-from scrapeshield.fingerprint.policy import fingerprint_signals
 from scrapeshield.policy.compiler import compile_file
 from scrapeshield.store.memory import MemoryStore
 from scrapeshield.store.redis import RedisStore
@@ -156,7 +155,7 @@ async def engine_case(store: Any, facts: list[RequestFacts], concurrency: int, t
                       start: float) -> dict[str, Any]:
     policy = compile_file(str(DEFAULT_POLICY))
     clock = FakeClock(start)
-    engine = Engine(policy, store, clock, signal_sources=(fingerprint_signals,))
+    engine = Engine(policy, store, clock)  # the policy carries its signal sources
     decisions: list[str] = [""] * len(facts)
     latencies: list[float] = []
     next_index = 0

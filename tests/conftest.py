@@ -8,8 +8,8 @@ from typing import Any, Callable, Iterator
 import pytest
 
 _TESTS = Path(__file__).resolve().parent
-# `import harness` and `import scrapeshield` work whatever pytest's import mode or PYTHONPATH.
-for _path in (str(_TESTS), str(_TESTS.parent / "addons")):
+# `import harness`, `import scrapeshield` and `import demo` work whatever pytest's import mode or PYTHONPATH.
+for _path in (str(_TESTS), str(_TESTS.parent / "addons"), str(_TESTS.parent)):  # tests, package, demo
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -21,7 +21,7 @@ SESSION_ORIGIN = "<session demo origin>"  # shield_factory's default upstream
 
 @pytest.fixture(scope="session")
 def demo_origin_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginProcess]:
-    """The demo origin running as `python -m scrapeshield.demo_origin`, shared by the session."""
+    """The demo origin running as `python -m demo.shop`, shared by the session."""
     with OriginProcess(workdir=tmp_path_factory.mktemp("origin")) as origin:
         yield origin
 

@@ -244,7 +244,7 @@ class ServerProcess:
 
 
 class OriginProcess(ServerProcess):
-    """`python -m scrapeshield.demo_origin --port N`, ready when `/__origin/stats` answers."""
+    """`python -m demo.shop --port N`, ready when `/__origin/stats` answers."""
 
     name = "origin"
 
@@ -265,7 +265,7 @@ class OriginProcess(ServerProcess):
         return f"http://{self.host}:{self.port}"
 
     def _argv(self) -> list[str]:
-        return [PYTHON, "-m", "scrapeshield.demo_origin", "--host", self.host, "--port", str(self.port)]
+        return [PYTHON, "-m", "demo.shop", "--host", self.host, "--port", str(self.port)]
 
     def _ready_url(self) -> str:
         return f"{self.url}/__origin/stats"
@@ -337,7 +337,8 @@ class ShieldProcess(ServerProcess):
         return f"http://{self.host}:{self.admin_port}"
 
     def _argv(self) -> list[str]:
-        argv = [PYTHON, "-m", "scrapeshield", "run"]
+        # Without an upstream: `python -m demo`, the demo shop with the shield in front (what scripts/run does).
+        argv = [PYTHON, "-m", "demo"] if self.upstream is None else [PYTHON, "-m", "scrapeshield", "run"]
         if self.upstream is not None:
             argv += ["--upstream", self.upstream]
         argv += [

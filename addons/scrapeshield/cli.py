@@ -6,8 +6,6 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the shield in front of an upstream")
-    run.add_argument("--upstream", help="origin URL, e.g. http://127.0.0.1:8000 (default: the built-in demo shop)")
+    run.add_argument("--upstream", required=True,
+                     help="origin URL, e.g. http://127.0.0.1:8000 (scripts/run without it fronts the demo shop)")
     run.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT for clients (HTTP/1.1, HTTP/2, plain and TLS)")
     run.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy file (default: policies/default.yaml)")
     run.add_argument("--admin", default="127.0.0.1:9090", help="HOST:PORT for /metrics /healthz /status ('' disables)")
@@ -167,7 +166,7 @@ async def _supervise(args: argparse.Namespace, argv: list[str], workers: int) ->
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .admin import AdminServer, parse_hostport
+    from .admin import parse_hostport
     from .policy.errors import PolicyInvalid
     from .runtime import RuntimeConfig, ShieldRuntime
 
@@ -184,95 +183,15 @@ async def _run(args: argparse.Namespace) -> int:
         return 2
 
     # mitmproxy is imported only now, so a broken policy is reported at once.
-    from mitmproxy import options
-    from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, tlsconfig
-    from mitmproxy.master import Master
-
-    from .mitm import errorpages
-    from .mitm.addon import ShieldAddon
-    from .mitm.serving import RefusedBodies, ShieldServing
-    from .workers.reuseport import listen_socket
-
-    origin = None
-    upstream = args.upstream
-    if not upstream:
-        from .demo_origin import start_demo_origin
-
-        origin = await start_demo_origin()
-        upstream = origin.url
-        log.info("no --upstream: fronting the built-in demo shop at %s", upstream)
+    from .mitm.master import ProxySettings, serve
 
     host, port = parse_hostport(args.listen, "0.0.0.0")
-    try:  # our socket, not mitmproxy's: backlog, reuseport group, per-connection limits (mitm/serving.py)
-        sock = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else \
-            listen_socket(host, port, args.limits.backlog)
-    except OSError as exc:
-        print(f"scrapeshield: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    sock.setblocking(False)
-    host, port = sock.getsockname()[:2]
-    errorpages.install()
-    serving = ShieldServing(sock, args.limits, runtime.metrics.registry, runtime.is_reserved)
-    runtime.extensions.append(serving)
-    os.makedirs(args.confdir, exist_ok=True)
-    opts = options.Options()
-    master = Master(opts)
-    master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
-                      errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
-    if args.save:
-        master.addons.add(save.Save())
-    master.addons.add(serving, ShieldAddon(runtime), RefusedBodies(serving))
-    update: dict[str, object] = {
-        "mode": [f"reverse:{upstream}"], "listen_host": host, "listen_port": port, "connection_strategy": "lazy",
-        "keep_host_header": True, "confdir": args.confdir,
-        "server": False, "stream_large_bodies": str(args.limits.stream_threshold),  # mitm/serving.py listens
-    }
-    if args.save:
-        update["save_stream_file"] = args.save
-    if args.cert:
-        update["certs"] = [f"*={_combined_pem(args.cert, args.key, args.confdir)}"]
-    opts.update(**update)
-
-    await runtime.store.connect()  # connect, authenticate, load scripts: before the port accepts clients
-    loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[None]] = []
-
-    async def graceful_stop() -> None:
-        await serving.drain()  # in-flight requests finish
-        master.shutdown()
-
-    def stop() -> None:
-        if not stopping:
-            stopping.append(loop.create_task(graceful_stop()))
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    admin = None
-    if args.admin_fd is not None:  # a worker: the supervisor scrapes this private port
-        admin = AdminServer(runtime, "127.0.0.1:0", sock=socket.socket(fileno=args.admin_fd))
-        await admin.start()
-    log.info("scrapeshield listening on %s:%s -> %s (policy %s, version %s)", host, port, upstream,
-             args.policy, runtime.policy.version_hash)
+    settings = ProxySettings(args.upstream, host, port, args.confdir, args.limits, args.save, args.cert, args.key,
+                             args.listen_fd, args.admin_fd)
     try:
-        await master.run()
+        return await serve(runtime, settings)
     finally:
-        if admin is not None:
-            await admin.stop()
         await runtime.stop()
-        if origin is not None:
-            await origin.stop()
-    return 0
-
-
-def _combined_pem(cert: str, key: str | None, confdir: str) -> str:
-    """mitmproxy wants key and certificate in one PEM file."""
-    if not key:
-        return cert
-    path = os.path.join(confdir, "listen-cert.pem")
-    with open(path, "w", encoding="ascii") as out:
-        out.write(Path(key).read_text() + "\n" + Path(cert).read_text())
-    os.chmod(path, 0o600)
-    return path
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def add_parser(sub: Any, default_policy: str) -> None:
 
 
 def description_from_flow(path: str, index: int) -> RequestDescription:
-    from .replay.core import as_sent, iter_http_flows
+    from .mitm.flowfile import as_sent, iter_http_flows
 
     for n, flow in enumerate(iter_http_flows(path), 1):
         if n == index:

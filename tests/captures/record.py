@@ -5,7 +5,7 @@
     .venv/bin/python tests/captures/record.py --out /tmp/caps    # somewhere else
 
 Each client gets its own `scrapeshield run --save FILE` with an allow-everything policy, so it
-behaves as it would unhindered, in front of one demo origin (`python -m scrapeshield.demo_origin`).
+behaves as it would unhindered, in front of one demo origin (`python -m demo.shop`).
 Clients speak TLS to the shield's listen port (self-signed; certificate checks off), so every flow
 carries its client's real TLS fingerprint, and each comes from its own loopback address so the
 captures can be replayed together as distinct clients:

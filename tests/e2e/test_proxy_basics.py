@@ -216,7 +216,7 @@ def test_invalid_policy_stops_run_with_file_line_col_error(tmp_path: Path) -> No
     policy.write_text("version: 1\nrules:\n  - name: oops\n    action: explode\n")
 
     done = subprocess.run(
-        [PYTHON, "-m", "scrapeshield", "run", "--policy", str(policy),
+        [PYTHON, "-m", "scrapeshield", "run", "--upstream", "http://127.0.0.1:9", "--policy", str(policy),
          "--listen", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}"],
         capture_output=True, text=True, timeout=30, cwd=REPO, env=subprocess_env(),
     )

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from harness import bind_client, bind_session, origin_stats, reset_origin_stats
-from scrapeshield.demo_origin import (
+from demo.shop import (
     PRODUCT_COUNT,
     SHARED_ASSETS,
     USER_COUNT,

@@ -21,6 +21,7 @@ from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..responses import ShieldResponse, refusal
 from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
 from .flowfacts import facts_from_flow
+from .metadata import DECISION_METADATA, RESERVED_METADATA, RID_METADATA, TLS_METADATA, XFF_METADATA
 
 log = logging.getLogger("scrapeshield")
 
@@ -138,12 +139,12 @@ class ShieldAddon:
             self._apply(flow, decision, rt, None)
             return
         if facts.tls is not None:  # kept in saved flows (`--save`) for `scrapeshield replay`
-            flow.metadata["scrapeshield_tls"] = _tls_metadata(facts.tls)
+            flow.metadata[TLS_METADATA] = _tls_metadata(facts.tls)
         if rt.is_reserved(facts.path):
             # The shield's own endpoints: answered in `request` once the body is in, never forwarded.
             if rt.reserved_allowed(facts):
                 self._contexts[flow.id] = DecisionContext(facts)
-                flow.metadata["scrapeshield_reserved"] = True
+                flow.metadata[RESERVED_METADATA] = True
             else:
                 flow.response = _make(refusal(Decision(Action.THROTTLE, "reserved", "verify endpoint limit"),
                                               rt.policy, flow.request.headers.get("accept")))
@@ -152,7 +153,7 @@ class ShieldAddon:
         decision = await rt.decide_in(ctx)
         if ctx.detector_key is not None or ctx.session is not None:
             self._contexts[flow.id] = ctx  # for the response hook
-        flow.metadata["scrapeshield"] = {"rule": decision.rule, "action": decision.action.value,
+        flow.metadata[DECISION_METADATA] = {"rule": decision.rule, "action": decision.action.value,
                                          "enforced": decision.enforced, "reason": decision.reason}
         if decision.effective is Action.DELAY and decision.delay > 0:
             await asyncio.sleep(decision.delay)
@@ -162,7 +163,7 @@ class ShieldAddon:
         rt = self.runtime
         if rt is None or flow.response or flow.error or not flow.live:
             return
-        if not flow.metadata.get("scrapeshield_reserved"):
+        if not flow.metadata.get(RESERVED_METADATA):
             return
         ctx = self._contexts.pop(flow.id, None)
         try:
@@ -215,7 +216,7 @@ class ShieldAddon:
                 flow.response.headers[REQUEST_ID_HEADER] = rid
             elif action is not Action.DROP:  # upstream gets our id, replacing one the client sent
                 headers = flow.request.headers
-                flow.metadata["scrapeshield_rid_prior"] = headers.get_all(REQUEST_ID_HEADER)  # for replay
+                flow.metadata[RID_METADATA] = headers.get_all(REQUEST_ID_HEADER)  # for replay
                 headers[REQUEST_ID_HEADER] = rid
         except Exception:  # pragma: no cover - applying must never raise into mitmproxy
             rt.metrics.errors.labels("apply").inc()
@@ -242,7 +243,7 @@ class ShieldAddon:
             # headers.get_all("x-forwarded-for"), in one pass over the fields
             prior = [v.decode("utf-8", "surrogateescape")
                      for k, v in headers.fields if k.lower() == b"x-forwarded-for"]
-            flow.metadata["scrapeshield_xff_prior"] = prior  # so replay can see the request as sent
+            flow.metadata[XFF_METADATA] = prior  # so replay can see the request as sent
             if prior:
                 headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
             else:  # what headers["X-Forwarded-For"] = peer does when there is none: append the field

@@ -8,47 +8,26 @@ wall clock and no randomness take part, so the same files and policy give the sa
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import gzip
 import inspect
 import os
-import zlib
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
-
-from mitmproxy import http
-from mitmproxy.exceptions import FlowReadException
-from mitmproxy.io import FlowReader
+from typing import Any
 
 from ..clock import FakeClock
 from ..context import DecisionContext
 from ..decision import ANSWERED, Action, Decision
 from ..engine import fail_decision
 from ..facts import RequestFacts
-from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
-from ..mitm.flowfacts import facts_from_flow
+from ..mitm.flowfile import iter_http_flows, read_requests
 from ..policy.model import CompiledPolicy
 from ..runtime import RuntimeConfig, ShieldRuntime
 from ..session.policy import SESSION
+from .recorded import RecordedRequest, ReplayInputError
 
-TLS_METADATA = "scrapeshield_tls"  # the live addon's saved TLS fingerprint (a dict of TlsFingerprint fields)
-DECISION_METADATA = "scrapeshield"  # the live addon's own decision, when the flow came through a shield
-XFF_METADATA = "scrapeshield_xff_prior"  # X-Forwarded-For values before the live addon appended the peer
-RID_METADATA = "scrapeshield_rid_prior"  # X-Request-Id values before the live addon set its own
-
-
-class ReplayInputError(Exception):
-    """A flow file that cannot be read; the message names the file."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedResponse:
-    status: int
-    content_type: str
-    body: bytes | None  # decoded; None when not kept (nothing would read it) or not recorded
-    from_shield: bool  # the live shield answered (refusal), so the origin never saw the request
+__all__ = ["ReplayInputError", "ReplayRun", "ReplayedDecision", "iter_http_flows", "replay", "replay_async",
+           "replay_runtime", "run_sync"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,105 +68,6 @@ class ReplayedDecision:
     def describe(self) -> str:
         target = self.path + (f"?{self.query}" if self.query else "")
         return f"#{self.client_request} {self.method} {target} -> {self.effective.value} by {self.rule} ({self.reason})"
-
-
-@dataclass(frozen=True, slots=True)
-class _Recorded:
-    """A request taken out of its flow, so the flow itself need not stay in memory."""
-
-    sort_key: tuple[float, int, int]
-    facts: RequestFacts
-    response: RecordedResponse | None
-    source: str
-    flow_id: str
-    malformed: str | None = None  # why no facts could be built: decided as the live addon does
-
-
-# --- reading ------------------------------------------------------------------------------
-
-def _open_flow_file(path: str) -> BinaryIO:
-    with open(path, "rb") as probe:
-        packed = probe.read(2) == b"\x1f\x8b"  # gzip magic: `gzip capture.flows` keeps working
-    return cast(BinaryIO, gzip.open(path, "rb") if packed else open(path, "rb"))  # the caller closes it
-
-
-def iter_http_flows(path: str) -> Iterator[http.HTTPFlow]:
-    """The HTTP flows of one file in file order; TCP/UDP/DNS flows are skipped."""
-    try:
-        with _open_flow_file(path) as fh:
-            for flow in FlowReader(fh).stream():
-                if isinstance(flow, http.HTTPFlow):
-                    yield flow
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise ReplayInputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    except FlowReadException as exc:
-        raise ReplayInputError(f"{path}: not a mitmproxy flow file: {exc}") from None
-
-
-def tls_from_metadata(flow: http.HTTPFlow) -> Any:
-    """The TLS fingerprint the live addon saved with the flow, or None."""
-    saved = flow.metadata.get(TLS_METADATA)
-    if not isinstance(saved, dict):
-        return None
-    try:
-        from ..fingerprint.tls import TlsFingerprint
-    except ImportError:
-        return None
-    names = {f.name for f in dataclasses.fields(TlsFingerprint)}
-    # Flow files store tuples as lists; the fingerprint wants its tuples back.
-    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
-    try:
-        return TlsFingerprint(**values)
-    except TypeError:  # saved by another version with other fields
-        return None
-
-
-def as_sent(flow: http.HTTPFlow) -> http.HTTPFlow:
-    """Undo the X-Forwarded-For hop and the X-Request-Id the live shield added before the flow was saved, so the
-    policy sees the headers the client sent (their order and count matter to fingerprints)."""
-    prior = flow.metadata.get(XFF_METADATA)
-    if isinstance(prior, list):
-        if prior:
-            flow.request.headers.set_all("X-Forwarded-For", [str(v) for v in prior])
-        else:
-            flow.request.headers.pop("X-Forwarded-For", None)
-    prior_id = flow.metadata.get(RID_METADATA)
-    if isinstance(prior_id, list):
-        if prior_id:
-            flow.request.headers.set_all("X-Request-Id", [str(v) for v in prior_id])
-        else:
-            flow.request.headers.pop("X-Request-Id", None)
-    return flow
-
-
-def _recorded_response(flow: http.HTTPFlow, keep_body: bool) -> RecordedResponse | None:
-    response = flow.response
-    if response is None:
-        return None
-    live = flow.metadata.get(DECISION_METADATA)
-    from_shield = isinstance(live, dict) and bool(live.get("enforced")) and live.get("action") in ANSWERED
-    body = response.get_content(strict=False) if keep_body and not from_shield else None
-    return RecordedResponse(response.status_code, response.headers.get("content-type", ""), body, from_shield)
-
-
-def read_requests(paths: Sequence[str], policy: CompiledPolicy, keep_bodies: bool = False) -> list[_Recorded]:
-    """Every HTTP request of every file, in replay order."""
-    out: list[_Recorded] = []
-    for file_index, path in enumerate(paths):
-        for position, flow in enumerate(iter_http_flows(path)):
-            malformed = None
-            try:
-                facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow),
-                                        policy.section(FINGERPRINT_HEADERS) or CLOUDFRONT_HEADERS)
-            except Exception as exc:
-                peer = flow.client_conn.peername[0] if flow.client_conn.peername else "0.0.0.0"
-                facts = RequestFacts(peer_ip=peer, method=flow.request.method, path=flow.request.path[:512],
-                                     timestamp=flow.request.timestamp_start)
-                malformed = f"malformed request: {exc}"
-            out.append(_Recorded((flow.request.timestamp_start, file_index, position), facts,
-                                 _recorded_response(flow, keep_bodies), path, flow.id, malformed))
-    out.sort(key=lambda r: r.sort_key)
-    return out
 
 
 # --- deciding -----------------------------------------------------------------------------
@@ -299,7 +179,7 @@ class _SessionJar:
 
 
 def _replayed(index: int, n: int, facts: RequestFacts, d: Decision, matched: tuple[str, ...],
-              rec: _Recorded) -> ReplayedDecision:
+              rec: RecordedRequest) -> ReplayedDecision:
     return ReplayedDecision(
         index=index, client=facts.client_ip, client_request=n, time=rec.sort_key[0], method=facts.method,
         host=facts.host, path=facts.path, query=facts.query, user_agent=facts.user_agent, action=d.action,

@@ -1,4 +1,4 @@
-"""The built-in demo shop that `scrapeshield run` fronts when it is given no `--upstream`.
+"""The demo shop: an origin to put the shield in front of (`python -m demo` runs both).
 
 It is the thing scrapers want: 500 product pages and 100,000 user profiles, each a
 fake name and phone number derived from the id, so the same id always yields the
@@ -10,7 +10,7 @@ at the origin's side of the proxy: `/echo` (the request as it arrived) and
 Pages and assets are rendered once when the app is built; user pages are a single
 string format. The origin must stay much faster than the proxy in benchmarks.
 
-Run standalone: `python -m scrapeshield.demo_origin --port 8081` (prints its URL).
+Run standalone: `python -m demo.shop --port 8081` (prints its URL).
 """
 from __future__ import annotations
 
@@ -192,7 +192,7 @@ def _page(title: str, body: str) -> str:
         '<nav><a href="/">Home</a><a href="/products/1">Products</a><a href="/user/1">People</a></nav>'
         "</header>\n"
         f"<main>\n{body}\n</main>\n"
-        '<footer>&copy; <span id="year">2025</span> Demo Shop, served by scrapeshield.demo_origin</footer>\n'
+        '<footer>&copy; <span id="year">2025</span> Demo Shop, served by demo.shop</footer>\n'
         "</body>\n</html>\n"
     )
 
@@ -525,7 +525,7 @@ async def _serve(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scrapeshield.demo_origin",
+        prog="python -m demo.shop",
         description="Serve the ScrapeShield demo shop (an origin to put the shield in front of).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
