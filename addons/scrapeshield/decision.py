@@ -15,10 +15,8 @@ class Action(StrEnum):
     DROP = "drop"
 
 
-# Actions that end rule evaluation when a rule takes them directly.
-TERMINAL = frozenset({Action.ALLOW, Action.CHALLENGE, Action.BLOCK, Action.DROP, Action.THROTTLE})
-# Actions the shield answers itself (the upstream never sees the request).
-ANSWERED = frozenset({Action.THROTTLE, Action.CHALLENGE, Action.BLOCK, Action.DROP})
+# Actions the shield answers itself (the upstream never sees the request): the refusals, mildest first.
+ANSWERED = (Action.THROTTLE, Action.CHALLENGE, Action.BLOCK, Action.DROP)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from .decision import Action, Decision
-from .policy.model import CompiledPolicy
+
+if TYPE_CHECKING:
+    from .policy.model import CompiledPolicy
 
 _TITLES = {
     Action.BLOCK: ("Access denied", "This request was blocked."),
@@ -24,7 +28,16 @@ class ShieldResponse:
     body: bytes
 
 
+def accepts_html(accept: str | None) -> bool:
+    """Would a page do (the challenge)? No Accept at all (curl, old clients) says yes."""
+    if not accept:
+        return True
+    accept = accept.lower()
+    return "text/html" in accept or "application/xhtml+xml" in accept or "*/*" in accept
+
+
 def wants_json(accept: str | None) -> bool:
+    """Does the client prefer JSON to HTML (a refusal's body)?"""
     if not accept:
         return False
     a = accept.lower()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .challenge.binding import ClientBinding
-from .challenge.endpoints import ChallengeConfig, ChallengeService
+from .challenge.endpoints import ChallengeService
 from .challenge.keys import DEFAULT_ENV as CHALLENGE_KEYS_ENV
 from .challenge.keys import KeyRing
 from .clock import Clock, SystemClock
@@ -77,7 +77,7 @@ class ShieldRuntime:
         self.live = LiveStats()  # for the dashboard
         policy = compile_file(config.policy_path)  # raises PolicyInvalid: never start without one
         self.store = self._open_store(policy)
-        self.challenges = ChallengeService(_load_keys(config.secret_file), _challenge_config(policy))
+        self.challenges = ChallengeService(_load_keys(config.secret_file), policy.challenge)
         # Sessions are signed with the challenge key ring: one secret to rotate, shared by replicas.
         self.sessions = SessionStage(self.challenges.keys, self._clearance_token)
         self.engine = Engine(policy, self.store, self.clock, clearance=self._cleared, sessions=self.sessions)
@@ -295,7 +295,7 @@ class ShieldRuntime:
             self._reload_failed(f"{path}: {type(exc).__name__}: {exc}")
             return False
         self.engine.swap(policy)
-        self.challenges.config = _challenge_config(policy)
+        self.challenges.config = policy.challenge
         if hasattr(self.store, "fail_mode"):  # ResilientStore: the policy owns the fail mode
             self.store.fail_mode = "closed" if policy.fail_closed else "open"
         self.decision_log.hash_ips = policy.hash_ips  # `log.hash_ips` applies from the next line on
@@ -392,12 +392,6 @@ def _load_keys(secret_file: str) -> KeyRing:
     log.warning("no --secret-file or $%s: challenge keys are ephemeral (cookies die with this process, "
                 "replicas do not share them)", CHALLENGE_KEYS_ENV)
     return KeyRing.generate()
-
-
-def _challenge_config(policy: CompiledPolicy) -> ChallengeConfig:
-    c = policy.challenge
-    return ChallengeConfig(cookie_ttl=int(c.cookie_ttl), challenge_ttl=c.challenge_ttl, status=c.status,
-                           wait_seconds=max(1, int(c.wait_seconds)), v4_bits=c.ipv4_prefix, v6_bits=c.ipv6_prefix)
 
 
 _RUNTIMES: dict[RuntimeConfig, ShieldRuntime] = {}

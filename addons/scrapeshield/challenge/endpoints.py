@@ -16,43 +16,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
-from ..responses import ShieldResponse  # one response type for everything the shield answers itself
+from ..responses import ShieldResponse, accepts_html  # one response type, one content negotiation
 from . import clearance, pow, wait
 from .binding import ClientBinding
 from .keys import KeyRing
-from .page import SOLVERS, render_challenge_page, render_wait_page
+from .config import ChallengeConfig
+from .page import render_challenge_page, render_wait_page
 from .pow import SpendOnce, VerifyResult
 from .redirect import safe_return_path
 
 MAX_FORM_BYTES = 8192
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengeConfig:
-    prefix: str = "/.shield/"  # reserved path prefix; the upstream never sees requests under it
-    cookie_name: str = clearance.COOKIE_NAME
-    cookie_ttl: int = int(clearance.DEFAULT_TTL)
-    challenge_ttl: float = pow.CHALLENGE_TTL
-    status: int = 403
-    wait_seconds: int = wait.DEFAULT_WAIT
-    v4_bits: int = 24
-    v6_bits: int = 64
-    solver: str = "js"  # page's hash engine: "js" (fastest) or "webcrypto" (for comparison)
-
-    def __post_init__(self) -> None:
-        if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
-            raise ValueError("challenge prefix must start and end with '/'")
-        if not self.cookie_name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"cookie name {self.cookie_name!r} must be letters, digits, '_' or '-'")
-        if not 0 <= self.v4_bits <= 32 or not 0 <= self.v6_bits <= 128:
-            raise ValueError("prefix bits out of range")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}")
-
-    @property
-    def verify_path(self) -> str:
-        return self.prefix + "verify"
-
 
 
 @dataclass(slots=True)
@@ -100,7 +73,7 @@ class ChallengeService:
         if no_js:
             fallback = wait.issue_wait(self.keys, binding, rule, self.config.wait_seconds, return_to, now, ttl)
             self.counters["issued.wait"] += 1
-        if not _wants_html(accept_header):
+        if not accepts_html(accept_header):
             # fetch()/API clients cannot run the page; say what happened in a form they read.
             return self._plain(self.config.status, "challenge required: load this URL in a browser\n")
         html, headers = render_challenge_page(challenge, self.config.verify_path, _csp_nonce(), fallback,
@@ -188,13 +161,6 @@ class ChallengeService:
 
 def _csp_nonce() -> str:
     return secrets.token_urlsafe(18)
-
-
-def _wants_html(accept: str | None) -> bool:
-    if not accept:
-        return True  # curl, old clients: the page is the honest answer
-    accept = accept.lower()
-    return "text/html" in accept or "application/xhtml+xml" in accept or "*/*" in accept
 
 
 def _form(body: bytes) -> dict[str, str] | None:

@@ -8,13 +8,14 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from ..challenge.config import ChallengeConfig
 from ..decision import Action
 from ..gcra import parse_rate
 from ..netaddr import EMPTY_CIDRS, CidrSet
 from .errors import PolicyError, PolicyInvalid
 from .keys import build_key
 from .matchers import all_of, always, compile_conditions, compile_match
-from .model import BucketDef, ChallengeSettings, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
+from .model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from .nodes import Reader
 from .plan import RulePlan
 from .registry import CompileEnv, KeyContext, Registry, SectionContext
@@ -97,7 +98,7 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
 
     trusted = EMPTY_CIDRS
     if (tp := get("trusted_proxies")) is not None:
-        trusted = _cidrs(r, tp, "trusted_proxies")
+        trusted = r.cidr_list(tp, "trusted_proxies")
 
     v4, v6 = 24, 64
     if (ipp := get("ip_prefix")) is not None and (f := r.mapping(ipp, "ip_prefix", ("ipv4", "ipv6"))) is not None:
@@ -209,20 +210,6 @@ def _opt(r: Reader, node: Node | None, fn: Any, what: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _cidrs(r: Reader, node: Node, what: str) -> CidrSet:
-    good = []
-    for item in r.sequence(node, what):
-        text = r.string(item, what)
-        if text is None:
-            continue
-        try:
-            CidrSet.of([text])
-            good.append(text)
-        except ValueError as exc:
-            r.error(item, f"{what}: {exc}")
-    return CidrSet.of(good)
-
-
 def _ip_list(r: Reader, node: Node, what: str, policy_dir: str) -> CidrSet:
     """Inline CIDRs, or `{file: ranges.txt}` (one CIDR per line, `#` comments), relative to the policy."""
     if isinstance(node, MappingNode):
@@ -240,17 +227,8 @@ def _ip_list(r: Reader, node: Node, what: str, policy_dir: str) -> CidrSet:
         except OSError as exc:
             r.error(fnode, f"{what}.file: cannot read {rel!r}: {exc.strerror}")
             return EMPTY_CIDRS
-        good = []
-        for lineno, text in lines:
-            if not text:
-                continue
-            try:
-                CidrSet.of([text])
-                good.append(text)
-            except ValueError as exc:
-                r.error(fnode, f"{what}.file: {rel}:{lineno}: {exc}")
-        return CidrSet.of(good)
-    return _cidrs(r, node, what)
+        return r.cidrs((fnode, text, f"{what}.file: {rel}:{lineno}") for lineno, text in lines if text)
+    return r.cidr_list(node, what)
 
 
 def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, KeySpec],
@@ -284,27 +262,30 @@ def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, Ke
     return build_key(tuple(parts), kctx, known) if ok else None
 
 
-def _challenge(r: Reader, node: Node | None) -> ChallengeSettings:
+def _challenge(r: Reader, node: Node | None) -> ChallengeConfig:
+    d = ChallengeConfig()
     if node is None:
-        return ChallengeSettings()
+        return d
     fields = ("difficulty", "status", "cookie_ttl", "challenge_ttl", "wait_seconds", "ipv4_prefix", "ipv6_prefix")
     f = r.mapping(node, "challenge", fields)
     if f is None:
-        return ChallengeSettings()
-    d = ChallengeSettings()
+        return d
     kw: dict[str, Any] = {}
     if "difficulty" in f:
         kw["difficulty"] = r.integer(f["difficulty"][1], "challenge.difficulty", 1, 32) or d.difficulty
     if "status" in f:
         kw["status"] = r.integer(f["status"][1], "challenge.status", 200, 599) or d.status
-    for dur in ("cookie_ttl", "challenge_ttl", "wait_seconds"):
-        if dur in f:
-            kw[dur] = r.duration(f[dur][1], f"challenge.{dur}") or getattr(d, dur)
+    if "cookie_ttl" in f:
+        kw["cookie_ttl"] = int(r.duration(f["cookie_ttl"][1], "challenge.cookie_ttl") or d.cookie_ttl)
+    if "challenge_ttl" in f:
+        kw["challenge_ttl"] = r.duration(f["challenge_ttl"][1], "challenge.challenge_ttl") or d.challenge_ttl
+    if "wait_seconds" in f:
+        kw["wait_seconds"] = max(1, int(r.duration(f["wait_seconds"][1], "challenge.wait_seconds") or d.wait_seconds))
     if "ipv4_prefix" in f:
-        kw["ipv4_prefix"] = r.integer(f["ipv4_prefix"][1], "challenge.ipv4_prefix", 8, 32) or d.ipv4_prefix
+        kw["v4_bits"] = r.integer(f["ipv4_prefix"][1], "challenge.ipv4_prefix", 8, 32) or d.v4_bits
     if "ipv6_prefix" in f:
-        kw["ipv6_prefix"] = r.integer(f["ipv6_prefix"][1], "challenge.ipv6_prefix", 16, 128) or d.ipv6_prefix
-    return ChallengeSettings(**kw)
+        kw["v6_bits"] = r.integer(f["ipv6_prefix"][1], "challenge.ipv6_prefix", 16, 128) or d.v6_bits
+    return ChallengeConfig(**kw)
 
 
 def _uid(*parts: object) -> str:

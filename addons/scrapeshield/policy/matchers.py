@@ -215,7 +215,7 @@ def _c_user_agent(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
 
 def _c_client_ip(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """CIDRs or addresses, and `@name` for a named list from `ip_lists`."""
-    cidrs: list[str] = []
+    cidrs: list[tuple[Node, str, str]] = []
     sets: list[CidrSet] = []
     for item in r.sequence(node, "client_ip"):
         text = r.string(item, "client_ip")
@@ -228,14 +228,9 @@ def _c_client_ip(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
             else:
                 sets.append(named)
             continue
-        try:
-            CidrSet.of([text])
-        except ValueError as exc:
-            r.error(item, f"client_ip: {exc}")
-            continue
-        cidrs.append(text)
-    if cidrs:
-        sets.append(CidrSet.of(cidrs))
+        cidrs.append((item, text, "client_ip"))
+    if cidrs and (inline := r.cidrs(cidrs)):
+        sets.append(inline)
     if not sets:
         return None
     guard = frozenset(("ip", s) for s in sets)

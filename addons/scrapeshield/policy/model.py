@@ -5,6 +5,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ..challenge.config import ChallengeConfig
 from ..decision import Action
 from ..gcra import BucketLimit
 from ..netaddr import CidrSet
@@ -76,17 +77,6 @@ class ScoreDef:
 
 
 @dataclass(frozen=True, slots=True)
-class ChallengeSettings:
-    difficulty: int = 16
-    status: int = 403
-    cookie_ttl: float = 3600.0
-    challenge_ttl: float = 300.0
-    wait_seconds: float = 5.0
-    ipv4_prefix: int = 24
-    ipv6_prefix: int = 64
-
-
-@dataclass(frozen=True, slots=True)
 class CompiledPolicy:
     source: str  # file name
     version_hash: str  # sha256 of the source bytes, first 16 hex
@@ -105,7 +95,7 @@ class CompiledPolicy:
     throttle_status: int
     max_keys: int
     hash_ips: bool
-    challenge: ChallengeSettings
+    challenge: ChallengeConfig
     plan: RulePlan = field(compare=False, repr=False)  # which rules a request can match at all
     sections: Mapping[str, Any] = field(default_factory=dict, compare=False)  # name -> compiled section
     signal_sources: tuple[SignalSource, ...] = field(default=(), compare=False)

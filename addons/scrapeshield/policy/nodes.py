@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from ..netaddr import CidrSet
 from .errors import PolicyError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -123,6 +124,24 @@ class Reader:
         except re.error as exc:
             self.error(node, f"{what}: invalid regular expression: {exc}")
             return None
+
+    def cidrs(self, items: Iterable[tuple[Node, str, str]]) -> CidrSet:
+        """Addresses and CIDRs, given as (node, text, what), as one set. An invalid one is left out
+        and reported at its node as `what: problem`: the one place CIDR text is validated."""
+        good = []
+        for node, text, what in items:
+            try:
+                CidrSet.of([text])
+            except ValueError as exc:
+                self.error(node, f"{what}: {exc}")
+                continue
+            good.append(text)
+        return CidrSet.of(good)
+
+    def cidr_list(self, node: Node, what: str) -> CidrSet:
+        """A list (or one) of addresses and CIDRs."""
+        return self.cidrs((item, text, what) for item in self.sequence(node, what)
+                          if (text := self.string(item, what)) is not None)
 
     @staticmethod
     def _scalar(node: Node) -> object:

@@ -22,19 +22,18 @@ import yaml
 from yaml.nodes import Node
 
 from ..context import DecisionContext
-from ..decision import Action
+from ..decision import ANSWERED, Action
 from ..extensions import standard_registry
 from ..netaddr import CidrSet, parse_ip
 from ..policy.errors import PolicyError, PolicyInvalid
 from ..policy.matchers import CompileEnv, compile_match
 from ..policy.nodes import Reader
 from .core import ReplayedDecision
-from .report import REFUSALS
 
 SELECTORS = ("client", "user_agent", "filter")
 CHECKS = ("first_block_by", "first_block_after", "all", "never")
 FIELDS = ("name", *SELECTORS, *CHECKS)
-ACTIONS = tuple(a.value for a in (Action.ALLOW, Action.DELAY, *REFUSALS))
+ACTIONS = tuple(a.value for a in (Action.ALLOW, Action.DELAY, *ANSWERED))
 SHOWN = 10  # offending requests listed per failed check
 
 Selector = Callable[[ReplayedDecision], bool]
@@ -121,17 +120,7 @@ def _expectation(r: Reader, node: Node, text: str) -> Expectation | None:
     selectors: list[Selector] = []
     if "client" in f:
         cnode = f["client"][1]
-        nets = []
-        for item in r.sequence(cnode, "client"):
-            value = r.string(item, "client")
-            if value is None:
-                continue
-            try:
-                CidrSet.of([value])
-                nets.append(value)
-            except ValueError as exc:
-                r.error(item, f"client: {exc}")
-        cidrs = CidrSet.of(nets)
+        cidrs = r.cidr_list(cnode, "client")
         selectors.append(lambda d: cidrs.contains(parse_ip(d.client)))
     if "user_agent" in f and (rx := r.regex(f["user_agent"][1], "user_agent")) is not None:
         search = rx.search
@@ -239,7 +228,7 @@ class _Progress:
                 e, 0, ("expected: requests matching the selector\ngot:      no replayed request matches it",))
         failures: list[str] = []
         at, refused = self.refused_at, self.first_refused
-        refusals = "/".join(a.value for a in REFUSALS)
+        refusals = "/".join(a.value for a in ANSWERED)
         if e.first_block_by is not None and (at is None or at > e.first_block_by):
             got = (f"no refusal in {total} requests ({_summary(self.counts)})" if at is None or refused is None
                    else f"first refusal at request {at}: {_line(refused, first)}")

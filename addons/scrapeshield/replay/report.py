@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..decision import Action
+from ..decision import ANSWERED, Action
 from ..policy.model import CompiledPolicy
 from .core import ReplayedDecision, ReplayRun
 
 ACTION_ORDER = (Action.ALLOW, Action.DELAY, Action.THROTTLE, Action.CHALLENGE, Action.BLOCK, Action.DROP)
-REFUSALS = (Action.THROTTLE, Action.CHALLENGE, Action.BLOCK, Action.DROP)
-FIRSTS = (Action.DELAY, *REFUSALS)  # the moments a report names for each client
+FIRSTS = (Action.DELAY, *ANSWERED)  # the moments a report names for each client
 REFUSED = "refused"  # key in ClientReport.first: the first of any refusal
 
 
@@ -55,7 +54,7 @@ class ClientReport:
 
     @property
     def refused(self) -> int:
-        return sum(self.actions.get(a.value, 0) for a in REFUSALS)
+        return sum(self.actions.get(a.value, 0) for a in ANSWERED)
 
     @property
     def first_refused(self) -> FirstEvent | None:
@@ -149,7 +148,7 @@ class _ClientTally:
         if action in FIRSTS and action.value not in self.first:
             event = FirstEvent(d.client_request, d.time - self.start, d.time, action.value, d.rule, d.path)
             self.first[action.value] = event
-            if action in REFUSALS and REFUSED not in self.first:
+            if action in ANSWERED and REFUSED not in self.first:
                 self.first[REFUSED] = event
         if d.user_agent in self.uas or len(self.uas) < _MAX_UAS_PER_CLIENT:
             self.uas[d.user_agent] += 1
