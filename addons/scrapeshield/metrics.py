@@ -1,6 +1,7 @@
 """Prometheus metrics (prometheus-client), in a registry of our own so tests can make several."""
 from __future__ import annotations
 
+from collections import Counter as Counter_
 from typing import Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily
@@ -33,6 +34,8 @@ class ShieldMetrics:
         self.store_degraded = Gauge("scrapeshield_store_degraded", "1 while the shared store is unreachable", registry=r)
         self.store_outages = Counter("scrapeshield_store_outages", "Times the shared store became unreachable", registry=r)
         self._decision_children: dict[tuple[str, str, bool], Callable[[], None]] = {}
+        # The same counts as plain numbers, for /status: (rule, action, enforced) -> decisions.
+        self.decision_counts: Counter_[tuple[str, str, bool]] = Counter_()
 
     def count_from(self, name: str, doc: str, counts: Mapping[str, int]) -> None:
         """Export a live `{label: count}` mapping (kept by pure code) as one counter labelled `result`."""
@@ -54,6 +57,7 @@ class ShieldMetrics:
             inc = self.decisions.labels(rule, action, "true" if enforced else "false").inc
             self._decision_children[key] = inc
         inc()
+        self.decision_counts[key] += 1
 
     def set_policy(self, name: str, version_hash: str, source: str, loaded_at: float) -> None:
         self.policy.info({"name": name, "version": version_hash, "file": source})

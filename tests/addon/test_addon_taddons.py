@@ -10,7 +10,7 @@ from mitmproxy import exceptions, http
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow
 
-from scrapeshield import runtime as runtime_module
+from scrapeshield.runtime import shield as runtime_module
 from scrapeshield.clock import FakeClock
 from scrapeshield.mitm import addon as addon_module
 from scrapeshield.mitm.addon import ShieldAddon

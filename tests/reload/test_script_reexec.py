@@ -25,7 +25,7 @@ async def test_a_re_executed_script_gets_the_same_runtime_and_the_old_addon_leav
     _configure(first, policy)
     first.running()
     runtime = first.runtime
-    assert runtime is not None and runtime.extensions.count(first) == 1
+    assert runtime is not None and runtime.status_sources.count(first) == 1
 
     # What mitmproxy does on re-execution: `done` on the old addon, then load/configure/running on a new one.
     first.done()
@@ -34,5 +34,5 @@ async def test_a_re_executed_script_gets_the_same_runtime_and_the_old_addon_leav
     second.running()
 
     assert second.runtime is runtime  # same engine, store and buckets
-    assert first not in runtime.extensions and runtime.extensions.count(second) == 1
+    assert first not in runtime.status_sources and runtime.status_sources.count(second) == 1
     await runtime.stop()

@@ -44,11 +44,8 @@ def install(app: web.Application, runtime: ShieldRuntime) -> None:
 
 async def dashboard_data(runtime: ShieldRuntime) -> dict[str, Any]:
     status = await full_status(runtime)
-    decisions = [
-        {"rule": s.labels["rule"], "action": s.labels["action"], "enforced": s.labels["enforced"] == "true",
-         "count": int(s.value)}
-        for metric in runtime.metrics.decisions.collect() for s in metric.samples if s.name.endswith("_total")
-    ]
+    decisions = [{"rule": rule, "action": action, "enforced": enforced, "count": n}
+                 for (rule, action, enforced), n in runtime.metrics.decision_counts.items()]
     now = runtime.clock.now()
     bans: list[dict[str, Any]] = []
     list_bans = getattr(runtime.store, "bans", None)

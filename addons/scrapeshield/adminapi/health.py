@@ -15,13 +15,7 @@ STARTED = time.time()  # the process, not the runtime: a re-executed addon scrip
 
 
 def health_of(runtime: ShieldRuntime) -> HealthCheck:
-    check: HealthCheck | None = getattr(runtime, "health", None)
-    if check is None:
-        check = HealthCheck(runtime.store, lambda: runtime.policy.version_hash,
-                            lambda: "closed" if runtime.policy.fail_closed else "open",
-                            timeout=min(2.0, max(0.25, runtime.config.store_timeout)))
-        runtime.health = check  # type: ignore[attr-defined]
-    return check
+    return runtime.health
 
 
 def install(app: web.Application, runtime: ShieldRuntime) -> None:

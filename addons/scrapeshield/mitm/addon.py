@@ -86,14 +86,14 @@ class ShieldAddon:
 
     def running(self) -> None:
         if self.runtime is not None:
-            if self not in self.runtime.extensions:
-                self.runtime.extensions.append(self)
+            if self not in self.runtime.status_sources:
+                self.runtime.status_sources.append(self)
             self.runtime.start()
 
     def done(self) -> None:
         # Also called when mitmproxy re-executes the script: the runtime lives on, this addon does not.
-        if self.runtime is not None and self in self.runtime.extensions:
-            self.runtime.extensions.remove(self)
+        if self.runtime is not None and self in self.runtime.status_sources:
+            self.runtime.status_sources.remove(self)
 
     def status(self) -> dict[str, Any]:
         """For /status: per-connection state must stay bounded by the open connections."""

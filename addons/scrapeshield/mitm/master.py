@@ -54,7 +54,7 @@ async def serve(runtime: ShieldRuntime, settings: ProxySettings) -> int:
     host, port = sock.getsockname()[:2]
     errorpages.install()
     serving = ShieldServing(sock, s.limits, runtime.metrics.registry, runtime.is_reserved)
-    runtime.extensions.append(serving)
+    runtime.status_sources.append(serving)
     os.makedirs(s.confdir, exist_ok=True)
     opts = options.Options()
     master = Master(opts)

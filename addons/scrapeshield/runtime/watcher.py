@@ -1,0 +1,127 @@
+"""Policy file watching and reload: poll the file, recompile when it changed, keep the last good
+policy on any failure, and tell the listeners when a new one is live."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..policy.compiler import compile_bytes
+from ..policy.errors import PolicyInvalid
+from ..policy.model import CompiledPolicy
+from .listeners import PolicyListener
+
+log = logging.getLogger("scrapeshield")
+
+SETTLE_SECONDS = 0.25  # a policy file modified more recently than this may still be being written
+RACY_SECONDS = 2.0  # how long after a change a same-size rewrite may keep the same mtime (coarse clocks)
+
+
+def stat_signature(path: str) -> tuple[Any, ...] | None:
+    """What changes when the file changes: follows symlinks, so ConfigMap `..data` swaps count."""
+    try:
+        st = os.stat(path)
+        return (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return None
+
+
+class PolicyWatcher:
+    def __init__(self, path: str, policy: CompiledPolicy, on_failure: Callable[[], None] = lambda: None,
+                 on_success: Callable[[CompiledPolicy], None] = lambda p: None) -> None:
+        self.path = path
+        self.policy = policy  # the live one
+        self.listeners: list[PolicyListener] = []
+        self.loaded_at = time.time()
+        self.last_reload_error: str | None = None
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self._on_failure = on_failure
+        self._on_success = on_success
+        self._signature = stat_signature(path)
+        self._recheck = True  # the file may have changed between compiling it and this stat()
+        self._content_hash: str | None = policy.version_hash
+
+    def reload(self, force: bool = False) -> bool:
+        """Recompile the policy if its file changed. The old policy stays on any failure.
+
+        A poll (force=False) ignores a file written less than SETTLE_SECONDS ago, one that changes
+        while it is read, and a freshly emptied one: an in-place save may be half done, and half a
+        policy can be a valid one. Such a file is looked at again on the next poll. A file whose stat
+        changed is recompiled even if its bytes did not (`touch` picks up an edited `ip_lists` file);
+        `force` (SIGHUP) recompiles at once, whatever changed.
+        """
+        path = self.path
+        sig = stat_signature(path)
+        if not force and sig == self._signature and not self._recheck:
+            return False
+        if sig is None:
+            self._signature, self._recheck, self._content_hash = None, False, None
+            self._failed(f"{path}: file is missing; keeping the last good policy")
+            return False
+        age = time.time() - sig[3] / 1e9
+        if not force and 0 <= age < SETTLE_SECONDS:
+            return False
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            self._signature, self._recheck, self._content_hash = sig, False, None
+            self._failed(f"{path}: cannot read policy: {exc.strerror or exc}; keeping the last good policy")
+            return False
+        if stat_signature(path) != sig:
+            if force:
+                log.warning("policy file %s changed while being read; it is read again on the next poll", path)
+            return False
+        if not data.strip() and not force and abs(age) < RACY_SECONDS:
+            return False  # truncated by an in-place save whose writer has not written yet
+        touched, self._signature = sig != self._signature, sig
+        # Within RACY_SECONDS of its mtime, a same-size rewrite may keep the same stat signature
+        # (coarse timestamps): until then, polls compare the content too.
+        self._recheck = abs(age) < RACY_SECONDS
+        digest = hashlib.sha256(data).hexdigest()[:16]  # what compile_bytes calls version_hash
+        if not force and not touched and digest == self._content_hash:
+            return False  # a content check of an unchanged file
+        self._content_hash = digest  # a touched file is recompiled: that picks up edited ip_lists files
+        try:
+            policy = compile_bytes(data, path)
+        except PolicyInvalid as exc:
+            self._failed(str(exc))
+            return False
+        except Exception as exc:  # pragma: no cover - a compiler bug must not kill the proxy
+            self._failed(f"{path}: {type(exc).__name__}: {exc}")
+            return False
+        self.policy = policy
+        for listener in self.listeners:
+            listener.policy_changed(policy)
+        self.loaded_at = time.time()
+        self.last_reload_error = None
+        self.reloads_ok += 1
+        self._on_success(policy)
+        log.info("policy reloaded from %s (version %s)", path, policy.version_hash)
+        return True
+
+    def _failed(self, message: str) -> None:
+        self.reloads_failed += 1
+        self._on_failure()
+        if message != self.last_reload_error:  # once per distinct error, not once per poll
+            log.error("policy reload rejected, keeping version %s:\n%s", self.policy.version_hash, message)
+        self.last_reload_error = message
+
+    async def watch(self, interval: float) -> None:
+        """Poll every `interval` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.reload()
+            except Exception:  # pragma: no cover
+                log.exception("policy watcher error")
+
+    def status(self) -> dict[str, Any]:
+        p = self.policy
+        return {"file": p.source, "name": p.name, "version": p.version_hash, "loaded_at": self.loaded_at,
+                "monitor": p.monitor, "rules": len(p.rules), "last_reload_error": self.last_reload_error}
