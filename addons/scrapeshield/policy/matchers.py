@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from yaml.nodes import Node, ScalarNode
 
 from ..netaddr import CidrSet
+from ..regexlit import anchored_first_segments
 from .model import Predicate
 from .nodes import Reader
 from .registry import CompileEnv
@@ -281,7 +282,6 @@ _COMMON_HEADERS = frozenset((
     "sec-ch-ua-mobile", "sec-ch-ua-platform",
 ))
 _GLOB_META = frozenset("*?[")
-_MAX_SEGMENTS = 256
 
 
 def guard_of(pred: Predicate) -> Guard | None:
@@ -346,87 +346,9 @@ def _glob_segments(globs: list[str]) -> Guard | None:
 
 
 def _regex_segments(rx: re.Pattern[str]) -> Guard | None:
-    """The first path segments a `path_regex` can match, for the common shape `^/lit(a|b)/...`.
-
-    Conservative: anything not understood (flags that change `^` or literals, classes, repeats
-    before the segment ends, a segment that may continue) gives no guard.
-    """
+    """The first path segments a `path_regex` can match, for the common shape `^/lit(a|b)/...`
+    (see `regexlit.anchored_first_segments`). Flags that change `^` or literals give no guard."""
     if rx.flags & (re.IGNORECASE | re.MULTILINE):
         return None
-    try:
-        from re import _constants as C  # type: ignore[attr-defined]
-        from re import _parser
-
-        items = list(_parser.parse(rx.pattern, rx.flags))
-        if len(items) == 1 and items[0][0] is C.BRANCH:  # ^/a/..|^/b/..
-            alternatives = [list(alt) for alt in items[0][1][1]]
-        else:
-            alternatives = [items]
-        segs: set[str] = set()
-        for alt in alternatives:
-            found = _anchored_segments(alt, C)
-            if found is None:
-                return None
-            segs |= found
-        if not segs or len(segs) > _MAX_SEGMENTS:
-            return None
-        return frozenset(("seg", s) for s in segs)
-    except Exception:  # private parser API changed, or anything odd: no guard, never wrong
-        return None
-
-
-def _anchored_segments(items: list[Any], C: Any) -> set[str] | None:
-    if len(items) < 2 or items[0] not in ((C.AT, C.AT_BEGINNING), (C.AT, C.AT_BEGINNING_STRING)):
-        return None
-    if items[1] != (C.LITERAL, ord("/")):
-        return None
-    prefixes = {""}
-    for op, av in items[2:]:
-        if op is C.LITERAL and av == ord("/"):
-            return prefixes  # the path starts with "/<prefix>/"
-        if op is C.AT and av is C.AT_END_STRING:
-            return prefixes  # the path is "/<prefix>"
-        if op is C.AT and av is C.AT_END:
-            return prefixes | {p + "\n" for p in prefixes}  # `$` also matches before a final newline
-        strings = _literal_strings([(op, av)], C)
-        if strings is None:
-            return None
-        prefixes = {p + s for p in prefixes for s in strings}
-        if len(prefixes) > _MAX_SEGMENTS:
-            return None
-    return None  # the segment may go on: "^/api" also matches "/apiary"
-
-
-def _literal_strings(items: list[Any], C: Any) -> set[str] | None:
-    """Every string a sequence of literals, literal classes and alternations matches (no '/')."""
-    out = {""}
-    for op, av in items:
-        if op is C.LITERAL:
-            if av == ord("/"):
-                return None
-            choices = {chr(av)}
-        elif op is C.IN:
-            if any(sub_op is not C.LITERAL or sub_av == ord("/") for sub_op, sub_av in av):
-                return None
-            choices = {chr(sub_av) for _, sub_av in av}
-        elif op is C.BRANCH:
-            choices = set()
-            for alt in av[1]:
-                sub = _literal_strings(list(alt), C)
-                if sub is None:
-                    return None
-                choices |= sub
-        elif op is C.SUBPATTERN:
-            _group, add_flags, del_flags, sub_items = av
-            if add_flags or del_flags:
-                return None
-            sub = _literal_strings(list(sub_items), C)
-            if sub is None:
-                return None
-            choices = sub
-        else:
-            return None
-        out = {o + c for o in out for c in choices}
-        if len(out) > _MAX_SEGMENTS:
-            return None
-    return out
+    segments = anchored_first_segments(rx.pattern)
+    return frozenset(("seg", s) for s in segments) if segments else None
