@@ -222,3 +222,13 @@ async def test_explain_marks_the_rules_after_the_deciding_one_as_not_reached() -
     trace = await Engine(policy, MemoryStore(), FakeClock()).explain(RequestFacts(peer_ip=CLIENT))
     assert [(r.rule, r.outcome, r.note) for r in trace.rules] == [
         ("first", RuleOutcome.MATCHED, "decided"), ("second", RuleOutcome.NOT_REACHED, "")]
+
+
+async def test_explain_shows_what_the_detectors_measure_for_the_identity() -> None:
+    policy = compile_policy("version: 1\ndetectors: {key: ip}\n")
+    engine = Engine(policy, MemoryStore(), FakeClock(1000.0))
+    for i in range(3):
+        await engine.decide(RequestFacts(peer_ip=CLIENT, path=f"/user/{i}"))
+    trace = await engine.explain(RequestFacts(peer_ip=CLIENT, path="/user/3"))
+    assert trace.detector_key == "ip=203.0.113.7"
+    assert trace.detector_state is not None and trace.detector_state["distinct_resources"] == 4.0

@@ -30,7 +30,7 @@ from cachetools import TTLCache
 from .assets import AssetLedger, MissingAssets, file_name, name_hash
 from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
-from .distinct import HASH_MASK, DistinctResources, DistinctWindow
+from .distinct import DistinctResources, DistinctWindow
 from .strength import stable_hash
 from .probe import ProbeRate, ProbeWindow
 from .sequence import SequentialIds, Walk, extract_ids

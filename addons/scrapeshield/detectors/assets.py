@@ -42,7 +42,6 @@ from cachetools import LRUCache
 
 from .strength import ramp, stable_hash
 
-HASH_MASK = 0xFFFF_FFFF
 
 # Tag names are matched with explicit case classes: re.IGNORECASE makes the whole scan about
 # twice as slow, and lower-casing the body costs a copy.

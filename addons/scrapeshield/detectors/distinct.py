@@ -18,9 +18,6 @@ from bisect import bisect_left
 
 from .strength import ramp, stable_hash
 
-HASH_MASK = 0xFFFF_FFFF
-
-
 def resource_hash(resource: str) -> int:
     """32-bit hash of a resource (path plus query). Per-process salt is fine: state is in memory."""
     return stable_hash(resource)

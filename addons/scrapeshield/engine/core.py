@@ -103,7 +103,9 @@ class Engine:
         recorder = TraceRecorder()
         decision = await self.decide_in(ctx, recorder)
         rules = rule_traces(policy, ctx, recorder.matches, self.clearance) if recorder.matches else ()
-        return recorder.freeze(decision, rules, ctx.detector_key)
+        detectors, key = self.detectors, ctx.detector_key
+        state = detectors.describe(key) if detectors is not None and key is not None else None
+        return recorder.freeze(decision, rules, key, state)
 
     async def _run(self, policy: CompiledPolicy, ctx: DecisionContext, trace: TraceRecorder | None) -> Decision:
         settings = policy.section(SESSION)

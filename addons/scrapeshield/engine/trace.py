@@ -5,6 +5,7 @@ part is worked out after the decision, by re-evaluating the rules' conditions on
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -58,6 +59,7 @@ class DecisionTrace:
     buckets: tuple[BucketTrace, ...]
     scores: tuple[ScoreTrace, ...]
     banned_key: str | None  # the penalty-box key that decided, if any
+    detector_state: Mapping[str, object] | None = None  # what each detector measures for the identity
 
 
 @dataclass(slots=True)
@@ -70,6 +72,7 @@ class TraceRecorder:
     banned_key: str | None = None
     matches: Matches | None = None  # the match stage's result, for the per-rule account
 
-    def freeze(self, decision: Decision, rules: tuple[RuleTrace, ...], detector_key: str | None) -> DecisionTrace:
+    def freeze(self, decision: Decision, rules: tuple[RuleTrace, ...], detector_key: str | None,
+               detector_state: Mapping[str, object] | None = None) -> DecisionTrace:
         return DecisionTrace(decision, rules, detector_key, tuple(sorted(self.signals.items())),
-                             tuple(self.buckets), tuple(self.scores), self.banned_key)
+                             tuple(self.buckets), tuple(self.scores), self.banned_key, detector_state)

@@ -63,10 +63,6 @@ class ClientHelloInfo:
         return not GREASE.isdisjoint(self.cipher_suites) or not GREASE.isdisjoint(self.extensions)
 
 
-def is_grease(value: int) -> bool:
-    return value in GREASE
-
-
 def _u16s(data: bytes) -> tuple[int, ...]:
     if len(data) % 2:
         raise ValueError("odd length for a list of 16-bit values")

@@ -13,18 +13,9 @@ from ..context import DecisionContext
 from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
 from ..policy.registry import CompileEnv, ConditionCompiler, KeyContext, Registry, Section, SectionContext
-from . import FIELDS, SIGNALS, TLS_FAMILIES, UA_KINDS, ClientFingerprint, GoodBotRegistry
+from . import FIELDS, SIGNALS, TLS_FAMILIES, UA_KINDS, GoodBotRegistry
 
 _REGISTRIES: dict[tuple[str, float], GoodBotRegistry] = {}
-
-
-def fingerprint_of(c: DecisionContext) -> ClientFingerprint:
-    """The request's fingerprint, computed once per decision (see `DecisionContext.fingerprint`).
-
-    Good-bot verification depends on the policy's registry, so it is not part of this cached
-    value: see `good_bot_of`.
-    """
-    return c.fingerprint
 
 
 def good_bot_of(c: DecisionContext, goodbots: GoodBotRegistry | None) -> str | None:

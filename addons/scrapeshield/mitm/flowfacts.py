@@ -12,10 +12,6 @@ from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..requestid import request_id
 
 
-def _text(b: bytes) -> str:
-    return b.decode("latin-1")  # never fails; header bytes that are not text stay visible as-is
-
-
 def _host_header(req: http.Request, fields: tuple[tuple[bytes, bytes], ...]) -> str | None:
     """`req.host_header` without the multidict's per-call scans: for HTTP/1 that is
     `headers.get("Host")` -- every Host field, decoded as mitmproxy decodes, joined with ", "."""
@@ -36,7 +32,7 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None,
     if ":" in peer:  # "::ffff:1.2.3.4" on a dual-stack socket is the IPv4 client 1.2.3.4
         peer = normalize_ip(peer)
     fields = req.headers.fields
-    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in fields])  # as _text()
+    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in fields])  # latin-1 never fails: odd bytes stay visible
     xff: list[str] = []
     fwd: list[str] = []
     if trusted:

@@ -336,7 +336,7 @@ def _glob_segments(globs: list[str]) -> Guard | None:
     for g in globs:
         if not g.startswith("/"):
             return None
-        seg, slash, _ = g[1:].partition("/")
+        seg = g[1:].partition("/")[0]
         if _GLOB_META & set(seg):
             return None  # a wildcard in the first segment: it could be anything
         # "/seg/<anything>" needs the path to start with "/seg/"; a glob "/seg" with no "/" after

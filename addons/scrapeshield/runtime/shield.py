@@ -216,6 +216,8 @@ class ShieldRuntime:
             "tracked_keys": self.store.tracked_keys(),
         }
         status: dict[str, Any] = {"policy": self.watcher.status(), "counters": counters, "store": self.store.status()}
+        if self.engine.detectors is not None:
+            status["detectors"] = self.engine.detectors.stats(self.clock.now())
         if self.shadow is not None:
             status.update(self.shadow.status())
         for source in self.status_sources:
