@@ -16,6 +16,38 @@ for _path in (str(_TESTS), str(_TESTS.parent / "addons"), str(_TESTS.parent)):  
 from harness import OriginProcess, ShieldProcess  # noqa: E402
 
 ShieldFactory = Callable[..., ShieldProcess]
+
+# -- kinds ------------------------------------------------------------------------------------------
+# Every test has exactly one kind of the markers registered in pyproject.toml (plus `redis` when it
+# needs a redis-server): by its folder or file here, unless the test or its module names one itself.
+KINDS = ("unit", "addon", "e2e", "browser")
+KIND_OF_PATH = {  # most specific first: a file, then its folder (relative to tests/)
+    "reload/test_hot_reload.py": ("e2e",),
+    "reload/test_script_reexec.py": ("addon",),
+    "reload": ("unit",),
+    "unit": ("unit",),
+    "replay": ("unit",),
+    "addon": ("addon",),
+    "store": ("unit", "redis"),
+    "redis_e2e": ("e2e", "redis"),
+    "e2e": ("e2e",),
+    "challenge_e2e": ("e2e",),
+    "fingerprint_e2e": ("e2e",),
+    "harvest": ("e2e",),
+    "browser": ("browser",),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(_TESTS).as_posix()
+        kinds = KIND_OF_PATH.get(rel) or KIND_OF_PATH.get(rel.split("/", 1)[0])
+        if kinds is None:
+            raise pytest.UsageError(f"tests/{rel}: no kind for this folder; add it to KIND_OF_PATH in tests/conftest.py")
+        own = {m.name for m in item.iter_markers() if m.name in KINDS}
+        for kind in kinds:
+            if kind == "redis" or not own:
+                item.add_marker(kind)
 SESSION_ORIGIN = "<session demo origin>"  # shield_factory's default upstream
 
 
@@ -37,8 +69,8 @@ def shield_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
     """Start real `scrapeshield run` processes; every one is stopped when the test ends.
 
     `shield_factory(policy=FILE | policy_text=YAML, **ShieldProcess kwargs)`. The upstream
-    defaults to the session demo origin; `upstream=None` omits `--upstream`, so the shield
-    starts its own built-in demo origin.
+    defaults to the session demo origin; `upstream=None` runs `python -m demo` instead, the
+    demo shop with a shield in front of it (what `scripts/run` does without --upstream).
     """
     started: list[ShieldProcess] = []
 

@@ -8,6 +8,7 @@ stopped by pid (SIGTERM, then SIGKILL). Clients bound to another loopback addres
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self, Sequence
 
 import httpx
+import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -31,6 +33,15 @@ _PORT_IN_USE_MARKERS = ("address already in use", "errno 98", "eaddrinuse")
 
 
 # --- small helpers ------------------------------------------------------------------------
+
+def require_executable(program: str) -> str:
+    """A program the tests drive for real (chromium, node, curl, redis-server): its absence is a
+    failure -- `scripts/system-packages` installs it -- never a skip."""
+    found = program if os.path.isabs(program) and os.access(program, os.X_OK) else shutil.which(program)
+    if not found:
+        pytest.fail(f"{program} is missing; scripts/system-packages installs it", pytrace=False)
+    return found
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (the OS picks it; a race is possible but rare)."""

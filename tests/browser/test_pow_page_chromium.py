@@ -12,6 +12,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+from harness import require_executable
 from pow_server import PowServer
 
 from scrapeshield.challenge import ChallengeConfig, ChallengeService, KeyRing
@@ -21,10 +22,12 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--no-first-run", "--disable-sync", "--host-resolver-rules=MAP shield.test 127.0.0.1"]
 BITS = 14
 
-pytestmark = [
-    pytest.mark.asyncio,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed"),
-]
+pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
+
+
+@pytest.fixture(autouse=True)
+def _chromium_installed() -> None:
+    require_executable(CHROMIUM)
 
 
 @contextlib.asynccontextmanager

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from challenge_helpers import challenge_and_solve, metric_values, parse_challenge, path_count, solve
 
-from harness import bind_client, bind_session, origin_stats
+from harness import bind_client, bind_session, origin_stats, require_executable
 
 pytestmark = pytest.mark.e2e
 
@@ -49,10 +49,11 @@ def assert_challenge_page(status: int, headers, body: str) -> None:  # type: ign
 
 # --- 1. a real browser ------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed")
+@pytest.mark.browser
 async def test_chromium_solves_lands_on_the_original_url_and_is_not_challenged_again(shield, demo_origin):
     from playwright.async_api import async_playwright
 
+    require_executable(CHROMIUM)
     base = shield.proxy_url
     first = "/products/101?ref=a%20b&page=2"
     pages = [f"/products/{102 + i}" if i % 2 == 0 else f"/user/{2001 + i}" for i in range(20)]

@@ -7,12 +7,17 @@ import subprocess
 from itertools import count
 
 import pytest
+from harness import require_executable
 
 from scrapeshield.challenge.page import solver_js
 from scrapeshield.challenge.pow import proof_ok
 
-NODE = shutil.which("node")
-pytestmark = pytest.mark.skipif(NODE is None, reason="node not installed")
+NODE = "node"
+
+
+@pytest.fixture(autouse=True)
+def _node_installed() -> None:
+    require_executable(NODE)
 SEED = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 
 

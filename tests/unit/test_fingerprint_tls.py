@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
+from harness import require_executable
 
 from scrapeshield.fingerprint.clienthello import client_hello_body_from_records
 from scrapeshield.fingerprint.ja3 import ja3_string_to_md5
@@ -450,15 +451,14 @@ def test_python_clients_are_openssl_family(catcher: HelloCatcher, client: Callab
     assert catcher.capture(client).tls_family == "openssl"
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/bin/curl"), reason="no /usr/bin/curl")
 def test_curl_is_openssl_family(catcher: HelloCatcher) -> None:
+    require_executable("/usr/bin/curl")
     fp = catcher.capture(_curl)
     assert fp.tls_family == "openssl"
     assert fp.alpn_offered[0] == "h2"
 
 
 def test_curl_cffi_chrome_is_chromium_family(catcher: HelloCatcher) -> None:
-    pytest.importorskip("curl_cffi")
     assert catcher.capture(_curl_cffi("chrome")).tls_family == "chromium"
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from .binding import ClientBinding, ip_prefix
 from .clearance import COOKIE_NAME, CookieResult, issue_cookie, set_cookie_value, verify_cookie
 from .config import ChallengeConfig
-from .endpoints import ChallengeService, ShieldResponse
+from ..responses import ShieldResponse
+from .endpoints import ChallengeService
 from .keys import KeyRing, KeyRingError
 from .page import render_challenge_page, render_wait_page
 from .pow import DEFAULT_DIFFICULTY, MAX_DIFFICULTY, Challenge, VerifyResult, issue, verify

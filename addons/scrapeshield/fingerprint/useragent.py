@@ -21,7 +21,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-import crawleruseragents  # type: ignore[import-untyped]
+import crawleruseragents
 from cachetools import LRUCache
 
 from ..regexlit import required_literals
