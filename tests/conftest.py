@@ -23,6 +23,10 @@ ShieldFactory = Callable[..., ShieldProcess]
 KINDS = ("unit", "addon", "e2e", "browser")
 KIND_OF_PATH = {  # most specific first: a file, then its folder (relative to tests/)
     "reload/test_hot_reload.py": ("e2e",),
+    "ops/test_operator_lists.py": ("unit",),
+    "ops/test_control_api_e2e.py": ("e2e", "redis"),
+    "ops/test_health.py": ("e2e", "redis"),
+    "ops/test_dashboard_chromium.py": ("browser",),
     "reload/test_script_reexec.py": ("addon",),
     "reload": ("unit",),
     "unit": ("unit",),
@@ -35,6 +39,11 @@ KIND_OF_PATH = {  # most specific first: a file, then its folder (relative to te
     "fingerprint_e2e": ("e2e",),
     "harvest": ("e2e",),
     "browser": ("browser",),
+    "ops": ("e2e",),
+    "efficacy": ("e2e",),
+    "serving": ("e2e",),
+    "session_e2e": ("e2e",),
+    "workers": ("e2e",),
 }
 
 
@@ -46,8 +55,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"tests/{rel}: no kind for this folder; add it to KIND_OF_PATH in tests/conftest.py")
         own = {m.name for m in item.iter_markers() if m.name in KINDS}
         for kind in kinds:
-            if kind == "redis" or not own:
+            if kind in ("redis", "browser") or not own:  # needs as well as kinds: always added
                 item.add_marker(kind)
+
+
 SESSION_ORIGIN = "<session demo origin>"  # shield_factory's default upstream
 
 

@@ -301,7 +301,7 @@ class ShieldServing:
         self._flow_done(flow)
 
     def connection_of(self, flow: http.HTTPFlow) -> _Connection | None:
-        return self._connections.get(flow.client_conn.peername)  # type: ignore[arg-type]
+        return self._connections.get(flow.client_conn.peername)
 
     def _flow_done(self, flow: http.HTTPFlow) -> None:
         conn = self.connection_of(flow)
