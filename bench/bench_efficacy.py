@@ -33,7 +33,7 @@ for _p in (str(BENCH), str(REPO / "tests"), str(REPO / "addons")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from efficacy.report import (  # noqa: E402
+from efficacy.report import (
     Target,
     engine_mix_target,
     people_table,
@@ -41,7 +41,7 @@ from efficacy.report import (  # noqa: E402
     scraper_table,
     scraper_targets,
 )
-from efficacy.run import SCRAPER_KINDS, RunConfig, RunResult, default_workdir, run  # noqa: E402
+from efficacy.run import SCRAPER_KINDS, RunConfig, RunResult, default_workdir, run
 
 
 def engine_mix(src: Path, decisions: int = 20_000) -> dict[str, dict[str, int]]:

@@ -46,11 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 _SRC = next((sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--src"), str(REPO / "addons"))
 sys.path.insert(0, _SRC)
 
-from scrapeshield.clock import FakeClock  # noqa: E402
-from scrapeshield.engine import Engine  # noqa: E402
-from scrapeshield.facts import RequestFacts  # noqa: E402
-from scrapeshield.policy.compiler import compile_bytes, compile_file  # noqa: E402
-from scrapeshield.store.memory import MemoryStore  # noqa: E402
+from scrapeshield.clock import FakeClock
+from scrapeshield.engine import Engine
+from scrapeshield.facts import RequestFacts
+from scrapeshield.policy.compiler import compile_file
+from scrapeshield.store.memory import MemoryStore
 
 try:  # what ShieldRuntime passes to its Engine (absent in older checkouts, see --src)
     from scrapeshield.fingerprint.policy import fingerprint_signals
@@ -69,6 +69,7 @@ def default_variants(tmp: str) -> list[tuple[str, str]]:
     import copy
 
     import yaml
+
     from bench_proxy import absolute_paths, raise_limits, raise_thresholds
 
     src = REPO / "policies" / "default.yaml"
@@ -295,7 +296,7 @@ def generate_policy(n_rules: int = 500, seed: int = 7) -> str:
         elif kind == "header":
             hdr = r.choice([f"x-scanner-{i}: true", f"x-debug-{i}: true",
                             f"accept: '^application/x-harvest-{i}'", f"x-forwarded-host: 'evil{i}\\.'"])
-            extra = r.choice(["", ", method: [POST, PUT]", f", path: [/api/*]"])
+            extra = r.choice(["", ", method: [POST, PUT]", ", path: [/api/*]"])
             lines += [f"  - name: {name}", f"    match: {{header: {{{hdr}}}{extra}}}", f"    action: {act}"]
         elif kind == "ua":
             lines += [f"  - name: {name}",
@@ -323,7 +324,7 @@ def generate_policy(n_rules: int = 500, seed: int = 7) -> str:
         elif kind == "combo":
             lines += [f"  - name: {name}", "    match:", "      any:",
                       f"        - {{path: [/private{i}/*]}}",
-                      f"        - {{all: [{{method: [DELETE]}}, {{not: {{header: {{authorization: true}}}}}}]}}",
+                      "        - {all: [{method: [DELETE]}, {not: {header: {authorization: true}}}]}",
                       f"        - {{header: {{x-bot-{i}: true}}, client_ip: ['198.51.{i % 256}.0/24']}}",
                       f"    action: {act}"]
         elif kind == "log":
@@ -501,7 +502,7 @@ def bench_build(traffic: Traffic, n: int, repeat: int) -> dict:
     for i in range(repeat + 1):  # the first round is a warm-up
         b, f = _timed(build), _timed(flow)
         facts = [build_facts(s) for s in specs]
-        h = _timed(lambda: [x.header_map for x in facts])  # lazy: only policies that look at headers pay it
+        h = _timed(lambda facts=facts: [x.header_map for x in facts])  # lazy: only policies that read headers pay
         if i:
             out["build"].append(b)
             out["flow"].append(f)
@@ -536,7 +537,7 @@ def bench_hook(policy_path: str, traffic: Traffic, n: int, repeat: int, tick: fl
         hook = addon.requestheaders
         resp_hook = addon.response if has_response_hook else None
         c0, t0 = time.process_time(), time.perf_counter()
-        for fl, resp in zip(flows, responses):
+        for fl, resp in zip(flows, responses, strict=False):
             clock.advance(tick)
             await hook(fl)
             if resp_hook is not None and fl.response is None:

@@ -36,7 +36,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_proxy import HOST, free_port, stop, wait_ready  # noqa: E402
+from bench_proxy import HOST, free_port, stop, wait_ready
 
 PY = sys.executable
 ADDRESSES = [f"127.0.{10 + n // 250}.{1 + n % 250}" for n in range(100)]
@@ -185,7 +185,7 @@ def main() -> int:
     origin = subprocess.Popen([PY, "-m", "demo.shop", "--host", HOST, "--port", str(oport)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (tmp / "policy.yaml").write_text("version: 1\nname: bench-hardening\nrules: []\n")
-    shield_log = open(tmp / "shield.log", "w")  # noqa: SIM115 - open for the shield's whole life
+    shield_log = open(tmp / "shield.log", "w")
     shield = subprocess.Popen([PY, "-m", "scrapeshield", "run", "--upstream", f"http://{HOST}:{oport}",
                                "--listen", f"{HOST}:{port}", "--admin", f"{HOST}:{admin}",
                                "--policy", str(tmp / "policy.yaml"), "--header-timeout", str(args.header_timeout),

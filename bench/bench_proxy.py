@@ -406,7 +406,7 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
                           [*base, "--workers", str(n), "--event-loop", loop], paths_lua, 1, "devnull")
                    for loop in ("asyncio", "uvloop") for n in (1, 2)]
     elif args.extras:
-        configs.insert(1, Config("mitmdump -q", mitm + ["-q"], paths_lua, None, "devnull"))
+        configs.insert(1, Config("mitmdump -q", [*mitm, "-q"], paths_lua, None, "devnull"))
         configs.append(Config("shield-default-xff", shield("default-xff.yaml"), xff_lua, 1, "devnull"))
         configs.append(Config("shield-rules-only", shield("default-rules.yaml"), paths_lua, 1, "devnull"))
 

@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "replay"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from harness import PYTHON, subprocess_env  # noqa: E402
-from logfiles import combined_line  # noqa: E402
+from logfiles import combined_line
+
+from harness import PYTHON, subprocess_env
 
 PEAK = """
 import sys

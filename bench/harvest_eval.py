@@ -54,7 +54,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-sync"]
 PROFILE_MARK = 'class="profile"'
 SCRAPERS = ("a", "b", "c", "d", "e")
-ALL = SCRAPERS + ("browser",)
+ALL = (*SCRAPERS, "browser")
 DESCRIPTIONS = {
     "a": "httpx, 1 IP, sequential, max speed",
     "b": "httpx, 1 IP, paced",
@@ -191,7 +191,7 @@ def scrape_curl_cffi(base: str, n: int, result: HarvestResult, ip: str) -> None:
             try:
                 r = session.get(url, headers={"Referer": referer})
                 kind = classify(r.status_code, r.headers, r.text)
-            except Exception:  # noqa: BLE001 -- curl_cffi raises its own RequestsError family
+            except Exception:
                 kind = "drop"
             result.requested = i
             _tally(result, i, kind)
@@ -329,7 +329,7 @@ def run_all(names: list[str], n: int, *, n_slow: int | None = None, workdir: Pat
     def worker(name: str) -> None:
         try:
             results[name] = run_scenario(name, sizes[name], workdir=workdir, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 -- re-raised after join
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(name,)) for name in names]
@@ -366,10 +366,10 @@ def table(results: list[HarvestResult]) -> str:
                      "-" if r.last_record_at is None else str(r.last_record_at),
                      ",".join(f"{k}:{v}" for k, v in sorted(r.actions.items())) or "-", f"{r.wall_s:.1f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"{r.scenario}: {r.notes}" for r in results if r.notes]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ for _path in (str(_TESTS), str(_TESTS.parent / "addons"), str(_TESTS.parent)):  
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from harness import OriginProcess, ShieldProcess  # noqa: E402
+from harness import OriginProcess, ShieldProcess
 
 ShieldFactory = Callable[..., ShieldProcess]
 
@@ -52,7 +53,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         rel = Path(str(item.path)).resolve().relative_to(_TESTS).as_posix()
         kinds = KIND_OF_PATH.get(rel) or KIND_OF_PATH.get(rel.split("/", 1)[0])
         if kinds is None:
-            raise pytest.UsageError(f"tests/{rel}: no kind for this folder; add it to KIND_OF_PATH in tests/conftest.py")
+            raise pytest.UsageError(f"tests/{rel}: no kind for its folder; add it to KIND_OF_PATH in conftest.py")
         own = {m.name for m in item.iter_markers() if m.name in KINDS}
         for kind in kinds:
             if kind in ("redis", "browser") or not own:  # needs as well as kinds: always added

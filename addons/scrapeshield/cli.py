@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--store", default="memory://", help="state store: memory:// or redis://host:port/db (rediss://, unix://)")
     run.add_argument("--store-timeout", type=float, default=1.0,
                      help="seconds one store call may take; an outage is several in a row, or a failed health probe")
-    run.add_argument("--shadow-policy", default="", help="candidate policy evaluated beside the live one, never enforced")
+    run.add_argument("--shadow-policy", default="",
+                     help="candidate policy evaluated beside the live one, never enforced")
     run.add_argument("--decision-log", default=os.environ.get("SCRAPESHIELD_DECISION_LOG", "-"),
                      help="file for JSON decision lines, reopened on SIGUSR1 ('-' = stderr; "
                           "default $SCRAPESHIELD_DECISION_LOG, else stderr)")
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--cert", help="TLS certificate (PEM) for the listen port; default: self-signed")
     run.add_argument("--key", help="TLS private key (PEM) for --cert")
     run.add_argument("--confdir", default=os.path.expanduser("~/.scrapeshield"), help="where the self-signed CA lives")
-    run.add_argument("--reload-interval", type=float, default=1.0, help="seconds between policy file polls (0: SIGHUP only)")
+    run.add_argument("--reload-interval", type=float, default=1.0,
+                     help="seconds between policy file polls (0: SIGHUP only)")
     run.add_argument("--log-level", default="info")
     run.add_argument("--workers", default="1",
                      help="processes serving the listen port (N or 'auto' = one per CPU); a client's /24 "
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     run.add_argument("--admin-fd", type=int, help=argparse.SUPPRESS)
     connlimits.add_arguments(run)
-    run.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("SCRAPESHIELD_LOG_FORMAT", "text"),
+    run.add_argument("--log-format", choices=("text", "json"),
+                     default=os.environ.get("SCRAPESHIELD_LOG_FORMAT", "text"),
                      help="application log on stderr: text for people, json for a log pipeline")
 
     check = sub.add_parser("check", help="validate policy files; print every error as file:line:col: message")

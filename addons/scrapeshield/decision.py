@@ -46,7 +46,7 @@ class Decision:
     no_js: bool = False  # wait-based challenge instead of proof of work
     score: float | None = None
     # Decisions of monitored rules that would have acted: logged and counted, not enforced.
-    shadowed: tuple["Decision", ...] = field(default=())
+    shadowed: tuple[Decision, ...] = field(default=())
 
     @property
     def effective(self) -> Action:

@@ -12,8 +12,8 @@ Pure functions only: the stores (memory, Redis Lua) keep the TATs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Epoch seconds are floats with ~2.4e-7 s resolution and a TAT is a sum of intervals, so
@@ -93,7 +93,7 @@ def conform_all(
     ones when the request is refused.
     """
     new: list[float | None] = []
-    for i, (tat, limit) in enumerate(zip(tats, limits)):
+    for i, (tat, limit) in enumerate(zip(tats, limits, strict=False)):
         nxt = conform(tat, now, limit)
         if nxt is None:
             return i, list(tats)

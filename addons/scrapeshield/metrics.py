@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from collections import Counter as Counter_
-from typing import Callable, Iterator, Mapping
-
-from prometheus_client.core import CounterMetricFamily
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily
 
 from .decision import Decision
 
@@ -20,19 +19,26 @@ class ShieldMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.decisions = Counter("scrapeshield_decisions", "Decisions by rule and action; enforced=false in monitor mode",
+        self.decisions = Counter("scrapeshield_decisions",
+                                 "Decisions by rule and action; enforced=false in monitor mode",
                                  ["rule", "action", "enforced"], registry=r)
         self.latency = Histogram("scrapeshield_evaluation_seconds", "Time to decide one request",
                                  buckets=_LATENCY_BUCKETS, registry=r)
-        self.errors = Counter("scrapeshield_errors", "Requests that hit an internal or input error", ["kind"], registry=r)
+        self.errors = Counter("scrapeshield_errors", "Requests that hit an internal or input error", ["kind"],
+                              registry=r)
         self.tracked_keys = Gauge("scrapeshield_tracked_keys", "Client keys with live state in the store", registry=r)
         self.policy = Info("scrapeshield_policy", "The active policy", registry=r)
-        self.policy_loaded = Gauge("scrapeshield_policy_loaded_timestamp_seconds", "When the active policy was loaded", registry=r)
-        self.reloads = Counter("scrapeshield_policy_reloads", "Policy reload attempts by result", ["result"], registry=r)
+        self.policy_loaded = Gauge("scrapeshield_policy_loaded_timestamp_seconds", "When the active policy was loaded",
+                                   registry=r)
+        self.reloads = Counter("scrapeshield_policy_reloads", "Policy reload attempts by result", ["result"],
+                               registry=r)
         self.shadow_differences = Counter("scrapeshield_shadow_differences",
-                                          "Requests the shadow policy decided differently", ["live", "shadow"], registry=r)
-        self.store_degraded = Gauge("scrapeshield_store_degraded", "1 while the shared store is unreachable", registry=r)
-        self.store_outages = Counter("scrapeshield_store_outages", "Times the shared store became unreachable", registry=r)
+                                          "Requests the shadow policy decided differently", ["live", "shadow"],
+                                          registry=r)
+        self.store_degraded = Gauge("scrapeshield_store_degraded", "1 while the shared store is unreachable",
+                                    registry=r)
+        self.store_outages = Counter("scrapeshield_store_outages", "Times the shared store became unreachable",
+                                     registry=r)
         self._decision_children: dict[tuple[str, str, bool], Callable[[], None]] = {}
         # The same counts as plain numbers, for /status: (rule, action, enforced) -> decisions.
         self.decision_counts: Counter_[tuple[str, str, bool]] = Counter_()

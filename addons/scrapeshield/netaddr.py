@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 MAX_FORWARDED_HOPS = 64
 MAX_FORWARDED_BYTES = 8192
@@ -49,7 +49,7 @@ class CidrSet:
     source: tuple[str, ...]
 
     @classmethod
-    def of(cls, cidrs: Iterable[str]) -> "CidrSet":
+    def of(cls, cidrs: Iterable[str]) -> CidrSet:
         """Raises ValueError naming the bad entry."""
         ranges: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
         source = []

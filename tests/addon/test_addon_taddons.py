@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.flow import Error
 from mitmproxy.test import taddons, tflow
 
-from scrapeshield.runtime import shield as runtime_module
 from scrapeshield.clock import FakeClock
 from scrapeshield.mitm import addon as addon_module
 from scrapeshield.mitm.addon import ShieldAddon
 from scrapeshield.runtime import RuntimeConfig, ShieldRuntime
+from scrapeshield.runtime import shield as runtime_module
 
 PEER = "203.0.113.7"
 PROXY = "10.0.0.1"  # a trusted proxy in POLICY
@@ -278,9 +278,8 @@ def test_an_invalid_policy_option_raises_an_options_error_naming_file_line_col(t
     policy = tmp_path / "bad.yaml"
     policy.write_text("version: 1\nmonitor: perhaps\n")
     addon = ShieldAddon()
-    with taddons.context(addon) as tctx:
-        with pytest.raises(exceptions.OptionsError) as exc:
-            tctx.configure(addon, scrapeshield_policy=str(policy), scrapeshield_admin="")
+    with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError) as exc:
+        tctx.configure(addon, scrapeshield_policy=str(policy), scrapeshield_admin="")
     assert f"{policy}:2:10: monitor must be true or false" in str(exc.value)
     assert addon.runtime is None
 

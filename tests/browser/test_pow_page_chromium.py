@@ -8,13 +8,12 @@ treats all of 127.0.0.0/8 as potentially trustworthy, so 127.0.0.2 would not do)
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
 
 import pytest
-from harness import require_executable
 from pow_server import PowServer
 
+from harness import require_executable
 from scrapeshield.challenge import ChallengeConfig, ChallengeService, KeyRing
 
 CHROMIUM = "/usr/bin/chromium"

@@ -6,7 +6,6 @@ per-address budget (30/min) shared by the whole module. 127.0.0.x share one /24 
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -69,7 +68,8 @@ async def test_chromium_solves_lands_on_the_original_url_and_is_not_challenged_a
             async with page.expect_response(lambda r: r.url == base + first and r.status == 200, timeout=60_000):
                 await page.goto(base + first)
             # The 200 arrives before its navigation commits: wait for the commit, not just the response.
-            await page.wait_for_function("() => document.readyState === 'complete' && !document.getElementById('shield-form')")
+            await page.wait_for_function(
+                "() => document.readyState === 'complete' && !document.getElementById('shield-form')")
             await page.wait_for_load_state()
             assert page.url == base + first  # same path and query
             assert [d[1:] for d in documents] == [(403, "challenge"), (303, None), (200, None)]

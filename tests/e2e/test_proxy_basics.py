@@ -126,7 +126,7 @@ def test_allowed_request_reaches_origin_unchanged_but_for_appended_forwarded_for
     assert seen["method"] == "POST"
     assert seen["raw_path"] == "/echo/some/path?q=1&b=%20x&q=2"
     assert seen["body_b64"] == "cGF5bG9hZCAA/yBieXRlcw=="  # base64 of the exact bytes sent
-    assert _request_id_appended(seen["headers"]) == sent + [["X-Forwarded-For", "127.0.0.3"]]
+    assert _request_id_appended(seen["headers"]) == [*sent, ["X-Forwarded-For", "127.0.0.3"]]
 
 
 def test_client_forwarded_for_gets_the_peer_appended_in_place(shield: ShieldProcess) -> None:

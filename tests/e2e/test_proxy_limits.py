@@ -187,9 +187,8 @@ def test_block_rule_answers_403_and_the_origin_never_sees_the_request(shield: Sh
 def test_drop_rule_closes_the_connection_without_an_answer(shield: ShieldProcess, demo_origin: str) -> None:
     path = f"/echo/dropped/{uuid.uuid4().hex}"
 
-    with bind_client("127.0.0.52", base_url=shield.proxy_url) as client:
-        with pytest.raises(httpx.TransportError):
-            client.get(path)
+    with bind_client("127.0.0.52", base_url=shield.proxy_url) as client, pytest.raises(httpx.TransportError):
+        client.get(path)
 
     assert path not in origin_stats(demo_origin)["paths"]
 

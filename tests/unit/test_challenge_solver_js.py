@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from itertools import count
 
 import pytest
-from harness import require_executable
 
+from harness import require_executable
 from scrapeshield.challenge.page import solver_js
 from scrapeshield.challenge.pow import proof_ok
 

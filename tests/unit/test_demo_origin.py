@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import struct
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-
-from harness import bind_client, bind_session, origin_stats, reset_origin_stats
 from demo.shop import (
     PRODUCT_COUNT,
     SHARED_ASSETS,
@@ -20,6 +18,8 @@ from demo.shop import (
     start_demo_origin,
     user_record,
 )
+
+from harness import bind_client, bind_session, origin_stats, reset_origin_stats
 
 Client = TestClient[web.Request, web.Application]
 

@@ -52,33 +52,33 @@ async def decide_n(engine: Engine, n: int, facts: RequestFacts | None = None) ->
 
 CONDITION_CASES = [
     # (match YAML, facts that match, facts that do not)
-    ("{method: [POST, put]}", dict(method="PUT"), dict(method="GET")),
-    ("{host: '*.shop.example'}", dict(host="WWW.shop.example:8443"), dict(host="shop.example")),
-    ("{host: ['shop.example']}", dict(host="shop.example:80"), dict(host="evil.example")),
-    ("{host: '2001:db8::1'}", dict(host="[2001:db8::1]:443"), dict(host="[2001:db8::2]:443")),
-    ("{path: /api/*}", dict(path="/api/v1/users"), dict(path="/apiary")),
-    ("{path: [/robots.txt, /.well-known/*]}", dict(path="/.well-known/security.txt"), dict(path="/robots.txt.bak")),
-    ("{path_regex: '^/user/\\d+$'}", dict(path="/user/42"), dict(path="/user/42/edit")),
-    ("{query: {page: '^\\d{3,}$'}}", dict(path="/list?page=100&x=1"), dict(path="/list?page=99")),
-    ("{query: {q: true}}", dict(path="/search?q="), dict(path="/search?p=1")),
-    ("{query_regex: 'sort=price'}", dict(path="/list?a=1&sort=price"), dict(path="/list?sort=name")),
-    ("{header: {x-api-key: true}}", dict(headers=[("X-Api-Key", "k")]), dict(headers=[])),
-    ("{header: {accept-language: false}}", dict(headers=[("Accept", "*/*")]),
-     dict(headers=[("Accept-Language", "en")])),
-    ("{header: {accept: 'text/html'}}", dict(headers=[("Accept", "text/html,*/*")]),
-     dict(headers=[("Accept", "application/json")])),
-    ("{user_agent: '(?i)python-requests'}", dict(headers=[("User-Agent", "Python-Requests/2.31")]),
-     dict(headers=[("User-Agent", "Mozilla/5.0")])),
-    ("{client_ip: [203.0.113.0/24]}", dict(peer_ip="203.0.113.200"), dict(peer_ip="198.51.100.1")),
-    ("{client_ip: ['2001:db8::/32', 192.0.2.1]}", dict(peer_ip="2001:db8:5::1"), dict(peer_ip="192.0.2.2")),
-    ("{client_ip: '@partners'}", dict(peer_ip="198.51.100.9"), dict(peer_ip="198.51.101.9")),
-    ("{client_ip: 10.0.0.0/8}", dict(peer_ip="::ffff:10.1.2.3"), dict(peer_ip="not-an-ip")),
-    ("{scheme: https}", dict(scheme="https"), dict(scheme="http")),
-    ("{http_version: HTTP/2.0}", dict(http_version="HTTP/2.0"), dict(http_version="HTTP/1.1")),
-    ("{path: /a/*, method: GET}", dict(path="/a/1", method="GET"), dict(path="/a/1", method="POST")),
-    ("{all: [{path: /a/*}, {header: {x-k: true}}]}", dict(path="/a/1", headers=[("x-k", "1")]), dict(path="/a/1")),
-    ("{any: [{path: /a}, {path: /b}]}", dict(path="/b"), dict(path="/c")),
-    ("{not: {method: GET}}", dict(method="DELETE"), dict(method="GET")),
+    ("{method: [POST, put]}", {"method": "PUT"}, {"method": "GET"}),
+    ("{host: '*.shop.example'}", {"host": "WWW.shop.example:8443"}, {"host": "shop.example"}),
+    ("{host: ['shop.example']}", {"host": "shop.example:80"}, {"host": "evil.example"}),
+    ("{host: '2001:db8::1'}", {"host": "[2001:db8::1]:443"}, {"host": "[2001:db8::2]:443"}),
+    ("{path: /api/*}", {"path": "/api/v1/users"}, {"path": "/apiary"}),
+    ("{path: [/robots.txt, /.well-known/*]}", {"path": "/.well-known/security.txt"}, {"path": "/robots.txt.bak"}),
+    ("{path_regex: '^/user/\\d+$'}", {"path": "/user/42"}, {"path": "/user/42/edit"}),
+    ("{query: {page: '^\\d{3,}$'}}", {"path": "/list?page=100&x=1"}, {"path": "/list?page=99"}),
+    ("{query: {q: true}}", {"path": "/search?q="}, {"path": "/search?p=1"}),
+    ("{query_regex: 'sort=price'}", {"path": "/list?a=1&sort=price"}, {"path": "/list?sort=name"}),
+    ("{header: {x-api-key: true}}", {"headers": [("X-Api-Key", "k")]}, {"headers": []}),
+    ("{header: {accept-language: false}}", {"headers": [("Accept", "*/*")]},
+     {"headers": [("Accept-Language", "en")]}),
+    ("{header: {accept: 'text/html'}}", {"headers": [("Accept", "text/html,*/*")]},
+     {"headers": [("Accept", "application/json")]}),
+    ("{user_agent: '(?i)python-requests'}", {"headers": [("User-Agent", "Python-Requests/2.31")]},
+     {"headers": [("User-Agent", "Mozilla/5.0")]}),
+    ("{client_ip: [203.0.113.0/24]}", {"peer_ip": "203.0.113.200"}, {"peer_ip": "198.51.100.1"}),
+    ("{client_ip: ['2001:db8::/32', 192.0.2.1]}", {"peer_ip": "2001:db8:5::1"}, {"peer_ip": "192.0.2.2"}),
+    ("{client_ip: '@partners'}", {"peer_ip": "198.51.100.9"}, {"peer_ip": "198.51.101.9"}),
+    ("{client_ip: 10.0.0.0/8}", {"peer_ip": "::ffff:10.1.2.3"}, {"peer_ip": "not-an-ip"}),
+    ("{scheme: https}", {"scheme": "https"}, {"scheme": "http"}),
+    ("{http_version: HTTP/2.0}", {"http_version": "HTTP/2.0"}, {"http_version": "HTTP/1.1"}),
+    ("{path: /a/*, method: GET}", {"path": "/a/1", "method": "GET"}, {"path": "/a/1", "method": "POST"}),
+    ("{all: [{path: /a/*}, {header: {x-k: true}}]}", {"path": "/a/1", "headers": [("x-k", "1")]}, {"path": "/a/1"}),
+    ("{any: [{path: /a}, {path: /b}]}", {"path": "/b"}, {"path": "/c"}),
+    ("{not: {method: GET}}", {"method": "DELETE"}, {"method": "GET"}),
 ]
 
 
@@ -540,19 +540,19 @@ async def test_signal_sources_feed_score_weights() -> None:
 # -- client keys ----------------------------------------------------------------------------------
 
 KEY_CASES = [
-    ("ip", dict(peer_ip="203.0.113.7"), "ip=203.0.113.7"),
-    ("ip", dict(peer_ip="2001:db8::7"), "ip=2001:db8::7"),
-    ("prefix", dict(peer_ip="203.0.113.7"), "prefix=203.0.113.0/24"),
-    ("prefix", dict(peer_ip="2001:db8:1:2:3:4:5:6"), "prefix=2001:db8:1:2::/64"),
-    ("header:x-api-key", dict(headers=[("X-API-Key", "k-123")]), "header:x-api-key=k-123"),
-    ("header:x-api-key", dict(headers=[]), "header:x-api-key=-"),
-    ("cookie:sid", dict(headers=[("Cookie", "a=1; sid=s-9")]), "cookie:sid=s-9"),
-    ("cookie:sid", dict(headers=[("Cookie", "garbage\x00;;")]), "cookie:sid=-"),
-    ("host", dict(host="Shop.Example"), "host=shop.example"),
-    ("prefix+header:x-api-key", dict(peer_ip="198.51.100.20", headers=[("x-api-key", "k1")]),
+    ("ip", {"peer_ip": "203.0.113.7"}, "ip=203.0.113.7"),
+    ("ip", {"peer_ip": "2001:db8::7"}, "ip=2001:db8::7"),
+    ("prefix", {"peer_ip": "203.0.113.7"}, "prefix=203.0.113.0/24"),
+    ("prefix", {"peer_ip": "2001:db8:1:2:3:4:5:6"}, "prefix=2001:db8:1:2::/64"),
+    ("header:x-api-key", {"headers": [("X-API-Key", "k-123")]}, "header:x-api-key=k-123"),
+    ("header:x-api-key", {"headers": []}, "header:x-api-key=-"),
+    ("cookie:sid", {"headers": [("Cookie", "a=1; sid=s-9")]}, "cookie:sid=s-9"),
+    ("cookie:sid", {"headers": [("Cookie", "garbage\x00;;")]}, "cookie:sid=-"),
+    ("host", {"host": "Shop.Example"}, "host=shop.example"),
+    ("prefix+header:x-api-key", {"peer_ip": "198.51.100.20", "headers": [("x-api-key", "k1")]},
      "prefix=198.51.100.0/24|header:x-api-key=k1"),
-    ("[ip, 'cookie:sid']", dict(headers=[("Cookie", "sid=z")]), "ip=203.0.113.7|cookie:sid=z"),
-    ("subnet", dict(peer_ip="192.0.2.77"), "prefix=192.0.2.0/24"),
+    ("[ip, 'cookie:sid']", {"headers": [("Cookie", "sid=z")]}, "ip=203.0.113.7|cookie:sid=z"),
+    ("subnet", {"peer_ip": "192.0.2.77"}, "prefix=192.0.2.0/24"),
 ]
 
 
@@ -572,7 +572,8 @@ def test_a_key_names_what_a_bucket_counts_by(key: str, facts: dict[str, Any], ex
 def test_a_key_value_from_a_header_is_truncated() -> None:
     policy = compile_policy("version: 1\nrules:\n  - {name: r, key: 'header:x-k', limits: 1/s}\n")
     spec = policy.rules[0].key
-    assert spec is not None and spec.func(DecisionContext(request(headers=[("x-k", "a" * 10_000)]))) == "header:x-k=" + "a" * 256
+    assert spec is not None
+    assert spec.func(DecisionContext(request(headers=[("x-k", "a" * 10_000)]))) == "header:x-k=" + "a" * 256
 
 
 def test_ip_prefix_sets_what_the_prefix_part_groups_by() -> None:

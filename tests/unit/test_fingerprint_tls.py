@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import random
 import socket
@@ -14,8 +13,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from harness import require_executable
 
+from harness import require_executable
 from scrapeshield.fingerprint.clienthello import client_hello_body_from_records
 from scrapeshield.fingerprint.ja3 import ja3_string_to_md5
 from scrapeshield.fingerprint.tls import (

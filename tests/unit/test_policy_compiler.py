@@ -16,19 +16,19 @@ import dataclasses
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 import scrapeshield
 from scrapeshield.cli import cmd_check
 from scrapeshield.decision import Action
-from scrapeshield.gcra import BucketLimit
 from scrapeshield.extensions import standard_registry
+from scrapeshield.gcra import BucketLimit
 from scrapeshield.policy.compiler import compile_bytes, compile_file
-from scrapeshield.policy.registry import Registry
 from scrapeshield.policy.errors import PolicyInvalid
+from scrapeshield.policy.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "policies"
@@ -43,7 +43,7 @@ _WITHOUT = re.compile(r"^# without-section: (\w+)$")
 def _header(path: Path) -> list[str]:
     """The leading comment lines (latin-1: a not-UTF-8 fixture must still be readable here)."""
     lines = path.read_bytes().decode("latin-1").splitlines()
-    return [ln for ln in lines[: next((i for i, ln in enumerate(lines) if not ln.startswith("#")), len(lines))]]
+    return list(lines[: next((i for i, ln in enumerate(lines) if not ln.startswith("#")), len(lines))])
 
 
 def expectations(path: Path) -> list[tuple[int, int, str]]:
@@ -90,7 +90,7 @@ def test_check_reports_exactly_the_expected_errors(path: Path, capsys: pytest.Ca
     # then it fails and prints exactly those errors, one line each, as file:line:col: message
     assert code == 1
     got = [line.startswith(f"{path}:{ln}:{col}: ") and text in line
-           for line, (ln, col, text) in zip(printed, expected)]
+           for line, (ln, col, text) in zip(printed, expected, strict=False)]
     assert len(printed) == len(expected) and all(got), (
         "expected:\n  " + "\n  ".join(f"{path}:{ln}:{col}: ...{t}..." for ln, col, t in expected)
         + "\ngot:\n  " + "\n  ".join(printed))
@@ -168,7 +168,7 @@ def test_every_compiler_error_message_is_produced_by_a_bad_fixture(
 ) -> None:
     # given everything the bad fixtures (and an unreadable file) make the compiler say
     said: list[str] = []
-    for path in BAD + [tmp_path / "missing.yaml"]:
+    for path in [*BAD, tmp_path / "missing.yaml"]:
         registry = bare_build(path) if path.exists() else None
         with pytest.raises(PolicyInvalid) as exc:
             compile_file(str(path), registry)

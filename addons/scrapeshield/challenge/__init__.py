@@ -6,10 +6,10 @@ See docs/challenge.md.
 """
 from __future__ import annotations
 
+from ..responses import ShieldResponse
 from .binding import ClientBinding, ip_prefix
 from .clearance import COOKIE_NAME, CookieResult, issue_cookie, set_cookie_value, verify_cookie
 from .config import ChallengeConfig
-from ..responses import ShieldResponse
 from .endpoints import ChallengeService
 from .keys import KeyRing, KeyRingError
 from .page import render_challenge_page, render_wait_page

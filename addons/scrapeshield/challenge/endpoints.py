@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 from ..responses import ShieldResponse, accepts_html  # one response type, one content negotiation
 from . import clearance, pow, wait
 from .binding import ClientBinding
-from .keys import KeyRing
 from .config import ChallengeConfig
+from .keys import KeyRing
 from .page import render_challenge_page, render_wait_page
 from .pow import SpendOnce, VerifyResult
 from .redirect import safe_return_path

@@ -276,10 +276,7 @@ def _headers(nonce: str, scripts: bool) -> dict[str, str]:
     # another origin (an HTTPS upgrade, an SSO login) -- tests/browser shows it. The page has no
     # injection point for a foreign form, so the directive would buy nothing. The wait page has
     # no form at all: 'none'.
-    if scripts:
-        policy = f"script-src 'nonce-{nonce}'; worker-src blob:; "
-    else:
-        policy = "form-action 'none'; "
+    policy = f"script-src 'nonce-{nonce}'; worker-src blob:; " if scripts else "form-action 'none'; "
     csp = (f"default-src 'none'; {policy}style-src 'nonce-{nonce}'; connect-src 'none'; img-src 'none'; "
            "base-uri 'none'; frame-ancestors 'none'")
     return {

@@ -31,15 +31,24 @@ from .assets import AssetLedger, MissingAssets, file_name, name_hash
 from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
 from .distinct import DistinctResources, DistinctWindow
-from .strength import stable_hash
 from .probe import ProbeRate, ProbeWindow
 from .sequence import SequentialIds, Walk, extract_ids
+from .strength import stable_hash
 from .timing import ArrivalGaps, RegularTiming
 
 __all__ = [
-    "MANY_DISTINCT_RESOURCES", "SEQUENTIAL_IDS", "PROBE_RATE", "NO_ASSETS", "REGULAR_TIMING", "SIGNAL_NAMES",
-    "Observation", "DetectorConfig", "DetectorSet",
-    "is_asset_path", "is_asset_request", "is_document_request",
+    "MANY_DISTINCT_RESOURCES",
+    "NO_ASSETS",
+    "PROBE_RATE",
+    "REGULAR_TIMING",
+    "SEQUENTIAL_IDS",
+    "SIGNAL_NAMES",
+    "DetectorConfig",
+    "DetectorSet",
+    "Observation",
+    "is_asset_path",
+    "is_asset_request",
+    "is_document_request",
 ]
 
 MANY_DISTINCT_RESOURCES = "many_distinct_resources"
@@ -68,7 +77,7 @@ class Observation:
 class IdentityState:
     """Everything the detectors remember about one identity; parts are created on first use."""
 
-    __slots__ = ("renewed", "distinct", "walks", "probe", "assets", "timing")
+    __slots__ = ("assets", "distinct", "probe", "renewed", "timing", "walks")
 
     def __init__(self, now: float) -> None:
         self.renewed = now  # last time the table's idle TTL was pushed back

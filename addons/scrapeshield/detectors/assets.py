@@ -42,7 +42,6 @@ from cachetools import LRUCache
 
 from .strength import ramp, stable_hash
 
-
 # Tag names are matched with explicit case classes: re.IGNORECASE makes the whole scan about
 # twice as slow, and lower-casing the body costs a copy.
 _TAG = re.compile(
@@ -110,7 +109,7 @@ def asset_refs(body: bytes, scan_bytes: int, max_refs: int) -> list[str]:
 
 
 class PendingPage:
-    __slots__ = ("deadline", "remaining", "fetched")
+    __slots__ = ("deadline", "fetched", "remaining")
 
     def __init__(self, deadline: float, remaining: int) -> None:
         self.deadline = deadline
@@ -121,7 +120,7 @@ class PendingPage:
 class AssetLedger:
     """One identity's pages, pending refs, fetched assets and verdicts."""
 
-    __slots__ = ("documents", "assets", "html_pages", "pages", "pending", "known", "known_old", "verdicts", "judged")
+    __slots__ = ("assets", "documents", "html_pages", "judged", "known", "known_old", "pages", "pending", "verdicts")
 
     def __init__(self) -> None:
         self.documents = 0
@@ -139,10 +138,21 @@ class MissingAssets:
     """Detector: starved-page share from `start` to `full` (bodies), or the request-type fallback."""
 
     __slots__ = (
-        "grace_s", "scan_bytes", "max_refs", "max_pending", "known_cap", "shared_pages",
-        "verdict_window", "min_pages", "start", "full",
-        "fallback_start", "fallback_full", "fallback_max_ratio",
-        "_shared", "_verdict_mask",
+        "_shared",
+        "_verdict_mask",
+        "fallback_full",
+        "fallback_max_ratio",
+        "fallback_start",
+        "full",
+        "grace_s",
+        "known_cap",
+        "max_pending",
+        "max_refs",
+        "min_pages",
+        "scan_bytes",
+        "shared_pages",
+        "start",
+        "verdict_window",
     )
 
     def __init__(

@@ -85,8 +85,7 @@ class DetectorConfig:
         statuses = values.get("probe_statuses")
         if isinstance(statuses, (list, tuple)) and all(type(s) is int for s in statuses):
             values = {**values, "probe_statuses": ",".join(str(s) for s in statuses)}  # YAML list form
-        for name in sorted(set(values) - set(defaults)):
-            problems.append(f"unknown field {name!r}")
+        problems.extend(f"unknown field {name!r}" for name in sorted(set(values) - set(defaults)))
         for name, value in values.items():
             if name in defaults and not _type_ok(defaults[name], value):
                 problems.append(f"{name}: expected {type(defaults[name]).__name__}, got {value!r}")

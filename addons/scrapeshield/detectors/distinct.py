@@ -18,6 +18,7 @@ from bisect import bisect_left
 
 from .strength import ramp, stable_hash
 
+
 def resource_hash(resource: str) -> int:
     """32-bit hash of a resource (path plus query). Per-process salt is fine: state is in memory."""
     return stable_hash(resource)
@@ -31,7 +32,7 @@ class HyperLogLog:
     Standard error is about 1.04 / sqrt(2**precision): 6.5% at precision 8.
     """
 
-    __slots__ = ("_precision", "_registers", "_inverse_sum", "_zeros", "_alpha_mm")
+    __slots__ = ("_alpha_mm", "_inverse_sum", "_precision", "_registers", "_zeros")
 
     def __init__(self, precision: int) -> None:
         m = 1 << precision
@@ -66,7 +67,7 @@ class HyperLogLog:
 class DistinctWindow:
     """One identity's counting state."""
 
-    __slots__ = ("start", "exact", "sketch", "previous")
+    __slots__ = ("exact", "previous", "sketch", "start")
 
     def __init__(self, now: float) -> None:
         self.start = now
@@ -84,7 +85,7 @@ class DistinctWindow:
 class DistinctResources:
     """Detector: signal grows from `start` to `full` distinct resources per window."""
 
-    __slots__ = ("window_s", "exact_cap", "precision", "start", "full")
+    __slots__ = ("exact_cap", "full", "precision", "start", "window_s")
 
     def __init__(self, window_s: float, exact_cap: int, precision: int, start: float, full: float) -> None:
         self.window_s = window_s

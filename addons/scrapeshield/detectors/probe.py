@@ -23,7 +23,7 @@ class ProbeWindow:
 class ProbeRate:
     """Detector: signal grows from share `start` to `full` over the last `window` responses."""
 
-    __slots__ = ("statuses", "window", "min_responses", "start", "full", "_mask")
+    __slots__ = ("_mask", "full", "min_responses", "start", "statuses", "window")
 
     def __init__(
         self, statuses: frozenset[int], window: int, min_responses: int, start: float, full: float

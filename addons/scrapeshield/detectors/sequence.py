@@ -72,7 +72,7 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
 class Walk:
     """The current walk of one series."""
 
-    __slots__ = ("base", "stride", "frontier", "seen", "run", "last_id", "last_t")
+    __slots__ = ("base", "frontier", "last_id", "last_t", "run", "seen", "stride")
 
     def __init__(self, first_id: int, now: float) -> None:
         self.last_id = first_id
@@ -90,7 +90,7 @@ class Walk:
 class SequentialIds:
     """Detector: signal grows from `start` to `full` IDs on one walk."""
 
-    __slots__ = ("max_pause_s", "max_stride", "max_gap", "max_series", "start", "full")
+    __slots__ = ("full", "max_gap", "max_pause_s", "max_series", "max_stride", "start")
 
     def __init__(
         self, max_pause_s: float, max_stride: int, max_gap: int, max_series: int, start: float, full: float

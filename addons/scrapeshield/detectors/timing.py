@@ -28,7 +28,7 @@ _ZEROS = (0.0,)
 
 
 class ArrivalGaps:
-    __slots__ = ("gaps", "index", "count", "total", "total_sq", "last_t", "last_path")
+    __slots__ = ("count", "gaps", "index", "last_path", "last_t", "total", "total_sq")
 
     def __init__(self, samples: int, now: float, path_hash: int) -> None:
         self.gaps = array("d", _ZEROS) * samples
@@ -43,7 +43,7 @@ class ArrivalGaps:
 class RegularTiming:
     """Detector: signal grows as the CV falls from `cv_start` to `cv_full`."""
 
-    __slots__ = ("samples", "min_samples", "max_mean_s", "cv_start", "cv_full")
+    __slots__ = ("cv_full", "cv_start", "max_mean_s", "min_samples", "samples")
 
     def __init__(self, samples: int, min_samples: int, max_mean_s: float, cv_start: float, cv_full: float) -> None:
         self.samples = samples

@@ -71,10 +71,7 @@ def _u16s(data: bytes) -> tuple[int, ...]:
 
 def _vector(data: bytes, pos: int, len_bytes: int) -> tuple[bytes, int]:
     """Read a length-prefixed opaque vector; return (contents, position after it)."""
-    if len_bytes == 1:
-        n = data[pos]
-    else:
-        n = data[pos] << 8 | data[pos + 1]
+    n = data[pos] if len_bytes == 1 else data[pos] << 8 | data[pos + 1]
     start = pos + len_bytes
     end = start + n
     if end > len(data):

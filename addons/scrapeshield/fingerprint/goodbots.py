@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from cachetools import LRUCache
 
-from scrapeshield.netaddr import CidrSet
 from scrapeshield.fingerprint.useragent import MAX_UA_LENGTH, UserAgentClass
+from scrapeshield.netaddr import CidrSet
 
 __all__ = ["GoodBot", "GoodBotRegistry", "load_prefixes"]
 

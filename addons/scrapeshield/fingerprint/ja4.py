@@ -46,11 +46,8 @@ def _sha12(text: str) -> str:
 
 def _version(info: ClientHelloInfo) -> str:
     offered = [v for v in info.supported_versions if v not in GREASE]
-    if offered:
-        # DTLS numbers count down (1.3 = 0xfefc), so "highest" is the smallest there.
-        best = min(offered) if info.dtls else max(offered)
-    else:
-        best = info.legacy_version
+    # DTLS numbers count down (1.3 = 0xfefc), so "highest" is the smallest there.
+    best = (min(offered) if info.dtls else max(offered)) if offered else info.legacy_version
     return _VERSIONS.get(best, "00")
 
 

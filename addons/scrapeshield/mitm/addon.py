@@ -104,7 +104,8 @@ class ShieldAddon:
         try:
             from ..fingerprint.tls import fingerprint_client_hello
 
-            self._tls[data.context.client.id] = fingerprint_client_hello(data.client_hello.raw_bytes(wrap_in_record=False))
+            hello = data.client_hello.raw_bytes(wrap_in_record=False)
+            self._tls[data.context.client.id] = fingerprint_client_hello(hello)
         except Exception as exc:  # an odd ClientHello is a signal, never a crash
             log.debug("no TLS fingerprint: %s", exc)
 

@@ -63,6 +63,6 @@ def install() -> None:
     if not version.VERSION.startswith(_PINNED_MAJOR):
         raise RuntimeError(f"error pages are written for mitmproxy {_PINNED_MAJOR}x, found {version.VERSION}")
     _http1.make_error_response = _make_error_response
-    setattr(_http2, "format_error", _format_error)  # not re-exported by the module: set it by name
+    setattr(_http2, "format_error", _format_error)  # noqa: B010 - mypy: the module does not re-export it
     # HTTP/2 error answers carry `server: <version.MITMPROXY>`; an empty value says nothing.
     version.MITMPROXY = ""

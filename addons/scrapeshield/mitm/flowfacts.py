@@ -32,7 +32,8 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None,
     if ":" in peer:  # "::ffff:1.2.3.4" on a dual-stack socket is the IPv4 client 1.2.3.4
         peer = normalize_ip(peer)
     fields = req.headers.fields
-    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in fields])  # latin-1 never fails: odd bytes stay visible
+    # latin-1 never fails: header bytes that are not text stay visible as they are
+    headers = tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in fields])
     xff: list[str] = []
     fwd: list[str] = []
     if trusted:

@@ -68,7 +68,8 @@ def compile_bytes(data: bytes, filename: str = "<policy>", registry: Registry | 
         raise PolicyInvalid([PolicyError(filename, 1, 1, "policy is empty")])
     policy = _compile_root(r, root, filename, hashlib.sha256(data).hexdigest()[:16], registry)
     if r.errors or policy is None:
-        raise PolicyInvalid(sorted(r.errors, key=lambda e: (e.line, e.col)) or [PolicyError(filename, 1, 1, "invalid policy")])
+        errors = sorted(r.errors, key=lambda e: (e.line, e.col))
+        raise PolicyInvalid(errors or [PolicyError(filename, 1, 1, "invalid policy")])
     return policy
 
 
@@ -93,7 +94,8 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
     fail = get("fail")
     fail_closed = (r.choice(fail, "fail", ("open", "closed")) == "closed") if fail is not None else False
     default_node = get("default_action")
-    default_action = Action(r.choice(default_node, "default_action", ("allow", "log", "block", "challenge")) or "allow") \
+    default_action = Action(r.choice(default_node, "default_action", ("allow", "log", "block", "challenge"))
+                            or "allow") \
         if default_node is not None else Action.ALLOW
 
     trusted = EMPTY_CIDRS
@@ -134,24 +136,26 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
     env = CompileEnv(ip_lists, registry, sections)
 
     max_keys, hash_ips = 1_000_000, False
-    if (st := get("state")) is not None and (f := r.mapping(st, "state", ("max_keys",))) is not None:
-        if "max_keys" in f:
-            max_keys = r.integer(f["max_keys"][1], "state.max_keys", 1) or max_keys
-    if (lg := get("log")) is not None and (f := r.mapping(lg, "log", ("hash_ips",))) is not None:
-        if "hash_ips" in f:
-            hash_ips = bool(r.boolean(f["hash_ips"][1], "log.hash_ips"))
+    if (st := get("state")) is not None and (f := r.mapping(st, "state", ("max_keys",))) is not None \
+            and "max_keys" in f:
+        max_keys = r.integer(f["max_keys"][1], "state.max_keys", 1) or max_keys
+    if (lg := get("log")) is not None and (f := r.mapping(lg, "log", ("hash_ips",))) is not None \
+            and "hash_ips" in f:
+        hash_ips = bool(r.boolean(f["hash_ips"][1], "log.hash_ips"))
 
     ban_action = Action.BLOCK
-    if (pb := get("penalty_box")) is not None and (f := r.mapping(pb, "penalty_box", ("action",))) is not None:
-        if "action" in f:
-            ban_action = Action(r.choice(f["action"][1], "penalty_box.action", ("block", "drop")) or "block")
+    if (pb := get("penalty_box")) is not None and (f := r.mapping(pb, "penalty_box", ("action",))) is not None \
+            and "action" in f:
+        ban_action = Action(r.choice(f["action"][1], "penalty_box.action", ("block", "drop")) or "block")
 
     block_status, throttle_status = 403, 429
-    if (rs := get("responses")) is not None and (f := r.mapping(rs, "responses", ("block_status", "throttle_status"))) is not None:
+    rs = get("responses")
+    if rs is not None and (f := r.mapping(rs, "responses", ("block_status", "throttle_status"))) is not None:
         if "block_status" in f:
             block_status = r.integer(f["block_status"][1], "responses.block_status", 400, 599) or block_status
         if "throttle_status" in f:
-            throttle_status = r.integer(f["throttle_status"][1], "responses.throttle_status", 400, 599) or throttle_status
+            throttle_status = (r.integer(f["throttle_status"][1], "responses.throttle_status", 400, 599)
+                               or throttle_status)
 
     challenge = _challenge(r, get("challenge"))
 
@@ -176,7 +180,8 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
     for rule in rules:
         for sname, _ in rule.scores:
             if sname not in score_names:
-                r.error(seen[rule.name], f"rule {rule.name!r}: adds to score {sname!r}, which is not defined under scores")
+                r.error(seen[rule.name],
+                        f"rule {rule.name!r}: adds to score {sname!r}, which is not defined under scores")
 
     ban_keys: dict[tuple[str, ...], KeySpec] = {}
     for rule in rules:
@@ -248,7 +253,8 @@ def _key(r: Reader, node: Node, what: str, kctx: KeyContext, named: dict[str, Ke
     for part in parts:
         kind, colon, arg = part.partition(":")
         if kind not in known:
-            r.error(node, f"{what}: unknown key part {part!r} (known: {', '.join(sorted(known))}, or a name under keys)")
+            r.error(node, f"{what}: unknown key part {part!r} "
+                          f"(known: {', '.join(sorted(known))}, or a name under keys)")
             ok = False
         elif known[kind].needs_argument and not arg:
             r.error(node, f"{what}: key part {kind!r} needs a name, e.g. {kind}:x-api-key")
@@ -332,7 +338,8 @@ def _rule(r: Reader, node: Node, env: CompileEnv, named: dict[str, KeySpec], kct
     action: Action | None = None
     if "action" in f:
         if "limits" in f:
-            r.error(f["action"][0], f"{what}: a rule has either 'action' or 'limits' (use 'exceed' for what happens over the limit)")
+            r.error(f["action"][0], f"{what}: a rule has either 'action' or 'limits' "
+                                    "(use 'exceed' for what happens over the limit)")
         elif (a := r.choice(f["action"][1], f"{what}: action", DIRECT_ACTIONS)) is not None:
             action = Action(a)
     elif "limits" not in f:
@@ -354,7 +361,8 @@ def _rule(r: Reader, node: Node, env: CompileEnv, named: dict[str, KeySpec], kct
         else:
             ban_for = r.duration(bnode, f"{what}: ban") or 0.0
         if action in (Action.ALLOW, Action.LOG):
-            r.error(f["ban"][0], f"{what}: ban needs a rule that refuses (limits, or action block/drop/throttle/challenge)")
+            r.error(f["ban"][0],
+                    f"{what}: ban needs a rule that refuses (limits, or action block/drop/throttle/challenge)")
 
     scores: list[tuple[str, float]] = []
     if "score" in f and (sf := r.mapping(f["score"][1], f"{what}: score")) is not None:
@@ -369,7 +377,8 @@ def _rule(r: Reader, node: Node, env: CompileEnv, named: dict[str, KeySpec], kct
         ban_for=ban_for,
         monitor=_opt(r, f.get("monitor", (None, None))[1], r.boolean, f"{what}: monitor", False),
         status=_opt(r, f.get("status", (None, None))[1], lambda n, w: r.integer(n, w, 200, 599), f"{what}: status", 0),
-        difficulty=_opt(r, f.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32), f"{what}: difficulty", 0),
+        difficulty=_opt(r, f.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32),
+                        f"{what}: difficulty", 0),
         no_js=_opt(r, f.get("no_js", (None, None))[1], r.boolean, f"{what}: no_js", False),
         scores=tuple(scores), conditions=conditions or (),
     )
@@ -411,9 +420,11 @@ def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext,
                 continue
             thresholds.append(Threshold(
                 at=at, action=Action(act),
-                difficulty=_opt(r, tf.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32), f"{what}: difficulty", 0),
+                difficulty=_opt(r, tf.get("difficulty", (None, None))[1], lambda n, w: r.integer(n, w, 1, 32),
+                                f"{what}: difficulty", 0),
                 ban_for=_opt(r, tf.get("ban", (None, None))[1], r.duration, f"{what}: ban", 0.0),
-                status=_opt(r, tf.get("status", (None, None))[1], lambda n, w: r.integer(n, w, 200, 599), f"{what}: status", 0),
+                status=_opt(r, tf.get("status", (None, None))[1], lambda n, w: r.integer(n, w, 200, 599),
+                            f"{what}: status", 0),
                 # `when: {session: [absent, fresh]}`: the threshold acts on matching requests only.
                 when=compile_match(r, tf["when"][1], env) if "when" in tf else None,
             ))

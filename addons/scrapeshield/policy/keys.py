@@ -91,7 +91,7 @@ def build_key(parts: tuple[str, ...], ctx: KeyContext, known: Mapping[str, KeyPa
         def key(c: DecisionContext) -> str:  # the same string as the join below
             return lab0 + fn0(c) + "|" + lab1 + fn1(c) + "|" + lab2 + fn2(c)
     else:
-        pairs = tuple(zip(label, funcs))
+        pairs = tuple(zip(label, funcs, strict=False))
 
         def key(c: DecisionContext) -> str:
             return "|".join(lab + fn(c) for lab, fn in pairs)

@@ -33,7 +33,8 @@ class Reader:
             self.errors.append(PolicyError(self.filename, mark.line + 1, mark.column + 1, message))
 
     # -- shapes ----------------------------------------------------------------------------
-    def mapping(self, node: Node, what: str, allowed: Iterable[str] | None = None) -> dict[str, tuple[Node, Node]] | None:
+    def mapping(self, node: Node, what: str,
+                allowed: Iterable[str] | None = None) -> dict[str, tuple[Node, Node]] | None:
         if not isinstance(node, MappingNode):
             self.error(node, f"{what} must be a mapping")
             return None
@@ -49,7 +50,8 @@ class Reader:
                 continue
             if allowed_set is not None and key not in allowed_set:
                 hint = difflib.get_close_matches(key, sorted(allowed_set), n=1)
-                more = f" (did you mean {hint[0]!r}?)" if hint else f" (expected one of: {', '.join(sorted(allowed_set))})"
+                more = (f" (did you mean {hint[0]!r}?)" if hint
+                        else f" (expected one of: {', '.join(sorted(allowed_set))})")
                 self.error(knode, f"{what}: unknown field {key!r}{more}")
                 continue
             out[key] = (knode, vnode)

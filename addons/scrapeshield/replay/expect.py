@@ -24,7 +24,7 @@ from yaml.nodes import Node
 from ..context import DecisionContext
 from ..decision import ANSWERED, Action
 from ..extensions import standard_registry
-from ..netaddr import CidrSet, parse_ip
+from ..netaddr import parse_ip
 from ..policy.errors import PolicyError, PolicyInvalid
 from ..policy.matchers import CompileEnv, compile_match
 from ..policy.nodes import Reader
