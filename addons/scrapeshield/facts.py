@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from .netaddr import parse_ip
 
-_MISSING: Any = object()
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class RequestFacts:
@@ -23,6 +23,7 @@ class RequestFacts:
         "_cookies",
         "_hmap",
         "_ip",
+        "_ip_parsed",
         "alpn",
         "client_ip",
         "connection_id",
@@ -74,7 +75,8 @@ class RequestFacts:
         # Lazy views: set once, on first use.
         self._hmap: dict[str, str] | None = None
         self._cookies: dict[str, str] | None = None
-        self._ip: Any = _MISSING
+        self._ip: IpAddress | None = None
+        self._ip_parsed = False
 
     @property
     def header_map(self) -> dict[str, str]:
@@ -115,10 +117,10 @@ class RequestFacts:
         return cookies
 
     @property
-    def ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-        if self._ip is _MISSING:
-            self._ip = parse_ip(self.client_ip)
-        return self._ip  # type: ignore[no-any-return]
+    def ip(self) -> IpAddress | None:
+        if not self._ip_parsed:
+            self._ip, self._ip_parsed = parse_ip(self.client_ip), True
+        return self._ip
 
     @property
     def is_tls(self) -> bool:

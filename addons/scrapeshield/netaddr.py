@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 MAX_FORWARDED_HOPS = 64
@@ -117,7 +117,7 @@ def resolve_client_ip(peer: str, xff: Sequence[str], forwarded: Sequence[str], t
     return client
 
 
-def _hops(values: Sequence[str], split) -> list[str]:  # type: ignore[no-untyped-def]
+def _hops(values: Sequence[str], split: Callable[[str], list[str]]) -> list[str]:
     if not values:
         return []
     if sum(len(v) for v in values) > MAX_FORWARDED_BYTES:

@@ -108,10 +108,10 @@ class Engine:
         return recorder.freeze(decision, rules, key, state)
 
     async def _run(self, policy: CompiledPolicy, ctx: DecisionContext, trace: TraceRecorder | None) -> Decision:
-        settings = policy.section(SESSION)
+        settings, sessions = policy.section(SESSION), self.sessions
         session: SessionContext | None = None
-        if settings is not None and self.sessions is not None:
-            session = self.sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix)
+        if settings is not None and sessions is not None:
+            session = sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix)
         section = policy.section(DETECTORS)
         detectors = self.detectors
         if detectors is not None and section is not None:
@@ -131,15 +131,15 @@ class Engine:
             if trace is not None:
                 trace.signals = signals
         batch = stages.build_batch(policy, ctx, m, scores)
-        if session is not None:
-            batch = self._with_session(batch, ctx, m, session, settings)  # type: ignore[arg-type]
+        if session is not None and settings is not None and sessions is not None:
+            batch = _with_session(sessions, batch, ctx, m, session, settings)
         res = await self._apply(batch, ctx.now) if batch is not stages.NO_BATCH else None
         if trace is not None and res is not None:
             _trace_store(trace, policy, m, batch, res)
-        if session is not None and session.counters and res is not None and res.banned_key is None:
+        if session is not None and session.counters and res is not None and res.banned_key is None \
+                and settings is not None and sessions is not None:
             counted = len(batch.scores) - len(session.counters)
-            ctx.level_signals = self.sessions.tracker(settings).after(  # type: ignore[union-attr, arg-type]
-                session, res.scores[counted:])
+            ctx.level_signals = sessions.tracker(settings).after(session, res.scores[counted:])
 
         outcome = stages.resolve(policy, ctx, m, batch, res, self.clearance)
         if outcome.ban is not None:
@@ -149,21 +149,6 @@ class Engine:
         if session is not None and decision.action is Action.CHALLENGE and session.difficulty > decision.difficulty:
             decision = replace(decision, difficulty=session.difficulty)  # adaptive: identities cost more
         return stages.with_shadow(decision, m.shadowed)
-
-    def _with_session(self, batch: Batch, ctx: DecisionContext, m: Matches, session: SessionContext,
-                      settings: SessionSettings) -> Batch:
-        """The batch plus the session counters and, for a record fetched under a clearance, one
-        record of the clearance's budget (owned by BUDGET_RULE)."""
-        budget = None
-        if not m.refused_outright:
-            budget = self.sessions.budget_check(ctx.facts, session, settings)  # type: ignore[union-attr]
-        if not session.counters and budget is None:
-            return batch
-        buckets = batch.buckets
-        if budget is not None:
-            buckets = (*buckets, budget)
-            m.owners.append(BUDGET_RULE)
-        return Batch(batch.ban_keys, buckets, batch.scores + session.counters)
 
     async def _apply(self, batch: Batch, now: float) -> BatchResult:
         sync_apply = self.store.sync_apply
@@ -195,3 +180,19 @@ def _trace_store(trace: TraceRecorder, policy: CompiledPolicy, m: Matches, batch
                                          state.retry_after, monitored=False))
     for score, up, value in zip(policy.scores, batch.scores, res.scores, strict=False):
         trace.scores.append(ScoreTrace(score.name, up.key, up.delta, value))
+
+
+def _with_session(sessions: SessionStage, batch: Batch, ctx: DecisionContext, m: Matches, session: SessionContext,
+                  settings: SessionSettings) -> Batch:
+    """The batch plus the session counters and, for a record fetched under a clearance, one
+    record of the clearance's budget (owned by BUDGET_RULE)."""
+    budget = None
+    if not m.refused_outright:
+        budget = sessions.budget_check(ctx.facts, session, settings)
+    if not session.counters and budget is None:
+        return batch
+    buckets = batch.buckets
+    if budget is not None:
+        buckets = (*buckets, budget)
+        m.owners.append(BUDGET_RULE)
+    return Batch(batch.ban_keys, buckets, batch.scores + session.counters)
