@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 from yaml.nodes import Node, ScalarNode
 
+from .. import builtin
 from ..context import DecisionContext
 from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
@@ -36,12 +37,13 @@ def good_bot_of(c: DecisionContext, goodbots: GoodBotRegistry | None) -> str | N
 
 
 def _compile_goodbots(sc: SectionContext, node: Node) -> GoodBotRegistry | None:
-    """`goodbots: goodbots` -- a directory (relative to the policy) holding bots.yaml and ranges files."""
+    """`goodbots: builtin` (the ranges shipped in the package), or a directory relative to the
+    policy holding bots.yaml and ranges files."""
     r = sc.reader
     rel = r.string(node, "goodbots")
     if rel is None:
         return None
-    path = os.path.join(sc.policy_dir, rel)
+    path = str(builtin.goodbots_dir()) if rel == builtin.GOODBOTS else os.path.join(sc.policy_dir, rel)
     try:
         mtime = os.stat(os.path.join(path, "bots.yaml")).st_mtime
         key = (os.path.realpath(path), mtime)
