@@ -1,0 +1,54 @@
+"""Helpers for the deploy tests: the wheel built from this checkout, the venv it is installed in,
+the commands these tests drive."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import REPO
+
+LOCK = REPO / "requirements.lock"
+
+
+@dataclass(frozen=True)
+class InstalledShield:
+    """A venv (outside the checkout) holding only the wheel and its runtime dependencies."""
+
+    venv: Path
+    wheel: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def scrapeshield(self) -> Path:
+        return self.venv / "bin" / "scrapeshield"
+
+    def env(self) -> dict[str, str]:
+        """No PYTHONPATH: the checkout's package must not leak in."""
+        return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")} | {
+            "PYTHONUNBUFFERED": "1", "HOME": str(self.venv.parent)}
+
+    def run(self, *args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(self.scrapeshield), *args], capture_output=True, text=True, timeout=timeout,
+                              cwd=cwd or self.venv.parent, env=self.env())
+
+
+def build_wheel(out: Path) -> Path:
+    """`pip wheel` of the checkout (setuptools in an isolated build env), no dependencies."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = out.glob("scrapeshield-*.whl")
+    return wheel
+
+
+def need(tool: str) -> str:
+    """A tool the README's test command installs: missing is a failure, never a skip."""
+    path = shutil.which(tool)
+    assert path, f"{tool} is not installed: run scripts/system-packages"
+    return path
