@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from deploytools import REPO, need
+
 from harness import OriginProcess, free_port, wait_http
 
 pytestmark = pytest.mark.e2e
