@@ -8,6 +8,7 @@ object against the published OpenAPI schemas, rejecting unknown fields.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_the_redis_variant_runs_replicas_on_one_store() -> None:
 
 def test_every_environment_variable_in_the_manifests_is_a_run_flag() -> None:
     help_text = subprocess.run([sys.executable, "-m", "scrapeshield", "run", "--help"], capture_output=True,
-                               text=True, check=True).stdout
+                               text=True, check=True, env={**os.environ, "COLUMNS": "400"}).stdout
     for variant in VARIANTS:
         for name in env_of(shield_container(render(variant))):
             assert f"[${name}]" in help_text, name
