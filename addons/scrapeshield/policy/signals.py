@@ -29,6 +29,12 @@ def known_signals() -> dict[str, str | None]:
     out["unverified_crawler"] = None
     out["good_bot"] = "goodbots"
     out.update(dict.fromkeys(SIGNAL_NAMES, "detectors"))
+    try:  # the session package, where it is part of the build
+        from ..session.state import SIGNALS as SESSION_SIGNALS  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        out.update(dict.fromkeys(SESSION_SIGNALS, "session"))
     out.update(_EXTRA)
     return out
 
@@ -39,5 +45,5 @@ def unknown_signal_message(name: str) -> str | None:
     if name in known:
         return None
     hint = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-    more = f" (did you mean {hint[0]!r}?)" if hint else " (see docs/policy.md#scores for the signal names)"
+    more = f" (did you mean {hint[0]!r}?)" if hint else " (the signal names are listed in docs/policy.md, Scores)"
     return f"unknown signal {name!r}{more}"
