@@ -60,3 +60,12 @@ def test_every_registered_condition_has_its_own_schema() -> None:
 def test_weights_complete_to_the_known_signals() -> None:
     names = policy_schema()["$defs"]["score"]["properties"]["weights"]["propertyNames"]["enum"]
     assert {"sequential_ids", "ua_class:library", "good_bot", "ua_tls_mismatch"} <= set(names)
+
+
+def test_every_top_level_and_rule_field_has_its_own_schema() -> None:
+    from scrapeshield.policy.compiler import RULE_FIELDS, TOP_FIELDS
+
+    schema = policy_schema()
+    generic = {"description": "see docs/policy.md"}
+    assert [f for f in TOP_FIELDS if schema["properties"][f] == generic] == []
+    assert [f for f in RULE_FIELDS if schema["$defs"]["rule"]["properties"][f] == generic] == []
