@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_policy_compiler import FIXTURES, expectations
 
 import scrapeshield
 from scrapeshield import builtin
@@ -21,7 +22,6 @@ from scrapeshield.policy.errors import PolicyInvalid
 from scrapeshield.policy.lint import lint_bytes, lint_file
 from scrapeshield.policy.report import cmd_check
 from scrapeshield.policy.signals import known_signals, register_signals
-from test_policy_compiler import FIXTURES, expectations
 
 WARN = sorted((FIXTURES / "warn").glob("*.yaml"))
 SHIPPED = [builtin.policies_dir() / f"{name}.yaml" for name in builtin.policy_names()]
@@ -42,7 +42,8 @@ def test_check_prints_exactly_the_expected_warnings_and_passes(path: Path, capsy
     assert len(warnings) == len(expected), "\n".join(lines)
     for line, (ln, col, text) in zip(warnings, expected, strict=True):
         assert line.startswith(f"{path}:{ln}:{col}: warning: ") and text in line, line
-    assert lines[-1].startswith(f"{path}: ok (") and lines[-1].endswith("warnings)" if len(expected) > 1 else "warning)")
+    plural = "warnings)" if len(expected) > 1 else "warning)"
+    assert lines[-1].startswith(f"{path}: ok (") and lines[-1].endswith(plural)
 
 
 @pytest.mark.parametrize("path", WARN, ids=lambda p: p.name)
@@ -56,7 +57,8 @@ def test_every_shipped_policy_passes_a_strict_check(path: Path, capsys: pytest.C
 
 
 def test_an_allow_all_rule_makes_every_later_rule_unreachable() -> None:
-    text = b"version: 1\nrules:\n  - {name: all, action: allow}\n  - {name: api, match: {path: /api/*}, action: block}\n"
+    text = (b"version: 1\nrules:\n  - {name: all, action: allow}\n"
+            b"  - {name: api, match: {path: /api/*}, action: block}\n")
     compile_bytes(text)  # it loads ...
     (w,) = lint_bytes(text, "p.yaml")  # ... and says why the second rule never runs
     assert (w.line, w.col) == (4, 5) and "'api' is unreachable: rule 'all' (line 3)" in w.message
