@@ -74,4 +74,4 @@ def test_every_shield_variable_is_a_run_flag(compose: dict[str, Any]) -> None:
     help_text = subprocess.run([sys.executable, "-m", "scrapeshield", "run", "--help"], capture_output=True,
                                text=True, check=True, env={**os.environ, "COLUMNS": "400"}).stdout
     for name in compose["services"]["shield"]["environment"]:
-        assert f"[${name}]" in help_text, name
+        assert "--" + name.removeprefix("SCRAPESHIELD_").lower().replace("_", "-") + " " in help_text, name

@@ -123,4 +123,4 @@ def test_every_environment_variable_in_the_manifests_is_a_run_flag() -> None:
                                text=True, check=True, env={**os.environ, "COLUMNS": "400"}).stdout
     for variant in VARIANTS:
         for name in env_of(shield_container(render(variant))):
-            assert f"[${name}]" in help_text, name
+            assert "--" + name.removeprefix("SCRAPESHIELD_").lower().replace("_", "-") + " " in help_text, name
