@@ -17,11 +17,12 @@ from test_policy_compiler import FIXTURES, expectations
 
 import scrapeshield
 from scrapeshield import builtin
+from scrapeshield.extensions import new_standard_registry
 from scrapeshield.policy.compiler import compile_bytes
 from scrapeshield.policy.errors import PolicyInvalid
 from scrapeshield.policy.lint import lint_bytes, lint_file
 from scrapeshield.policy.report import cmd_check
-from scrapeshield.policy.signals import known_signals, register_signals
+from scrapeshield.policy.signals import known_signals
 
 WARN = sorted((FIXTURES / "warn").glob("*.yaml"))
 SHIPPED = [builtin.policies_dir() / f"{name}.yaml" for name in builtin.policy_names()]
@@ -87,13 +88,18 @@ def test_a_misspelled_weight_is_an_error_with_a_suggestion() -> None:
                               "(did you mean 'sequential_ids'?)")
 
 
-def test_a_registered_signal_source_makes_its_names_weighable(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = b"version: 1\nsessions: {}\nscores:\n  - name: s\n    weights: {session_hopping: 2}\n"
-    assert "session_hopping" not in known_signals()
-    monkeypatch.setattr("scrapeshield.policy.signals._EXTRA", {})
-    register_signals(["session_hopping"], needs_section="sessions")
-    assert known_signals()["session_hopping"] == "sessions"
-    assert lint_bytes(text.replace(b"sessions: {}\n", b"")) != [] and lint_bytes(text) == []
+def test_a_package_that_declares_signals_makes_them_weighable() -> None:
+    # given a build with one more signal source, whose signal needs its own section
+    text = b"version: 1\nscores:\n  - name: s\n    weights: {session_hopping: 2}\n"
+    with pytest.raises(PolicyInvalid):
+        compile_bytes(text)
+    registry = new_standard_registry()
+    registry.add_signals(["session_hopping"], needs_section="sessions")
+    # then its signal compiles, and the linter knows which section makes it fire
+    compile_bytes(text, registry=registry)
+    assert known_signals(registry)["session_hopping"] == "sessions"
+    (w,) = lint_bytes(text, "p.yaml", registry)
+    assert "the policy has no `sessions:` section" in w.message
 
 
 def test_nginx_style_rates_get_a_hint() -> None:

@@ -12,7 +12,7 @@ import yaml
 from test_policy_compiler import FIXTURES, REPO
 
 from scrapeshield import builtin
-from scrapeshield.policy.matchers import CONDITIONS
+from scrapeshield.extensions import standard_registry
 from scrapeshield.policy.schema import _condition_schemas, policy_schema, render
 
 PUBLISHED = REPO / "schema" / "policy.schema.json"
@@ -54,7 +54,7 @@ def test_structural_mistakes_of_bad_fixtures_are_rejected(validator: jsonschema.
 
 
 def test_every_registered_condition_has_its_own_schema() -> None:
-    assert set(CONDITIONS) <= set(_condition_schemas())
+    assert set(standard_registry().conditions) <= set(_condition_schemas())
 
 
 def test_weights_complete_to_the_known_signals() -> None:
@@ -67,5 +67,7 @@ def test_every_top_level_and_rule_field_has_its_own_schema() -> None:
 
     schema = policy_schema()
     generic = {"description": "see docs/policy.md"}
-    assert [f for f in TOP_FIELDS if schema["properties"][f] == generic] == []
+    top = (*TOP_FIELDS, *standard_registry().sections)
+    assert set(schema["properties"]) == set(top)
+    assert [f for f in top if schema["properties"][f] == generic] == []
     assert [f for f in RULE_FIELDS if schema["$defs"]["rule"]["properties"][f] == generic] == []

@@ -138,6 +138,9 @@ def register(registry: Registry) -> None:
     for field in sorted(FIELDS - {"good_bot"}):
         registry.add_key_part(field, _part_factory(field))
     registry.add_signal_source(fingerprint_signals)
+    registry.add_signals([*sorted(SIGNALS), *(f"ua_class:{k}" for k in sorted(UA_KINDS)),
+                          *(f"tls_family:{f}" for f in sorted(TLS_FAMILIES)), "unverified_crawler"])
+    registry.add_signals(["good_bot"], needs_section=GOODBOTS.name)
 
 
 def _part_factory(field: str) -> Callable[[str, KeyContext], KeyFunc]:

@@ -424,7 +424,7 @@ def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext,
     weights: list[tuple[str, float]] = []
     if "weights" in f and (wf := r.mapping(f["weights"][1], f"{what}: weights")) is not None:
         for signal, (knode, vnode) in wf.items():
-            if (unknown := unknown_signal_message(signal)) is not None:
+            if (unknown := unknown_signal_message(signal, registry.signals)) is not None:
                 r.error(knode, f"{what}: weights: {unknown}")
                 continue
             w = r.number(vnode, f"{what}: weights.{signal}")

@@ -9,12 +9,13 @@ Runs on the composed YAML nodes of a policy that has already compiled, for posit
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .registry import Registry
 from .signals import known_signals
 
 Warn = Callable[[Node, str], None]
@@ -46,12 +47,12 @@ class PolicyWarning:
         return f"{self.file}:{self.line}:{self.col}: warning: {self.message}"
 
 
-def lint_file(path: str) -> list[PolicyWarning]:
+def lint_file(path: str, registry: Registry | None = None) -> list[PolicyWarning]:
     with open(path, "rb") as fh:
-        return lint_bytes(fh.read(), path)
+        return lint_bytes(fh.read(), path, registry)
 
 
-def lint_bytes(data: bytes, filename: str = "<policy>") -> list[PolicyWarning]:
+def lint_bytes(data: bytes, filename: str = "<policy>", registry: Registry | None = None) -> list[PolicyWarning]:
     root = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
     found: list[PolicyWarning] = []
     if not isinstance(root, MappingNode):
@@ -66,7 +67,7 @@ def lint_bytes(data: bytes, filename: str = "<policy>") -> list[PolicyWarning]:
         _lint_rules(rules, warn)
     scores = top.get("scores")
     if isinstance(scores, SequenceNode):
-        _lint_weights(scores, top, warn)
+        _lint_weights(scores, top, known_signals(registry), warn)
     return sorted(found, key=lambda w: (w.line, w.col))
 
 
@@ -128,8 +129,7 @@ def _lint_methods(match: Node, warn: Warn) -> None:
             _lint_methods(value, warn)
 
 
-def _lint_weights(scores: SequenceNode, top: dict[str, Node], warn: Warn) -> None:
-    known = known_signals()
+def _lint_weights(scores: SequenceNode, top: dict[str, Node], known: Mapping[str, str | None], warn: Warn) -> None:
     detectors = _fields(top["detectors"]) if "detectors" in top else None
     detectors_on = detectors is not None and _scalar(detectors.get("enabled")) not in ("false", "False")
     for item in scores.value:

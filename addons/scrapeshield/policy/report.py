@@ -34,7 +34,7 @@ def check_one(name: str, registry: Registry | None = None) -> dict[str, Any]:
     except PolicyInvalid as exc:
         return {"file": path, "ok": False, "errors": [_diagnostic(e, "error") for e in exc.errors],
                 "warnings": [], "policy": None}
-    warnings = lint_file(path)
+    warnings = lint_file(path, registry)
     return {"file": path, "ok": True, "errors": [], "warnings": [_diagnostic(w, "warning") for w in warnings],
             "policy": {"name": policy.name, "version": policy.version_hash, "rules": len(policy.rules)}}
 

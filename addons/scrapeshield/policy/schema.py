@@ -17,9 +17,7 @@ from typing import Any
 
 from .. import __version__
 from .compiler import DIRECT_ACTIONS, EXCEED_ACTIONS, RULE_FIELDS, THRESHOLD_ACTIONS, TOP_FIELDS
-from .keys import KEY_PARTS, needs_argument
-from .matchers import CONDITIONS
-from .signals import known_signals
+from .registry import Registry
 
 SCHEMA_ID = "https://scrapeshield.dev/schema/policy.schema.json"
 Json = dict[str, Any]
@@ -105,30 +103,27 @@ def _detector_properties() -> dict[str, Json]:
 
 
 def _extension_sections() -> dict[str, Json]:
-    """Sections compiled by packages that may or may not be part of the build."""
-    out: dict[str, Json] = {}
-    if "fingerprint_headers" in TOP_FIELDS:
-        header = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}
-        out["fingerprint_headers"] = _mapping(
+    """Sections of packages that may or may not be part of the build (used when registered)."""
+    header = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}
+    return {
+        "fingerprint_headers": _mapping(
             {"ja3": header, "ja4": header},
             "headers in which a trusted front proxy passes the client's JA3 hash and JA4 "
-            "(default: CloudFront-Viewer-JA3-Fingerprint, CloudFront-Viewer-JA4-Fingerprint)")
-    try:
-        from ..session.policy import SECTION_FIELDS  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pass
-    else:
-        out["session"] = {"type": "object", "description": "session cookie identity (docs/session.md)",
-                          "propertyNames": {"enum": list(SECTION_FIELDS)}}
-    return out
+            "(default: CloudFront-Viewer-JA3-Fingerprint, CloudFront-Viewer-JA4-Fingerprint)"),
+    }
 
 
-def policy_schema() -> Json:
-    conditions = _condition_schemas()
-    for name in CONDITIONS:  # a condition registered elsewhere still gets completion
+def policy_schema(registry: Registry | None = None) -> Json:
+    """The schema of what `registry` (default: the built-in packages) compiles."""
+    if registry is None:
+        from ..extensions import standard_registry
+
+        registry = standard_registry()
+    conditions = {name: schema for name, schema in _condition_schemas().items() if name in registry.conditions}
+    for name in registry.conditions:  # a condition registered elsewhere still gets completion
         conditions.setdefault(name, _one_or_more({"type": "string"}))
-    parts = sorted(p for p in KEY_PARTS if not needs_argument(p))
-    arg_parts = sorted(p for p in KEY_PARTS if needs_argument(p))
+    parts = sorted(n for n, p in registry.key_parts.items() if not p.needs_argument)
+    arg_parts = sorted(n for n, p in registry.key_parts.items() if p.needs_argument)
     status = {"type": "integer", "minimum": 200, "maximum": 599}
     top: dict[str, Json] = {
         "version": {"const": 1, "description": "policy format version"},
@@ -163,8 +158,9 @@ def policy_schema() -> Json:
         "goodbots": {"type": "string", "examples": ["builtin"],
                      "description": "'builtin' (the shipped crawler ranges) or a directory relative to the policy"},
     }
-    top.update(_extension_sections())
-    for name in TOP_FIELDS:  # a section this table does not know yet: accepted, flagged by the tests
+    top = {name: schema for name, schema in top.items() if name in TOP_FIELDS or name in registry.sections}
+    top.update({name: schema for name, schema in _extension_sections().items() if name in registry.sections})
+    for name in (*TOP_FIELDS, *registry.sections):  # not known here yet: accepted, flagged by the tests
         top.setdefault(name, {"description": "see docs/policy.md"})
     rule: dict[str, Json] = {
         "name": {"type": "string"},
@@ -191,7 +187,7 @@ def policy_schema() -> Json:
     }, "what happens when the score reaches `at`", ("at", "action"))
     score = _mapping({
         "name": {"type": "string"}, "key": _ref("key"), "half_life": _ref("duration"),
-        "weights": {"type": "object", "propertyNames": {"enum": sorted(known_signals())},
+        "weights": {"type": "object", "propertyNames": {"enum": sorted(registry.signals)},
                     "additionalProperties": {"type": "number"}, "description": "signal: weight"},
         "thresholds": {"type": "array", "items": threshold},
     }, "a decaying score per key, fed by signals and rules", ("name",))

@@ -1,47 +1,28 @@
-"""The signals a score's `weights:` can name, and which policy section must exist for each to fire.
+"""The signal names a score's `weights:` may use, and what to say about any other name.
 
-A misspelled weight (`sequencial_ids`) would otherwise compile and never add anything, so every
-weight must name a signal from this catalogue. The fingerprint and detector packages produce the
-built-in signals; another signal source adds its names with `register_signals`.
+A misspelled weight (`sequencial_ids`) would otherwise compile and never add anything. The names
+are declared by the packages that produce them (`Registry.add_signals`), each with the policy
+section that must be present for it to fire.
 """
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Mapping
 
-_EXTRA: dict[str, str | None] = {}
-
-
-def register_signals(names: Iterable[str], needs_section: str | None = None) -> None:
-    """Make `names` weighable; `needs_section` is the top-level policy section that makes them fire."""
-    for name in names:
-        _EXTRA[name] = needs_section
+from .registry import Registry
 
 
-def known_signals() -> dict[str, str | None]:
+def known_signals(registry: Registry | None = None) -> Mapping[str, str | None]:
     """signal name -> the policy section it needs (None: always produced)."""
-    from ..detectors import SIGNAL_NAMES
-    from ..fingerprint import SIGNALS, TLS_FAMILIES, UA_KINDS
+    if registry is None:
+        from ..extensions import standard_registry
 
-    out: dict[str, str | None] = dict.fromkeys(SIGNALS)
-    out.update(dict.fromkeys(f"ua_class:{k}" for k in UA_KINDS))
-    out.update(dict.fromkeys(f"tls_family:{f}" for f in TLS_FAMILIES))
-    out["unverified_crawler"] = None
-    out["good_bot"] = "goodbots"
-    out.update(dict.fromkeys(SIGNAL_NAMES, "detectors"))
-    try:  # the session package, where it is part of the build
-        from ..session.state import SIGNALS as SESSION_SIGNALS  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pass
-    else:
-        out.update(dict.fromkeys(SESSION_SIGNALS, "session"))
-    out.update(_EXTRA)
-    return out
+        registry = standard_registry()
+    return registry.signals
 
 
-def unknown_signal_message(name: str) -> str | None:
-    """None for a known signal; else what to tell the operator, with the closest names."""
-    known = known_signals()
+def unknown_signal_message(name: str, known: Mapping[str, str | None]) -> str | None:
+    """None for a known signal; else what to tell the operator, with the closest name."""
     if name in known:
         return None
     hint = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
