@@ -40,8 +40,16 @@ class InstalledShield:
 
 
 def build_wheel(out: Path) -> Path:
-    """`pip wheel` of the checkout (setuptools in an isolated build env), no dependencies."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(REPO)],
+    """`pip wheel` (setuptools in an isolated build env, no dependencies) of a copy of what the
+    Dockerfile copies: no stale build/ directory or stray file of the checkout gets in."""
+    src = out / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(REPO / name, src / name)
+    for tree in ("addons", "policies"):  # addons/scrapeshield/policies is a relative symlink into policies/
+        shutil.copytree(REPO / tree, src / tree, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = out.glob("scrapeshield-*.whl")
     return wheel

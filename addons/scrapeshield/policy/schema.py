@@ -159,7 +159,8 @@ def policy_schema(registry: Registry | None = None) -> Json:
                      "description": "'builtin' (the shipped crawler ranges) or a directory relative to the policy"},
     }
     top = {name: schema for name, schema in top.items() if name in TOP_FIELDS or name in registry.sections}
-    top.update({name: schema for name, schema in _extension_sections().items() if name in registry.sections})
+    top.update({name: schema for name, schema in _extension_sections().items()
+                if name in registry.sections or name in TOP_FIELDS})
     for name in (*TOP_FIELDS, *registry.sections):  # not known here yet: accepted, flagged by the tests
         top.setdefault(name, {"description": "see docs/policy.md"})
     rule: dict[str, Json] = {
