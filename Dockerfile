@@ -11,6 +11,7 @@
 #
 # BASE is any Debian-family image with python3 >= 3.12 and its venv module; the default is the
 # official one. The tests build BASE from Debian packages (deploy/container/build-base).
+# HEALTHCHECK reads the admin port from SCRAPESHIELD_ADMIN: set the admin address there, not as a flag.
 ARG BASE=docker.io/library/python:3.13-slim-trixie
 
 FROM ${BASE} AS build

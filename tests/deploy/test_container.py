@@ -132,6 +132,11 @@ def test_the_image_runs_the_shield_as_an_operator_deploys_it(container: dict[str
     assert "scrapeshield" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
     assert podman("exec", name, "cat", "/proc/1/comm").stdout.strip().startswith(("python", "scrapeshield"))
 
+    # the final image carries no build tools: no compiler, no pip
+    tools = podman("exec", name, "sh", "-c", "command -v gcc cc make pip pip3; ls /opt/scrapeshield/bin/pip*",
+                   check=False)
+    assert tools.stdout.strip() == "", tools.stdout
+
     # an edit of the mounted policy (written aside and renamed over, as editors do) is picked up
     assert _get(f"{proxy}/user/1").status_code == 200
     staged = conf_dir / ".policy.yaml.tmp"
