@@ -73,6 +73,12 @@ def _condition_schemas() -> dict[str, Json]:
         "signal": {**_one_or_more({"enum": sorted(SIGNALS)}), "description": "consistency signals that fired"},
         "good_bot": {"anyOf": [{"type": "boolean"}, {"type": "array", "items": text, "minItems": 1}, text],
                      "description": "verified crawler (UA claim AND published range); needs goodbots:"},
+        # the session package (docs/sessions.md)
+        "session": {**_one_or_more({"enum": ["absent", "fresh", "established"]}),
+                    "description": "the request's session state"},
+        "session_signal": {**_one_or_more(text), "description": "session signals known before the store is asked"},
+        "document": {"type": "boolean", "description": "a page navigation (not an asset or API call)"},
+        "record": {"type": "boolean", "description": "a page navigation to a URL with a numeric id"},
     }
 
 
@@ -105,7 +111,19 @@ def _detector_properties() -> dict[str, Json]:
 def _extension_sections() -> dict[str, Json]:
     """Sections of packages that may or may not be part of the build (used when registered)."""
     header = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}
+    positive = {"type": "number", "exclusiveMinimum": 0}
+    difficulty = {"type": "integer", "minimum": 1, "maximum": 32}
     return {
+        "session": _mapping({
+            "cookie_name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+            "ttl": _ref("duration"), "fresh_for": _ref("duration"), "half_life": _ref("duration"),
+            "refuser_at": positive, "roaming_at": positive, "burst_net_at": positive, "burst_stack_at": positive,
+            "record_budget": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+            "difficulty": _mapping({"base": difficulty, "maximum": difficulty, "stack_unit": {"type": "number"},
+                                    "stack_cap": {"type": "number"}, "cold_stack_cap": {"type": "number"},
+                                    "net_unit": {"type": "number"}, "net_cap": {"type": "number"}},
+                                   "adaptive proof-of-work difficulty"),
+        }, "session cookie identity; present = sessions on (docs/sessions.md)"),
         "fingerprint_headers": _mapping(
             {"ja3": header, "ja4": header},
             "headers in which a trusted front proxy passes the client's JA3 hash and JA4 "
@@ -185,6 +203,7 @@ def policy_schema(registry: Registry | None = None) -> Json:
     threshold = _mapping({
         "at": {"type": "number"}, "action": {"enum": list(THRESHOLD_ACTIONS)},
         "difficulty": {"type": "integer", "minimum": 1, "maximum": 32}, "ban": _ref("duration"), "status": status,
+        "when": {**_ref("match"), "description": "the threshold acts on requests matching these conditions only"},
     }, "what happens when the score reaches `at`", ("at", "action"))
     score = _mapping({
         "name": {"type": "string"}, "key": _ref("key"), "half_life": _ref("duration"),
