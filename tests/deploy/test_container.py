@@ -114,6 +114,7 @@ def test_the_image_runs_the_shield_as_an_operator_deploys_it(container: dict[str
     except TimeoutError:
         pytest.fail(podman("logs", name, check=False).stdout)
     assert health.json()["ok"] is True
+    assert _get(f"{admin}/readyz").status_code == 200  # what a readiness probe asks
 
     # the proxy answers from the origin, and refuses what the mounted policy refuses
     page = _get(f"{proxy}/")

@@ -79,8 +79,8 @@ def test_the_shield_is_a_sidecar_probed_on_its_admin_port() -> None:
     assert env["SCRAPESHIELD_UPSTREAM"] == "http://127.0.0.1:8000"  # the app, over the pod's loopback
     assert env["SCRAPESHIELD_ADMIN"].endswith(f":{ports['admin']}")
     assert env["SCRAPESHIELD_LISTEN"].endswith(f":{ports['http']}")
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert shield[probe]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert shield["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert shield["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert shield["resources"]["requests"] and shield["resources"]["limits"]["memory"]
     assert shield["securityContext"]["runAsUser"] == 10001 and shield["securityContext"]["readOnlyRootFilesystem"]
     service = find(docs, "Service", "shop")
