@@ -1,4 +1,4 @@
-"""`scrapeshield run | check | replay | explain | ban | unban | allow | unallow | bans | allows | inspect`."""
+"""`scrapeshield run | check | replay | init | explain | ban | unban | allow | unallow | bans | allows | inspect`."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .policy.registry import Registry
 
-from . import connlimits
+from . import __version__, builtin, connlimits
+from .startup import StartupError, environment_defaults, preflight
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_POLICY = REPO_ROOT / "policies" / "default.yaml"
+DEFAULT_POLICY = "builtin:default"
 
 log = logging.getLogger("scrapeshield")
 CONTROL_COMMANDS = ("ban", "unban", "allow", "unallow", "bans", "allows", "inspect")
@@ -30,13 +30,15 @@ def _setup_logging(level: str, fmt: str = "text", worker: int | None = None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scrapeshield", description="Anti-scraping sidecar reverse proxy.")
+    parser.add_argument("--version", action="version", version=f"scrapeshield {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the shield in front of an upstream")
-    run.add_argument("--upstream", required=True,
+    run.add_argument("--upstream",  # required, checked after parsing: $SCRAPESHIELD_UPSTREAM may give it
                      help="origin URL, e.g. http://127.0.0.1:8000 (scripts/run without it fronts the demo shop)")
     run.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT for clients (HTTP/1.1, HTTP/2, plain and TLS)")
-    run.add_argument("--policy", default=str(DEFAULT_POLICY), help="policy file (default: policies/default.yaml)")
+    run.add_argument("--policy", default=DEFAULT_POLICY,
+                     help="policy file, or builtin:NAME for a shipped one (default: builtin:default)")
     run.add_argument("--admin", default="127.0.0.1:9090", help="HOST:PORT for /metrics /healthz /status ('' disables)")
     run.add_argument("--store", default="memory://", help="state store: memory:// or redis://host:port/db (rediss://, unix://)")
     run.add_argument("--store-timeout", type=float, default=1.0,
@@ -71,9 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log-format", choices=("text", "json"),
                      default=os.environ.get("SCRAPESHIELD_LOG_FORMAT", "text"),
                      help="application log on stderr: text for people, json for a log pipeline")
+    environment_defaults(run)
 
     check = sub.add_parser("check", help="validate policy files; print every error as file:line:col: message")
-    check.add_argument("files", nargs="+")
+    check.add_argument("files", nargs="+", help="policy files (or builtin:NAME)")
+    check.add_argument("--strict", action="store_true", help="warnings (unreachable rules, ...) fail the check too")
+    check.add_argument("--format", choices=("text", "json"), default="text", help="json: one document for CI")
+
+    init = sub.add_parser("init", help="write a starter policy and a challenge secret into DIR")
+    init.add_argument("dir", help="directory to create or fill (e.g. /etc/scrapeshield)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     replay = sub.add_parser("replay", help="run captured flows through a policy, deterministically")
     replay.add_argument("flows", nargs="+", metavar="FILE",
@@ -91,9 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     from .explaincli import add_parser as add_explain_parser
 
     add_control_parsers(sub)
-    add_explain_parser(sub, str(DEFAULT_POLICY))
+    add_explain_parser(sub, DEFAULT_POLICY)
 
     args = parser.parse_args(argv)
+    if args.command == "check":
+        from .policy.report import cmd_check as check_policies
+
+        return check_policies(args.files, strict=args.strict, fmt=args.format)
+    if args.command == "init":
+        from .initdir import cmd_init
+
+        return cmd_init(args.dir, force=args.force)
+    if isinstance(getattr(args, "policy", None), str):
+        try:
+            args.policy = builtin.resolve_policy(args.policy)
+        except LookupError as exc:
+            print(f"scrapeshield: {exc.args[0]}", file=sys.stderr)
+            return 2
     if args.command in CONTROL_COMMANDS:
         from .controlcli import cmd_control
 
@@ -102,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         from .explaincli import cmd_explain
 
         return cmd_explain(args)
-    if args.command == "check":
-        return cmd_check(args.files)
     if args.command == "replay":
         from .replay.cli import cmd_replay
 
         return cmd_replay(args)
+    if not args.upstream:
+        print("scrapeshield: cannot start: --upstream URL (or $SCRAPESHIELD_UPSTREAM) is required; "
+              "scripts/run without it fronts the demo shop", file=sys.stderr)
+        return 2
     _setup_logging(args.log_level, args.log_format, args.worker_index)
     from .workers.supervisor import parse_workers
 
@@ -118,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scrapeshield: {exc}", file=sys.stderr)
         return 2
     try:
+        preflight(args)
         if workers > 1 and args.listen_fd is None:
             return asyncio.run(_supervise(args, sys.argv[1:] if argv is None else argv, workers))
         if args.event_loop == "uvloop":
@@ -131,23 +157,16 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         return 0
+    except StartupError as exc:
+        print(f"scrapeshield: cannot start: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_check(files: list[str], registry: Registry | None = None) -> int:
-    from .policy.compiler import compile_file
-    from .policy.errors import PolicyInvalid
+    """`scrapeshield check FILE...` as text (see policy/report.py)."""
+    from .policy.report import cmd_check as check
 
-    bad = 0
-    for path in files:
-        try:
-            policy = compile_file(path, registry)
-        except PolicyInvalid as exc:
-            bad += 1
-            for err in exc.errors:
-                print(err)
-            continue
-        print(f"{path}: ok ({len(policy.rules)} rules, version {policy.version_hash})")
-    return 1 if bad else 0
+    return check(files, registry=registry)
 
 
 async def _supervise(args: argparse.Namespace, argv: list[str], workers: int) -> int:
@@ -170,6 +189,7 @@ async def _supervise(args: argparse.Namespace, argv: list[str], workers: int) ->
 
 async def _run(args: argparse.Namespace) -> int:
     from .admin import parse_hostport
+    from .challenge.keys import KeyRingError
     from .policy.errors import PolicyInvalid
     from .runtime import RuntimeConfig, ShieldRuntime
 
@@ -182,8 +202,15 @@ async def _run(args: argparse.Namespace) -> int:
             admin_token_file=args.admin_token_file,
         ))
     except PolicyInvalid as exc:
-        print(f"scrapeshield: refusing to start, the policy is invalid:\n{exc}", file=sys.stderr)
+        first, *more = str(exc).splitlines()
+        print("\n".join([f"scrapeshield: cannot start: invalid policy: {first}", *more]), file=sys.stderr)
         return 2
+    except KeyRingError as exc:
+        raise StartupError(f"challenge secret: {exc}") from None
+    except ValueError as exc:  # a malformed --store URL (the store names it, password redacted)
+        raise StartupError(f"--store: {exc}") from None
+    except OSError as exc:  # e.g. the decision log's directory
+        raise StartupError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
 
     # mitmproxy is imported only now, so a broken policy is reported at once.
     from .mitm.master import ProxySettings, serve

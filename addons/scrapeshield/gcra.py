@@ -111,6 +111,8 @@ def parse_rate(text: str) -> BucketLimit:
     if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1] != "burst"):
         raise ValueError(f"rate {text!r} must look like '10/s' or '10/s burst 20'")
     count_s, _, per = parts[0].partition("/")
+    if count_s[:-1].isdigit() and count_s[-1:] in ("r", "R"):  # nginx's limit_req_zone spelling
+        raise ValueError(f"rate {text!r}: nginx-style rate; write {count_s[:-1]}/{per or 's'} here (no 'r')")
     if not count_s.isdigit() or int(count_s) <= 0:
         raise ValueError(f"rate {text!r}: the count must be a positive integer")
     count = int(count_s)

@@ -480,7 +480,7 @@ async def test_a_malformed_request_gets_the_fail_action(fail: str, action: Actio
         version: 1
         fail: {fail}
         scores:
-          - {{name: abuse, weights: {{odd: 1}}, thresholds: [{{at: 5, action: block}}]}}
+          - {{name: abuse, weights: {{ua_tls_mismatch: 1}}, thresholds: [{{at: 5, action: block}}]}}
     """)
 
     def malformed(facts: RequestFacts, policy: CompiledPolicy) -> dict[str, float]:

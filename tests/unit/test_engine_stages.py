@@ -93,9 +93,9 @@ def test_even_a_policy_without_limits_asks_the_penalty_box_and_allow_list() -> N
 def test_score_updates_weigh_signals_and_add_rule_deltas() -> None:
     policy = compile_policy("""
         version: 1
-        scores: [{name: abuse, weights: {odd: 3}, thresholds: [{at: 9, action: block}]}]
+        scores: [{name: abuse, weights: {ua_tls_mismatch: 3}, thresholds: [{at: 9, action: block}]}]
     """)
-    ups = stages.score_updates(policy, context(), {"abuse": 1.0}, {"odd": 0.5}, None)
+    ups = stages.score_updates(policy, context(), {"abuse": 1.0}, {"ua_tls_mismatch": 0.5}, None)
     assert [(u.key, u.delta) for u in ups] == [("ip=203.0.113.7", 2.5)]
 
 

@@ -51,6 +51,7 @@ def extended() -> Registry:
     registry.add_key_part("path_length", _path_length)
     registry.add_section(GREETING)
     registry.add_signal_source(_curl_signal)
+    registry.add_signals(["curl"])
     return registry
 
 

@@ -9,6 +9,7 @@ from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from ..policy.model import KeySpec
 from ..policy.registry import Registry, Section, SectionContext
+from . import SIGNAL_NAMES
 from .config import DetectorConfig
 
 _FIELDS = {f.name: f.default for f in dataclasses.fields(DetectorConfig)}
@@ -69,3 +70,4 @@ DETECTORS: Section[DetectorsSection] = Section("detectors", compile_detectors)
 def register(registry: Registry) -> None:
     """The `detectors:` section. Its signals reach scores through the engine's observe stage."""
     registry.add_section(DETECTORS)
+    registry.add_signals(SIGNAL_NAMES, needs_section=DETECTORS.name)

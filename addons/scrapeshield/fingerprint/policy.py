@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 from yaml.nodes import Node, ScalarNode
 
+from .. import builtin
 from ..context import DecisionContext
 from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
@@ -27,12 +28,13 @@ def good_bot_of(c: DecisionContext, goodbots: GoodBotRegistry | None) -> str | N
 
 
 def _compile_goodbots(sc: SectionContext, node: Node) -> GoodBotRegistry | None:
-    """`goodbots: goodbots` -- a directory (relative to the policy) holding bots.yaml and ranges files."""
+    """`goodbots: builtin` (the ranges shipped in the package), or a directory relative to the
+    policy holding bots.yaml and ranges files."""
     r = sc.reader
     rel = r.string(node, "goodbots")
     if rel is None:
         return None
-    path = os.path.join(sc.policy_dir, rel)
+    path = str(builtin.goodbots_dir()) if rel == builtin.GOODBOTS else os.path.join(sc.policy_dir, rel)
     try:
         mtime = os.stat(os.path.join(path, "bots.yaml")).st_mtime
         key = (os.path.realpath(path), mtime)
@@ -127,6 +129,9 @@ def register(registry: Registry) -> None:
     for field in sorted(FIELDS - {"good_bot"}):
         registry.add_key_part(field, _part_factory(field))
     registry.add_signal_source(fingerprint_signals)
+    registry.add_signals([*sorted(SIGNALS), *(f"ua_class:{k}" for k in sorted(UA_KINDS)),
+                          *(f"tls_family:{f}" for f in sorted(TLS_FAMILIES)), "unverified_crawler"])
+    registry.add_signals(["good_bot"], needs_section=GOODBOTS.name)
 
 
 def _part_factory(field: str) -> Callable[[str, KeyContext], KeyFunc]:

@@ -19,6 +19,7 @@ from .model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from .nodes import Reader
 from .plan import RulePlan
 from .registry import CompileEnv, KeyContext, Registry, SectionContext
+from .signals import unknown_signal_message
 
 # The core's own top-level fields; packages add theirs as sections (see policy/registry.py).
 TOP_FIELDS = (
@@ -59,7 +60,8 @@ def compile_bytes(data: bytes, filename: str = "<policy>", registry: Registry | 
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise PolicyInvalid([PolicyError(filename, line, col, f"YAML syntax: {exc.problem or exc}")]) from None
+        raise PolicyInvalid([PolicyError(filename, line, col, f"YAML syntax: {exc.problem or exc}"
+                                         + _syntax_context(exc))]) from None
     except yaml.YAMLError as exc:  # a ReaderError (control character): no mark, a position, two lines
         pos = getattr(exc, "position", None)
         line, col = (text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)) if isinstance(pos, int) else (1, 1)
@@ -71,6 +73,16 @@ def compile_bytes(data: bytes, filename: str = "<policy>", registry: Registry | 
         errors = sorted(r.errors, key=lambda e: (e.line, e.col))
         raise PolicyInvalid(errors or [PolicyError(filename, 1, 1, "invalid policy")])
     return policy
+
+
+def _syntax_context(exc: yaml.MarkedYAMLError) -> str:
+    """Where the construct the parser was reading began: often the real mistake (an unclosed
+    bracket or quote, a mis-indented key) lies there, lines above where parsing failed."""
+    ctx, mark, problem = exc.context, exc.context_mark, exc.problem_mark
+    if not ctx or mark is None or (problem is not None and (mark.line, mark.column) == (problem.line, problem.column)):
+        return ""
+    what = ctx.removeprefix("while ").removeprefix("parsing ").removeprefix("scanning ")
+    return f" (in {what} that starts at line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
@@ -401,7 +413,10 @@ def _score(r: Reader, node: Node, named: dict[str, KeySpec], kctx: KeyContext,
         r.error(f["half_life"][1], f"{what}: half_life must be positive")
     weights: list[tuple[str, float]] = []
     if "weights" in f and (wf := r.mapping(f["weights"][1], f"{what}: weights")) is not None:
-        for signal, (_, vnode) in wf.items():
+        for signal, (knode, vnode) in wf.items():
+            if (unknown := unknown_signal_message(signal, registry.signals)) is not None:
+                r.error(knode, f"{what}: weights: {unknown}")
+                continue
             w = r.number(vnode, f"{what}: weights.{signal}")
             if w is not None:
                 weights.append((signal, w))

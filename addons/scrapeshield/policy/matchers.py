@@ -16,7 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..netaddr import CidrSet
 from ..regexlit import anchored_first_segments
@@ -45,10 +45,24 @@ def compile_conditions(r: Reader, node: Node, env: CompileEnv) -> tuple[tuple[st
         return None
     out = []
     for name, (_, vnode) in fields.items():
+        if _is_empty_collection(vnode) and name != "any":  # `any: []` says so itself
+            # Dropped silently, `path: []` would leave a condition that holds for every request.
+            effect = "no request" if name == "not" else "every request"
+            r.error(vnode, f"match: {name}: an empty {_collection_word(vnode)} would match {effect}; "
+                           "give at least one value or remove the condition")
+            continue
         pred = conditions[name](r, vnode, env)
         if pred is not None:
             out.append((name, pred))
     return tuple(out)
+
+
+def _is_empty_collection(node: Node) -> bool:
+    return isinstance(node, (SequenceNode, MappingNode)) and not node.value
+
+
+def _collection_word(node: Node) -> str:
+    return "list" if isinstance(node, SequenceNode) else "mapping"
 
 
 def compile_match(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:

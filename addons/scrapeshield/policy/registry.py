@@ -4,7 +4,8 @@ A package adds to the language by registering, in a `register(registry)` functio
 
 - a match condition: `registry.add_condition("ua_class", compile_fn)` -- YAML node -> Predicate;
 - a key part: `registry.add_key_part("ja4", factory)` -- what buckets, bans and scores count by;
-- a signal source: `registry.add_signal_source(fn)` -- named strengths a score's `weights` weigh;
+- a signal source: `registry.add_signal_source(fn)` -- named strengths a score's `weights` weigh,
+  whose names it declares with `registry.add_signals(names, needs_section=...)`;
 - a policy section: `registry.add_section(Section("goodbots", compile_fn))` -- a top-level field
   compiled by the package; its value is read back with `policy.section(GOODBOTS)`.
 
@@ -95,6 +96,7 @@ class Registry:
         self.key_parts: dict[str, KeyPart] = {}
         self.sections: dict[str, Section[Any]] = {}
         self.signal_sources: list[SignalSource] = []
+        self.signals: dict[str, str | None] = {}  # weighable name -> section it needs to fire (or None)
 
     def add_condition(self, name: str, compile_fn: ConditionCompiler) -> None:
         _unique(self.conditions, name, "condition")
@@ -112,6 +114,13 @@ class Registry:
     def add_signal_source(self, source: SignalSource) -> None:
         self.signal_sources.append(source)
 
+    def add_signals(self, names: Iterable[str], needs_section: str | None = None) -> None:
+        """Signal names a score may weigh (a weight on any other name is a policy error);
+        `needs_section`: the top-level policy field without which the signal never fires."""
+        for name in names:
+            _unique(self.signals, name, "signal")
+            self.signals[name] = needs_section
+
     def without_sections(self, names: Iterable[str]) -> Registry:
         """A copy lacking some sections: what a build without those packages accepts."""
         other = Registry()
@@ -119,6 +128,7 @@ class Registry:
         other.key_parts = dict(self.key_parts)
         other.sections = {k: v for k, v in self.sections.items() if k not in set(names)}
         other.signal_sources = list(self.signal_sources)
+        other.signals = dict(self.signals)
         return other
 
 

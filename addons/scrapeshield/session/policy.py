@@ -195,6 +195,7 @@ def register(registry: Registry) -> None:
     registry.add_condition("document", _c_document)
     registry.add_condition("record", _c_record)
     registry.add_signal_source(session_signals)
+    registry.add_signals(SIGNALS, needs_section=SESSION.name)
 
 
 __all__ = ["SESSION", "SIGNALS", "compile_session", "register", "session_of"]
