@@ -45,6 +45,7 @@ KIND_OF_PATH = {  # most specific first: a file, then its folder (relative to te
     "serving": ("e2e",),
     "session_e2e": ("e2e",),
     "workers": ("e2e",),
+    "deploy": ("e2e",),
 }
 
 
