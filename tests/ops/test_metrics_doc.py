@@ -28,9 +28,11 @@ ROW = re.compile(r"^\| `(scrapeshield_[a-z_]+)` \| (\w+) \|([^|]*)\|")
 
 
 def documented() -> dict[str, tuple[str, frozenset[str]]]:
+    """Documented metrics of a single-process shield (rows saying "Only with `--workers`" left out:
+    the supervisor adds those)."""
     out = {}
     for line in (REPO / "docs" / "metrics.md").read_text().splitlines():
-        if m := ROW.match(line):
+        if (m := ROW.match(line)) and "Only with `--workers`" not in line:
             out[m.group(1)] = (m.group(2), frozenset(re.findall(r"`(\w+)`", m.group(3))))
     return out
 
