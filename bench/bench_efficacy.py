@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--fleet-workers", type=int, default=os.cpu_count() or 1, help="PoW fleet processes")
     ap.add_argument("--fleet-addresses", type=int, default=200)
     ap.add_argument("--fleet-max-bits", type=int, default=26, help="the fleet gives up on harder challenges")
+    ap.add_argument("--fleet-no-referer", action="store_true", help="the fleet sends no Referer (default: forged "
+                    "same-site Referer on every record request)")
     ap.add_argument("--browser-addresses", type=int, default=50)
     ap.add_argument("--browser-tabs", type=int, default=2, help="browser contexts at once")
     ap.add_argument("--browser-records-per-context", type=int, default=5)
@@ -84,7 +86,8 @@ def main() -> int:
     config = RunConfig(people_before=args.people_before, people_during=args.people_during, warmup_s=args.warmup,
                        attack_s=args.attack, baseline_s=args.baseline, think_s=(think[0], think[1]),
                        scrapers=kinds, fleet_workers=args.fleet_workers, fleet_addresses=args.fleet_addresses,
-                       fleet_max_bits=args.fleet_max_bits, browser_addresses=args.browser_addresses,
+                       fleet_max_bits=args.fleet_max_bits, fleet_referer=not args.fleet_no_referer,
+                       browser_addresses=args.browser_addresses,
                        browser_tabs=args.browser_tabs, browser_records_per_context=args.browser_records_per_context,
                        seed=args.seed, shield_src=src, workdir=default_workdir())
     git = subprocess.run(["git", "-C", str(src.parent), "log", "--oneline", "-1"], capture_output=True, text=True,

@@ -3,9 +3,9 @@
 It is the thing scrapers want: 500 product pages and 100,000 user profiles, each a
 fake name and phone number derived from the id, so the same id always yields the
 same record and a harvest can be counted. A profile is served under three shapes:
-`/user/N`, `/people/N` and `/profile?id=N` (the last two for policies that name only the first).
-It also serves what tests need to look at the origin's side of the proxy: `/echo` (the request as it arrived) and
-`/__origin/stats` (what reached the origin at all).
+`/user/N`, `/people/N` and `/profile?id=N` (the last two for policies that name only
+the first). It also serves what tests need to look at the origin's side of the proxy:
+`/echo` (the request as it arrived) and `/__origin/stats` (what reached the origin at all).
 
 Pages and assets are rendered once when the app is built; user pages are a single
 string format. The origin must stay much faster than the proxy in benchmarks.

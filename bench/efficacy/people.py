@@ -55,6 +55,8 @@ class PersonResult:
     blocks: int = 0
     errors: int = 0
     first_challenge_s: float | None = None
+    max_bits: int = 0          # the hardest proof of work this person was asked for
+    gave_up: int = 0           # challenges left unsolved: the browser would still be hashing at the run's end
     refused_paths: list[str] = field(default_factory=list)
 
     @property
@@ -72,10 +74,12 @@ class Person:
         self.run_started = run_started
         self.think_s = think_s
         self.cache: set[str] = set()
+        self.until = float("inf")
         self.session: AsyncSession[Any] = AsyncSession(impersonate=result.build, interface=result.address,
                                                        verify=False, timeout=30, proxies={})
 
     async def browse(self, until: float) -> None:
+        self.until = until
         try:
             if self.result.deep_link:
                 shape = self.rng.choice(("named", "path", "query"))
@@ -135,6 +139,10 @@ class Person:
                 self.result.first_challenge_s = round(time.time() - self.run_started, 1)
             form = ChallengeForm.parse(page)
             if form is None:
+                break
+            self.result.max_bits = max(self.result.max_bits, form.bits)
+            if time.time() + self.solver.browser_seconds(form.bits) > self.until:
+                self.result.gave_up += 1  # keeps every run bounded in time; the challenge still counts
                 break
             nonce, ms = await self.solver.solve(form)
             solves += 1

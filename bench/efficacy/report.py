@@ -114,7 +114,7 @@ def _examples(people: list[PersonResult]) -> str:
 
 def people_table(runs: Iterable[RunResult]) -> list[str]:
     head = (f"{'group':<9} {'people':>6} {'pages':>6} {'assets':>6} {'records':>7} {'challenged':>10} "
-            f"{'challenges':>10} {'max/person':>10} {'throttled':>9} {'blocked':>7} {'errors':>6}")
+            f"{'challenges':>10} {'max/person':>10} {'max bits':>8} {'throttled':>9} {'blocked':>7} {'errors':>6}")
     lines = [head, "-" * len(head)]
     for run in runs:
         for group in ("baseline", "before", "during"):
@@ -125,6 +125,7 @@ def people_table(runs: Iterable[RunResult]) -> list[str]:
                 f"{group:<9} {len(ps):>6} {sum(p.pages for p in ps):>6} {sum(p.assets for p in ps):>6} "
                 f"{sum(p.records for p in ps):>7} {sum(1 for p in ps if p.challenged):>10} "
                 f"{sum(p.challenged for p in ps):>10} {max(p.challenged for p in ps):>10} "
+                f"{max(p.max_bits for p in ps) or '-':>8} "
                 f"{sum(1 for p in ps if p.throttles):>9} {sum(1 for p in ps if p.blocks):>7} "
                 f"{sum(p.errors for p in ps):>6}")
     return lines

@@ -47,6 +47,7 @@ class RunConfig:
     fleet_workers: int = os.cpu_count() or 1
     fleet_addresses: int = 200
     fleet_max_bits: int = 26
+    fleet_referer: bool = True                 # the fleet forges a same-site Referer on record requests
     browser_addresses: int = 50
     browser_records_per_context: int = 5
     browser_tabs: int = 2
@@ -99,7 +100,7 @@ def _scraper_futures(config: RunConfig, base: str, until: float, threads: Thread
     if "pow-fleet" in config.scrapers:
         futures["pow-fleet"] = [
             processes.submit(scrapers.pow_fleet_worker, base, until, k, config.fleet_workers, str(library),
-                             config.fleet_addresses, config.fleet_max_bits)
+                             config.fleet_addresses, config.fleet_max_bits, 60.0, 0.05, config.fleet_referer)
             for k in range(config.fleet_workers)]
     if "browser-fleet" in config.scrapers:
         futures["browser-fleet"] = [processes.submit(

@@ -189,8 +189,11 @@ def impersonating(base: str, until: float, first_id: int = 30_001, address: str 
 # --- the proof-of-work fleet (one process per core) ------------------------------------------------
 
 def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library: str, count: int = 200,
-                     max_bits: int = 26, rest_s: float = 60.0, refusal_pause: float = 0.05) -> ScraperResult:
-    """One fleet process: its slice of `count` addresses, a Chrome session per address, native solves."""
+                     max_bits: int = 26, rest_s: float = 60.0, refusal_pause: float = 0.05,
+                     referer: bool = True) -> ScraperResult:
+    """One fleet process: its slice of `count` addresses, a Chrome session per address, native solves.
+    With `referer`, every record request claims to come from the shop's home page (a forged same-site
+    Referer, as a scraper copying a browser's headers sends)."""
     from pathlib import Path
 
     from curl_cffi import requests as curl_requests
@@ -198,6 +201,7 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
     from .solver import ChallengeForm, NativeSolver
 
     solver = NativeSolver(Path(library))
+    solver_rate = 3e6  # hashes/s, a little under this VM's measured rate (BENCHMARKS.md)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     addresses = rotating_addresses(count, 110)[worker::workers]
     result = ScraperResult("pow-fleet", "", workers=workers)
@@ -232,7 +236,7 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
             turn += 1
             session = session_for(address)
             shape, path = next(targets)
-            outcome, page = get(session, "GET", base + path, headers={"Referer": base + "/"})
+            outcome, page = get(session, "GET", base + path, headers={"Referer": base + "/"} if referer else {})
             solves = 0
             while outcome is Outcome.CHALLENGE and solves < 2 and time.time() < until:
                 result.challenges += 1
@@ -240,6 +244,8 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
                 if form is None or form.bits > max_bits:
                     result.notes = f"gave up on {form.bits if form else '?'}-bit challenges"
                     break
+                if time.time() + (1 << form.bits) / solver_rate > until:
+                    break  # it would still be hashing when the run ends: keep the run bounded
                 nonce, hashes, cpu = solver.solve(form.seed, form.bits)
                 solves += 1
                 result.hashes += hashes

@@ -72,6 +72,10 @@ class BrowserSolver:
         self.hashes_per_s = hashes_per_s
         self.fixed_s = fixed_s
 
+    def browser_seconds(self, bits: int) -> float:
+        """What the page takes on average in a browser for a `bits`-bit challenge."""
+        return self.fixed_s + (1 << bits) / self.hashes_per_s
+
     def _search(self, seed: bytes, bits: int) -> tuple[str, int]:
         if self.native is not None:
             nonce, tries, _cpu = self.native.solve(seed, bits)

@@ -1,7 +1,7 @@
 """Issue #11's efficacy targets at a small scale: 20 people and every scraper kind for 40 s.
 
-One run (module fixture, ~70 s): a real demo shop and `scrapeshield run` over TLS with
-policies/default.yaml; 10 people browse from the start, the attack begins after 20 s (naive,
+One run (module fixture, ~65 s on a quiet machine): a real demo shop and `scrapeshield run` over
+TLS with policies/default.yaml; 10 people browse from the start, the attack begins after 15 s (naive,
 rotating /24s, Chrome-impersonating, a native proof-of-work fleet on every core, a headless
 Chromium fleet through 5 source addresses), and 10 more people arrive during it. Think time is
 1-6 s (the bench's 1-10 s would give each person too few pages in a minute). bench_engine's
@@ -11,9 +11,12 @@ realistic mix runs through the same default policy. The full-size figures are be
 `SCRAPESHIELD_EFFICACY_SRC=/other/checkout/addons` measures another checkout's scrapeshield and
 default policy instead of this one's (the demo shop stays this checkout's).
 
-Tests marked `needs_session_identity` assert targets the default policy of main did not meet when
-this was written (issue #11's "Measured"); the unmarked ones check that the harness really did
-what it claims, so a passing target cannot be an empty run.
+Tests marked `needs_session_identity` assert the targets that need #11 parts 1-6 (session identity,
+crowd-safe default policy, adaptive proof of work); before them (main at 7b2ae26) these failed:
+before-attack people challenged, impersonating / pow-fleet / browser-fleet over 100 records, the
+fleet paying 0.002 CPU-s per record, and bench_engine's mix challenging every browser group. The
+unmarked ones check that the harness really did what it claims, so a passing target cannot be an
+empty run.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ needs_session = pytest.mark.needs_session_identity
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SHIELD_SRC = Path(os.environ.get("SCRAPESHIELD_EFFICACY_SRC") or BENCH.parent / "addons").resolve()
-WARMUP_S = 20.0
+WARMUP_S = 15.0
 ATTACK_S = 40.0
 
 
