@@ -43,8 +43,8 @@ _TLS_EARLY_BYTES = 1 << 20  # over TLS: head, handshake and any body sent before
 class _Connection:
     """One accepted client connection, keyed by its peer address."""
 
-    __slots__ = ("address", "flows", "head_bytes", "head_done", "held", "line_done", "peer", "task", "timer", "tls",
-                 "writer")
+    __slots__ = ("address", "cancelled", "flows", "head_bytes", "head_done", "held", "line_done", "peer", "task",
+                 "timer", "tls", "writer")
 
     def __init__(self, peer: tuple[Any, ...], writer: asyncio.StreamWriter, task: asyncio.Task[Any] | None) -> None:
         self.peer = peer
@@ -58,6 +58,7 @@ class _Connection:
         self.held = bytearray()  # an incomplete request head, not yet given to mitmproxy
         self.tls: bool | None = None  # learnt from the first byte
         self.timer: asyncio.TimerHandle | None = None
+        self.cancelled = False  # its task was cancelled by close_connection
 
 
 class _HeadBoundReader:
@@ -192,6 +193,9 @@ class ShieldServing:
                 writer.close()
                 return
             await self._instance.handle_stream(bounded, writer)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            if not conn.cancelled:  # ours (close_connection) ends the connection quietly; others propagate
+                raise
         finally:
             if conn.timer is not None:
                 conn.timer.cancel()
@@ -219,9 +223,14 @@ class ShieldServing:
         if conn.writer.is_closing():
             return
         conn.writer.close()  # flushes what is buffered, then closes; mitmproxy's reader sees EOF
-        task = conn.task
-        if task is not None:  # a half-closed connection would otherwise wait for mitmproxy's tcp_timeout
-            asyncio.get_running_loop().call_later(1.0, task.cancel)
+        if conn.task is not None:  # a half-closed connection would otherwise wait for mitmproxy's tcp_timeout
+            asyncio.get_running_loop().call_later(1.0, self._cancel, conn)
+
+    @staticmethod
+    def _cancel(conn: _Connection) -> None:
+        if conn.task is not None and not conn.task.done():
+            conn.cancelled = True
+            conn.task.cancel()
 
     def head_overrun(self, conn: _Connection) -> int:
         if not conn.line_done and not conn.tls and conn.head_bytes > self.limits.max_url + 16:
