@@ -264,3 +264,30 @@ def test_sigterm_lets_in_flight_requests_finish_on_every_worker(slow_origin: str
             assert answer.status_code == 200 and answer.text == "slow and complete\n"
         with pytest.raises(httpx.ConnectError):
             fresh_get(f"{shield.proxy_url}/echo/placement/late", addresses[0], timeout=2)
+
+
+SHARED_POLICY = """\
+version: 1
+name: e2e-workers-shared
+rules:
+  - name: per-host
+    match: {path: [/echo/shared/*]}
+    key: host
+    limits: ["1/m burst 3"]
+"""
+
+
+def test_a_key_spanning_addresses_is_shared_by_the_workers_through_the_store(
+        demo_origin: str, tmp_path: Path) -> None:
+    from redis_server import start_or_fail
+
+    redis = start_or_fail()
+    try:
+        with ShieldProcess(demo_origin, policy_text=SHARED_POLICY, workdir=tmp_path, store=redis.url,
+                           extra_args=["--workers", "2", "--store-timeout", "1"]) as shield:
+            wait_workers_up(shield)
+            sources = [WORKER_ADDRESSES[n % 2][0] for n in range(10)]  # alternating workers
+            statuses = [fresh_get(f"{shield.proxy_url}/echo/shared/x", s).status_code for s in sources]
+    finally:
+        redis.close()
+    assert statuses.count(200) == 3 + 1  # burst + 1 over both workers, not per worker
