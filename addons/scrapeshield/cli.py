@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         args.limits = connlimits.from_args(args)
         workers = parse_workers(args.workers)
     except ValueError as exc:
-        print(f"scrapeshield: {exc}", file=sys.stderr)
+        print(f"scrapeshield: cannot start: {exc}", file=sys.stderr)
         return 2
     try:
         preflight(args)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 import uvloop
             except ImportError:
-                print("scrapeshield: --event-loop uvloop needs the uvloop package (pip install uvloop)",
+                print("scrapeshield: cannot start: --event-loop uvloop needs the uvloop package (pip install uvloop)",
                       file=sys.stderr)
                 return 2
             return asyncio.run(_run(args), loop_factory=uvloop.new_event_loop)

@@ -85,13 +85,13 @@ def shield(demo_origin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "257", ""])
 def test_invalid_workers_value_is_refused_at_start_with_one_line(value: str, tmp_path: Path) -> None:
-    result = subprocess.run([PYTHON, "-m", "scrapeshield", "run", "--workers", value, "--policy",
-                             str(REPO / "policies" / "default.yaml")], cwd=REPO, env=subprocess_env(),
-                            capture_output=True, text=True, timeout=30)
+    argv = [PYTHON, "-m", "scrapeshield", "run", "--upstream", "http://127.0.0.1:9", "--workers", value,
+            "--policy", str(REPO / "policies" / "default.yaml")]
+    result = subprocess.run(argv, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("scrapeshield: --workers must be a whole number from 1 to 256 or 'auto'")
+    assert lines[0].startswith("scrapeshield: cannot start: --workers must be a whole number from 1 to 256 or 'auto'")
 
 
 # --- placement and limits ------------------------------------------------------------------------

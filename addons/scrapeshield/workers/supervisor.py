@@ -135,7 +135,8 @@ class Supervisor:
         try:
             group = worker_group(plan.host, plan.port, plan.count, plan.backlog)
         except OSError as exc:
-            print(f"scrapeshield: cannot listen on {plan.host}:{plan.port}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"scrapeshield: cannot start: cannot listen on {plan.host}:{plan.port}: {exc.strerror or exc}",
+                  file=sys.stderr)
             return 2
         self.workers = [Worker(i, sock, listen_socket("127.0.0.1", 0)) for i, sock in enumerate(group)]
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT))
@@ -257,7 +258,8 @@ class Supervisor:
         try:
             await web.TCPSite(self._admin, host, port).start()
         except OSError as exc:
-            print(f"scrapeshield: admin server cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"scrapeshield: cannot start: admin server cannot listen on {host}:{port}: {exc.strerror or exc}",
+                  file=sys.stderr)
             return False
         log.info("admin listening on http://%s:%s (/metrics /healthz /status, merged over workers)", host, port)
         return True
