@@ -4,17 +4,19 @@
     .venv/bin/python bench/bench_hardening.py                  # 19,800 slow connections + 8 x 50 MB
     .venv/bin/python bench/bench_hardening.py --slow 5000      # fewer slow connections
 
-1. Slow drip: N connections (from 100 loopback addresses, under the per-address cap) each send a
-   partial request head and then one more header line every 2 s, as slowloris does. While they
-   are open a normal client sends GET / every 0.25 s on a fresh connection: its latency is
-   reported (p50 / max), with the shield's RSS, and how long until the header timeout (10 s by
-   default) has closed every slow connection.
+1. Slow drip: N connections (from 100 loopback addresses, under the per-address cap), opened at
+   2,000/s (`--rate`), each send a partial request head and then one more header line every 5 s
+   (`--drip`), as slowloris does. While they are open a normal client sends GET / every 0.25 s on
+   a fresh connection: its latency is reported (p50 / max, and while all are open), with the
+   shield's RSS, and how long until the header timeout has closed every slow connection.
 2. Uploads: 8 concurrent POSTs of 50 MB each to /.shield/verify (Content-Length declared, body
    sent at full speed): the answers, and the shield's RSS idle vs peak (polled every 20 ms).
 
 Why 19,800: one process may hold 20,000 descriptors here (ulimit -Hn), and the shield needs a
 few dozen of its own; the issue's probe used the same count. The clients run in two processes
-for the same reason. The origin is the demo shop (`python -m demo.shop`).
+for the same reason. The origin is the demo shop (`python -m demo.shop`). The shield runs with
+its default limits except `--header-timeout 20` (default 10 s), so that all N are open at once
+before the timeout closes them.
 """
 from __future__ import annotations
 
@@ -51,11 +53,15 @@ def rss_mib(pid: int) -> float:
 
 
 def open_slow(port: int, count: int, first: int, opened: multiprocessing.Value, closed: multiprocessing.Value,
-              hold: float) -> None:
-    """Open `count` slow connections and drip into them until they are closed or `hold` passes."""
+              hold: float, rate: float, drip: float) -> None:
+    """Open `count` slow connections (`rate` per second) and drip into them until closed or `hold` passes."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     socks: list[socket.socket] = []
+    start = time.monotonic()
     for n in range(count):
+        ahead = start + n / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
         sock = socket.socket()
         sock.bind((ADDRESSES[(first + n) % len(ADDRESSES)], 0))
         try:
@@ -73,7 +79,7 @@ def open_slow(port: int, count: int, first: int, opened: multiprocessing.Value, 
         selector.register(sock, selectors.EVENT_READ)
     live = set(socks)
     deadline = time.monotonic() + hold
-    next_drip = time.monotonic() + 2.0
+    next_drip = time.monotonic() + drip
     while live and time.monotonic() < deadline:
         if time.monotonic() >= next_drip:
             for sock in list(live):
@@ -81,7 +87,7 @@ def open_slow(port: int, count: int, first: int, opened: multiprocessing.Value, 
                     sock.send(b"X-Drip: 1\r\n")
                 except OSError:
                     pass
-            next_drip = time.monotonic() + 2.0
+            next_drip = time.monotonic() + drip
         for key, _ in selector.select(0.2):
             sock = key.fileobj
             try:
@@ -97,16 +103,18 @@ def open_slow(port: int, count: int, first: int, opened: multiprocessing.Value, 
         sock.close()
 
 
-def slow_drip(port: int, pid: int, total: int, header_timeout: float) -> None:
+def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: float, drip: float) -> None:
     opened, closed = multiprocessing.Value("i", 0), multiprocessing.Value("i", 0)
     idle_rss = rss_mib(pid)
     half = total // 2
     start = time.monotonic()
-    workers = [multiprocessing.Process(target=open_slow, args=(port, n, i * half, opened, closed, header_timeout * 6))
+    workers = [multiprocessing.Process(target=open_slow,
+                                       args=(port, n, i * half, opened, closed, header_timeout * 3, rate / 2, drip))
                for i, n in enumerate((half, total - half))]
     for w in workers:
         w.start()
     latencies: list[float] = []
+    all_open_latencies: list[float] = []
     peak = idle_rss
     all_open_at = None
     all_closed_at = None
@@ -116,6 +124,8 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float) -> None:
             t0 = time.monotonic()
             code = client.get(f"http://{HOST}:{port}/", headers={"Connection": "close"}).status_code
             latencies.append(time.monotonic() - t0)
+            if opened.value >= total * 0.99 and closed.value == 0:
+                all_open_latencies.append(latencies[-1])
             assert code == 200, code
             peak = max(peak, rss_mib(pid))
             if all_open_at is None and opened.value >= total * 0.99:
@@ -127,12 +137,16 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float) -> None:
         w.join()
     if all_closed_at is None and closed.value >= opened.value:
         all_closed_at = time.monotonic() - start
-    print(f"slow drip: {opened.value:,} of {total:,} slow connections opened"
+    print(f"slow drip (opened at {rate:.0f}/s, one line each every {drip:.0f} s): "
+          f"{opened.value:,} of {total:,} slow connections opened"
           f"{f' (all open after {all_open_at:.1f} s)' if all_open_at else ''}; "
           f"{closed.value:,} closed by the shield, the last {all_closed_at or float('nan'):.1f} s after the first "
           f"was opened (header timeout {header_timeout:.0f} s)")
     print(f"  normal client meanwhile: {len(latencies)} requests, p50 {statistics.median(latencies) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms, all 200")
+    if all_open_latencies:
+        print(f"  of which while all {opened.value:,} were open: {len(all_open_latencies)} requests, "
+              f"p50 {statistics.median(all_open_latencies) * 1000:.0f} ms, max {max(all_open_latencies) * 1000:.0f} ms")
     print(f"  shield RSS: idle {idle_rss:.0f} MiB, peak {peak:.0f} MiB")
 
 
@@ -176,7 +190,10 @@ def uploads(port: int, pid: int, count: int = 8, mib: int = 50) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--slow", type=int, default=19_800, help="slow connections")
-    ap.add_argument("--header-timeout", type=float, default=10.0)
+    ap.add_argument("--header-timeout", type=float, default=20.0,
+                    help="the shield's (default 10 s; 20 s here so that all are open at once)")
+    ap.add_argument("--rate", type=float, default=2000.0, help="slow connections opened per second")
+    ap.add_argument("--drip", type=float, default=5.0, help="seconds between header lines on a slow connection")
     args = ap.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-hardening-"))
@@ -196,7 +213,7 @@ def main() -> int:
         wait_ready(f"http://{HOST}:{admin}/healthz", shield)
         print(f"# bench_hardening: nproc={os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}, "
               f"shield with default limits (header timeout {args.header_timeout:.0f} s), pid {shield.pid}")
-        slow_drip(port, shield.pid, args.slow, args.header_timeout)
+        slow_drip(port, shield.pid, args.slow, args.header_timeout, args.rate, args.drip)
         uploads(port, shield.pid)
         metrics = httpx.get(f"http://{HOST}:{admin}/metrics", trust_env=False).text
         print("  " + "\n  ".join(line for line in metrics.splitlines()

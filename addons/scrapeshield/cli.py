@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         args.limits = connlimits.from_args(args)
         workers = parse_workers(args.workers)
     except ValueError as exc:
-        print(f"scrapeshield: {exc}", file=sys.stderr)
+        print(f"scrapeshield: cannot start: {exc}", file=sys.stderr)
         return 2
     try:
         preflight(args)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 import uvloop
             except ImportError:
-                print("scrapeshield: --event-loop uvloop needs the uvloop package (pip install uvloop)",
+                print("scrapeshield: cannot start: --event-loop uvloop needs the uvloop package (pip install uvloop)",
                       file=sys.stderr)
                 return 2
             return asyncio.run(_run(args), loop_factory=uvloop.new_event_loop)
@@ -216,13 +216,22 @@ async def _run(args: argparse.Namespace) -> int:
     from .mitm.master import ProxySettings, serve
 
     host, port = parse_hostport(args.listen, "0.0.0.0")
-    settings = ProxySettings(args.upstream, host, port, args.confdir, args.limits, args.save, args.cert, args.key,
+    save = _worker_file(args.save, args.worker_index) if args.save else args.save
+    settings = ProxySettings(args.upstream, host, port, args.confdir, args.limits, save, args.cert, args.key,
                              args.listen_fd, args.admin_fd)
     try:
         return await serve(runtime, settings)
     finally:
         await runtime.stop()
 
+
+
+def _worker_file(path: str, worker: int | None) -> str:
+    """One flow file per worker (`flows.mitm` -> `flows.w0.mitm`): a file has one writer."""
+    if worker is None:
+        return path
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}.w{worker}{p.suffix}"))
 
 if __name__ == "__main__":
     sys.exit(main())

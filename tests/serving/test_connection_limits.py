@@ -326,3 +326,58 @@ def _rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+# --- what must keep working -------------------------------------------------------------------------
+
+@pytest.fixture
+def websocket_origin() -> Iterator[str]:
+    """An aiohttp origin echoing WebSocket messages at /ws (in a thread with its own loop)."""
+    import asyncio
+
+    from aiohttp import WSMsgType, web
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                await ws.send_str("echo:" + message.data)
+        return ws
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_get("/ws", echo)
+    runner = web.AppRunner(app)
+    port = free_port()
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.run_until_complete(runner.cleanup())
+    loop.close()
+
+
+def test_a_websocket_keeps_working_past_the_header_and_idle_timeouts(
+        websocket_origin: str, tmp_path: os.PathLike[str]) -> None:
+    import asyncio
+
+    import aiohttp
+
+    async def talk(url: str) -> list[str]:
+        heard = []
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            for n in range(3):
+                await ws.send_str(f"m{n}")
+                heard.append((await ws.receive(timeout=5)).data)
+                await asyncio.sleep(1.0)  # past --header-timeout and --idle-timeout (both 0.5 s)
+        return heard
+
+    with ShieldProcess(websocket_origin, policy_text=POLICY, workdir=tmp_path,
+                       extra_args=["--header-timeout", "0.5", "--idle-timeout", "0.5"]) as shield:
+        heard = asyncio.run(talk(f"ws://{shield.host}:{shield.port}/ws"))
+    assert heard == ["echo:m0", "echo:m1", "echo:m2"]
+

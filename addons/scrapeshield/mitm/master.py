@@ -47,7 +47,7 @@ async def serve(runtime: ShieldRuntime, settings: ProxySettings) -> int:
         sock = socket.socket(fileno=s.listen_fd) if s.listen_fd is not None else \
             listen_socket(s.listen_host, s.listen_port, s.limits.backlog)
     except OSError as exc:
-        print(f"scrapeshield: cannot listen on {s.listen_host}:{s.listen_port}: {exc.strerror or exc}",
+        print(f"scrapeshield: cannot start: cannot listen on {s.listen_host}:{s.listen_port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 2
     sock.setblocking(False)

@@ -38,13 +38,26 @@ from . import errorpages
 log = logging.getLogger("scrapeshield.serving")
 
 _KNOWN_VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3"})
-_TLS_EARLY_BYTES = 1 << 20  # over TLS: head, handshake and any body sent before the head is parsed
+_OPAQUE_EARLY_BYTES = 1 << 20  # TLS/HTTP/2: head, handshake and any body sent before the head is parsed
+_H2_PREFACE = b"PRI * HTTP/2.0"
 
 class _Connection:
     """One accepted client connection, keyed by its peer address."""
 
-    __slots__ = ("address", "flows", "head_bytes", "head_done", "held", "line_done", "peer", "task", "timer", "tls",
-                 "writer")
+    __slots__ = (
+        "address",
+        "cancelled",
+        "flows",
+        "head_bytes",
+        "head_done",
+        "held",
+        "line_done",
+        "opaque",
+        "peer",
+        "task",
+        "timer",
+        "writer",
+    )
 
     def __init__(self, peer: tuple[Any, ...], writer: asyncio.StreamWriter, task: asyncio.Task[Any] | None) -> None:
         self.peer = peer
@@ -56,8 +69,9 @@ class _Connection:
         self.line_done = False  # the request line of the head being read has ended
         self.head_done = False  # the head being read has ended (clear text only)
         self.held = bytearray()  # an incomplete request head, not yet given to mitmproxy
-        self.tls: bool | None = None  # learnt from the first byte
+        self.opaque: bool | None = None  # TLS, HTTP/2 frames or a WebSocket: no heads to see in the bytes
         self.timer: asyncio.TimerHandle | None = None
+        self.cancelled = False  # its task was cancelled by close_connection
 
 
 class _HeadBoundReader:
@@ -87,9 +101,9 @@ class _HeadBoundReader:
                 if conn.held:  # the end of the stream, with part of a head still held
                     data, conn.held = bytes(conn.held) + data, bytearray()
                 return data
-            if conn.tls is None:
-                conn.tls = data[0] == 0x16  # a TLS handshake record
-            if conn.tls:
+            if conn.opaque is None:  # a TLS handshake record, or HTTP/2 with prior knowledge
+                conn.opaque = data[0] == 0x16 or data.startswith(_H2_PREFACE)
+            if conn.opaque:
                 conn.head_bytes += len(data)
                 if self._serving.head_overrun(conn):
                     self._serving.reject_connection(conn, 431, "head_too_large")
@@ -192,6 +206,9 @@ class ShieldServing:
                 writer.close()
                 return
             await self._instance.handle_stream(bounded, writer)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            if not conn.cancelled:  # ours (close_connection) ends the connection quietly; others propagate
+                raise
         finally:
             if conn.timer is not None:
                 conn.timer.cancel()
@@ -219,21 +236,26 @@ class ShieldServing:
         if conn.writer.is_closing():
             return
         conn.writer.close()  # flushes what is buffered, then closes; mitmproxy's reader sees EOF
-        task = conn.task
-        if task is not None:  # a half-closed connection would otherwise wait for mitmproxy's tcp_timeout
-            asyncio.get_running_loop().call_later(1.0, task.cancel)
+        if conn.task is not None:  # a half-closed connection would otherwise wait for mitmproxy's tcp_timeout
+            asyncio.get_running_loop().call_later(1.0, self._cancel, conn)
+
+    @staticmethod
+    def _cancel(conn: _Connection) -> None:
+        if conn.task is not None and not conn.task.done():
+            conn.cancelled = True
+            conn.task.cancel()
 
     def head_overrun(self, conn: _Connection) -> int:
-        if not conn.line_done and not conn.tls and conn.head_bytes > self.limits.max_url + 16:
+        if not conn.line_done and not conn.opaque and conn.head_bytes > self.limits.max_url + 16:
             return 414
         bound = self.limits.max_url + self.limits.max_header_bytes + 64
-        if conn.head_bytes > (max(bound, _TLS_EARLY_BYTES) if conn.tls else bound):
+        if conn.head_bytes > (max(bound, _OPAQUE_EARLY_BYTES) if conn.opaque else bound):
             return 431
         return 0
 
     def reject_connection(self, conn: _Connection, status: int, reason: str) -> None:
         self.refusals.labels(reason).inc()
-        if not conn.tls:  # an answer in clear text would only garble a TLS session
+        if not conn.opaque:  # an answer in clear text would only garble a TLS or HTTP/2 session
             conn.writer.write(errorpages.plain_response(status))
         self.close_connection(conn)
 
@@ -308,6 +330,12 @@ class ShieldServing:
         if conn is None:
             return
         conn.flows.discard(flow.id)
+        if flow.response is not None and flow.response.status_code == 101:
+            conn.opaque = True  # a WebSocket (or other upgrade) now: frames, no heads; mitmproxy's timeouts apply
+            if conn.timer is not None:
+                conn.timer.cancel()
+                conn.timer = None
+            return
         if not conn.flows:
             conn.head_bytes, conn.line_done, conn.head_done = 0, False, False
             self._arm(conn, self.limits.idle_timeout, "idle_timeout")
@@ -348,7 +376,7 @@ class RefusedBodies:
         if size == 0:
             return
         conn = self.serving.connection_of(flow)
-        if conn is not None and conn.tls is False and flow.request.http_version in ("HTTP/1.1", "HTTP/1.0"):
+        if conn is not None and conn.opaque is False and flow.request.http_version in ("HTTP/1.1", "HTTP/1.0"):
             response.headers["Connection"] = "close"
             conn.writer.write(assemble_response(response))
             conn.flows.discard(flow.id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -113,6 +114,13 @@ class Worker:
         return self.process is not None and self.process.returncode is None
 
 
+def _json_or_none(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return None
+
+
 class Supervisor:
     def __init__(self, plan: WorkerPlan) -> None:
         self.plan = plan
@@ -127,7 +135,8 @@ class Supervisor:
         try:
             group = worker_group(plan.host, plan.port, plan.count, plan.backlog)
         except OSError as exc:
-            print(f"scrapeshield: cannot listen on {plan.host}:{plan.port}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"scrapeshield: cannot start: cannot listen on {plan.host}:{plan.port}: {exc.strerror or exc}",
+                  file=sys.stderr)
             return 2
         self.workers = [Worker(i, sock, listen_socket("127.0.0.1", 0)) for i, sock in enumerate(group)]
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT))
@@ -242,12 +251,15 @@ class Supervisor:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_route("*", "/{tail:.*}", self._to_every_worker)
         self._admin = web.AppRunner(app, access_log=None)
         await self._admin.setup()
         try:
             await web.TCPSite(self._admin, host, port).start()
         except OSError as exc:
-            print(f"scrapeshield: admin server cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"scrapeshield: cannot start: admin server cannot listen on {host}:{port}: {exc.strerror or exc}",
+                  file=sys.stderr)
             return False
         log.info("admin listening on http://%s:%s (/metrics /healthz /status, merged over workers)", host, port)
         return True
@@ -280,6 +292,40 @@ class Supervisor:
              "restarts": w.restarts, "status": status}
             for w, status in zip(self.workers, statuses, strict=True)
         ]))
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        answers = await asyncio.gather(*(self._forward(w, "GET", "/readyz", {}, b"") for w in self.workers))
+        ready = [a is not None and a[0] == 200 for a in answers]
+        body = {"ready": all(ready), "workers": len(self.workers), "workers_ready": sum(ready),
+                "per_worker": [_json_or_none(a[2]) if a is not None else None for a in answers]}
+        return web.json_response(body, status=200 if all(ready) else 503)
+
+    async def _to_every_worker(self, request: web.Request) -> web.Response:
+        """The rest of the admin API (control API, dashboard): each worker keeps its own state, so a
+        request goes to every worker; one answer comes back if all agree, else 502 with each."""
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type", "accept")}
+        answers = await asyncio.gather(*(self._forward(w, request.method, request.path_qs, headers, body)
+                                         for w in self.workers))
+        live = [a for a in answers if a is not None]
+        if not live:
+            return web.json_response({"error": "no worker answered"}, status=503)
+        if len({status for status, _, _ in live}) == 1:
+            status, content_type, payload = live[0]
+            return web.Response(status=status, body=payload, content_type=content_type.split(";")[0] or None)
+        return web.json_response({"error": "workers answered differently", "per_worker": [
+            None if a is None else {"status": a[0], "body": a[2].decode("utf-8", "replace")[:2000]} for a in answers
+        ]}, status=502)
+
+    async def _forward(self, worker: Worker, method: str, path: str, headers: dict[str, str],
+                       body: bytes) -> tuple[int, str, bytes] | None:
+        if not worker.up or self._http is None:
+            return None
+        try:
+            async with self._http.request(method, worker.admin_url + path, headers=headers, data=body or None) as resp:
+                return resp.status, resp.headers.get("Content-Type", ""), await resp.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
 
     async def _healthz(self, request: web.Request) -> web.Response:
         checks = await asyncio.gather(*(self._scrape(w, "/healthz") for w in self.workers))
