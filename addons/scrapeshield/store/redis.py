@@ -47,9 +47,12 @@ memory would name that one, and the states of the request's other buckets are re
 since only Redis knows them. With several replicas, a ban set by another replica is seen here
 once the over-limit entry runs out, i.e. when the client would conform again.
 
-Faults: every call is bounded by `timeout` (socket timeouts and an asyncio deadline around the
-whole call, connection set-up and pool wait included; redis-py's own retries are off), and any
-failure raises `StoreError`, for `ResilientStore` or the engine's fail mode to handle.
+Start and faults: `connect()` connects, loads the scripts and opens a few pooled connections
+before the proxy accepts clients. At most `max_connections` calls are on the wire at once (one
+bounded pool, reused); more wait their turn, and that wait is not Redis' time. Every call on the
+wire is bounded by `timeout` (an asyncio deadline; redis-py's own retries are off), and any
+failure raises `StoreError` (`StoreTimeout` for a timeout), for `ResilientStore` or the engine's
+fail mode to handle.
 """
 from __future__ import annotations
 
