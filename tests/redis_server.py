@@ -67,7 +67,8 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """One redis-server process. `port` stays the same across stop()/start()."""
 
-    def __init__(self, workdir: Path | str | None = None, port: int | None = None, unix_socket: bool = False) -> None:
+    def __init__(self, workdir: Path | str | None = None, port: int | None = None, unix_socket: bool = False,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.binary = redis_server_binary()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
@@ -80,6 +81,7 @@ class RedisServer:
         self.unix_path = self.workdir / "redis.sock" if unix_socket else None
         self.log_path = self.workdir / "redis.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra_args = extra_args
 
     @property
     def url(self) -> str:
@@ -111,6 +113,7 @@ class RedisServer:
                 "--protected-mode", "no"]
         if self.unix_path is not None:
             args += ["--unixsocket", str(self.unix_path), "--unixsocketperm", "700"]
+        args += self.extra_args
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + READY_TIMEOUT
@@ -171,3 +174,116 @@ class RedisServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class RedisClusterServers:
+    """A real Redis Cluster of `masters` masters (and `replicas_per_master` replicas each) from
+    redis-server processes on free loopback ports, created with `redis-cli --cluster create`.
+
+        with RedisClusterServers() as cluster:
+            store = RedisStore.from_cluster_url(cluster.url)
+            cluster.move_slot(slot, to=other_master)   # a resharding step: MOVED / ASK for clients
+            cluster.nodes[i].kill(); cluster.nodes[i].start()   # a failed master, and its return
+    """
+
+    NODE_TIMEOUT_MS = 1000  # how soon the cluster fails a master over to its replica
+
+    def __init__(self, masters: int = 3, replicas_per_master: int = 0, workdir: Path | str | None = None) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="scrapeshield-cluster-")
+            workdir = self._tmp.name
+        self.workdir = Path(workdir)
+        self.masters, self.replicas_per_master = masters, replicas_per_master
+        args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS), "--cluster-require-full-coverage", "no")
+        self.nodes = [RedisServer(self.workdir / f"node{i}", extra_args=args)
+                      for i in range(masters * (1 + replicas_per_master))]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:self.masters])
+
+    def start(self) -> Self:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RedisServerMissing("redis-cli is not installed (it comes with redis-server): "
+                                     "run scripts/system-packages (apt-get install redis-server)")
+        for node in self.nodes:
+            node.start()
+            node._fixed_port = True  # a restart must come back on the port the cluster knows
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                        "--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"],
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=60)
+        self.wait_ok()
+        return self
+
+    def client(self, node: RedisServer) -> Any:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5.0, decode_responses=True)
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every running node says cluster_state:ok and agrees on all 16384 slots."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                infos = [self.client(n).cluster("info") for n in self.nodes if n.process is not None]
+                if all(i["cluster_state"] == "ok" and int(i["cluster_slots_assigned"]) == 16384 for i in infos):
+                    return
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not become ok")
+
+    def node_id(self, node: RedisServer) -> str:
+        return str(self.client(node).cluster("myid"))
+
+    def owner(self, slot: int) -> RedisServer:
+        """The master serving `slot`, as the first running node sees it."""
+        probe = next(n for n in self.nodes if n.process is not None)
+        for start, end, master, *_ in self.client(probe).execute_command("CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                port = int(master[1])
+                return next(n for n in self.nodes if n.port == port)
+        raise LookupError(slot)
+
+    def move_slot(self, slot: int, to: RedisServer) -> None:
+        """Move one slot and its keys to master `to`, the way `redis-cli --cluster reshard` does:
+        IMPORTING/MIGRATING (clients get ASK meanwhile), MIGRATE the keys, then SETSLOT NODE
+        everywhere (clients get MOVED from then on)."""
+        source = self.owner(slot)
+        src, dst = self.client(source), self.client(to)
+        src_id, dst_id = self.node_id(source), self.node_id(to)
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS", *keys)
+        for node in self.nodes:
+            if node.process is not None:
+                self.client(node).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def start_cluster_or_fail(**kwargs: Any) -> RedisClusterServers:
+    """Start a RedisClusterServers, or fail the calling test (never skip it) without redis-server."""
+    try:
+        return RedisClusterServers(**kwargs).start()
+    except RedisServerMissing as exc:
+        import pytest
+
+        pytest.fail(str(exc), pytrace=False)

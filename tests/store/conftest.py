@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from redis_server import RedisServer, start_or_fail
+from redis_server import RedisClusterServers, RedisServer, start_cluster_or_fail, start_or_fail
 from scrapeshield.clock import FakeClock
 from scrapeshield.store.base import Store
 from scrapeshield.store.memory import MemoryStore
@@ -52,7 +52,32 @@ async def redis_store_factory(redis_server: RedisServer) -> AsyncIterator[RedisS
         await store.close()
 
 
-BACKENDS = ["memory", "redis", "redis-no-local-cache", "resilient-redis"]
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """One real 3-master Redis Cluster for the session; tests keep apart by key prefix (each
+    prefix is its own hash tag, so tests land on different slots and masters)."""
+    cluster = start_cluster_or_fail()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+async def cluster_store_factory(redis_cluster: RedisClusterServers) -> AsyncIterator[RedisStoreFactory]:
+    made: list[RedisStore] = []
+
+    def make(**options: object) -> RedisStore:
+        options.setdefault("timeout", TEST_TIMEOUT)
+        options.setdefault("expiry_slack", TEST_EXPIRY_SLACK)
+        options.setdefault("key_prefix", f"c{next(_prefixes)}:")
+        made.append(RedisStore.from_cluster_url(redis_cluster.url, **options))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+BACKENDS = ["memory", "redis", "redis-no-local-cache", "resilient-redis", "redis-cluster"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -62,6 +87,9 @@ def store(request: pytest.FixtureRequest) -> Store:
     (fail closed), as `scrapeshield run` uses it."""
     if request.param == "memory":
         return MemoryStore()
+    if request.param == "redis-cluster":
+        cluster: RedisStoreFactory = request.getfixturevalue("cluster_store_factory")
+        return cluster(local_cache_max=0)
     make: RedisStoreFactory = request.getfixturevalue("redis_store_factory")
     redis = make(local_cache_max=0 if request.param == "redis-no-local-cache" else 10_000)
     if request.param == "resilient-redis":

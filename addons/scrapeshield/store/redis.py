@@ -61,10 +61,11 @@ import contextlib
 import math
 from collections.abc import Awaitable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from cachetools import LRUCache
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -209,6 +210,19 @@ end
 return out
 """
 
+# KEYS: state keys (bucket TATs, scores), then ban key, ban meta hash, allow key, allow meta hash.
+# ARGV: the client key. Answer: each value, '' for none, in KEYS order (the hashes: the key's field).
+_INSPECT_LUA = """
+local out = {}
+local n = #KEYS
+for i = 1, n - 4 do out[i] = redis.call('GET', KEYS[i]) or '' end
+out[#out + 1] = redis.call('GET', KEYS[n - 3]) or ''
+out[#out + 1] = redis.call('HGET', KEYS[n - 2], ARGV[1]) or ''
+out[#out + 1] = redis.call('GET', KEYS[n - 1]) or ''
+out[#out + 1] = redis.call('HGET', KEYS[n], ARGV[1]) or ''
+return out
+"""
+
 
 def redact_url(url: str) -> str:
     """`url` with any password (in the userinfo or a `password=` query item) replaced by ***."""
@@ -223,6 +237,33 @@ def redact_url(url: str) -> str:
         items = [(k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)]
         query = urlencode(items, safe="*/")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """(nodes, username, password) of `redis+cluster://[user:password@]host:port,host:port,...`;
+    ValueError with a one-line reason otherwise."""
+    shown = redact_url(url.replace(CLUSTER_SCHEME, "redis://", 1)).replace("redis://", CLUSTER_SCHEME, 1)
+    if not url.startswith(CLUSTER_SCHEME):
+        raise ValueError(f"store URL {shown!r}: a cluster URL starts with {CLUSTER_SCHEME}")
+    rest = url[len(CLUSTER_SCHEME):]
+    netloc = rest.split("/", 1)[0].split("?", 1)[0]
+    userinfo, _, hosts = netloc.rpartition("@")
+    username = password = None
+    if userinfo:
+        user, sep, secret = userinfo.partition(":")
+        username, password = (unquote(user) or None), (unquote(secret) if sep else None)
+    nodes = []
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"store URL {shown!r}: {item.strip() or '(empty)'!r} is not host:port "
+                             f"(expected {CLUSTER_SCHEME}host:port,host:port,...)")
+        nodes.append((host, int(port)))
+    return nodes, username, password
 
 
 def max_ahead(limit: BucketLimit) -> float:
@@ -244,7 +285,7 @@ _LIST_MAX = 100_000  # entries in the penalty box, and in the allow list
 class RedisStore:
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis, *, url: str = "redis://", timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, url: str = "redis://", timeout: float = DEFAULT_TIMEOUT,
                  key_prefix: str = "ss:", local_cache_max: int = 10_000, local_ban_recheck: float = 5.0,
                  expiry_slack: float = 1.0, max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
                  queue_timeout: float | None = None, list_max: int = _LIST_MAX) -> None:
@@ -257,6 +298,7 @@ class RedisStore:
         self._put_script = client.register_script(_PUT_LUA)
         self._remove_script = client.register_script(_REMOVE_LUA)
         self._list_script = client.register_script(_LIST_LUA)
+        self._inspect_script = client.register_script(_INSPECT_LUA)
         self._ban_recheck = local_ban_recheck
         self._list_max = list_max
         # Back-pressure: at most `max_in_flight` calls on the wire; the others wait their turn
@@ -307,14 +349,39 @@ class RedisStore:
         return cls(client, url=url, timeout=timeout, key_prefix=key_prefix, local_cache_max=local_cache_max,
                    local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack, max_in_flight=max_connections)
 
+    @classmethod
+    def from_cluster_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT, key_prefix: str = "ss:",
+                         local_cache_max: int = 10_000, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                         local_ban_recheck: float = 5.0, expiry_slack: float = 1.0, **_: object) -> RedisStore:
+        """A store on a Redis Cluster: `redis+cluster://[user:password@]host:port,host:port,...`.
+
+        Every key carries the hash tag of the key prefix (`{ss}:...`), so all of a request's keys
+        share one hash slot and a request stays one atomic script call, one round trip, as on a
+        single Redis. redis-py's cluster client follows MOVED and ASK (slot moves) and refreshes
+        the topology after a failover. ValueError (one line) for a malformed URL.
+        """
+        nodes, username, password = parse_cluster_url(url)
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            username=username, password=password,
+            max_connections=max_connections + 2,  # per node
+            socket_timeout=max(1.0, 2 * timeout), socket_connect_timeout=timeout,
+            protocol=2, health_check_interval=0,
+        )
+        tag = key_prefix if "{" in key_prefix else "{" + key_prefix.rstrip(":") + "}:"
+        store = cls(client, url=url, timeout=timeout, key_prefix=tag, local_cache_max=local_cache_max,
+                    local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack, max_in_flight=max_connections)
+        store.name = "redis-cluster"
+        return store
+
     async def connect(self) -> None:
         """Connect (and authenticate, as the URL says), load the scripts and open a few pooled
         connections, so that the first requests pay no set-up. StoreError if Redis does not answer."""
         async def prepare() -> None:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for script in (self._apply_script, self._put_script, self._remove_script, self._list_script):
-                    pipe.script_load(script.script)
-                await pipe.execute()
+            # Concurrent, not a pipeline: a cluster client sends SCRIPT LOAD to every primary itself.
+            scripts = (self._apply_script, self._put_script, self._remove_script, self._list_script,
+                       self._inspect_script)
+            await asyncio.gather(*(self._client.script_load(script.script) for script in scripts))
             await asyncio.gather(*(self._client.ping() for _ in range(_WARM_CONNECTIONS)))
 
         await self._call(prepare())
@@ -452,28 +519,20 @@ class RedisStore:
         names = [prefix + "b:" + b + _SEP + key for b, _ in buckets]
         names += [prefix + "s:" + s + _SEP + key for s, _ in scores]
 
-        async def read() -> list[Any]:
-            async with self._client.pipeline(transaction=False) as pipe:
-                if names:
-                    pipe.mget(names)
-                for kind in ("ban", "allow"):
-                    pipe.get(prefix + kind + ":" + key)
-                    pipe.hget(prefix + kind + "s:meta", key)
-                return list(await pipe.execute())
-
-        reply = await self._call(read())
-        values = reply.pop(0) if names else []
+        for kind in ("ban", "allow"):
+            names += (prefix + kind + ":" + key, prefix + kind + "s:meta")
+        reply = [_text(v) for v in await self._call(self._inspect_script(keys=names, args=[key]))]
         states = {}
-        for (bucket_id, limit), raw in zip(buckets, values[:len(buckets)], strict=True):
-            if raw is not None and float(raw) > now:
+        for (bucket_id, limit), raw in zip(buckets, reply, strict=False):
+            if raw and float(raw) > now:
                 states[bucket_id] = state_after(float(raw), now, limit, True)
         values_now = {}
-        for (score_id, half_life), raw in zip(scores, values[len(buckets):], strict=True):
-            if raw is not None:
+        for (score_id, half_life), raw in zip(scores, reply[len(buckets):], strict=False):
+            if raw:
                 value, since = (float(x) for x in raw.split())
                 values_now[score_id] = decay(value, since, now, half_life)
-        entries = [_entry(key, deadline, meta, now) for deadline, meta in (reply[0:2], reply[2:4])]
-        return KeyInspection(key, states, values_now, entries[0], entries[1])
+        ban, allow = _entry(key, reply[-4], reply[-3], now), _entry(key, reply[-2], reply[-1], now)
+        return KeyInspection(key, states, values_now, ban, allow)
 
     async def _put(self, kind: str, key: str, until: float, now: float, reason: str, never_shorten: bool) -> Any:
         prefix = self._prefix
@@ -574,8 +633,8 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _entry(key: str, deadline: bytes | None, meta: bytes | None, now: float) -> ListEntry | None:
-    if deadline is None or float(deadline) <= now:
+def _entry(key: str, deadline: str, meta: str, now: float) -> ListEntry | None:
+    if not deadline or float(deadline) <= now:
         return None
-    created, _, reason = _text(meta or b"").partition(" ")
+    created, _, reason = meta.partition(" ")
     return ListEntry(key, float(deadline), reason, float(created or 0.0))
