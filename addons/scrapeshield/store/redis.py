@@ -285,8 +285,8 @@ _LIST_MAX = 100_000  # entries in the penalty box, and in the allow list
 class RedisStore:
     name = "redis"
 
-    def __init__(self, client: aioredis.Redis | RedisCluster, *, url: str = "redis://", timeout: float = DEFAULT_TIMEOUT,
-                 key_prefix: str = "ss:", local_cache_max: int = 10_000, local_ban_recheck: float = 5.0,
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, url: str = "redis://",
+                 timeout: float = DEFAULT_TIMEOUT, key_prefix: str = "ss:", local_cache_max: int = 10_000, local_ban_recheck: float = 5.0,
                  expiry_slack: float = 1.0, max_in_flight: int = DEFAULT_MAX_CONNECTIONS,
                  queue_timeout: float | None = None, list_max: int = _LIST_MAX) -> None:
         self._client = client
