@@ -38,6 +38,7 @@ import asyncio
 import gc
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -123,6 +124,7 @@ def main() -> int:
     ap.add_argument("--ipv6", action="store_true", help="IPv6 clients (longer keys) instead of IPv4")
     ap.add_argument("--overshoot", type=int, default=750_000,
                     help="extra distinct clients after the target, in 3 steps (LRU eviction, steady state)")
+    ap.add_argument("--max-keys", type=int, default=0, help="state.max_keys in the copy (default: the policy's)")
     ap.add_argument("--no-process", action="store_true", help="skip measuring an idle `scrapeshield run`")
     ap.add_argument("--rules-only", action="store_true",
                     help="drop the policy's detectors, scores and good bots (its rules and limits only)")
@@ -144,6 +146,10 @@ def main() -> int:
     Path(policy_path).write_text(text)
     if changes:
         print(f"# score thresholds raised in the copy: {len(changes)} ({', '.join(sorted(set(changes)))[:160]})")
+    if args.max_keys:  # e.g. a 5,000,000-key point of the curve: the bound is raised in the copy
+        text = re.sub(r"^(\s+max_keys:\s*)1000000\b", lambda m: f"{m.group(1)}{args.max_keys}", text, count=1,
+                      flags=re.M)
+        Path(policy_path).write_text(text)
     if args.rules_only:
         text = rules_only(text)
         Path(policy_path).write_text(text)

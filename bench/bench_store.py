@@ -10,7 +10,8 @@ every request come from 100 already banned clients, where the local cache answer
 Prints per case: decisions/s and latency percentiles (wall clock: they depend on what else the
 machine runs), this process's CPU time per decision and Redis' own time per decision (from INFO
 commandstats) -- the two costs that set the capacity of a core -- and Redis round trips per
-decision.
+decision. The cluster cases run on a real 3-master Redis Cluster (`tests/redis_server.py`); its
+Redis time is not counted (the column reads the single server).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ for path in (REPO / "addons", REPO / "tests"):
 
 import redis
 
-from redis_server import RedisServer
+from redis_server import RedisClusterServers, RedisServer
 from scrapeshield.gcra import parse_rate
 from scrapeshield.store.base import Batch, BucketCheck, ScoreUpdate, Store
 from scrapeshield.store.memory import MemoryStore
@@ -93,11 +94,12 @@ async def run(args: argparse.Namespace) -> None:
     allowed, banned = allowed_batches(20_000), banned_batches(20_000)
     print(f"python {sys.version.split()[0]}, {args.seconds:g} s per case; batch = 2 ban keys, 4 buckets, 1 score")
     print(f"{'case':<44} {'decisions/s':>11} {'p50 us':>7} {'p99 us':>7} {'cpu us':>7} {'redis us':>8} {'trips':>6}")
-    with RedisServer() as server:
+    with RedisServer() as server, RedisClusterServers() as cluster:
         cases: list[tuple[str, Callable[[], Awaitable[Store]], list[Batch], int]] = []
         for conc in (1, args.concurrency):
             cases.append((f"memory, allowed traffic, {conc} task(s)", _memory, allowed, conc))
             cases.append((f"redis, allowed traffic, {conc} task(s)", _redis(server, 10_000), allowed, conc))
+            cases.append((f"redis cluster (3 masters), allowed, {conc} task(s)", _cluster(cluster), allowed, conc))
         for conc in (1, args.concurrency):
             cases.append((f"redis, banned clients, no local cache, {conc}", _redis(server, 0), banned, conc))
             cases.append((f"redis, banned clients, local cache, {conc}", _redis(server, 10_000), banned, conc))
@@ -106,6 +108,7 @@ async def run(args: argparse.Namespace) -> None:
             if batches is banned:
                 for i in range(100):
                     await store.ban(f"ip:192.0.2.{i}", time.time() + 3600, time.time())
+            await store.connect()
             trips0, busy0 = getattr(store, "round_trips", 0), redis_busy_usec(server.url)
             rate, lat, n, cpu = await measure(store, batches, args.seconds, conc, time.time)
             trips = (getattr(store, "round_trips", 0) - trips0) / max(n, 1)
@@ -123,6 +126,13 @@ def _redis(server: RedisServer, cache: int) -> Callable[[], Awaitable[Store]]:
     async def make() -> Store:
         return RedisStore.from_url(server.url, timeout=1.0, local_cache_max=cache,
                                    key_prefix=f"bench{random.randrange(1 << 30)}:")
+    return make
+
+
+def _cluster(cluster: RedisClusterServers) -> Callable[[], Awaitable[Store]]:
+    async def make() -> Store:
+        return RedisStore.from_cluster_url(cluster.url, timeout=1.0, local_cache_max=10_000,
+                                           key_prefix=f"bench{random.randrange(1 << 30)}:")
     return make
 
 
