@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/bench_redis_proxy.py                      # engine + proxy (wrk), ~2 min
     .venv/bin/python bench/bench_redis_proxy.py --no-proxy           # engine only
+    .venv/bin/python bench/bench_redis_proxy.py --pair-records 100   # a replica pair against one shield
     .venv/bin/python bench/bench_redis_proxy.py --decisions 40000 --concurrency 64 --wrk-seconds 10
 
 Starts its own redis-server (loopback, free port, no persistence; `tests/redis_server.py`).
@@ -344,12 +345,50 @@ def bench_proxy(args: argparse.Namespace, server: RedisServer) -> None:
 
 # --------------------------------------------------------------------------------------------
 
+def bench_pair(args: argparse.Namespace, server: RedisServer) -> None:
+    """A scraper walking records from its first request after start: one shield (memory://)
+    against two fresh replicas on one Redis (round robin), both at the DEFAULT --store-timeout."""
+    from harness import OriginProcess, ShieldProcess, bind_client
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-pair-"))
+    policy_text = re.sub(r"^goodbots:\s*(\S+)", lambda m: f"goodbots: {DEFAULT_POLICY.parent / m.group(1)}",
+                         DEFAULT_POLICY.read_text(), flags=re.M)
+    n = args.pair_records
+    print(f"\n== replica pair: {n} record requests (/user/N) from one scraper address, sent one after "
+          "another from the first request after start; default --store-timeout")
+    results = {}
+    with OriginProcess(workdir=workdir / "origin") as origin:
+        for case, stores in (("one shield, memory://", ["memory://"]),
+                             ("two replicas, one Redis", [server.url, server.url])):
+            shields = [ShieldProcess(origin.url, policy_text=policy_text, store=store,
+                                     workdir=workdir / f"{case[:3]}{i}",
+                                     extra_args=["--log-level", "warning"]) for i, store in enumerate(stores)]
+            for shield in shields:
+                shield.start()
+            try:
+                clients = [bind_client(f"127.0.9.{len(results) + 1}", base_url=sh.proxy_url, timeout=10.0)
+                           for sh in shields]
+                got = sum(clients[i % len(clients)].get(f"/user/{1000 + i}").status_code == 200 for i in range(n))
+                for client in clients:
+                    client.close()
+            finally:
+                for shield in shields:
+                    shield.stop()
+            results[case] = got
+            print(f"{case:<28} records let through: {got}")
+    one, pair = results.values()
+    print(f"pair / one = {pair / max(one, 1):.2f} (target 0.9 - 1.1)")
+
+
 async def run(args: argparse.Namespace) -> None:
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {os.cpu_count()} CPUs; "
           f"redis-py {redis.__version__}; store timeout {args.store_timeout:g} s")
     with RedisServer() as server:
         version = redis.Redis.from_url(server.url).info("server")["redis_version"]
         print(f"redis-server {version} on {server.url} (loopback, no persistence)")
+        if args.pair_records:
+            bench_pair(args, server)
+            return
         await bench_engine(args, server)
         if not args.no_proxy:
             bench_proxy(args, server)
@@ -368,6 +407,8 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=float, default=8.0)
     parser.add_argument("--wrk-warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--pair-records", type=int, default=0,
+                        help="only the replica-pair case: this many record requests from one scraper")
     asyncio.run(run(parser.parse_args()))
 
 
