@@ -287,3 +287,45 @@ def start_cluster_or_fail(**kwargs: Any) -> RedisClusterServers:
         import pytest
 
         pytest.fail(str(exc), pytrace=False)
+
+
+class SentinelServer:
+    """One Redis Sentinel (`redis-server sentinel.conf --sentinel`) watching `primary` as service
+    `service`; loopback, a free port, stopped by pid."""
+
+    def __init__(self, primary: RedisServer, workdir: Path, service: str = "shield") -> None:
+        self.primary, self.service = primary, service
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}/0"
+
+    def start(self) -> Self:
+        conf = self.workdir / "sentinel.conf"
+        log = self.workdir / "sentinel.log"
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\nlogfile {log}\n"
+                        f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
+                        f"sentinel down-after-milliseconds {self.service} 1000\n")
+        self.process = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if _ping(self.port):
+                return self
+            time.sleep(0.02)
+        self.close()
+        raise RuntimeError(f"redis sentinel did not start on port {self.port}")
+
+    def close(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()

@@ -112,6 +112,23 @@ def test_a_cluster_url_gives_nodes_and_credentials() -> None:
         [("10.0.0.1", 7000), ("::1", 7001)], "u", "p@ss")
 
 
-def test_sentinel_urls_are_refused_in_one_line() -> None:
-    with pytest.raises(ValueError, match="Sentinel is not supported"):
-        open_store("redis+sentinel://127.0.0.1:26379/mymaster")
+async def test_a_sentinel_url_finds_the_primary_and_serves(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from redis_server import SentinelServer, start_or_fail
+
+    primary = start_or_fail(workdir=tmp_path_factory.mktemp("primary"))
+    sentinel = SentinelServer(primary, tmp_path_factory.mktemp("sentinel")).start()
+    try:
+        store = open_store(sentinel.url, timeout=1.0)
+        assert isinstance(store, RedisStore) and store.name == "redis-sentinel"
+        await store.connect()
+        results = [await store.apply(Batch(buckets=(BucketCheck("r", KEY, LIMIT),)), NOW) for _ in range(7)]
+        assert accepted(results) == 5
+        await store.close()
+    finally:
+        sentinel.close()
+        primary.close()
+
+
+def test_malformed_sentinel_urls_are_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match="service"):
+        open_store("redis+sentinel://127.0.0.1:26379")

@@ -67,6 +67,7 @@ import redis.asyncio as aioredis
 from cachetools import LRUCache
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
@@ -241,15 +242,16 @@ def redact_url(url: str) -> str:
 
 
 CLUSTER_SCHEME = "redis+cluster://"
+SENTINEL_SCHEME = "redis+sentinel://"
 
 
-def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
-    """(nodes, username, password) of `redis+cluster://[user:password@]host:port,host:port,...`;
-    ValueError with a one-line reason otherwise."""
-    shown = redact_url(url.replace(CLUSTER_SCHEME, "redis://", 1)).replace("redis://", CLUSTER_SCHEME, 1)
-    if not url.startswith(CLUSTER_SCHEME):
-        raise ValueError(f"store URL {shown!r}: a cluster URL starts with {CLUSTER_SCHEME}")
-    rest = url[len(CLUSTER_SCHEME):]
+def parse_cluster_url(url: str, scheme: str = CLUSTER_SCHEME) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """(nodes, username, password) of `redis+cluster://[user:password@]host:port,host:port,...`
+    (or the same with `scheme`); ValueError with a one-line reason otherwise."""
+    shown = redact_url(url.replace(scheme, "redis://", 1)).replace("redis://", scheme, 1)
+    if not url.startswith(scheme):
+        raise ValueError(f"store URL {shown!r}: expected {scheme}host:port,host:port,...")
+    rest = url[len(scheme):]
     netloc = rest.split("/", 1)[0].split("?", 1)[0]
     userinfo, _, hosts = netloc.rpartition("@")
     username = password = None
@@ -262,7 +264,7 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str 
         host = host.strip("[]")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"store URL {shown!r}: {item.strip() or '(empty)'!r} is not host:port "
-                             f"(expected {CLUSTER_SCHEME}host:port,host:port,...)")
+                             f"(expected {scheme}host:port,host:port,...)")
         nodes.append((host, int(port)))
     return nodes, username, password
 
@@ -445,6 +447,31 @@ class RedisStore:
         store = cls(client, url=url, timeout=timeout, key_prefix=tag, local_cache_max=local_cache_max,
                     local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack)
         store.name = "redis-cluster"
+        return store
+
+    @classmethod
+    def from_sentinel_url(cls, url: str, timeout: float = DEFAULT_TIMEOUT, key_prefix: str = "ss:",
+                          local_cache_max: int = 10_000, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                          local_ban_recheck: float = 5.0, expiry_slack: float = 1.0, **_: object) -> RedisStore:
+        """A store on the primary that Redis Sentinel names:
+        `redis+sentinel://[user:password@]sentinel:port,sentinel:port/service_name[/db]`.
+
+        The password is the primary's (as redis-py's Sentinel takes it); after a failover the pool
+        asks the sentinels again. ValueError (one line) for a malformed URL.
+        """
+        sentinels, username, password = parse_cluster_url(url, SENTINEL_SCHEME)
+        path = url[len(SENTINEL_SCHEME):].partition("/")[2].split("?", 1)[0].strip("/")
+        service, _slash, db = path.partition("/")
+        if not service or (db and not db.isdigit()):
+            raise ValueError(f"store URL {redact_url(url)!r}: expected {SENTINEL_SCHEME}host:port,.../service[/db]")
+        bounds = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel.__init__ unannotated
+            sentinels, sentinel_kwargs=bounds, socket_timeout=max(1.0, 2 * timeout), socket_connect_timeout=timeout,
+            username=username, password=password, db=int(db or 0), protocol=2)
+        client = sentinel.master_for(service, max_connections=max_connections + 2)
+        store = cls(client, url=url, timeout=timeout, key_prefix=key_prefix, local_cache_max=local_cache_max,
+                    local_ban_recheck=local_ban_recheck, expiry_slack=expiry_slack)
+        store.name = "redis-sentinel"
         return store
 
     async def connect(self) -> None:
