@@ -25,8 +25,8 @@ as in memory):
     ss:once:<token_id>             "1" (a spent single-use token)   PX until the token expires
 
 Each PX also carries `expiry_slack` (1 s) for clock skew between replicas, so Redis holds
-nothing stale for longer than that. Redis Cluster is not supported (one request's keys live in
-different slots); use one primary, with replicas or Sentinel for failover if needed.
+nothing stale for longer than that. On a Redis Cluster (`from_cluster_url`) the prefix is a hash
+tag (`{ss}:`), so one request's keys share one slot and its script stays one round trip.
 
 The optional local cache (as in envoy's ratelimit) remembers, per process, which ban keys are
 banned and which bucket keys are over their limit, so a client that is already refused is
