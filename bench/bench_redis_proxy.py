@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_redis_proxy.py                      # engine + proxy (wrk), ~2 min
     .venv/bin/python bench/bench_redis_proxy.py --no-proxy           # engine only
     .venv/bin/python bench/bench_redis_proxy.py --pair-records 100   # a replica pair against one shield
+    .venv/bin/python bench/bench_redis_proxy.py --burst 100 500 1000 # bursts under fail: closed
     .venv/bin/python bench/bench_redis_proxy.py --decisions 40000 --concurrency 64 --wrk-seconds 10
 
 Starts its own redis-server (loopback, free port, no persistence; `tests/redis_server.py`).
@@ -55,6 +56,7 @@ for _p in (REPO / "addons", REPO / "tests"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+import httpx
 import redis
 
 from redis_server import RedisServer
@@ -291,7 +293,6 @@ def proc_cpu_seconds(pid: int) -> float:
 
 
 def shield_status(shield: Any) -> dict[str, Any]:
-    import httpx
 
     status = httpx.get(f"{shield.admin_url}/status", trust_env=False, timeout=10.0).json()
     return {"store": status["store"], "decided": sum(status["counters"]["decisions"].values())}
@@ -380,6 +381,71 @@ def bench_pair(args: argparse.Namespace, server: RedisServer) -> None:
     print(f"pair / one = {pair / max(one, 1):.2f} (target 0.9 - 1.1)")
 
 
+BURST_POLICY = """\
+version: 1
+name: burst
+fail: closed
+rules:
+  - name: busy
+    match: {path: [/products/*]}
+    key: ip
+    limits: ["1000/s burst 1000"]
+"""
+
+
+async def bench_burst(args: argparse.Namespace, server: RedisServer) -> None:
+    """Bursts of concurrent requests from many addresses on a healthy Redis, `fail: closed`,
+    two fresh replicas at the DEFAULT --store-timeout: how many are refused (#15.3: none may be)."""
+    from harness import OriginProcess, ShieldProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-burst-"))
+    print(f"\n== bursts on a healthy Redis, fail: closed, two replicas, default --store-timeout, "
+          f"{args.burst_addresses} source addresses")
+    print(f"{'burst':>6} {'answered 200':>12} {'refused':>8} {'other':>6} {'seconds':>8} {'failed store calls':>18} "
+          f"{'outages':>7}")
+    with OriginProcess(workdir=workdir / "origin") as origin:
+        shields = [ShieldProcess(origin.url, policy_text=BURST_POLICY, store=server.url, workdir=workdir / f"r{i}",
+                                 extra_args=["--log-level", "warning"]) for i in range(2)]
+        for shield in shields:
+            shield.start()
+        try:
+            for size in args.burst:
+                t0 = time.monotonic()
+                statuses = await _burst([sh.proxy_url for sh in shields], size, args.burst_addresses)
+                seconds = time.monotonic() - t0
+                stores = [httpx.get(f"{sh.admin_url}/status", trust_env=False, timeout=10).json()["store"]
+                          for sh in shields]
+                print(f"{size:>6} {statuses.count(200):>12} {statuses.count(403) + statuses.count(429):>8} "
+                      f"{sum(s not in (200, 403, 429) for s in statuses):>6} {seconds:>8.2f} "
+                      f"{sum(st['failed_calls'] for st in stores):>18} {sum(st['outages'] for st in stores):>7}")
+                others = sorted({s for s in statuses if s not in (200, 403, 429)})
+                if others:
+                    print(f"       other answers: {others} (0 = no HTTP answer)")
+                errors = {st["last_error"] for st in stores if st["last_error"]}
+                if errors:
+                    print(f"       last store errors: {'; '.join(sorted(errors))}")
+        finally:
+            for shield in shields:
+                shield.stop()
+
+
+async def _burst(urls: list[str], n: int, addresses: int) -> list[int]:
+    def source(i: int) -> httpx.AsyncHTTPTransport:
+        return httpx.AsyncHTTPTransport(local_address=f"127.0.{10 + i // 250}.{i % 250 + 1}")
+
+    clients = [httpx.AsyncClient(transport=source(i), base_url=urls[i % len(urls)], timeout=60.0, trust_env=False,
+                                 limits=httpx.Limits(max_connections=None)) for i in range(addresses)]
+    try:
+        answers = await asyncio.gather(*(clients[i % addresses].get(f"/products/{i % 400}") for i in range(n)),
+                                       return_exceptions=True)
+        errors = sorted({type(a).__name__ for a in answers if not isinstance(a, httpx.Response)})
+        if errors:
+            print(f"       client errors: {', '.join(errors)}")
+        return [a.status_code if isinstance(a, httpx.Response) else 0 for a in answers]
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+
+
 async def run(args: argparse.Namespace) -> None:
     print(f"python {sys.version.split()[0]} on {platform.machine()}, {os.cpu_count()} CPUs; "
           f"redis-py {redis.__version__}; store timeout {args.store_timeout:g} s")
@@ -388,6 +454,9 @@ async def run(args: argparse.Namespace) -> None:
         print(f"redis-server {version} on {server.url} (loopback, no persistence)")
         if args.pair_records:
             bench_pair(args, server)
+            return
+        if args.burst:
+            await bench_burst(args, server)
             return
         await bench_engine(args, server)
         if not args.no_proxy:
@@ -407,6 +476,9 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=float, default=8.0)
     parser.add_argument("--wrk-warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--burst", type=int, nargs="*", default=[],
+                        help="only the burst case: these burst sizes, e.g. --burst 100 500 1000")
+    parser.add_argument("--burst-addresses", type=int, default=200)
     parser.add_argument("--pair-records", type=int, default=0,
                         help="only the replica-pair case: this many record requests from one scraper")
     asyncio.run(run(parser.parse_args()))

@@ -59,7 +59,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -279,6 +279,63 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
+class BusyDeadlines:
+    """Deadlines that tell "Redis is slow or down" from "this process is busy".
+
+    Under a burst the proxy's event loop can run its callbacks a second late; a reply Redis sent
+    in 100 us then sits unread, and a plain deadline would call Redis slow (and fail closed would
+    refuse a request on a healthy Redis). A timer every `period` seconds pushes back every
+    watched deadline that is about to expire, as long as Redis has answered some call since the
+    previous tick (`progress()` moved), and also by however late the timer itself fired (time
+    the loop was not looking). A call therefore fails only when Redis answered nothing for its
+    whole timeout (down or hung), or after `max_factor` times its timeout in any case."""
+
+    def __init__(self, progress: Callable[[], int], period: float = 0.05, max_factor: float = 10.0) -> None:
+        self.period, self.max_factor = period, max_factor
+        self.extended = 0  # deadlines pushed back (for status)
+        self._progress = progress
+        self._seen = 0
+        self._watched: dict[asyncio.Timeout, float] = {}  # deadline -> latest it may be pushed to
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._expected = 0.0
+
+    def watch(self, deadline: asyncio.Timeout, length: float) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._expected = self._loop.time() + self.period
+            self._handle = self._loop.call_at(self._expected, self._tick)
+        self._watched[deadline] = self._loop.time() + length * self.max_factor
+
+    def unwatch(self, deadline: asyncio.Timeout) -> None:
+        self._watched.pop(deadline, None)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        lag = max(0.0, now - self._expected)
+        progress = self._progress()
+        answered, self._seen = progress != self._seen, progress
+        soon = now + 2 * self.period + lag
+        for deadline, latest in self._watched.items():
+            when = deadline.when()
+            if when is None or when >= latest:
+                continue
+            push = lag
+            if answered and when < soon:
+                push += 2 * self.period
+            if push > 0.001:
+                deadline.reschedule(min(when + push, latest))
+                self.extended += 1
+        self._expected = now + self.period
+        self._handle = self._loop.call_at(self._expected, self._tick)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._loop = self._handle = None
+
+
 class CommandPipeliner:
     """Sends the commands of concurrent callers together: every command submitted in one turn of
     the event loop goes out as one pipeline (one write, one read of all replies) on one pooled
@@ -381,6 +438,7 @@ class RedisStore:
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._max_in_flight = max_in_flight
         self._queue_timeout = queue_timeout if queue_timeout is not None else max(2.0, 10 * timeout)
+        self._lag = BusyDeadlines(lambda: self.answered)
         # Local cache: ban key -> (deadline, recheck at); bucket key name -> over-limit TAT.
         self._local_bans: LRUCache[str, tuple[float, float]] | None = None
         self._local_over: LRUCache[str, float] | None = None
@@ -678,8 +736,8 @@ class RedisStore:
 
     def status(self) -> dict[str, object]:
         return {"backend": self.name, "url": self._url, "timeout": self._timeout, "round_trips": self.round_trips,
-                "errors": self.errors, "queued": self.queued, "local_cache_hits": self.local_hits,
-                "local_cache_entries": self.tracked_keys()}
+                "errors": self.errors, "queued": self.queued, "deadlines_extended": self._lag.extended,
+                "local_cache_hits": self.local_hits, "local_cache_entries": self.tracked_keys()}
 
     @property
     def timeout(self) -> float:
@@ -702,6 +760,7 @@ class RedisStore:
         await self._call(self._client.ping(), queue=False, timeout=timeout)
 
     async def close(self) -> None:
+        self._lag.close()
         if self._pipeliner is not None:
             self._pipeliner.close()
         with contextlib.suppress(RedisError, OSError):  # a server that is gone must not fail shutdown
@@ -726,8 +785,12 @@ class RedisStore:
         self.round_trips += 1
         limit = timeout or self._timeout
         try:
-            async with asyncio.timeout(limit):
-                reply = await call
+            async with asyncio.timeout(limit) as deadline:
+                self._lag.watch(deadline, limit)
+                try:
+                    reply = await call
+                finally:
+                    self._lag.unwatch(deadline)
             self.answered += 1
             return reply
         except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "no answer"
