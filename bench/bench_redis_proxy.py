@@ -436,7 +436,7 @@ async def _burst(urls: list[str], n: int, addresses: int) -> list[int]:
     clients = [httpx.AsyncClient(transport=source(i), base_url=urls[i % len(urls)], timeout=60.0, trust_env=False,
                                  limits=httpx.Limits(max_connections=None)) for i in range(addresses)]
     try:
-        answers = await asyncio.gather(*(clients[i % addresses].get(f"/products/{i % 400}") for i in range(n)),
+        answers = await asyncio.gather(*(clients[i % addresses].get(f"/products/{i % 400 + 1}") for i in range(n)),
                                        return_exceptions=True)
         errors = sorted({type(a).__name__ for a in answers if not isinstance(a, httpx.Response)})
         if errors:
