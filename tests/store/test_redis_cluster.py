@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
@@ -132,3 +133,47 @@ async def test_a_sentinel_url_finds_the_primary_and_serves(tmp_path_factory: pyt
 def test_malformed_sentinel_urls_are_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match="service"):
         open_store("redis+sentinel://127.0.0.1:26379")
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files (cryptography, which mitmproxy uses)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+async def test_a_rediss_url_speaks_tls_to_a_real_tls_redis(tmp_path: Path) -> None:
+    from redis_server import _free_port, start_or_fail
+
+    cert, key = self_signed(tmp_path)
+    tls_port = _free_port()
+    server = start_or_fail(workdir=tmp_path / "redis", extra_args=(
+        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"))
+    try:
+        store = open_store(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}", timeout=2.0)
+        await store.connect()
+        results = [await store.apply(Batch(buckets=(BucketCheck("r", KEY, LIMIT),)), NOW) for _ in range(7)]
+        assert accepted(results) == 5
+        await store.close()
+    finally:
+        server.close()
