@@ -317,9 +317,11 @@ class BusyDeadlines:
         progress = self._progress()
         answered, self._seen = progress != self._seen, progress
         soon = now + 2 * self.period + lag
+        self._expected = now + self.period
+        self._handle = self._loop.call_at(self._expected, self._tick)
         for deadline, latest in self._watched.items():
             when = deadline.when()
-            if when is None or when >= latest:
+            if when is None or when >= latest or deadline.expired():  # expired: its cancellation is on its way
                 continue
             push = lag
             if answered and when < soon:
@@ -327,8 +329,6 @@ class BusyDeadlines:
             if push > 0.001:
                 deadline.reschedule(min(when + push, latest))
                 self.extended += 1
-        self._expected = now + self.period
-        self._handle = self._loop.call_at(self._expected, self._tick)
 
     def close(self) -> None:
         if self._handle is not None:
