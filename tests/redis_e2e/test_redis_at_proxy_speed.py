@@ -118,10 +118,11 @@ def test_an_invalid_cluster_url_is_refused_at_start_in_one_line(tmp_path: Path) 
 
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy("open"))
-    done = subprocess.run([sys.executable, "-m", "scrapeshield", "run", "--store", "redis+cluster://10.0.0.1,x:1",
+    done = subprocess.run([sys.executable, "-m", "scrapeshield", "run", "--upstream", "http://127.0.0.1:9",
+                           "--store", "redis+cluster://10.0.0.1,x:1",
                            "--policy", str(policy_file), "--admin", "", "--listen", "127.0.0.1:0"],
                           capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2] / "addons")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "scrapeshield: refusing to start: store URL 'redis+cluster://10.0.0.1,x:1': '10.0.0.1' is not host:port "
+        "scrapeshield: cannot start: --store: store URL 'redis+cluster://10.0.0.1,x:1': '10.0.0.1' is not host:port "
         "(expected redis+cluster://host:port,host:port,...)"]

@@ -286,20 +286,3 @@ async def test_resilient_store_never_raises_when_failing_open(server: RedisServe
     assert await shield.spend_once("token", NOW + 60, NOW) is True
     assert await shield.spend_once("token", NOW + 60, NOW) is False
 
-
-async def test_deadlines_of_calls_timing_out_together_never_break_the_busy_timer(
-        server: RedisServer, store: RedisStore) -> None:
-    # given many calls on a hung server, whose deadlines expire while the loop is busy
-    server.pause()
-    try:
-        calls = [store.apply(BATCH, NOW) for _ in range(20)]
-        time.sleep(TIMEOUT)  # the loop is blocked: every deadline is due at once when it runs again
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        # then each one failed with a StoreError, and the timer that extends deadlines still runs
-        assert all(isinstance(r, StoreError) for r in results)
-        handle = store._lag._handle
-        assert handle is not None and not handle.cancelled()
-        await asyncio.sleep(0.2)
-        assert store._lag._handle is not handle  # it ticked again
-    finally:
-        server.resume()
