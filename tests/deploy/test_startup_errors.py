@@ -26,6 +26,8 @@ WITHOUT_DAC = ["--bounding-set", "-dac_override,-dac_read_search"]
 
 def run_cli(*args: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "scrapeshield", "run", *args]
+    if "--upstream" not in args:  # never reached: every case fails before the first request
+        argv += ["--upstream", "http://127.0.0.1:9"]
     if "--listen" not in args:
         argv += ["--listen", f"127.0.0.1:{free_port()}"]
     if "--admin" not in args:
@@ -98,6 +100,12 @@ def test_the_admin_port_in_use(taken_port: int) -> None:
 
 def test_a_malformed_listen_address() -> None:
     assert_one_line(run_cli("--listen", "localhost:http"), "--listen: 'localhost:http' is not HOST:PORT")
+
+
+def test_no_upstream() -> None:
+    proc = subprocess.run([sys.executable, "-m", "scrapeshield", "run"], capture_output=True, text=True,
+                          timeout=60, env={k: v for k, v in subprocess_env().items() if k != "SCRAPESHIELD_UPSTREAM"})
+    assert_one_line(proc, "--upstream URL (or $SCRAPESHIELD_UPSTREAM) is required")
 
 
 def test_a_missing_policy(tmp_path: Path) -> None:
