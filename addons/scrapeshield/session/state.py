@@ -159,6 +159,15 @@ class SessionTracker:
         ctx.counters = tuple(ups)
         return ctx
 
+    def price_counters(self, ctx: SessionContext) -> None:
+        """Make sure this request reads what the adaptive difficulty needs (a record fetched under
+        a clearance may end in a new challenge: its price must be the going one)."""
+        if any(up.score_id == MINT_STACK for up in ctx.counters):
+            return
+        hl = self.settings.half_life
+        ctx.counters += (ScoreUpdate(MINT_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(MINT_NET, ctx.net, 0.0, hl),
+                         ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl))
+
     def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
         """The counter signals from the counters' values after this request's batch (in
         `ctx.counters` order); also sets the adaptive difficulty. Returns the new signals."""
