@@ -139,3 +139,17 @@ def test_the_difficulty_of_a_new_session_rises_with_mints_and_solves_on_its_netw
     later = visit.request(now=T0 + 11)[0].difficulty
     assert first == settings.difficulty.base
     assert later > first + 4
+
+
+def test_a_burst_of_new_sessions_on_a_stack_is_judged_against_its_usual_rate() -> None:
+    from scrapeshield.session.state import BASE_STACK, BASELINE_HALF_LIFE, STACK_MINT_BURST
+    from scrapeshield.store.base import ScoreUpdate
+
+    burst = Visit(SessionSettings(burst_stack_at=5))
+    fired = [STACK_MINT_BURST in burst.request(net=f"198.51.{i}.0/24", now=T0 + i)[1] for i in range(6)]
+    assert fired == [False] * 4 + [True] * 2
+    # a site whose visitors on this stack have arrived at this pace for hours: no burst
+    steady = Visit(SessionSettings(burst_stack_at=5))
+    ctx = steady.tracker.begin(NO_SESSION, NET, STACK, T0, is_document=True, is_record=False, referer="")
+    steady.store.apply_now(Batch(scores=(ScoreUpdate(BASE_STACK, ctx.stack_tag, 1000.0, BASELINE_HALF_LIFE),)), T0)
+    assert not any(STACK_MINT_BURST in steady.request(net=f"198.51.{i}.0/24", now=T0 + i)[1] for i in range(6))

@@ -63,12 +63,13 @@ class SessionStage:
         return ctx
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
-        """A deep record fetched under a clearance spends one of the clearance's records."""
-        if not settings.record_budget or not ctx.deep or self.clearance_token is None:
+        """A record fetched under a clearance spends one of the clearance's records."""
+        if not settings.record_budget or not ctx.is_record or self.clearance_token is None:
             return None
         token = self.clearance_token(facts)
         if token is None:
             return None
+        self.tracker(settings).price_counters(ctx)
         n = settings.record_budget
         # Over the clearance's whole life: the budget never refills, a new solve brings a new one.
         limit = BucketLimit(n, 86400.0 * 365, n - 1)

@@ -9,6 +9,8 @@ score (memory: the score LRU; Redis: key TTLs) and travel in the request's one s
 | `ss.mint.ns`       | net + stack      | a session is minted                           |
 | `ss.back.ns`       | net + stack      | a minted session is presented back (once)     |
 | `ss.mint.stack`    | stack            | a cold session is minted (see COLD_RECORD)    |
+| `ss.new.stack`     | stack            | a session is minted (half-life `half_life`)    |
+| `ss.base.stack`    | stack            | a session is minted (half-life BASELINE_HALF_LIFE) |
 | `ss.mint.net`      | net              | a session is minted                           |
 | `ss.solve.stack`   | stack            | a challenge is solved (`solved_updates`)      |
 | `ss.solve.net`     | net              | a challenge is solved                         |
@@ -36,13 +38,18 @@ DEEP_RECORD = "deep_record"  # any record fetched without a same-site Referer
 COOKIE_REFUSER = "cookie_refuser"  # this network + stack keeps getting sessions it never returns
 SESSION_ROAMING = "session_roaming"  # one session from many networks within minutes
 NET_MINT_BURST = "net_mint_burst"  # many sessions minted on this network recently
-STACK_MINT_BURST = "stack_mint_burst"  # many cold sessions minted on this stack recently
+STACK_MINT_BURST = "stack_mint_burst"  # new sessions on this stack far above its usual rate
 STATELESS_SIGNALS = (ABSENT, FRESH, OTHER_STACK, COLD_RECORD, DEEP_RECORD)
 COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST)
 SIGNALS = STATELESS_SIGNALS + COUNTER_SIGNALS
 
 MINT_NS, BACK_NS, MINT_STACK, MINT_NET = "ss.mint.ns", "ss.back.ns", "ss.mint.stack", "ss.mint.net"
 SOLVE_STACK, SOLVE_NET, HOPS = "ss.solve.stack", "ss.solve.net", "ss.hops"
+NEW_STACK, BASE_STACK = "ss.new.stack", "ss.base.stack"
+# The stack's usual rate of new sessions is learnt over hours, so a burst is judged against the
+# site's own traffic: a busy site's steady stream of new Chrome visitors is no burst.
+BASELINE_HALF_LIFE = 6 * 3600.0
+BURST_FACTOR = 4.0  # new sessions at this many times the stack's usual rate (and at least burst_stack_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +63,7 @@ class SessionSettings:
     refuser_at: float = 3.0  # sessions minted and never returned, per network + stack
     roaming_at: float = 3.0  # network changes of one session per half-life
     burst_net_at: float = 20.0  # sessions minted per half-life on one network
-    burst_stack_at: float = 20.0  # cold sessions minted per half-life on one stack
+    burst_stack_at: float = 20.0  # new sessions per half-life on one stack, at the least, for a burst
     record_budget: int = 0  # records without a same-site Referer per clearance; 0 = unlimited
     difficulty: DifficultyCurve = field(default_factory=DifficultyCurve)
 
@@ -135,7 +142,9 @@ class SessionTracker:
             if cold:
                 signals[COLD_RECORD] = 1.0
             ns = ctx.net + ctx.stack_tag
-            ups += [ScoreUpdate(MINT_NS, ns, 1.0, hl), ScoreUpdate(BACK_NS, ns, 0.0, hl)]
+            ups += [ScoreUpdate(MINT_NS, ns, 1.0, hl), ScoreUpdate(BACK_NS, ns, 0.0, hl),
+                    ScoreUpdate(NEW_STACK, ctx.stack_tag, 1.0, hl),
+                    ScoreUpdate(BASE_STACK, ctx.stack_tag, 1.0, BASELINE_HALF_LIFE)]
         else:
             ctx.fresh = not cookie.returned or now - cookie.issued < s.fresh_for
             if ctx.fresh:
@@ -147,6 +156,9 @@ class SessionTracker:
                 ups.append(ScoreUpdate(BACK_NS, cookie.net + cookie.stack, 1.0, hl))
             if moved:
                 ups.append(ScoreUpdate(HOPS, cookie.id, 1.0, hl))
+            if ctx.fresh:  # a fresh session is priced by the stack's burst too
+                ups += [ScoreUpdate(NEW_STACK, ctx.stack_tag, 0.0, hl),
+                        ScoreUpdate(BASE_STACK, ctx.stack_tag, 0.0, BASELINE_HALF_LIFE)]
         if presented.other_stack is not None:
             signals[OTHER_STACK] = 1.0
         if ctx.deep:
@@ -158,6 +170,15 @@ class SessionTracker:
                     ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl)]
         ctx.counters = tuple(ups)
         return ctx
+
+    def price_counters(self, ctx: SessionContext) -> None:
+        """Make sure this request reads what the adaptive difficulty needs (a record fetched under
+        a clearance may end in a new challenge: its price must be the going one)."""
+        if any(up.score_id == MINT_STACK for up in ctx.counters):
+            return
+        hl = self.settings.half_life
+        ctx.counters += (ScoreUpdate(MINT_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(MINT_NET, ctx.net, 0.0, hl),
+                         ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl))
 
     def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
         """The counter signals from the counters' values after this request's batch (in
@@ -176,7 +197,10 @@ class SessionTracker:
             net_rate = got.get(MINT_NET, 0.0) + got.get(SOLVE_NET, 0.0)
             if got.get(MINT_NET, 0.0) + 0.5 >= s.burst_net_at:
                 out[NET_MINT_BURST] = 1.0
-            if got[MINT_STACK] + 0.5 >= s.burst_stack_at:
+        if NEW_STACK in got:
+            new, usual = got[NEW_STACK], got.get(BASE_STACK, 0.0)
+            # decayed sums over their half-lives -> rates; a burst is far above the usual rate
+            if new + 0.5 >= s.burst_stack_at and new / s.half_life >= BURST_FACTOR * usual / BASELINE_HALF_LIFE:
                 out[STACK_MINT_BURST] = 1.0
             ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals)
         ctx.signals.update(out)
