@@ -5,17 +5,24 @@ Immutable: every field is Final (mypy rejects a write). Derived views (lower-cas
 cookies, parsed IP) are computed on first use and kept, so a policy that never asks for one never
 pays for it; their values never change. What a decision derives (detector key, signals,
 fingerprint, ...) lives in its `DecisionContext`, never here.
+
+Every value here comes from the client, so every derived view is total and bounded: a hostile
+header resolves to *a* value (perhaps a truncated one), never to an error that would skip the
+policy. `path` is the canonical path (see urlpath.py) that rules match; `raw_path` is as sent.
 """
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from http.cookies import SimpleCookie
 from typing import Any, Final
 
 from .netaddr import parse_ip
+from .urlpath import canonical_path
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# The first MAX_COOKIES `name=value` pairs are read; browsers keep at most ~180 per site. A cookie
+# left unread is one the client chose to bury: it could as well have not sent it.
+MAX_COOKIES = 256
 
 
 class RequestFacts:
@@ -34,6 +41,7 @@ class RequestFacts:
         "path",
         "peer_ip",
         "query",
+        "raw_path",
         "request_id",
         "scheme",
         "timestamp",
@@ -63,7 +71,8 @@ class RequestFacts:
         self.method: Final = method
         self.scheme: Final = scheme
         self.host: Final = host
-        self.path: Final = path
+        self.raw_path: Final = path
+        self.path: Final = canonical_path(path)
         self.query: Final = query
         self.headers: Final = headers
         self.http_version: Final = http_version
@@ -80,16 +89,20 @@ class RequestFacts:
 
     @property
     def header_map(self) -> dict[str, str]:
-        """Lower-cased header names; repeated headers joined with ', ' (cookies with '; ')."""
+        """Lower-cased header names; repeated headers joined with ', ' (cookies with '; ').
+        Linear in the headers' size, however many fields repeat one name."""
         hmap = self._hmap
         if hmap is None:
-            hmap = {}
+            values: dict[str, list[str]] = {}
             for name, value in self.headers:
                 lname = name.lower()
-                if lname in hmap:
-                    hmap[lname] += ("; " if lname == "cookie" else ", ") + value
+                same = values.get(lname)
+                if same is None:
+                    values[lname] = [value]
                 else:
-                    hmap[lname] = value
+                    same.append(value)
+            hmap = {lname: vs[0] if len(vs) == 1 else ("; " if lname == "cookie" else ", ").join(vs)
+                    for lname, vs in values.items()}
             self._hmap = hmap
         return hmap
 
@@ -107,12 +120,7 @@ class RequestFacts:
             cookies = {}
             raw = self.header_map.get("cookie")
             if raw:
-                jar: SimpleCookie = SimpleCookie()
-                try:
-                    jar.load(raw)
-                except Exception:  # a hostile Cookie header is just no cookies
-                    jar = SimpleCookie()
-                cookies = {k: m.value for k, m in jar.items()}
+                cookies = parse_cookie_header(raw)
             self._cookies = cookies
         return cookies
 
@@ -128,3 +136,26 @@ class RequestFacts:
 
     def __repr__(self) -> str:
         return f"<RequestFacts {self.client_ip} {self.method} {self.host}{self.path}>"
+
+
+def parse_cookie_header(raw: str, max_cookies: int = MAX_COOKIES) -> dict[str, str]:
+    """`a=1; b="two"` -> {"a": "1", "b": "two"}: RFC 6265 as browsers send it, bounded and total.
+
+    Not `http.cookies.SimpleCookie`: it drops the whole header on one odd pair (a hostile client
+    could hide every cookie behind one) and its unquoting is quadratic on some inputs before
+    Python 3.12.6. The first of several same-name cookies wins (the most specific path, as browsers
+    order them). Reads at most `max_cookies` pairs; the split stops there, so a 100 KB header of
+    thousands of cookies costs the first `max_cookies` of them.
+    """
+    cookies: dict[str, str] = {}
+    pairs = raw.split(";", max_cookies)
+    for pair in pairs[:max_cookies]:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name or name in cookies:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        cookies[name] = value
+    return cookies

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import ipaddress
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+# How much of a forwarding chain is read, from the right. Real chains have a handful of hops.
 MAX_FORWARDED_HOPS = 64
 MAX_FORWARDED_BYTES = 8192
-
-
-class MalformedRequest(ValueError):
-    """A request the shield cannot reason about; it gets the policy's fail action."""
+_MAX_HOP_CHARS = 64  # "[ffff:...:ffff%zone]:65535" fits; anything longer is not an address
 
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if len(text) > _MAX_HOP_CHARS:
+        return None
     try:
         ip = ipaddress.ip_address(text.strip().strip("[]"))
     except ValueError:
@@ -95,53 +95,78 @@ EMPTY_CIDRS = CidrSet.of(())
 
 
 def resolve_client_ip(peer: str, xff: Sequence[str], forwarded: Sequence[str], trusted: CidrSet) -> str:
-    """The real client address.
+    """The real client address. Total: any header value resolves to an address, never an error.
 
     Forwarding headers are believed only when the socket peer is a trusted proxy. The chain is
     walked from the right (the hop nearest to us) past trusted proxies; the first untrusted hop
-    is the client. `Forwarded` (RFC 7239) is used when there is no X-Forwarded-For. Absurd
-    chains raise MalformedRequest.
+    is the client. `Forwarded` (RFC 7239) is used when there is no X-Forwarded-For.
+
+    Everything left of the hops our own proxies appended was written by the client, so an over-long
+    or garbled chain is the client's problem, not ours: the walk reads at most the right-most
+    MAX_FORWARDED_BYTES bytes and MAX_FORWARDED_HOPS hops, and stops at the first entry that is not
+    an address. Where it stops without meeting an untrusted address, the client is the last
+    address it did read (the peer when there is none). A client can therefore never make itself
+    "unresolvable"; it can only name a trusted-range address when its real address is trusted.
     """
     peer_ip = parse_ip(peer)
     if not trusted or not trusted.contains(peer_ip):
         return str(peer_ip) if peer_ip is not None else peer
-    hops = _hops(xff, _xff_entries) or _hops(forwarded, _forwarded_entries)
-    client = str(peer_ip)
-    for hop in reversed(hops):
-        addr = parse_ip(hop)
+    entries = _xff_entries_from_right(xff) if xff else _forwarded_entries_from_right(forwarded)
+    client = peer_ip
+    for hops, entry in enumerate(entries):
+        if hops >= MAX_FORWARDED_HOPS:
+            break
+        addr = _hop_address(entry)
         if addr is None:
             break  # garbage left of here was written by someone we do not trust
-        client = str(addr)
+        client = addr
         if not trusted.contains(addr):
             break
-    return client
+    return str(client)
 
 
-def _hops(values: Sequence[str], split: Callable[[str], list[str]]) -> list[str]:
-    if not values:
-        return []
-    if sum(len(v) for v in values) > MAX_FORWARDED_BYTES:
-        raise MalformedRequest("forwarding header too large")
-    hops = [h for v in values for h in split(v)]
-    if len(hops) > MAX_FORWARDED_HOPS:
-        raise MalformedRequest(f"forwarding chain of {len(hops)} hops")
-    return hops
+def _tails_from_right(values: Sequence[str], sep: str) -> Iterator[str]:
+    """The `sep`-separated entries of the header values, right-most first, non-empty, stripped,
+    reading no more than MAX_FORWARDED_BYTES from the right (a cut entry is dropped, not guessed)."""
+    budget = MAX_FORWARDED_BYTES
+    for value in reversed(values):
+        cut = len(value) > budget
+        tail = value[len(value) - budget:] if cut else value
+        budget -= len(tail)
+        pieces = tail.split(sep)
+        if cut:
+            pieces = pieces[1:]  # the left-most piece may be half an entry
+        for piece in reversed(pieces):
+            piece = piece.strip()
+            if piece:
+                yield piece
+        if budget <= 0 or cut:
+            return
 
 
-def _xff_entries(value: str) -> list[str]:
-    return [h.strip() for h in value.split(",") if h.strip()]
+def _xff_entries_from_right(values: Sequence[str]) -> Iterator[str]:
+    return _tails_from_right(values, ",")
 
 
-def _forwarded_entries(value: str) -> list[str]:
-    hops = []
-    for element in value.split(","):
-        for pair in element.split(";"):
+def _forwarded_entries_from_right(values: Sequence[str]) -> Iterator[str]:
+    """The `for=` value of each RFC 7239 element, right-most first ("" for an element without one:
+    that stops the walk, like any entry that is not an address)."""
+    for element in _tails_from_right(values, ","):
+        value = ""
+        for pair in element.split(";", 8):
             name, _, val = pair.strip().partition("=")
             if name.lower() == "for":
-                val = val.strip().strip('"')
-                if val.startswith("["):  # "[2001:db8::1]:4711"
-                    val = val[1:].partition("]")[0]
-                elif val.count(":") == 1:  # "192.0.2.43:47011"
-                    val = val.partition(":")[0]
-                hops.append(val)
-    return hops
+                value = val.strip().strip('"')
+                break
+        yield value
+
+
+def _hop_address(entry: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from one hop: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`, `[2001:db8::1]:4711`."""
+    if len(entry) > _MAX_HOP_CHARS:
+        return None
+    if entry.startswith("["):
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:
+        entry = entry.partition(":")[0]
+    return parse_ip(entry)

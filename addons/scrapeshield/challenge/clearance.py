@@ -25,6 +25,7 @@ COOKIE_NAME = "shield_clearance"
 DEFAULT_TTL = 3600.0
 MAX_RULES = 8
 MAX_COOKIE_VALUES = 4  # same-name cookies looked at (path/domain variants); more is hostile
+MAX_COOKIE_PAIRS = 256  # cookies of a Cookie header looked at; the rest of a 100 KB header is not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ def cookie_values(cookie_header: str | None, name: str = COOKIE_NAME) -> list[st
     if not cookie_header:
         return []
     values = []
-    for pair in cookie_header.split(";"):
+    for pair in cookie_header.split(";", MAX_COOKIE_PAIRS)[:MAX_COOKIE_PAIRS]:  # bounded: as facts.cookies
         key, sep, value = pair.partition("=")
         if sep and key.strip() == name:
             values.append(value.strip().strip('"'))

@@ -24,7 +24,6 @@ from ..decision import Action, Decision
 from ..detectors import DetectorSet
 from ..detectors.policy import DETECTORS
 from ..facts import RequestFacts
-from ..netaddr import MalformedRequest
 from ..policy.model import CompiledPolicy
 from ..policy.registry import SignalSource
 from ..session.policy import SESSION
@@ -85,9 +84,6 @@ class Engine:
         ctx.now = self.clock.now()
         try:
             return await self._run(policy, ctx, trace)
-        except MalformedRequest as exc:
-            self.errors += 1
-            return stages.fail_decision(policy, f"malformed request: {exc}")
         except StoreError as exc:
             self.errors += 1
             return stages.fail_decision(policy, f"store unavailable: {exc}")

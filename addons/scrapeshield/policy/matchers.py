@@ -156,6 +156,23 @@ def _c_path_regex(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     return _guarded(lambda c: s(c.facts.path) is not None, _regex_segments(rx))
 
 
+def _c_raw_path(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
+    """Globs over the path exactly as the client sent it (`path` sees the canonical form)."""
+    rx = _globs(r, node, "raw_path")
+    if rx is None:
+        return None
+    m = rx.match
+    return lambda c: m(c.facts.raw_path) is not None
+
+
+def _c_raw_path_regex(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
+    rx = r.regex(node, "raw_path_regex")
+    if rx is None:
+        return None
+    s = rx.search
+    return lambda c: s(c.facts.raw_path) is not None
+
+
 def _c_query(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     """`query: {page: '^\\d+$'}` -- each parameter present and matching; `true` means present."""
     fields = r.mapping(node, "query")
@@ -270,7 +287,8 @@ def register(registry: Registry) -> None:
     """The built-in match conditions."""
     for name, compile_fn in (
         ("all", _c_all), ("any", _c_any), ("not", _c_not), ("method", _c_method), ("host", _c_host),
-        ("path", _c_path), ("path_regex", _c_path_regex), ("query", _c_query), ("query_regex", _c_query_regex),
+        ("path", _c_path), ("path_regex", _c_path_regex), ("raw_path", _c_raw_path),
+        ("raw_path_regex", _c_raw_path_regex), ("query", _c_query), ("query_regex", _c_query_regex),
         ("header", _c_header), ("user_agent", _c_user_agent), ("client_ip", _c_client_ip),
         ("scheme", _c_scheme), ("http_version", _c_http_version),
     ):
