@@ -1,5 +1,8 @@
 """Signed, stateless tokens: `kind.kid.payload.mac`, the payload a base64url JSON list.
 
+Decoding is strict and canonical: every token has exactly one accepted spelling (see `b64d`), and
+lengths are checked before anything is decoded.
+
 The MAC (HMAC-SHA256 under the key named by `kid`) covers kind, kid and payload, so a token of
 one kind (challenge, wait, cookie) is never accepted as another. Nothing is parsed before the
 MAC has been checked, in constant time.
@@ -9,11 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from .keys import KeyRing
 
 MAX_TOKEN_LEN = 4096
+MAC_TEXT_LEN = 43  # 32 bytes, unpadded base64url
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def b64e(data: bytes) -> str:
@@ -21,7 +27,18 @@ def b64e(data: bytes) -> str:
 
 
 def b64d(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict, canonical unpadded base64url: the one spelling b64e produces, or ValueError.
+
+    `base64.urlsafe_b64decode` skips characters outside the alphabet and ignores the unused low
+    bits of the last character, so several texts decode to the same bytes; a token must have one
+    spelling, or "the same" token can be replayed as a different string.
+    """
+    if len(text) % 4 == 1 or _B64URL.fullmatch(text) is None:
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64e(data) != text:
+        raise ValueError("non-canonical base64url (unused bits set)")
+    return data
 
 
 def seal(keys: KeyRing, kind: str, fields: list[Any]) -> str:
@@ -39,6 +56,8 @@ def unseal(keys: KeyRing, kind: str, token: object) -> list[Any] | str:
     if len(parts) != 4 or parts[0] != kind:
         return "malformed"
     head, _, mac_text = token.rpartition(".")
+    if len(mac_text) != MAC_TEXT_LEN:  # lengths before any decoding
+        return "malformed"
     try:
         mac = b64d(mac_text)
     except (ValueError, binascii.Error):
