@@ -137,7 +137,7 @@ def _literal_fragment(node: ast.expr) -> str:
 
 def _error_messages() -> dict[str, str]:
     """fragment -> where: every message the compiler, its readers and the parsers it reports can produce."""
-    sources = [PACKAGE / "policy" / n for n in ("compiler.py", "nodes.py", "matchers.py", "keys.py")]
+    sources = [PACKAGE / "policy" / n for n in ("compiler.py", "nodes.py", "matchers.py", "keys.py", "loader.py")]
     sources += [PACKAGE / "session" / "policy.py", PACKAGE / "fingerprint" / "front.py"]
     sources += [PACKAGE / "gcra.py", PACKAGE / "netaddr.py"]  # parse_rate and CidrSet messages pass through
     found: dict[str, str] = {}
@@ -161,6 +161,9 @@ def _error_messages() -> dict[str, str]:
 
 # The fallback for "no policy and no error", which no input reaches: kept as a safety net.
 UNREACHABLE = {"invalid policy"}
+# Limits no small fixture reaches: tests/unit/test_policy_loader.py produces each with small LoadLimits.
+UNREACHABLE |= {"s (the compile budget); refused here", "the limit for a policy file",
+                " YAML nodes once aliases are expanded", "policy is larger than "}
 
 
 def test_every_compiler_error_message_is_produced_by_a_bad_fixture(

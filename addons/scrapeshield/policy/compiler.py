@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from ..challenge.config import ChallengeConfig
@@ -14,6 +14,16 @@ from ..gcra import parse_rate
 from ..netaddr import EMPTY_CIDRS, CidrSet
 from .errors import PolicyError, PolicyInvalid
 from .keys import build_key
+from .loader import (
+    DEFAULT_LIMITS,
+    CompileBudgetExceeded,
+    LoadLimits,
+    check_size,
+    collector_paused,
+    compose_policy,
+    dismantle,
+    read_policy_file,
+)
 from .matchers import all_of, always, compile_conditions, compile_match
 from .model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from .nodes import Reader
@@ -33,56 +43,50 @@ RULE_FIELDS = (
 DIRECT_ACTIONS = ("allow", "log", "block", "drop", "challenge", "throttle")
 EXCEED_ACTIONS = ("throttle", "delay", "block", "drop", "challenge")
 THRESHOLD_ACTIONS = ("log", "challenge", "throttle", "block", "drop")
+MAX_IP_LIST_BYTES = 64 * 2**20  # an `ip_lists` file: about 3 million CIDRs
 
 
-def compile_file(path: str, registry: Registry | None = None) -> CompiledPolicy:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise PolicyInvalid([PolicyError(path, 1, 1, f"cannot read policy: {exc.strerror or exc}")]) from None
-    return compile_bytes(data, path, registry)
+def compile_file(path: str, registry: Registry | None = None, limits: LoadLimits = DEFAULT_LIMITS) -> CompiledPolicy:
+    return compile_bytes(read_policy_file(path, limits), path, registry, limits)
 
 
-def compile_bytes(data: bytes, filename: str = "<policy>", registry: Registry | None = None) -> CompiledPolicy:
-    """Compile a policy; `registry` is the language's extensions (default: the built-in packages)."""
+def compile_bytes(data: bytes, filename: str = "<policy>", registry: Registry | None = None,
+                  limits: LoadLimits = DEFAULT_LIMITS) -> CompiledPolicy:
+    """Compile a policy; `registry` is the language's extensions (default: the built-in packages).
+
+    Within `limits` (size, YAML shape, compile time; see loader.py): CPU-bound, seconds for a
+    multi-megabyte file, so a running shield calls it through loader.compile_off_loop."""
     if registry is None:
         from ..extensions import standard_registry  # the composition root sits above the compiler
 
         registry = standard_registry()
-    r = Reader(filename)
+    with collector_paused():
+        return _compile_bytes(data, filename, registry, limits)
+
+
+def _compile_bytes(data: bytes, filename: str, registry: Registry, limits: LoadLimits) -> CompiledPolicy:
+    deadline = time.monotonic() + limits.max_compile_seconds
+    check_size(data, filename, limits)
+    r = Reader(filename, deadline)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyInvalid([PolicyError(filename, 1, 1, f"policy is not UTF-8: {exc.reason}")]) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise PolicyInvalid([PolicyError(filename, line, col, f"YAML syntax: {exc.problem or exc}"
-                                         + _syntax_context(exc))]) from None
-    except yaml.YAMLError as exc:  # a ReaderError (control character): no mark, a position, two lines
-        pos = getattr(exc, "position", None)
-        line, col = (text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)) if isinstance(pos, int) else (1, 1)
-        raise PolicyInvalid([PolicyError(filename, line, col, f"YAML: {str(exc).splitlines()[0]}")]) from None
+    root = compose_policy(text, filename, limits)
     if root is None:
         raise PolicyInvalid([PolicyError(filename, 1, 1, "policy is empty")])
-    policy = _compile_root(r, root, filename, hashlib.sha256(data).hexdigest()[:16], registry)
+    try:
+        policy = _compile_root(r, root, filename, hashlib.sha256(data).hexdigest()[:16], registry)
+    except CompileBudgetExceeded as exc:
+        r.error(exc.node, f"compiling took longer than {limits.max_compile_seconds:g} s (the compile budget); "
+                          "refused here")
+        raise PolicyInvalid(r.errors[-1:]) from None
+    finally:
+        dismantle(root)
     if r.errors or policy is None:
         errors = sorted(r.errors, key=lambda e: (e.line, e.col))
         raise PolicyInvalid(errors or [PolicyError(filename, 1, 1, "invalid policy")])
     return policy
-
-
-def _syntax_context(exc: yaml.MarkedYAMLError) -> str:
-    """Where the construct the parser was reading began: often the real mistake (an unclosed
-    bracket or quote, a mis-indented key) lies there, lines above where parsing failed."""
-    ctx, mark, problem = exc.context, exc.context_mark, exc.problem_mark
-    if not ctx or mark is None or (problem is not None and (mark.line, mark.column) == (problem.line, problem.column)):
-        return ""
-    what = ctx.removeprefix("while ").removeprefix("parsing ").removeprefix("scanning ")
-    return f" (in {what} that starts at line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
@@ -239,11 +243,20 @@ def _ip_list(r: Reader, node: Node, what: str, policy_dir: str) -> CidrSet:
             return EMPTY_CIDRS
         path = os.path.join(policy_dir, rel)
         try:
-            with open(path, encoding="utf-8") as fh:
-                lines = [(i, ln.split("#", 1)[0].strip()) for i, ln in enumerate(fh, 1)]
+            with open(path, "rb") as fh:
+                raw = fh.read(MAX_IP_LIST_BYTES + 1)  # bounded: `file: /dev/zero` must not hang a reload
         except OSError as exc:
             r.error(fnode, f"{what}.file: cannot read {rel!r}: {exc.strerror}")
             return EMPTY_CIDRS
+        if len(raw) > MAX_IP_LIST_BYTES:
+            r.error(fnode, f"{what}.file: {rel!r} is larger than {MAX_IP_LIST_BYTES // 2**20} MiB")
+            return EMPTY_CIDRS
+        try:
+            content = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            r.error(fnode, f"{what}.file: {rel!r} is not UTF-8: {exc.reason}")
+            return EMPTY_CIDRS
+        lines = [(i, ln.split("#", 1)[0].strip()) for i, ln in enumerate(content.splitlines(), 1)]
         return r.cidrs((fnode, text, f"{what}.file: {rel}:{lineno}") for lineno, text in lines if text)
     return r.cidr_list(node, what)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import time
 from collections.abc import Iterable
 
 import yaml
@@ -21,9 +22,18 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 
 class Reader:
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, deadline: float | None = None) -> None:
         self.filename = filename
         self.errors: list[PolicyError] = []
+        self.deadline = deadline  # time.monotonic() by which compiling must be done (loader.LoadLimits)
+
+    def check_budget(self, node: Node) -> None:
+        """Raise CompileBudgetExceeded once past the deadline. Called for every mapping and list
+        read, so no policy shape compiles for long without passing here."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            from .loader import CompileBudgetExceeded
+
+            raise CompileBudgetExceeded(node)
 
     def error(self, node: Node | None, message: str) -> None:
         if node is None:
@@ -35,6 +45,7 @@ class Reader:
     # -- shapes ----------------------------------------------------------------------------
     def mapping(self, node: Node, what: str,
                 allowed: Iterable[str] | None = None) -> dict[str, tuple[Node, Node]] | None:
+        self.check_budget(node)
         if not isinstance(node, MappingNode):
             self.error(node, f"{what} must be a mapping")
             return None
@@ -59,6 +70,7 @@ class Reader:
 
     def sequence(self, node: Node, what: str, scalar_ok: bool = True) -> list[Node]:
         """A list; a single scalar stands for a list of one when scalar_ok."""
+        self.check_budget(node)
         if isinstance(node, SequenceNode):
             return list(node.value)
         if scalar_ok and isinstance(node, ScalarNode) and node.tag != "tag:yaml.org,2002:null":

@@ -187,7 +187,7 @@ class ShieldRuntime:
         if self.config.reload_interval > 0:
             self._tasks.append(loop.create_task(self.watcher.watch(self.config.reload_interval)))
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: self.reload(force=True))
+            loop.add_signal_handler(signal.SIGHUP, self.watcher.reload_on_signal)
             loop.add_signal_handler(signal.SIGUSR1, self.decision_log.reopen)  # after logrotate
         except (NotImplementedError, RuntimeError, ValueError):
             pass

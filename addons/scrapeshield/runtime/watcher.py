@@ -12,6 +12,7 @@ from typing import Any
 
 from ..policy.compiler import compile_bytes
 from ..policy.errors import PolicyInvalid
+from ..policy.loader import DEFAULT_LIMITS, compile_off_loop
 from ..policy.model import CompiledPolicy
 from .listeners import PolicyListener
 
@@ -45,9 +46,12 @@ class PolicyWatcher:
         self._signature = stat_signature(path)
         self._recheck = True  # the file may have changed between compiling it and this stat()
         self._content_hash: str | None = policy.version_hash
+        self._reload_lock = asyncio.Lock()
+        self._signal_reloads: set[asyncio.Task[bool]] = set()
 
     def reload(self, force: bool = False) -> bool:
-        """Recompile the policy if its file changed. The old policy stays on any failure.
+        """Recompile the policy if its file changed, here and now (start-up, tests, replay); the
+        poll and SIGHUP of a running shield use `reload_off_loop`. The old policy stays on any failure.
 
         A poll (force=False) ignores a file written less than SETTLE_SECONDS ago, one that changes
         while it is read, and a freshly emptied one: an in-place save may be half done, and half a
@@ -55,46 +59,79 @@ class PolicyWatcher:
         changed is recompiled even if its bytes did not (`touch` picks up an edited `ip_lists` file);
         `force` (SIGHUP) recompiles at once, whatever changed.
         """
+        data = self._changed_policy_bytes(force)
+        if data is None:
+            return False
+        try:
+            policy = compile_bytes(data, self.path)
+        except Exception as exc:  # PolicyInvalid, or a compiler bug: the proxy lives on
+            return self._compile_failed(exc)
+        return self._install(policy)
+
+    async def reload_off_loop(self, force: bool = False) -> bool:
+        """`reload`, compiling in the policy worker thread (policy/loader.py): requests and the
+        admin port keep being answered while a large policy compiles. One reload at a time."""
+        async with self._reload_lock:
+            data = self._changed_policy_bytes(force)
+            if data is None:
+                return False
+            try:
+                policy = await compile_off_loop(data, self.path)
+            except Exception as exc:  # as in reload()
+                return self._compile_failed(exc)
+            return self._install(policy)
+
+    def reload_on_signal(self) -> None:
+        """SIGHUP: `reload_off_loop(force=True)` as a task of the running loop."""
+        task = asyncio.get_running_loop().create_task(self.reload_off_loop(force=True))
+        self._signal_reloads.add(task)  # a reference until it is done: the loop keeps only weak ones
+        task.add_done_callback(self._signal_reloads.discard)
+
+    def _changed_policy_bytes(self, force: bool) -> bytes | None:
+        """The policy file's bytes when they are to be compiled (see `reload`), else None."""
         path = self.path
         sig = stat_signature(path)
         if not force and sig == self._signature and not self._recheck:
-            return False
+            return None
         if sig is None:
             self._signature, self._recheck, self._content_hash = None, False, None
             self._failed(f"{path}: file is missing; keeping the last good policy")
-            return False
+            return None
         age = time.time() - sig[3] / 1e9
         if not force and 0 <= age < SETTLE_SECONDS:
-            return False
+            return None
         try:
             with open(path, "rb") as fh:
-                data = fh.read()
+                data = fh.read(DEFAULT_LIMITS.max_bytes + 1)  # compile_bytes refuses a longer file
         except OSError as exc:
             self._signature, self._recheck, self._content_hash = sig, False, None
             self._failed(f"{path}: cannot read policy: {exc.strerror or exc}; keeping the last good policy")
-            return False
+            return None
         if stat_signature(path) != sig:
             if force:
                 log.warning("policy file %s changed while being read; it is read again on the next poll", path)
-            return False
+            return None
         if not data.strip() and not force and abs(age) < RACY_SECONDS:
-            return False  # truncated by an in-place save whose writer has not written yet
+            return None  # truncated by an in-place save whose writer has not written yet
         touched, self._signature = sig != self._signature, sig
         # Within RACY_SECONDS of its mtime, a same-size rewrite may keep the same stat signature
         # (coarse timestamps): until then, polls compare the content too.
         self._recheck = abs(age) < RACY_SECONDS
         digest = hashlib.sha256(data).hexdigest()[:16]  # what compile_bytes calls version_hash
         if not force and not touched and digest == self._content_hash:
-            return False  # a content check of an unchanged file
+            return None  # a content check of an unchanged file
         self._content_hash = digest  # a touched file is recompiled: that picks up edited ip_lists files
-        try:
-            policy = compile_bytes(data, path)
-        except PolicyInvalid as exc:
+        return data
+
+    def _compile_failed(self, exc: Exception) -> bool:
+        if isinstance(exc, PolicyInvalid):
             self._failed(str(exc))
-            return False
-        except Exception as exc:  # pragma: no cover - a compiler bug must not kill the proxy
-            self._failed(f"{path}: {type(exc).__name__}: {exc}")
-            return False
+        else:  # pragma: no cover - a compiler bug must not kill the proxy
+            self._failed(f"{self.path}: {type(exc).__name__}: {exc}")
+        return False
+
+    def _install(self, policy: CompiledPolicy) -> bool:
+        path = self.path
         self.policy = policy
         for listener in self.listeners:
             listener.policy_changed(policy)
@@ -117,7 +154,7 @@ class PolicyWatcher:
         while True:
             await asyncio.sleep(interval)
             try:
-                self.reload()
+                await self.reload_off_loop()
             except Exception:  # pragma: no cover
                 log.exception("policy watcher error")
 
