@@ -11,15 +11,18 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from scrapeshield.challenge.tokens import b64e, seal
+from scrapeshield.extensions import standard_registry
 from scrapeshield.policy.compiler import RULE_FIELDS, TOP_FIELDS
-from scrapeshield.policy.matchers import CONDITIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = [ROOT / "policies" / "default.yaml", *sorted((ROOT / "tests" / "policies" / "good").glob("*.yaml"))]
 
 # -- the policy compiler ------------------------------------------------------------------------
-_words = st.sampled_from([*TOP_FIELDS, *RULE_FIELDS, *CONDITIONS, "version", "at", "weights", "thresholds",
-                          "file", "ipv4", "ipv6", "max_keys", "every", "ban", "action", "block"])
+REGISTRY = standard_registry()
+SECTIONS = tuple(REGISTRY.sections)  # detectors, goodbots, sessions, ...: top-level fields of their packages
+_words = st.sampled_from([*TOP_FIELDS, *SECTIONS, *RULE_FIELDS, *REGISTRY.conditions, *REGISTRY.key_parts,
+                          "at", "weights", "thresholds", "version", "file", "ipv4", "ipv6", "max_keys", "every",
+                          "ban", "action", "block"])
 _scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**12), st.floats(allow_nan=True),
     st.sampled_from(["10/s", "2/s burst 10", "1/m burst 0", "0/s", "30s", "1h", "-1", "ip", "prefix+ua_class",
@@ -36,7 +39,7 @@ _values = st.recursive(
 _rules = st.lists(st.dictionaries(st.sampled_from(RULE_FIELDS), _values, max_size=6), max_size=4)
 _documents = st.fixed_dictionaries(
     {"version": st.one_of(st.just(1), _scalars)},
-    optional={"rules": _rules, **{f: _values for f in TOP_FIELDS if f not in ("version", "rules")}},
+    optional={"rules": _rules, **{f: _values for f in (*TOP_FIELDS, *SECTIONS) if f not in ("version", "rules")}},
 )
 
 

@@ -21,7 +21,7 @@ SMALL_RULES = "version: 1\nrules:\n" + "".join(f"  - {{name: r{i}, limits: 10/s}
 
 def _refusal(data: str, limits: LoadLimits = DEFAULT_LIMITS, filename: str = "p.yaml") -> str:
     with pytest.raises(PolicyInvalid) as exc:
-        compile_bytes(data.encode(), filename, limits)
+        compile_bytes(data.encode(), filename, limits=limits)
     (error,) = exc.value.errors
     return str(error)
 
@@ -48,7 +48,7 @@ def test_an_oversized_file_is_refused_without_compiling_it(tmp_path: Path) -> No
     path = tmp_path / "big.yaml"
     path.write_text(SMALL_RULES)
     with pytest.raises(PolicyInvalid) as exc:
-        compile_file(str(path), LoadLimits(max_bytes=100))
+        compile_file(str(path), limits=LoadLimits(max_bytes=100))
     assert str(exc.value) == f"{path}:1:1: policy is larger than 9.53674e-05 MiB (the limit for a policy file)"
 
 
