@@ -62,7 +62,7 @@ class LoadLimits:
     max_nodes: int = 2_000_000  # YAML nodes once aliases are expanded
     max_alias_nodes: int = 20_000  # of those, nodes reached through aliases
     max_depth: int = 64  # nested mappings/sequences
-    max_compile_seconds: float = 60.0
+    max_compile_seconds: float = 120.0  # a 5 MB policy takes ~20 s on a busy 2-core machine
 
 
 DEFAULT_LIMITS = LoadLimits()
