@@ -14,12 +14,16 @@ from harness import ShieldProcess
 
 BITS = 14
 # Besides the pages, the gate also takes odd request targets (`//evil.com`, `/\\evil.com`, `/"...`), so
-# that they reach the challenge and its return-path handling instead of the origin's 404.
+# that they reach the challenge and its return-path handling instead of the origin's 404. `path`
+# sees the canonical path (`//evil.com` is `/evil.com` there): the odd spellings are `raw_path`.
 GATE_POLICY = f"""
 version: 1
 rules:
   - name: gate
-    match: {{path: [/products/*, /user/*, /, '//*', '/\\*', '/"*']}}
+    match:
+      any:
+        - {{path: [/products/*, /user/*, /]}}
+        - {{raw_path: ['//*', '/\\*', '/"*']}}
     action: challenge
     difficulty: {BITS}
 """
