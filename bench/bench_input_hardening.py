@@ -36,11 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "abuse"), str(ROOT / "addons")]
 
-import httpx  # noqa: E402
-from hostile_policies import alias_bomb, large_policy  # noqa: E402
-from raw_http import raw_get  # noqa: E402
+import httpx
+from hostile_policies import alias_bomb, large_policy
+from raw_http import raw_get
 
-from harness import OriginProcess, ShieldProcess  # noqa: E402
+from harness import OriginProcess, ShieldProcess
 
 RECORDS = """\
   - name: records
