@@ -46,6 +46,8 @@ KIND_OF_PATH = {  # most specific first: a file, then its folder (relative to te
     "session_e2e": ("e2e",),
     "workers": ("e2e",),
     "deploy": ("e2e",),
+    "fuzz": ("addon",),  # pure parsers, and the addon through mitmproxy's test harness
+    "abuse": ("e2e",),
 }
 
 
