@@ -138,7 +138,7 @@ ADAPTER_POLICY = textwrap.dedent("""
       - {name: session, key: cookie:sid, limits: "50/s burst 100"}
       - {name: raw, match: {raw_path_regex: '%2[eE]'}, action: log}
     scores:
-      - {name: abuse, weights: {no_accept_language: 1}, thresholds: [{at: 1000, action: block}]}
+      - {name: abuse, weights: {navigation_without_accept_language: 1}, thresholds: [{at: 1000, action: block}]}
 """)
 
 
