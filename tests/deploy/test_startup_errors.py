@@ -26,6 +26,8 @@ WITHOUT_DAC = ["--bounding-set", "-dac_override,-dac_read_search"]
 
 def run_cli(*args: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "scrapeshield", "run", *args]
+    if "--upstream" not in args:  # required; nothing is ever sent to it here
+        argv += ["--upstream", "http://127.0.0.1:9"]
     if "--listen" not in args:
         argv += ["--listen", f"127.0.0.1:{free_port()}"]
     if "--admin" not in args:
