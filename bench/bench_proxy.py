@@ -50,6 +50,7 @@ rotates. Reported: median requests/s, median proxy CPU time per request (all thr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -337,9 +338,10 @@ def main() -> int:
     ap.add_argument("--scaling", action="store_true",
                     help="instead: shield-default with 1 and 2 workers, asyncio and uvloop (wrk from 8 /24s)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
-    ap.add_argument("--before", metavar="CHECKOUT",
+    ap.add_argument("--before", metavar="CHECKOUT", action="append", default=[],
                     help="also run shield-empty and shield-default of another checkout (e.g. a `git worktree` of "
-                         "the commit before a change), each with its own policies/default.yaml, in the same rounds")
+                         "the commit before a change), with its own policies/default.yaml, in the same rounds; "
+                         "repeatable; labelled by the checkout's folder name")
     args = ap.parse_args()
 
     for tool in ("wrk", "nginx"):
@@ -412,18 +414,19 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
         configs.insert(1, Config("mitmdump -q", [*mitm, "-q"], paths_lua, None, "devnull"))
         configs.append(Config("shield-default-xff", shield("default-xff.yaml"), xff_lua, 1, "devnull"))
         configs.append(Config("shield-rules-only", shield("default-rules.yaml"), paths_lua, 1, "devnull"))
-    if args.before:
-        old = Path(args.before).resolve()
+    for checkout in args.before:
+        old = Path(checkout).resolve()
         old_default = old / "policies" / "default.yaml"
         old_raised, _ = raise_thresholds(absolute_paths(old_default, old_default.read_text()))
-        (tmp / "before-default-raised.yaml").write_text(raise_limits(old_raised)[0])
+        (tmp / f"{old.name}-default-raised.yaml").write_text(raise_limits(old_raised)[0])
         # `env` execs python in its place: the pid, whose CPU is counted, is the shield's own.
         run_old = ["env", f"PYTHONPATH={old / 'addons'}", py, "-m", "scrapeshield", "run", "--upstream", origin,
                    "--listen", f"{HOST}:{{port}}", "--admin", f"{HOST}:{{admin}}", "--confdir", str(confdir)]
-        configs += [Config("before: shield-empty", [*run_old, "--policy", str(tmp / "empty.yaml")], paths_lua, 1,
-                           "devnull"),
-                    Config("before: shield-default", [*run_old, "--policy", str(tmp / "before-default-raised.yaml")],
-                           paths_lua, 1, "devnull")]
+        configs += [Config(f"{old.name}: shield-empty", [*run_old, "--policy", str(tmp / "empty.yaml")], paths_lua,
+                           1, "devnull"),
+                    Config(f"{old.name}: shield-default",
+                           [*run_old, "--policy", str(tmp / f"{old.name}-default-raised.yaml")], paths_lua, 1,
+                           "devnull")]
 
     load = os.getloadavg()
     print(f"# bench_proxy: nproc={os.cpu_count()}, python {platform.python_version()}, "
@@ -490,7 +493,7 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
     print()
     print("req/s: wrk's Requests/sec; CPU-us/req: proxy process CPU time (all threads) / requests served.")
     print("On a shared machine req/s moves with the neighbours' load; CPU per request moves much less.")
-    print(f"{'config':<22} {'req/s med':>9} {'runs':>22} {'vs mitmdump':>11} {'CPU-us/req med':>14} {'runs':>18} "
+    print(f"{'config':<28} {'req/s med':>9} {'runs':>22} {'vs mitmdump':>11} {'CPU-us/req med':>14} {'runs':>18} "
           f"{'capacity/s':>10} {'vs mitmdump':>11} {'p50 us':>7} {'p99 us':>7} {'non-2xx':>7}")
     for name, rs in results.items():
         runs = ", ".join(f"{r['rps'] or 0:.0f}" for r in rs)
@@ -498,7 +501,7 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
         p50 = statistics.median(r["p50_us"] or 0 for r in rs)
         p99 = statistics.median(r["p99_us"] or 0 for r in rs)
         bad = sum(int(r["non2xx"] or 0) for r in rs)
-        print(f"{name:<22} {med[name]:>9,.0f} {runs:>22} {med[name] / med['mitmdump']:>10.2f}x {cpu[name]:>14.0f} "
+        print(f"{name:<28} {med[name]:>9,.0f} {runs:>22} {med[name] / med['mitmdump']:>10.2f}x {cpu[name]:>14.0f} "
               f"{cruns:>18} {1e6 / cpu[name]:>10,.0f} {cpu['mitmdump'] / cpu[name]:>10.2f}x {p50:>7.0f} {p99:>7.0f} "
               f"{bad:>7}")
     print("(capacity/s = 1e6 / CPU-us per request: what one fully available core would serve)")
@@ -507,12 +510,20 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
                                 ("shield-default / shield-empty", "shield-default", "shield-empty", ">= 0.9x"),
                                 ("shield-default-xff / shield-empty", "shield-default-xff", "shield-empty", ""),
                                 ("shield-rules-only / shield-empty", "shield-rules-only", "shield-empty", ""),
-                                ("shield-empty / before", "shield-empty", "before: shield-empty", ""),
-                                ("shield-default / before", "shield-default", "before: shield-default", "")):
+                                *_before_ratios(args.before)):
         if a in med and b in med:
-            print(f"{label:<34} req/s {med[a] / med[b]:.2f}x   by CPU per request {cpu[b] / cpu[a]:.2f}x"
+            print(f"{label:<50} req/s {med[a] / med[b]:.2f}x   by CPU per request {cpu[b] / cpu[a]:.2f}x"
                   f"   {'(target ' + target + ')' if target else ''}")
     return 0
+
+
+def _before_ratios(checkouts: list[str]) -> list[tuple[str, str, str, str]]:
+    """This tree against each --before checkout, and each checkout against the one before it."""
+    names = [Path(c).name for c in checkouts]
+    pairs = [(f"shield-{k}", f"{n}: shield-{k}") for n in names for k in ("empty", "default")]
+    pairs += [(f"{n1}: shield-{k}", f"{n0}: shield-{k}") for n0, n1 in itertools.pairwise(names)
+              for k in ("empty", "default")]
+    return [(f"{a} / {b}", a, b, "") for a, b in pairs]
 
 
 def _scaling_table(results: dict[str, list[dict]], med: dict[str, float], cpu: dict[str, float]) -> int:
