@@ -88,7 +88,8 @@ def test_people_browse_pages_with_their_assets_and_records(attack: RunResult) ->
 def test_every_scraper_kind_ran_on_both_unnamed_record_shapes(attack: RunResult) -> None:
     assert [s.name for s in attack.scrapers] == list(SCRAPER_KINDS)
     for s in attack.scrapers:
-        assert s.requests >= 5, s.summary()
+        # A fleet priced out of reach spends the run hashing: a few requests and many CPU-seconds.
+        assert s.requests >= 5 or s.solver_cpu_s >= 5.0, s.summary()
         assert s.errors <= s.requests // 2, s.summary()
 
 

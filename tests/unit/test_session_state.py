@@ -113,14 +113,24 @@ def test_a_cookie_of_another_stack_is_a_signal() -> None:
     assert OTHER_STACK in ctx.signals and ctx.state == "absent"
 
 
-def test_a_first_request_to_a_record_without_referer_is_cold() -> None:
+def test_a_record_fetched_without_a_history_and_without_a_referer_of_another_site_is_cold() -> None:
     visit = Visit()
     assert COLD_RECORD in visit.request(record=True)[0].signals
     by_search = visit.request(record=True, referer="other")[0]
     assert COLD_RECORD not in by_search.signals and DEEP_RECORD in by_search.signals
-    by_link = visit.request(record=True, referer="same")[0]
-    assert not {COLD_RECORD, DEEP_RECORD} & set(by_link.signals)
+    # A same-site Referer from a client that never visited (no session): written by the client.
+    forged = visit.request(record=True, referer="same")[0]
+    assert COLD_RECORD in forged.signals and DEEP_RECORD not in forged.signals
     assert COLD_RECORD not in visit.request(record=False)[0].signals
+    # A session presented back for the first time is still without a history; once returned
+    # (a page's assets bring it back), a link to a record is a person's click.
+    minted = visit.request()[0].set_cookie
+    assert minted is not None
+    first_back = visit.request(_ok(minted), record=True, referer="same", now=T0 + 1)[0]
+    assert COLD_RECORD in first_back.signals
+    assert first_back.set_cookie is not None and first_back.set_cookie.returned
+    by_link = visit.request(_ok(first_back.set_cookie), record=True, referer="same", now=T0 + 2)[0]
+    assert not {COLD_RECORD, DEEP_RECORD} & set(by_link.signals)
 
 
 def test_many_new_sessions_from_one_network_are_a_burst() -> None:

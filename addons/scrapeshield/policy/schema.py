@@ -121,6 +121,7 @@ def _extension_sections() -> dict[str, Json]:
             "ttl": _ref("duration"), "fresh_for": _ref("duration"), "half_life": _ref("duration"),
             "refuser_at": positive, "roaming_at": positive, "burst_net_at": positive, "burst_stack_at": positive,
             "record_budget": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+            "fresh_record_budget": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
             "difficulty": _mapping({"base": difficulty, "maximum": difficulty, "stack_unit": {"type": "number"},
                                     "stack_cap": {"type": "number"}, "cold_stack_cap": {"type": "number"},
                                     "net_unit": {"type": "number"}, "net_cap": {"type": "number"}},

@@ -18,7 +18,7 @@ from .difficulty import DifficultyCurve
 from .state import SIGNALS, STATELESS_SIGNALS, SessionContext, SessionSettings
 
 SECTION_FIELDS = ("cookie_name", "ttl", "fresh_for", "half_life", "refuser_at", "roaming_at", "burst_net_at",
-                  "burst_stack_at", "record_budget", "difficulty")
+                  "burst_stack_at", "record_budget", "fresh_record_budget", "difficulty")
 DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap")
 STATES = ("absent", "fresh", "established")
 
@@ -152,10 +152,11 @@ def compile_session(sc: SectionContext, node: Node) -> SessionSettings | None:
                 r.error(f[num][1], f"session.{num} must be positive")
             elif value is not None:
                 kw[num] = value
-    if "record_budget" in f:
-        budget = r.integer(f["record_budget"][1], "session.record_budget", 0, 1_000_000)
-        if budget is not None:
-            kw["record_budget"] = budget
+    for name in ("record_budget", "fresh_record_budget"):
+        if name in f:
+            budget = r.integer(f[name][1], f"session.{name}", 0, 1_000_000)
+            if budget is not None:
+                kw[name] = budget
     if "difficulty" in f:
         dnode = f["difficulty"][1]
         df = r.mapping(dnode, "session.difficulty", DIFFICULTY_FIELDS)

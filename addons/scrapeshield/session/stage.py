@@ -70,10 +70,14 @@ class SessionStage:
         if token is None:
             return None
         self.tracker(settings).price_counters(ctx)
-        n = settings.record_budget
+        n, scope = settings.record_budget, "clearance\x00"
+        if settings.fresh_record_budget and ctx.state != "established":
+            # A session without standing reads few records under its clearance: a person reads one or
+            # two in their first seconds, a fleet's throw-away identity would read the whole budget.
+            n, scope = min(n, settings.fresh_record_budget), "clearance-fresh\x00"
         # Over the clearance's whole life: the budget never refills, a new solve brings a new one.
         limit = BucketLimit(n, 86400.0 * 365, n - 1)
-        return BucketCheck(BUDGET_BUCKET, short_hash("clearance\x00" + token), limit)
+        return BucketCheck(BUDGET_BUCKET, short_hash(scope + token), limit)
 
     def prefix(self, ip: str, v4: int, v6: int) -> str:
         memo = self._prefixes

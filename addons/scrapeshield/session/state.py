@@ -33,7 +33,9 @@ from .difficulty import DifficultyCurve
 ABSENT = "session:absent"  # no valid session cookie (a session is minted on this response)
 FRESH = "session:fresh"  # a session younger than `fresh_for`, or never presented back before
 OTHER_STACK = "session_other_stack"  # a genuine session issued to another client stack
-COLD_RECORD = "cold_record"  # a record with no Referer at all, by a client without a session
+# A record fetched by a client with no history -- no session, or one never presented back -- and
+# no Referer from another site: no Referer at all, or a same-site one no visit of this client made.
+COLD_RECORD = "cold_record"
 DEEP_RECORD = "deep_record"  # any record fetched without a same-site Referer
 COOKIE_REFUSER = "cookie_refuser"  # this network + stack keeps getting sessions it never returns
 SESSION_ROAMING = "session_roaming"  # one session from many networks within minutes
@@ -64,7 +66,8 @@ class SessionSettings:
     roaming_at: float = 3.0  # network changes of one session per half-life
     burst_net_at: float = 20.0  # sessions minted per half-life on one network
     burst_stack_at: float = 20.0  # new sessions per half-life on one stack, at the least, for a burst
-    record_budget: int = 0  # records without a same-site Referer per clearance; 0 = unlimited
+    record_budget: int = 0  # records per clearance; 0 = unlimited
+    fresh_record_budget: int = 0  # of those, records while the session is not established; 0 = no own limit
     difficulty: DifficultyCurve = field(default_factory=DifficultyCurve)
 
 
@@ -131,7 +134,11 @@ class SessionTracker:
         ctx.is_document = is_document
         ctx.is_record = is_record
         ctx.deep = is_record and referer != "same"
-        cold = is_record and not referer and presented.cookie is None
+        # No history: no session, or one whose cookie comes back for the first time (a person's page
+        # view returns it with the page's assets before they click on). A person arriving from a
+        # search result has a Referer of another site; a same-site one without a history is written.
+        history = presented.cookie is not None and presented.cookie.returned
+        cold = is_record and referer != "other" and not history
         signals = ctx.signals
         cookie = ctx.cookie
         ups: list[ScoreUpdate] = []
@@ -139,8 +146,6 @@ class SessionTracker:
         if cookie is None:
             ctx.set_cookie = mint(prefix, stack, now)
             signals[ABSENT] = 1.0
-            if cold:
-                signals[COLD_RECORD] = 1.0
             ns = ctx.net + ctx.stack_tag
             ups += [ScoreUpdate(MINT_NS, ns, 1.0, hl), ScoreUpdate(BACK_NS, ns, 0.0, hl),
                     ScoreUpdate(NEW_STACK, ctx.stack_tag, 1.0, hl),
@@ -159,6 +164,8 @@ class SessionTracker:
             if ctx.fresh:  # a fresh session is priced by the stack's burst too
                 ups += [ScoreUpdate(NEW_STACK, ctx.stack_tag, 0.0, hl),
                         ScoreUpdate(BASE_STACK, ctx.stack_tag, 0.0, BASELINE_HALF_LIFE)]
+        if cold:
+            signals[COLD_RECORD] = 1.0
         if presented.other_stack is not None:
             signals[OTHER_STACK] = 1.0
         if ctx.deep:
