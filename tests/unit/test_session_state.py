@@ -163,3 +163,26 @@ def test_a_burst_of_new_sessions_on_a_stack_is_judged_against_its_usual_rate() -
     ctx = steady.tracker.begin(NO_SESSION, NET, STACK, T0, is_document=True, is_record=False, referer="")
     steady.store.apply_now(Batch(scores=(ScoreUpdate(BASE_STACK, ctx.stack_tag, 1000.0, BASELINE_HALF_LIFE),)), T0)
     assert not any(STACK_MINT_BURST in steady.request(net=f"198.51.{i}.0/24", now=T0 + i)[1] for i in range(6))
+
+
+def test_records_under_a_clearance_spend_the_fresh_budget_until_the_session_is_established() -> None:
+    from scrapeshield.challenge.keys import KeyRing
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.session.stage import SessionStage
+
+    settings = SessionSettings(record_budget=20, fresh_record_budget=3, fresh_for=10.0)
+    stage = SessionStage(KeyRing((b"k" * 32,)), lambda facts: "clearance-token")
+    facts = RequestFacts(peer_ip="203.0.113.7", method="GET", host="shop.example", path="/user/42")
+    visit = Visit(settings)
+    minted = visit.request()[0].set_cookie
+    assert minted is not None
+    fresh = visit.request(_ok(minted), record=True, referer="same", now=T0 + 1)[0]
+    assert fresh.state == "fresh" and fresh.set_cookie is not None
+    established = visit.request(_ok(fresh.set_cookie), record=True, referer="same", now=T0 + 30)[0]
+    assert established.state == "established"
+    young, old = stage.budget_check(facts, fresh, settings), stage.budget_check(facts, established, settings)
+    assert young is not None and old is not None
+    assert (young.limit.count, old.limit.count) == (3, 20)
+    assert young.key != old.key  # two budgets of one clearance: the fresh one is not the whole one
+    unlimited_fresh = stage.budget_check(facts, fresh, SessionSettings(record_budget=20))
+    assert unlimited_fresh is not None and unlimited_fresh.limit.count == 20
