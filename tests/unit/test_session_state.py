@@ -165,7 +165,7 @@ def test_a_burst_of_new_sessions_on_a_stack_is_judged_against_its_usual_rate() -
     assert not any(STACK_MINT_BURST in steady.request(net=f"198.51.{i}.0/24", now=T0 + i)[1] for i in range(6))
 
 
-def test_records_under_a_clearance_spend_the_fresh_budget_until_the_session_is_established() -> None:
+def test_records_under_a_clearance_spend_the_fresh_budget_until_established_and_by_link() -> None:
     from scrapeshield.challenge.keys import KeyRing
     from scrapeshield.facts import RequestFacts
     from scrapeshield.session.stage import SessionStage
@@ -184,5 +184,10 @@ def test_records_under_a_clearance_spend_the_fresh_budget_until_the_session_is_e
     assert young is not None and old is not None
     assert (young.limit.count, old.limit.count) == (3, 20)
     assert young.key != old.key  # two budgets of one clearance: the fresh one is not the whole one
+    # a record fetched straight by URL (no same-site Referer) spends the small budget too
+    by_url = visit.request(_ok(fresh.set_cookie), record=True, referer="", now=T0 + 31)[0]
+    assert by_url.state == "established" and by_url.deep
+    straight = stage.budget_check(facts, by_url, settings)
+    assert straight is not None and straight.limit.count == 3
     unlimited_fresh = stage.budget_check(facts, fresh, SessionSettings(record_budget=20))
     assert unlimited_fresh is not None and unlimited_fresh.limit.count == 20

@@ -71,9 +71,10 @@ class SessionStage:
             return None
         self.tracker(settings).price_counters(ctx)
         n, scope = settings.record_budget, "clearance\x00"
-        if settings.fresh_record_budget and ctx.state != "established":
-            # A session without standing reads few records under its clearance: a person reads one or
-            # two in their first seconds, a fleet's throw-away identity would read the whole budget.
+        if settings.fresh_record_budget and (ctx.deep or ctx.state != "established"):
+            # A session without standing, or a record fetched straight by URL (no same-site Referer),
+            # reads few records under its clearance: a person reads one or two in their first seconds
+            # and navigates by links after; a fleet's throw-away identity would read the whole budget.
             n, scope = min(n, settings.fresh_record_budget), "clearance-fresh\x00"
         # Over the clearance's whole life: the budget never refills, a new solve brings a new one.
         limit = BucketLimit(n, 86400.0 * 365, n - 1)

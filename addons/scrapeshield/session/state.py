@@ -204,12 +204,13 @@ class SessionTracker:
             net_rate = got.get(MINT_NET, 0.0) + got.get(SOLVE_NET, 0.0)
             if got.get(MINT_NET, 0.0) + 0.5 >= s.burst_net_at:
                 out[NET_MINT_BURST] = 1.0
+            # The going price, for every request that read it (a spent record budget included).
+            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals)
         if NEW_STACK in got:
             new, usual = got[NEW_STACK], got.get(BASE_STACK, 0.0)
             # decayed sums over their half-lives -> rates; a burst is far above the usual rate
             if new + 0.5 >= s.burst_stack_at and new / s.half_life >= BURST_FACTOR * usual / BASELINE_HALF_LIFE:
                 out[STACK_MINT_BURST] = 1.0
-            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals)
         ctx.signals.update(out)
         return out
 
