@@ -1,14 +1,13 @@
 """One real `scrapeshield run` per module (policy: the module's POLICY), its decision log, a browser."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fp_clients import CHROMIUM, CHROMIUM_ARGS, DecisionLogFile, RunningShield
 
-from harness import ShieldProcess
+from harness import ShieldProcess, require_executable
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +24,7 @@ def shield(request: pytest.FixtureRequest, demo_origin: str,
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium, driven by Playwright (never a downloaded browser)."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not installed")
+    require_executable(CHROMIUM)  # a failure when missing: scripts/system-packages installs it
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()

@@ -369,7 +369,6 @@ class MitmdumpProcess(ServerProcess):
         self.port, self.admin_port = free_port(), free_port()
 
 
-@pytest.mark.skipif(not MITMDUMP.exists(), reason="mitmdump is not installed beside this python")
 def test_mitmdump_script_reexecution_keeps_bucket_state_and_policy_reload_works(demo_origin: str,
                                                                                  tmp_path: Path) -> None:
     script = tmp_path / "shield.py"  # a copy, so touching it does not touch the repository

@@ -151,7 +151,7 @@ def test_the_forwarded_for_hop_added_by_the_shield_is_removed_before_deciding(tm
 
 
 def test_a_saved_tls_fingerprint_reaches_the_policy(tmp_path: Path, policy_file: Any) -> None:
-    tls_module = pytest.importorskip("scrapeshield.fingerprint.tls")
+    from scrapeshield.fingerprint import tls as tls_module
     saved = {"ja3": "771,4865,0,29,0", "ja3_hash": "0" * 32, "ja4": "t13d0101h2_x_y", "ja4_r": "t13d0101h2_x_y",
              "alpn_offered": ["h2", "http/1.1"], "sni": None, "tls_family": "chromium"}
     flows = write_flows(tmp_path / "t.flows", [make_flow("/", T0, metadata={"scrapeshield_tls": saved}),

@@ -463,12 +463,10 @@ def test_curl_cffi_chrome_is_chromium_family(catcher: HelloCatcher) -> None:
 
 def test_curl_cffi_chrome_gets_chrome_cipher_hash(catcher: HelloCatcher) -> None:
     # Impersonation works at the TLS layer: the JA4 cipher part equals real Chrome's.
-    pytest.importorskip("curl_cffi")
     assert catcher.capture(_curl_cffi("chrome")).ja4.split("_")[1] == "8daaf6152771"
 
 
 def test_curl_cffi_chrome_ja4_is_stable_while_ja3_changes(catcher: HelloCatcher) -> None:
-    pytest.importorskip("curl_cffi")
     first = catcher.capture(_curl_cffi("chrome"))
     second = catcher.capture(_curl_cffi("chrome"))
     assert first.ja4 == second.ja4
@@ -476,10 +474,8 @@ def test_curl_cffi_chrome_ja4_is_stable_while_ja3_changes(catcher: HelloCatcher)
 
 
 def test_curl_cffi_firefox_is_firefox_family(catcher: HelloCatcher) -> None:
-    pytest.importorskip("curl_cffi")
     assert catcher.capture(_curl_cffi("firefox")).tls_family == "firefox"
 
 
 def test_curl_cffi_safari_is_safari_family(catcher: HelloCatcher) -> None:
-    pytest.importorskip("curl_cffi")
     assert catcher.capture(_curl_cffi("safari")).tls_family == "safari"
