@@ -24,7 +24,8 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -129,16 +130,27 @@ def install(app: web.Application, runtime: ShieldRuntime) -> None:
         log.info("control API on (/api/bans /api/allows /api/inspect /api/explain)")
 
 
+@dataclass(frozen=True)
+class OperatorList:
+    """A list operators edit through the store: its list, add and remove operations (also the
+    decision-log event names) and the JSON field the listing is returned under."""
+
+    list_op: str
+    add_op: str
+    remove_op: str
+
+
+BANS = OperatorList("bans", "ban", "unban")
+ALLOWS = OperatorList("allows", "allow", "unallow")
+
+
 class ControlApi:
     def __init__(self, runtime: ShieldRuntime) -> None:
         self.runtime = runtime
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         return [
-            ("GET", "/api/bans", self.list_bans), ("POST", "/api/bans", self.add_ban),
-            ("DELETE", "/api/bans", self.remove_ban),
-            ("GET", "/api/allows", self.list_allows), ("POST", "/api/allows", self.add_allow),
-            ("DELETE", "/api/allows", self.remove_allow),
+            *self._list_routes("/api/bans", BANS), *self._list_routes("/api/allows", ALLOWS),
             ("GET", "/api/inspect", self.inspect), ("POST", "/api/explain", self.explain),
         ]
 
@@ -174,44 +186,28 @@ class ControlApi:
         self.runtime.decision_log.operator(event, self._now(), by=f"control-api {peer}", **fields)
         log.info("control API: %s %s from %s", event, fields.get("key"), peer)
 
-    # -- bans ----------------------------------------------------------------------------------
-    async def list_bans(self, request: web.Request) -> web.Response:
-        now = self._now()
-        entries = await self._store_op("bans")(now, self._limit(request))
-        return web.json_response({"bans": [entry_dict(e, now) for e in entries]})
+    # -- bans and the allow list: one kind of resource, two lists -------------------------------
+    def _list_routes(self, path: str, kind: OperatorList) -> list[tuple[str, str, Handler]]:
+        return [("GET", path, partial(self._list_entries, kind)), ("POST", path, partial(self._add_entry, kind)),
+                ("DELETE", path, partial(self._remove_entry, kind))]
 
-    async def add_ban(self, request: web.Request) -> web.Response:
+    async def _list_entries(self, kind: OperatorList, request: web.Request) -> web.Response:
+        now = self._now()
+        entries = await self._store_op(kind.list_op)(now, self._limit(request))
+        return web.json_response({kind.list_op: [entry_dict(e, now) for e in entries]})
+
+    async def _add_entry(self, kind: OperatorList, request: web.Request) -> web.Response:
         body = await self._body(request)
         key, seconds, reason = self._entry(body)
         now = self._now()
-        await self._store_op("ban")(key, now + seconds, now, reason)
-        self._record("ban", request, key=key, until=now + seconds, seconds=seconds, reason=reason)
+        await self._store_op(kind.add_op)(key, now + seconds, now, reason)
+        self._record(kind.add_op, request, key=key, until=now + seconds, seconds=seconds, reason=reason)
         return web.json_response({"key": key, "until": now + seconds, "reason": reason}, status=201)
 
-    async def remove_ban(self, request: web.Request) -> web.Response:
+    async def _remove_entry(self, kind: OperatorList, request: web.Request) -> web.Response:
         key = normalize_key(request.query.get("key"))
-        removed = bool(await self._store_op("unban")(key))
-        self._record("unban", request, key=key, removed=removed)
-        return web.json_response({"key": key, "removed": removed})
-
-    # -- allow list ----------------------------------------------------------------------------
-    async def list_allows(self, request: web.Request) -> web.Response:
-        now = self._now()
-        entries = await self._store_op("allows")(now, self._limit(request))
-        return web.json_response({"allows": [entry_dict(e, now) for e in entries]})
-
-    async def add_allow(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        key, seconds, reason = self._entry(body)
-        now = self._now()
-        await self._store_op("allow")(key, now + seconds, now, reason)
-        self._record("allow", request, key=key, until=now + seconds, seconds=seconds, reason=reason)
-        return web.json_response({"key": key, "until": now + seconds, "reason": reason}, status=201)
-
-    async def remove_allow(self, request: web.Request) -> web.Response:
-        key = normalize_key(request.query.get("key"))
-        removed = bool(await self._store_op("unallow")(key))
-        self._record("unallow", request, key=key, removed=removed)
+        removed = bool(await self._store_op(kind.remove_op)(key))
+        self._record(kind.remove_op, request, key=key, removed=removed)
         return web.json_response({"key": key, "removed": removed})
 
     @staticmethod
