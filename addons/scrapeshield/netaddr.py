@@ -1,6 +1,7 @@
 """IP parsing, CIDR sets and client-IP resolution behind trusted proxies. Pure and fast."""
 from __future__ import annotations
 
+import functools
 import ipaddress
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -79,6 +80,11 @@ class CidrSet:
 
     def __bool__(self) -> bool:
         return bool(self.v4_starts or self.v6_starts)
+
+
+# ip_prefix() goes through the ipaddress module (~10 us); clients come back, so the hot path asks
+# this bounded memo of the same pure function.
+cached_ip_prefix = functools.lru_cache(maxsize=16384)(ip_prefix)
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..netaddr import ip_prefix
+from ..netaddr import cached_ip_prefix
 from .model import KeyFunc, KeySpec
 from .registry import KeyContext, KeyPart
 
@@ -25,25 +25,9 @@ def _ip(arg: str, ctx: KeyContext) -> KeyFunc:
     return lambda c: c.facts.client_ip
 
 
-_PREFIX_MEMO_MAX = 16384
-
-
 def _prefix(arg: str, ctx: KeyContext) -> KeyFunc:
     v4, v6 = ctx.ipv4_prefix, ctx.ipv6_prefix
-    # ip_prefix() goes through the ipaddress module (~10 us); clients come back, so remember the
-    # answers (a pure function of the address), boundedly.
-    memo: dict[str, str] = {}
-
-    def prefix(c: DecisionContext) -> str:
-        ip = c.facts.client_ip
-        value = memo.get(ip)
-        if value is None:
-            value = ip_prefix(ip, v4, v6)
-            if len(memo) >= _PREFIX_MEMO_MAX:
-                memo.clear()
-            memo[ip] = value
-        return value
-    return prefix
+    return lambda c: cached_ip_prefix(c.facts.client_ip, v4, v6)
 
 
 def _header(arg: str, ctx: KeyContext) -> KeyFunc:

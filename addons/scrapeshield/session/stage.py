@@ -16,7 +16,7 @@ from ..detectors import is_asset_request, is_document_request
 from ..detectors.sequence import extract_ids
 from ..facts import RequestFacts
 from ..gcra import BucketLimit
-from ..netaddr import ip_prefix
+from ..netaddr import cached_ip_prefix
 from ..policy.model import BucketDef, Rule
 from ..store.base import BucketCheck
 from . import cookie
@@ -31,7 +31,6 @@ BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
                    exceed=Action.CHALLENGE)
 ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
 
-_PREFIX_MEMO_MAX = 16384
 
 
 class SessionStage:
@@ -39,7 +38,6 @@ class SessionStage:
         self.keys = keys
         self.clearance_token = clearance_token
         self._trackers: dict[SessionSettings, SessionTracker] = {}
-        self._prefixes: dict[tuple[str, int, int], str] = {}
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
         tracker = self._trackers.get(settings)
@@ -80,16 +78,9 @@ class SessionStage:
         limit = BucketLimit(n, 86400.0 * 365, n - 1)
         return BucketCheck(BUDGET_BUCKET, short_hash(scope + token), limit)
 
-    def prefix(self, ip: str, v4: int, v6: int) -> str:
-        memo = self._prefixes
-        key = (ip, v4, v6)
-        value = memo.get(key)
-        if value is None:
-            value = ip_prefix(ip, v4, v6)
-            if len(memo) >= _PREFIX_MEMO_MAX:
-                memo.clear()
-            memo[key] = value
-        return value
+    @staticmethod
+    def prefix(ip: str, v4: int, v6: int) -> str:
+        return cached_ip_prefix(ip, v4, v6)
 
 
 def stack_of(c: DecisionContext) -> str:
