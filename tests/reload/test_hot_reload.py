@@ -390,3 +390,36 @@ def test_mitmdump_script_reexecution_keeps_bucket_state_and_policy_reload_works(
         wait_for("the policy reload", lambda: status(proxy.admin_url)["policy"]["version"] == version_of(changed),
                  timeout=10)
         assert get(proxy.proxy_url, "/products/1") == 200  # its bucket changed: fresh state
+
+
+SHADOWED = """\
+version: 1
+name: shadowed
+rules:
+  - name: everything
+    match: {path: ["/*"]}
+    action: allow
+  - name: people
+    match: {path: ["/user/*"]}
+    action: block
+"""
+
+
+def test_lint_warnings_are_logged_at_start_and_on_reload(shield_factory: ShieldFactory, tmp_path: Path) -> None:
+    """What `scrapeshield check` warns about is logged by a running shield too, so an operator who
+    edits the live file sees it without running `check`; once per change, not once per poll."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(SHADOWED)
+    shield = shield_factory(policy=policy, extra_args=POLL)
+    wait_for("the start-up warning", lambda: "rule 'people' is unreachable" in shield.log_text())
+    assert any("unreachable" in w for w in status(shield.admin_url)["policy"]["warnings"])
+
+    replace_by_rename(policy, ALLOW_ALL)
+    wait_for("the reload", lambda: status(shield.admin_url)["policy"]["version"] == version_of(ALLOW_ALL))
+    assert status(shield.admin_url)["policy"]["warnings"] == []
+
+    replace_by_rename(policy, SHADOWED.replace("shadowed", "shadowed-again"))
+    wait_for("the warning again", lambda: shield.log_text().count("rule 'people' is unreachable") == 2)
+    time.sleep(0.3)  # a few polls of an unchanged file log nothing more
+    assert shield.log_text().count("rule 'people' is unreachable") == 2
+    assert f"{policy}:7:5: warning:" in shield.log_text()

@@ -48,6 +48,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 from .errors import PolicyError, PolicyInvalid
 
 if TYPE_CHECKING:
+    from .lint import PolicyWarning
     from .model import CompiledPolicy
 
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: ~3x faster
@@ -234,3 +235,12 @@ async def compile_off_loop(data: bytes, filename: str, limits: LoadLimits = DEFA
 
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_executor(), functools.partial(compile_bytes, data, filename, limits=limits))
+
+
+async def lint_off_loop(data: bytes, filename: str) -> list[PolicyWarning]:
+    """`lint_bytes` in the policy worker thread, for a policy that has just compiled (so its size
+    and aliases are within the limits already)."""
+    from .lint import lint_bytes
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_executor(), functools.partial(lint_bytes, data, filename))

@@ -70,6 +70,7 @@ class ShieldRuntime:
         self.watcher = PolicyWatcher(config.policy_path, policy, on_success=self._reloaded,
                                      on_failure=lambda: self.metrics.reloads.labels("failed").inc())
         self.watcher.listeners += [self, self.gate]
+        self.watcher.lint_at_start()
         self.status_sources: list[StatusSource] = []  # parts outside the runtime (the addon) add theirs
         self._tasks: list[asyncio.Task[Any]] = []
         self._admin: AdminServer | None = None

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..policy.compiler import compile_bytes
 from ..policy.errors import PolicyInvalid
-from ..policy.loader import DEFAULT_LIMITS, compile_off_loop
+from ..policy.lint import PolicyWarning, lint_bytes
+from ..policy.loader import DEFAULT_LIMITS, compile_off_loop, lint_off_loop
 from ..policy.model import CompiledPolicy
 from .listeners import PolicyListener
 
@@ -48,6 +49,16 @@ class PolicyWatcher:
         self._content_hash: str | None = policy.version_hash
         self._reload_lock = asyncio.Lock()
         self._signal_reloads: set[asyncio.Task[bool]] = set()
+        self.warnings: list[str] = []  # `scrapeshield check`'s warnings for the live policy
+
+    def lint_at_start(self) -> None:
+        """Log the live policy's lint warnings (what `check` prints) once, at start-up."""
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read(DEFAULT_LIMITS.max_bytes + 1)
+            self._log_warnings(lint_bytes(data, self.path))
+        except Exception:  # the policy compiled: a lint failure is ours and must not stop the shield
+            log.debug("policy lint failed", exc_info=True)
 
     def reload(self, force: bool = False) -> bool:
         """Recompile the policy if its file changed, here and now (start-up, tests, replay); the
@@ -66,7 +77,12 @@ class PolicyWatcher:
             policy = compile_bytes(data, self.path)
         except Exception as exc:  # PolicyInvalid, or a compiler bug: the proxy lives on
             return self._compile_failed(exc)
-        return self._install(policy)
+        installed = self._install(policy)
+        try:
+            self._log_warnings(lint_bytes(data, self.path))
+        except Exception:  # pragma: no cover - as in lint_at_start
+            log.debug("policy lint failed", exc_info=True)
+        return installed
 
     async def reload_off_loop(self, force: bool = False) -> bool:
         """`reload`, compiling in the policy worker thread (policy/loader.py): requests and the
@@ -79,7 +95,12 @@ class PolicyWatcher:
                 policy = await compile_off_loop(data, self.path)
             except Exception as exc:  # as in reload()
                 return self._compile_failed(exc)
-            return self._install(policy)
+            installed = self._install(policy)
+            try:
+                self._log_warnings(await lint_off_loop(data, self.path))
+            except Exception:  # pragma: no cover - as in lint_at_start
+                log.debug("policy lint failed", exc_info=True)
+            return installed
 
     def reload_on_signal(self) -> None:
         """SIGHUP: `reload_off_loop(force=True)` as a task of the running loop."""
@@ -142,6 +163,15 @@ class PolicyWatcher:
         log.info("policy reloaded from %s (version %s)", path, policy.version_hash)
         return True
 
+    def _log_warnings(self, found: list[PolicyWarning]) -> None:
+        """A policy that compiles may still not say what its author meant (policy/lint.py): say so
+        in the log once per reload that changes the warnings, as `scrapeshield check` would."""
+        lines = [str(w) for w in found]
+        if lines != self.warnings:
+            for line in lines:
+                log.warning("policy %s", line)
+        self.warnings = lines
+
     def _failed(self, message: str) -> None:
         self.reloads_failed += 1
         self._on_failure()
@@ -161,4 +191,5 @@ class PolicyWatcher:
     def status(self) -> dict[str, Any]:
         p = self.policy
         return {"file": p.source, "name": p.name, "version": p.version_hash, "loaded_at": self.loaded_at,
-                "monitor": p.monitor, "rules": len(p.rules), "last_reload_error": self.last_reload_error}
+                "monitor": p.monitor, "rules": len(p.rules), "last_reload_error": self.last_reload_error,
+                "warnings": list(self.warnings)}
