@@ -284,6 +284,23 @@ def test_an_invalid_policy_option_raises_an_options_error_naming_file_line_col(t
     assert addon.runtime is None
 
 
+def test_the_policy_option_takes_builtin_names_as_run_does(tmp_path: Path, forget_runtimes: None) -> None:
+    addon = ShieldAddon()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, scrapeshield_policy="builtin:starter", scrapeshield_admin="",
+                       scrapeshield_decision_log=str(tmp_path / "d.jsonl"), scrapeshield_reload_interval=0)
+        assert addon.runtime is not None
+        assert addon.runtime.config.policy_path.endswith("starter.yaml")
+
+
+def test_an_unknown_builtin_policy_option_is_an_options_error_listing_the_names(forget_runtimes: None) -> None:
+    unknown = ShieldAddon()
+    with taddons.context(unknown) as tctx, pytest.raises(exceptions.OptionsError) as exc:
+        tctx.configure(unknown, scrapeshield_policy="builtin:nope", scrapeshield_admin="")
+    assert unknown.runtime is None
+    assert "no built-in policy 'nope'" in str(exc.value) and "starter" in str(exc.value)
+
+
 def test_without_a_policy_option_the_addon_passes_everything(forget_runtimes: None) -> None:
     addon = ShieldAddon()
     with taddons.context(addon) as tctx:

@@ -51,7 +51,8 @@ class ShieldAddon:
 
     # -- configuration -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:
-        loader.add_option("scrapeshield_policy", str, "", "ScrapeShield policy file (YAML).")
+        loader.add_option("scrapeshield_policy", str, "",
+                          "ScrapeShield policy file (YAML), or builtin:NAME for a shipped one.")
         loader.add_option("scrapeshield_store", str, "memory://", "State store: memory:// or redis://host:port/db.")
         loader.add_option("scrapeshield_admin", str, "127.0.0.1:9090",
                           "Admin address for /metrics, /healthz and /status; empty to disable.")
@@ -68,8 +69,16 @@ class ShieldAddon:
             if self.runtime is None:
                 log.warning("scrapeshield: no scrapeshield_policy set; passing all traffic")
             return
+        from mitmproxy import exceptions
+
+        from ..builtin import resolve_policy
+
+        try:
+            policy_path = resolve_policy(ctx.options.scrapeshield_policy)  # a path, or builtin:NAME as `run` takes
+        except LookupError as exc:
+            raise exceptions.OptionsError(f"scrapeshield_policy: {exc.args[0]}") from None
         config = RuntimeConfig(
-            policy_path=ctx.options.scrapeshield_policy,
+            policy_path=policy_path,
             store_url=ctx.options.scrapeshield_store,
             admin=ctx.options.scrapeshield_admin,
             decision_log=ctx.options.scrapeshield_decision_log,
@@ -80,8 +89,6 @@ class ShieldAddon:
         try:
             self.runtime = shared_runtime(config)
         except PolicyInvalid as exc:
-            from mitmproxy import exceptions
-
             raise exceptions.OptionsError(f"invalid policy:\n{exc}") from None
 
     def running(self) -> None:
