@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workers", default="1",
                      help="processes serving the listen port (N or 'auto' = one per CPU); a client's /24 "
                           "(IPv6: /64) always reaches the same one, see docs/workers.md")
+    run.add_argument("--worker-hang-timeout", type=float, default=10.0,
+                     help="with --workers: a worker whose admin port has not answered for this many seconds is "
+                          "hung and is killed and restarted (0: never)")
     run.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
                      help="event loop of each serving process (uvloop: see BENCHMARKS.md for what it buys)")
     run.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
@@ -183,7 +186,8 @@ async def _supervise(args: argparse.Namespace, argv: list[str], workers: int) ->
                     "restart of the whole shield)", CHALLENGE_KEYS_ENV)
         env = ((CHALLENGE_KEYS_ENV, secrets.token_hex(32)),)
     plan = WorkerPlan(count=workers, host=host, port=port, admin=admin, run_argv=tuple(worker_argv(argv)),
-                      backlog=args.limits.backlog, drain_timeout=args.limits.drain_timeout, env=env)
+                      backlog=args.limits.backlog, drain_timeout=args.limits.drain_timeout, env=env,
+                      hang_timeout=args.worker_hang_timeout)
     return await Supervisor(plan).run()
 
 

@@ -6,6 +6,7 @@ request, so the kernel places every request afresh.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -192,6 +193,30 @@ def test_a_worker_killed_under_load_is_restarted_and_the_other_keeps_serving(
         failed = [code for code in results[1] if code != 200]
         assert len(failed) <= len(WORKER_ADDRESSES[1]), results[1]
         assert results[1][-1] == 200
+
+
+def test_a_hung_worker_is_killed_and_restarted(demo_origin: str, tmp_path: Path) -> None:
+    """SIGSTOP stands in for a worker whose event loop never comes back (a deadlock, a runaway
+    computation): its admin port stops answering, the supervisor kills it and starts a new one,
+    and the clients it had get answers again without anyone restarting the shield."""
+    with ShieldProcess(demo_origin, policy_text=POLICY, workdir=tmp_path,
+                       extra_args=["--workers", "2", "--worker-hang-timeout", "2"]) as shield:
+        before = wait_workers_up(shield)
+        victim = before["workers"][1]["pid"]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            after = wait_workers_up(shield, restarts=1, timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGCONT)
+        assert after["workers"][1]["pid"] != victim and after["workers"][1]["hangs"] == 1
+        others = [{k: v for k, v in w.items() if k != "status"} for w in after["workers"]]
+        assert after["workers"][0]["restarts"] == 0 and after["workers"][0]["hangs"] == 0, others
+        for address in WORKER_ADDRESSES[1]:
+            assert fresh_get(f"{shield.proxy_url}/echo/placement/after", address).status_code == 200
+        assert "has not answered for" in shield.log_text()
+        metrics = httpx.get(f"{shield.admin_url}/metrics", trust_env=False, timeout=5).text
+        assert "scrapeshield_worker_hangs_total 1.0" in metrics
 
 
 class _SlowOrigin(BaseHTTPRequestHandler):

@@ -6,7 +6,9 @@ socket per worker -- and hands worker i its two sockets by file descriptor. It k
 copies open, so a dead worker's socket, accept queue and client placement survive until the
 worker is started again. It then:
 
-- restarts a worker that exits (with a back-off if it keeps dying at start);
+- restarts a worker that exits (with a back-off if it keeps dying at start), and kills (then
+  restarts) one that is hung: its admin port, served by the same event loop as its clients,
+  has not answered for `hang_timeout` seconds;
 - forwards SIGHUP (policy reload) to every worker, and on SIGTERM/SIGINT stops accepting and
   asks every worker to drain (in-flight requests finish) before it exits;
 - serves the one admin port: `/metrics` and `/status` merged from the workers' private admin
@@ -58,7 +60,7 @@ def parse_workers(text: str) -> int:
     return count
 
 
-_SUPERVISOR_FLAGS = ("--workers", "--listen", "--admin")
+_SUPERVISOR_FLAGS = ("--workers", "--listen", "--admin", "--worker-hang-timeout")
 
 
 def worker_argv(argv: list[str]) -> list[str]:
@@ -90,6 +92,7 @@ class WorkerPlan:
     backlog: int = DEFAULT_BACKLOG
     drain_timeout: float = 10.0
     env: tuple[tuple[str, str], ...] = ()  # added to the workers' environment (e.g. one shared ephemeral key)
+    hang_timeout: float = 10.0  # seconds without an answer on its admin port before a worker counts as hung; 0: never
 
 
 @dataclass
@@ -102,6 +105,8 @@ class Worker:
     restarts: int = 0
     quick_deaths: int = 0
     ready: bool = False
+    answered_at: float = 0.0  # monotonic time of its last /healthz answer
+    hangs: int = 0
     exits: list[int] = field(default_factory=list)
 
     @property
@@ -152,6 +157,8 @@ class Supervisor:
             if plan.admin is not None and not await self._start_admin(*plan.admin):
                 return 2
             self._watchers = [loop.create_task(self._watch(w)) for w in self.workers]
+            if plan.hang_timeout > 0:
+                self._watchers.append(loop.create_task(self._watch_for_hangs(plan.hang_timeout)))
             log.info("%d workers serving %s:%s (pids %s)", plan.count, plan.host, group[0].getsockname()[1],
                      " ".join(str(w.process.pid) for w in self.workers if w.process))
             await self._stopping.wait()
@@ -190,6 +197,7 @@ class Supervisor:
                 async with self._http.get(worker.admin_url + "/healthz") as resp:
                     if resp.status == 200:
                         worker.ready = True
+                        worker.answered_at = time.monotonic()
                         return True
             except (aiohttp.ClientError, TimeoutError):
                 pass
@@ -215,6 +223,39 @@ class Supervisor:
             await self._spawn(worker)
             if await self._await_ready(worker):
                 log.info("worker %d restarted (pid %d)", worker.index, worker.process.pid)
+
+    async def _watch_for_hangs(self, hang_timeout: float) -> None:
+        """Kill a worker that stopped answering; `_watch` then restarts it like any dead worker.
+
+        A busy worker still answers /healthz (it is a few microseconds of the same loop), so only
+        a loop that does not come back -- a deadlock, a runaway computation, a SIGSTOP -- crosses
+        the timeout. Probes run every quarter of it, each bounded by it."""
+        interval = max(0.25, hang_timeout / 4)
+        probe_timeout = aiohttp.ClientTimeout(total=min(hang_timeout, SCRAPE_TIMEOUT))
+        while not self._stopping.is_set():
+            await asyncio.sleep(interval)
+            live = [w for w in self.workers if w.ready and w.up]
+            await asyncio.gather(*(self._probe(w, probe_timeout, hang_timeout) for w in live))
+
+    async def _probe(self, worker: Worker, timeout: aiohttp.ClientTimeout, hang_timeout: float) -> None:
+        """One liveness probe; a worker is hung when this probe fails too and its last answer is
+        older than `hang_timeout` (a slow probe of another worker never makes this one look late)."""
+        assert self._http is not None and worker.process is not None
+        try:
+            async with self._http.get(worker.admin_url + "/healthz", timeout=timeout) as resp:
+                if resp.status == 200:
+                    worker.answered_at = time.monotonic()
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        silent = time.monotonic() - worker.answered_at
+        if silent > hang_timeout and worker.ready and worker.up:
+            log.warning("worker %d (pid %d) has not answered for %.1fs; killing it as hung",
+                        worker.index, worker.process.pid, silent)
+            worker.hangs += 1
+            worker.ready = False  # once: `_watch` sees the exit and restarts it
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
 
     def forward(self, sig: int) -> None:
         for worker in self.workers:
@@ -282,14 +323,17 @@ class Supervisor:
         up.add_metric(["up"], sum(t is not None for t in texts))
         restarts = CounterMetricFamily("scrapeshield_worker_restarts", "Worker processes restarted after an exit")
         restarts.add_metric([], sum(w.restarts for w in self.workers))
-        body = merge_metrics([t for t in texts if t is not None], (up, restarts))
+        hangs = CounterMetricFamily("scrapeshield_worker_hangs",
+                                    "Worker processes killed because they stopped answering")
+        hangs.add_metric([], sum(w.hangs for w in self.workers))
+        body = merge_metrics([t for t in texts if t is not None], (up, restarts, hangs))
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _status(self, request: web.Request) -> web.Response:
         statuses = await asyncio.gather(*(self._scrape(w, "/status") for w in self.workers))
         return web.json_response(merge_status([
             {"index": w.index, "pid": w.process.pid if w.process else None, "up": status is not None,
-             "restarts": w.restarts, "status": status}
+             "restarts": w.restarts, "hangs": w.hangs, "status": status}
             for w, status in zip(self.workers, statuses, strict=True)
         ]))
 
