@@ -31,7 +31,8 @@ def iso_time(t: float) -> str:
 
 class DecisionLog:
     """Writes `{"time", "request_id", "client", "key", "rule", "action", "enforced", "reason",
-    "status", "method", "host", "path", "user_agent", "signals", ...}` per line.
+    "status", "method", "host", "path", "user_agent", "signals", ...}` per line; `raw_path` too
+    when the client's spelling of the path is not the canonical one the rules matched.
 
     With `hash_ips`, client addresses (and keys, which may contain them) are replaced by a keyed
     BLAKE2 hash: stable for correlation, useless to anyone without the key
@@ -79,6 +80,8 @@ class DecisionLog:
             "method": facts.method, "host": facts.host, "path": facts.path[:512],
             "user_agent": facts.user_agent[:USER_AGENT_MAX],
         }
+        if facts.raw_path != facts.path:  # what the client sent, when the rules saw it canonicalised
+            line["raw_path"] = facts.raw_path[:512]
         fp = _fingerprint_fields(ctx)
         fp_signals = fp.get("signals", ())  # kept under `fp` too: the fingerprint's own signals
         signals = set(fp_signals) if isinstance(fp_signals, list | tuple | frozenset | set) else set()

@@ -120,6 +120,16 @@ def test_a_very_long_path_is_cut(sink: Path) -> None:
     assert len(str(lines(sink)[0]["path"])) == 512
 
 
+def test_a_path_spelled_otherwise_also_logs_the_raw_spelling(sink: Path) -> None:
+    log = DecisionLog(str(sink))
+    log.record(RequestFacts(peer_ip=CLIENT, path="/%75ser//42"), throttle(), NOW)
+    log.record(facts(), throttle(), NOW)
+    log.close()
+    spelled, canonical = lines(sink)
+    assert spelled["path"] == "/user/42" and spelled["raw_path"] == "/%75ser//42"
+    assert "raw_path" not in canonical
+
+
 def test_a_broken_sink_never_raises(sink: Path) -> None:
     log = DecisionLog(str(sink))
     log.close()
