@@ -9,8 +9,9 @@ What it measures (all in ONE process, ONE run, so ratios between lines are meani
 
   build      RequestFacts(...) from plain strings (what replay does), per request
   flow       scrapeshield.mitm.flowfacts.facts_from_flow(HTTPFlow) (what the proxy does), per request
-  decide     `await Engine.decide(facts)` on fresh facts (header map not yet cached), MemoryStore,
-             FakeClock advanced by --tick seconds before every decision
+  decide     `await Engine.decide_in(DecisionContext(facts))` on fresh facts (header map not yet
+             cached), the engine built as ShieldRuntime builds it (MemoryStore, sessions and
+             clearance from a ChallengeGate), FakeClock advanced by --tick seconds before every decision
   build+decide   both, per request
   runtime    `await ShieldRuntime.decide(facts)` = engine + Prometheus counters/histogram + decision
              log (to /dev/null): the per-request core cost inside `scrapeshield run`
@@ -24,6 +25,9 @@ Traffic: 1,000 client IPs (950 IPv4 over 320 /24s, 50 IPv6), browser-like header
 (Chrome/Firefox/Safari, 12-15 headers incl. sec-ch-ua / sec-fetch-* / cookies) plus ~6% tool
 clients (curl, python-requests, Scrapy) with 3-5 headers, and a path mix of products, listing
 pages with queries, search, static assets, records (/user/*, /api/users/*), robots.txt.
+Clients behave like their kind about the shield's session cookie (SessionJar): browsers, Scrapy
+and python-requests with a Session send back the cookie the last response set; curl and
+requests without a Session never do. The decision mix is reported by client kind.
 Seeded: the same requests every run.
 """
 from __future__ import annotations
@@ -47,6 +51,7 @@ _SRC = next((sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--src
 sys.path.insert(0, _SRC)
 
 from scrapeshield.clock import FakeClock
+from scrapeshield.context import DecisionContext
 from scrapeshield.engine import Engine
 from scrapeshield.facts import RequestFacts
 from scrapeshield.policy.compiler import compile_file
@@ -88,8 +93,12 @@ def default_variants(tmp: str) -> list[tuple[str, str]]:
         no_detectors(d)
         d.pop("scores", None)
 
-    def rules_only(d: dict) -> None:
+    def no_sessions(d: dict) -> None:
         no_scores(d)
+        d.pop("session", None)
+
+    def rules_only(d: dict) -> None:
+        no_sessions(d)
         d.pop("goodbots", None)
         d.pop("challenge", None)
         if isinstance(d.get("keys"), dict):
@@ -100,6 +109,7 @@ def default_variants(tmp: str) -> list[tuple[str, str]]:
     for i, (label, change) in enumerate((("default, nothing can trip", unchanged),
                                          ("  - detectors", no_detectors),
                                          ("  - detectors, scores", no_scores),
+                                         ("  - ..., sessions", no_sessions),
                                          ("  - ..., good bots: rules only", rules_only))):
         d = copy.deepcopy(base)
         change(d)
@@ -123,9 +133,10 @@ SAFARI_UA = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.
 HTML_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
 
-def browser_headers(rng: random.Random, host: str, kind: str, asset: bool, referer: str) -> tuple[tuple[str, str], ...]:
+def browser_headers(rng: random.Random, host: str, kind: str, asset: bool, referer: str,
+                    cookie: str) -> tuple[tuple[str, str], ...]:
+    """`cookie`: the site's own cookies this client keeps (the shield's session is added per request)."""
     lang = rng.choice(["en-US,en;q=0.9", "de-DE,de;q=0.9,en;q=0.8", "fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"])
-    cookie = f"session={rng.getrandbits(64):016x}; _ga=GA1.2.{rng.getrandbits(30)}.{rng.getrandbits(30)}; theme=dark"
     if kind == "chrome":
         h = [
             ("Host", host), ("Connection", "keep-alive"),
@@ -160,8 +171,10 @@ def browser_headers(rng: random.Random, host: str, kind: str, asset: bool, refer
     return tuple(h)
 
 
-def tool_headers(rng: random.Random, host: str) -> tuple[tuple[str, str], ...]:
-    kind = rng.choice(["curl", "requests", "scrapy"])
+TOOLS = ("curl", "requests", "scrapy")
+
+
+def tool_headers(kind: str, host: str) -> tuple[tuple[str, str], ...]:
     if kind == "curl":
         return (("Host", host), ("User-Agent", "curl/8.8.0"), ("Accept", "*/*"))
     if kind == "requests":
@@ -200,21 +213,44 @@ def client_ips(rng: random.Random, n: int = 1000) -> list[str]:
     return out
 
 
+BROWSERS = ("chrome", "firefox", "safari")
+# Who keeps the cookies a response sets: every browser; Scrapy (its cookie middleware is on by
+# default) and python-requests used through a `Session`; not curl, nor requests without a Session.
+KEEPS_COOKIES = frozenset({*BROWSERS, "scrapy", "requests-session"})
+
+
 class Traffic:
-    """A seeded, endless stream of request specs: (ip, method, path, query, headers, scheme)."""
+    """A seeded, endless stream of request specs: (ip, method, path, query, headers).
+
+    Each client address keeps one identity for the run, like a real person: a browser (its site
+    cookies stable) or a tool. The shield's own session cookie is not in the spec's headers: a
+    `SessionJar` adds it when it builds the request, as the client's cookie jar would."""
 
     def __init__(self, seed: int = 1, unique_ua: bool = False) -> None:
         self.unique_ua = unique_ua  # every request a never-seen User-Agent (defeats per-UA memos)
         self.rng = random.Random(seed)
         self.ips = client_ips(self.rng)
-        # Each client keeps one browser identity (and cookie) for the run, like a real person.
-        self.identity = {}
+        self.identity: dict[str, str] = {}
+        self.site_cookie: dict[str, str] = {}
         for ip in self.ips:
             roll = self.rng.random()
-            self.identity[ip] = "tool" if roll < 0.06 else ("chrome" if roll < 0.7 else ("firefox" if roll < 0.88 else "safari"))
+            if roll < 0.06:
+                tool = self.rng.choice(TOOLS)
+                if tool == "requests" and self.rng.random() < 0.5:
+                    tool = "requests-session"
+                self.identity[ip] = tool
+            else:
+                self.identity[ip] = "chrome" if roll < 0.7 else ("firefox" if roll < 0.88 else "safari")
+            self.site_cookie[ip] = (f"session={self.rng.getrandbits(64):016x}; "
+                                    f"_ga=GA1.2.{self.rng.getrandbits(30)}.{self.rng.getrandbits(30)}; theme=dark")
         self.weights = [w for w, _ in PATHS]
         self.gens = [g for _, g in PATHS]
         self.host = "shop.example.com"
+
+    def kind(self, ip: str) -> str:
+        """browser or the tool's name: what the decision mix is reported by."""
+        kind = self.identity[ip]
+        return "browser" if kind in BROWSERS else kind
 
     def specs(self, n: int) -> list[tuple]:
         r = self.rng
@@ -223,12 +259,12 @@ class Traffic:
             ip = r.choice(self.ips)
             path, query = gen(r)
             kind = self.identity[ip]
-            if kind == "tool":
-                headers = tool_headers(r, self.host)
+            if kind not in BROWSERS:
+                headers = tool_headers(kind.partition("-")[0], self.host)
             else:
                 asset = path.startswith(("/static/", "/img/"))
                 referer = f"https://{self.host}/" if r.random() < 0.7 else ""
-                headers = browser_headers(r, self.host, kind, asset, referer)
+                headers = browser_headers(r, self.host, kind, asset, referer, self.site_cookie[ip])
             if self.unique_ua:
                 tag = f" r/{r.getrandbits(48):x}"
                 headers = tuple((k, v + tag if k == "User-Agent" else v) for k, v in headers)
@@ -242,6 +278,48 @@ def build_facts(spec: tuple, ts: float = 0.0) -> RequestFacts:
     return RequestFacts(peer_ip=ip, client_ip=ip, method=method, scheme="https", host="shop.example.com",
                         path=path, query=query, headers=headers, http_version="HTTP/1.1", alpn="http/1.1",
                         connection_id="c", timestamp=ts)
+
+
+class SessionJar:
+    """The shield's session cookie as each client keeps it: a client that keeps cookies sends back
+    the last one a response set (`took`); the others never send one.
+
+    Facts are built before a timed pass; a client whose cookie changes during the pass is marked
+    `changed`, and its later requests in that pass are rebuilt with the new cookie (rare once every
+    client has been seen: a session's cookie is set when minted and once more when it first comes
+    back). So every request carries exactly the cookie its client would send at that moment."""
+
+    def __init__(self, traffic: Traffic, keys, cookie_name: str) -> None:  # type: ignore[no-untyped-def]
+        self.traffic, self.keys, self.cookie_name = traffic, keys, cookie_name
+        self.values: dict[str, str] = {}
+        self.changed: set[str] = set()
+        self.set_cookies = 0  # Set-Cookie headers the clients were given
+
+    def facts(self, spec: tuple) -> RequestFacts:
+        value = self.values.get(spec[0])
+        if value is None:
+            return build_facts(spec)
+        ip, method, path, query, headers = spec
+        ours = f"{self.cookie_name}={value}"
+        if any(k == "Cookie" for k, _ in headers):
+            headers = tuple((k, f"{v}; {ours}" if k == "Cookie" else v) for k, v in headers)
+        else:
+            headers = (*headers, ("Cookie", ours))
+        return build_facts((ip, method, path, query, headers))
+
+    def pass_facts(self, specs: list[tuple]) -> list[RequestFacts]:
+        self.changed.clear()
+        return [self.facts(s) for s in specs]
+
+    def took(self, ip: str, ctx: DecisionContext) -> None:
+        """The response to `ctx`'s request reached the client (with its Set-Cookie, if any)."""
+        session = ctx.session
+        if session is None or session.set_cookie is None:
+            return
+        self.set_cookies += 1
+        if self.traffic.identity[ip] in KEEPS_COOKIES:
+            self.values[ip] = session.set_cookie.encode(self.keys)
+            self.changed.add(ip)
 
 
 # --------------------------------------------------------------------------------------------
@@ -337,49 +415,57 @@ def generate_policy(n_rules: int = 500, seed: int = 7) -> str:
 # --------------------------------------------------------------------------------------------
 # Measuring
 # --------------------------------------------------------------------------------------------
+# Every pass decides a list of prebuilt facts as a client would send them (see SessionJar) through
+# `decide_in(DecisionContext)`: Engine.decide_in, or ShieldRuntime.decide_in for the runtime figure.
 
-async def _decide_pass(engine: Engine, clock: FakeClock, facts: list[RequestFacts], tick: float) -> tuple[float, float]:
+async def _decide_pass(decide_in, clock: FakeClock, specs: list[tuple], facts: list[RequestFacts],  # type: ignore[no-untyped-def]
+                       jar: SessionJar, tick: float) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) for the whole pass."""
-    decide = engine.decide
-    advance = clock.advance
+    advance, changed, rebuild, took = clock.advance, jar.changed, jar.facts, jar.took
     c0, t0 = time.process_time(), time.perf_counter()
-    for f in facts:
+    for spec, f in zip(specs, facts, strict=True):
         advance(tick)
-        await decide(f)
+        if changed and spec[0] in changed:  # the client got a new cookie after these facts were built
+            f = rebuild(spec)
+        ctx = DecisionContext(f)
+        await decide_in(ctx)
+        if ctx.session is not None and ctx.session.set_cookie is not None:
+            took(spec[0], ctx)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-async def _decide_latencies(engine: Engine, clock: FakeClock, facts: list[RequestFacts], tick: float) -> list[int]:
-    decide = engine.decide
-    advance = clock.advance
+async def _decide_latencies(decide_in, clock: FakeClock, specs: list[tuple], facts: list[RequestFacts],  # type: ignore[no-untyped-def]
+                            jar: SessionJar, tick: float) -> list[int]:
+    advance, changed, rebuild, took = clock.advance, jar.changed, jar.facts, jar.took
     ns = time.perf_counter_ns
     out = []
     append = out.append
-    for f in facts:
+    for spec, f in zip(specs, facts, strict=True):
         advance(tick)
+        if changed and spec[0] in changed:
+            f = rebuild(spec)
+        ctx = DecisionContext(f)
         t0 = ns()
-        await decide(f)
+        await decide_in(ctx)
         append(ns() - t0)
+        if ctx.session is not None and ctx.session.set_cookie is not None:
+            took(spec[0], ctx)
     return out
 
 
-async def _build_decide_pass(engine: Engine, clock: FakeClock, specs: list[tuple], tick: float) -> tuple[float, float]:
-    decide = engine.decide
-    advance = clock.advance
+async def _build_decide_pass(decide_in, clock: FakeClock, specs: list[tuple], jar: SessionJar,  # type: ignore[no-untyped-def]
+                             tick: float, mix: Counter | None = None) -> tuple[float, float]:
+    """Facts built per request (as the client sends it right then); `mix` counts (client kind, outcome)."""
+    advance, build, took, kind = clock.advance, jar.facts, jar.took, jar.traffic.kind
     c0, t0 = time.process_time(), time.perf_counter()
     for s in specs:
         advance(tick)
-        await decide(build_facts(s))
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-async def _runtime_pass(runtime, clock: FakeClock, facts: list[RequestFacts], tick: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    decide = runtime.decide
-    advance = clock.advance
-    c0, t0 = time.process_time(), time.perf_counter()
-    for f in facts:
-        advance(tick)
-        await decide(f)
+        ctx = DecisionContext(build(s))
+        d = await decide_in(ctx)
+        if ctx.session is not None and ctx.session.set_cookie is not None:
+            took(s[0], ctx)
+        if mix is not None:
+            mix[kind(s[0]), d.action.value if d.rule != "default" else "allow(default)"] += 1
     return time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -404,45 +490,55 @@ def _make_flows(specs: list[tuple]):  # type: ignore[no-untyped-def]
     return flows
 
 
-def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick: float,
-                 with_runtime: bool, runtime_policy_path: str | None) -> dict:  # type: ignore[no-untyped-def]
+def _cookie_name(policy) -> str:  # type: ignore[no-untyped-def]
+    from scrapeshield.session.cookie import COOKIE_NAME
+    from scrapeshield.session.policy import SESSION
+
+    settings = policy.section(SESSION)
+    return settings.cookie_name if settings is not None else COOKIE_NAME
+
+
+def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick: float,  # type: ignore[no-untyped-def]
+                 with_runtime: bool, runtime_policy_path: str | None) -> dict:
+    from scrapeshield.challenge.keys import KeyRing
+    from scrapeshield.runtime.gate import ChallengeGate
+
     clock = FakeClock()
-    # As ShieldRuntime builds it: the fingerprint signal source feeds the policy's scores.
+    # As ShieldRuntime builds it: sessions and clearance from the challenge gate (one key ring).
     # Newer policies carry their signal sources (the registry's); older checkouts (--src) need them passed.
     sources = () if getattr(policy, "signal_sources", ()) else SIGNAL_SOURCES
-    engine = Engine(policy, MemoryStore(max_keys=policy.max_keys), clock, signal_sources=sources)
-    specs_warm = traffic.specs(n)
-    # Warm-up: fills buckets of all clients, warms regex caches and the interpreter.
-    asyncio.run(_decide_pass(engine, clock, [build_facts(s) for s in specs_warm], tick))
+    store = MemoryStore(max_keys=policy.max_keys)
+    gate = ChallengeGate(KeyRing.generate(), policy, store, clock)
+    engine = Engine(policy, store, clock, signal_sources=sources, clearance=gate.cleared, sessions=gate.sessions)
+    jar = SessionJar(traffic, gate.service.keys, _cookie_name(policy))
+    decide_in = engine.decide_in
+    # Warm-up: every client's session, buckets and detector state; regex caches and the interpreter.
+    asyncio.run(_build_decide_pass(decide_in, clock, traffic.specs(n), jar, tick))
 
     thr, thr_cpu, lat_meds, lat_p99s, bd, bd_cpu = [], [], [], [], [], []
     lat_all: list[int] = []
     mix: Counter = Counter()
     for _ in range(repeat):
         specs = traffic.specs(n)
-        facts = [build_facts(s) for s in specs]
+        facts = jar.pass_facts(specs)
         gc.collect()
-        el, cpu = asyncio.run(_decide_pass(engine, clock, facts, tick))
+        el, cpu = asyncio.run(_decide_pass(decide_in, clock, specs, facts, jar, tick))
         thr.append(n / el)
         thr_cpu.append(n / cpu)
-        facts = [build_facts(s) for s in specs]
+        specs = traffic.specs(n)
+        facts = jar.pass_facts(specs)
         gc.collect()
-        lat = asyncio.run(_decide_latencies(engine, clock, facts, tick))
+        lat = asyncio.run(_decide_latencies(decide_in, clock, specs, facts, jar, tick))
         lat.sort()
         lat_meds.append(_pct(lat, 0.5))
         lat_p99s.append(_pct(lat, 0.99))
         lat_all = lat
         gc.collect()
-        el, cpu = asyncio.run(_build_decide_pass(engine, clock, specs, tick))
+        el, cpu = asyncio.run(_build_decide_pass(decide_in, clock, traffic.specs(n), jar, tick))
         bd.append(n / el)
         bd_cpu.append(n / cpu)
-    # Decision mix over one more pass (not timed).
-    async def _mix() -> None:
-        for s in traffic.specs(n):
-            clock.advance(tick)
-            d = await engine.decide(build_facts(s))
-            mix[(d.action.value if d.rule not in ("default",) else "allow(default)")] += 1
-    asyncio.run(_mix())
+    # Decision mix over one more pass (not timed), by client kind.
+    asyncio.run(_build_decide_pass(decide_in, clock, traffic.specs(n), jar, tick, mix))
 
     res = {
         "label": label, "rules": len(policy.rules), "decide_per_s": statistics.median(thr),
@@ -450,25 +546,24 @@ def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick
         "decide_per_s_all": thr, "median_us": statistics.median(lat_meds), "p99_us": statistics.median(lat_p99s),
         "p90_us": _pct(lat_all, 0.90), "mean_us": 1e6 / statistics.median(thr),
         "build_decide_per_s": statistics.median(bd), "build_decide_cpu_per_s": statistics.median(bd_cpu),
-        "mix": dict(mix), "engine_errors": engine.errors,
-        "tracked_keys": engine.store.tracked_keys(),
+        "mix": mix, "engine_errors": engine.errors,
+        "tracked_keys": engine.store.tracked_keys(), "set_cookies": jar.set_cookies,
     }
 
     if with_runtime and runtime_policy_path:
         from scrapeshield.runtime import RuntimeConfig, ShieldRuntime
-        runtime_src = open(sys.modules["scrapeshield.runtime"].__file__).read()
-        if "signal_sources" not in runtime_src and not getattr(policy, "signal_sources", ()):
-            return res  # an older runtime (--src): not comparable, skip
 
         rclock = FakeClock()
         rt = ShieldRuntime(RuntimeConfig(policy_path=runtime_policy_path, admin="", decision_log=os.devnull,
                                          reload_interval=0), clock=rclock)
-        asyncio.run(_runtime_pass(rt, rclock, [build_facts(s) for s in specs_warm], tick))
+        rjar = SessionJar(traffic, rt.gate.service.keys, _cookie_name(policy))
+        asyncio.run(_build_decide_pass(rt.decide_in, rclock, traffic.specs(n), rjar, tick))
         rthr, rthr_cpu = [], []
         for _ in range(repeat):
-            facts = [build_facts(s) for s in traffic.specs(n)]
+            specs = traffic.specs(n)
+            facts = rjar.pass_facts(specs)
             gc.collect()
-            el, cpu = asyncio.run(_runtime_pass(rt, rclock, facts, tick))
+            el, cpu = asyncio.run(_decide_pass(rt.decide_in, rclock, specs, facts, rjar, tick))
             rthr.append(n / el)
             rthr_cpu.append(n / cpu)
         res["runtime_per_s"] = statistics.median(rthr)
@@ -672,7 +767,12 @@ def main() -> int:
         extra = f"; runtime/s wall {r['runtime_per_s']:,.0f}" if "runtime_per_s" in r else ""
         print(f"{r['label']}: decide/s wall per pass [{passes}]{extra}; engine errors {r['engine_errors']}; "
               f"tracked keys {r['tracked_keys']}")
-        print(f"  decision mix (one more pass): {dict(sorted(r['mix'].items()))}")
+        print(f"  decision mix of one more pass, by client kind (Set-Cookie given: {r['set_cookies']} in all passes):")
+        for kind in sorted({k for k, _ in r["mix"]}):
+            outcomes = {a: c for (k, a), c in sorted(r["mix"].items()) if k == kind}
+            refused = sum(c for a, c in outcomes.items() if not a.startswith("allow"))
+            print(f"    {kind:<17} {sum(outcomes.values()):>6} requests, {refused:>6} refused: "
+                  + ", ".join(f"{a} {c}" for a, c in outcomes.items()))
     return 0
 
 

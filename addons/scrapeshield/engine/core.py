@@ -26,9 +26,9 @@ from ..detectors.policy import DETECTORS
 from ..facts import RequestFacts
 from ..policy.model import CompiledPolicy
 from ..policy.registry import SignalSource
-from ..session.policy import SESSION
+from ..session.policy import SESSION, SESSION_COUNTERS
 from ..session.stage import BUDGET_BUCKET, BUDGET_RULE, SessionStage
-from ..session.state import SessionContext, SessionSettings
+from ..session.state import SessionContext, SessionSettings, SessionTracker
 from ..store.base import EMPTY_RESULT, Batch, BatchResult, ScoreUpdate, Store, StoreError
 from ..store.memory import MemoryStore
 from . import stages
@@ -106,8 +106,11 @@ class Engine:
     async def _run(self, policy: CompiledPolicy, ctx: DecisionContext, trace: TraceRecorder | None) -> Decision:
         settings, sessions = policy.section(SESSION), self.sessions
         session: SessionContext | None = None
+        early: tuple[float, ...] = ()  # counter values read before matching (policies whose rules name one)
         if settings is not None and sessions is not None:
             session = sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix)
+            if session.counters and SESSION_COUNTERS in policy.needs:
+                early = await self._read_counters(policy, ctx, session, sessions.tracker(settings))
         section = policy.section(DETECTORS)
         detectors = self.detectors
         if detectors is not None and section is not None:
@@ -128,14 +131,14 @@ class Engine:
                 trace.signals = signals
         batch = stages.build_batch(policy, ctx, m, scores)
         if session is not None and settings is not None and sessions is not None:
-            batch = _with_session(sessions, batch, ctx, m, session, settings)
+            batch = _with_session(sessions, batch, ctx, m, session, settings, len(early))
         res = await self._apply(batch, ctx.now) if batch is not stages.NO_BATCH else None
         if trace is not None and res is not None:
             _trace_store(trace, policy, m, batch, res)
-        if session is not None and session.counters and res is not None and res.banned_key is None \
-                and settings is not None and sessions is not None:
-            counted = len(batch.scores) - len(session.counters)
-            ctx.level_signals = sessions.tracker(settings).after(session, res.scores[counted:])
+        if session is not None and len(session.counters) > len(early) and res is not None \
+                and res.banned_key is None and settings is not None and sessions is not None:
+            counted = len(batch.scores) - (len(session.counters) - len(early))
+            ctx.level_signals = sessions.tracker(settings).after(session, early + res.scores[counted:])
 
         outcome = stages.resolve(policy, ctx, m, batch, res, self.clearance)
         if outcome.ban is not None:
@@ -145,6 +148,18 @@ class Engine:
         if session is not None and decision.action is Action.CHALLENGE and session.difficulty > decision.difficulty:
             decision = replace(decision, difficulty=session.difficulty)  # adaptive: identities cost more
         return stages.with_shadow(decision, m.shadowed)
+
+    async def _read_counters(self, policy: CompiledPolicy, ctx: DecisionContext, session: SessionContext,
+                             tracker: SessionTracker) -> tuple[float, ...]:
+        """The session counters, bumped and read before the rules are matched, so a rule may name a
+        counter signal. The penalty box is asked first, as in the request's own batch: a banned
+        client's counters stay untouched (and the request's batch carries them, to be refused again)."""
+        ban_keys = tuple([k.func(ctx) for k in policy.ban_keys])
+        res = await self._apply(Batch(ban_keys, (), session.counters), ctx.now)
+        if res.banned_key is not None:
+            return ()
+        ctx.level_signals = tracker.after(session, res.scores)
+        return res.scores
 
     async def _apply(self, batch: Batch, now: float) -> BatchResult:
         sync_apply = self.store.sync_apply
@@ -179,16 +194,17 @@ def _trace_store(trace: TraceRecorder, policy: CompiledPolicy, m: Matches, batch
 
 
 def _with_session(sessions: SessionStage, batch: Batch, ctx: DecisionContext, m: Matches, session: SessionContext,
-                  settings: SessionSettings) -> Batch:
-    """The batch plus the session counters and, for a record fetched under a clearance, one
-    record of the clearance's budget (owned by BUDGET_RULE)."""
+                  settings: SessionSettings, counted: int = 0) -> Batch:
+    """The batch plus the session counters (less the first `counted`, read before matching) and,
+    for a record fetched under a clearance, one record of the clearance's budget (owned by BUDGET_RULE)."""
     budget = None
     if not m.refused_outright:
         budget = sessions.budget_check(ctx.facts, session, settings)
-    if not session.counters and budget is None:
+    counters = session.counters[counted:] if counted else session.counters
+    if not counters and budget is None:
         return batch
     buckets = batch.buckets
     if budget is not None:
         buckets = (*buckets, budget)
         m.owners.append(BUDGET_RULE)
-    return Batch(batch.ban_keys, buckets, batch.scores + session.counters)
+    return Batch(batch.ban_keys, buckets, batch.scores + counters)

@@ -182,6 +182,7 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
             rule = _rule(r, item, env, named_keys, kctx, seen)
             if rule is not None:
                 rules.append(rule)
+    rule_needs = frozenset(env.needs)  # score thresholds' `when:` run after the store: they need nothing early
 
     scores: list[ScoreDef] = []
     score_names: set[str] = set()
@@ -220,7 +221,7 @@ def _compile_root(r: Reader, root: Node, filename: str, version_hash: str,
         rules=tuple(rules), ban_keys=tuple(ban_keys.values()), ban_action=ban_action, scores=tuple(scores),
         block_status=block_status, throttle_status=throttle_status, max_keys=max_keys, hash_ips=hash_ips,
         challenge=challenge, plan=RulePlan(tuple(rules)), sections=sections,
-        signal_sources=tuple(registry.signal_sources),
+        signal_sources=tuple(registry.signal_sources), needs=rule_needs,
     )
 
 

@@ -99,6 +99,9 @@ class CompiledPolicy:
     plan: RulePlan = field(compare=False, repr=False)  # which rules a request can match at all
     sections: Mapping[str, Any] = field(default_factory=dict, compare=False)  # name -> compiled section
     signal_sources: tuple[SignalSource, ...] = field(default=(), compare=False)
+    # What the rules' conditions need before matching (CompileEnv.needs), e.g. "session_counters":
+    # a stage that costs something runs early only for a policy that names it.
+    needs: frozenset[str] = field(default=frozenset(), compare=False)
 
     def section(self, spec: Section[T]) -> T | None:
         """A package's compiled section (e.g. `detectors`), or None when the policy has none."""

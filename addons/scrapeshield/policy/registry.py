@@ -78,6 +78,9 @@ class CompileEnv:
     ip_lists: Mapping[str, CidrSet]
     registry: Registry
     sections: Mapping[str, object] = field(default_factory=dict)
+    # What a compiled condition needs a stage to provide before the rules are matched (e.g. the
+    # session counters): a condition adds the name; the policy keeps what its rules need.
+    needs: set[str] = field(default_factory=set)
 
     def section(self, spec: Section[T]) -> T | None:
         return cast("T | None", self.sections.get(spec.name))

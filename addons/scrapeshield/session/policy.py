@@ -15,12 +15,16 @@ from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
 from ..policy.registry import CompileEnv, KeyContext, KeyPart, Registry, Section, SectionContext
 from .difficulty import DifficultyCurve
-from .state import SIGNALS, STATELESS_SIGNALS, SessionContext, SessionSettings
+from .state import COUNTER_SIGNALS, SIGNALS, SessionContext, SessionSettings
 
 SECTION_FIELDS = ("cookie_name", "ttl", "fresh_for", "half_life", "refuser_at", "roaming_at", "burst_net_at",
                   "burst_stack_at", "record_budget", "fresh_record_budget", "difficulty")
 DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap")
 STATES = ("absent", "fresh", "established")
+COUNTER = frozenset(COUNTER_SIGNALS)
+# CompiledPolicy.needs: the rules name a counter signal, so the engine reads the session counters
+# before matching (one more store batch for the requests that carry counters; none otherwise).
+SESSION_COUNTERS = "session_counters"
 
 
 def session_of(c: DecisionContext) -> SessionContext | None:
@@ -87,16 +91,24 @@ def _c_session(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
 
 
 def _c_session_signal(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
-    """Any of the named session signals known before the store is asked (see docs/sessions.md:
-    the counter signals are for score weights)."""
-    wanted = _choices(r, node, "session_signal", STATELESS_SIGNALS)
+    """Any of the named session signals. Event signals come from the request and its cookie;
+    counter signals (levels) from the session counters, which a policy whose rules name one reads
+    in a store batch of their own before the rules are matched (docs/sessions.md)."""
+    wanted = _choices(r, node, "session_signal", SIGNALS)
     if not wanted:
         return None
+    events, levels = wanted - COUNTER, wanted & COUNTER
+    if not levels:
+        def pred(c: DecisionContext) -> bool:
+            ctx = c.session
+            return ctx is not None and not events.isdisjoint(ctx.signals)
+        return pred
+    env.needs.add(SESSION_COUNTERS)
 
-    def pred(c: DecisionContext) -> bool:
+    def pred_levels(c: DecisionContext) -> bool:
         ctx = c.session
-        return ctx is not None and not wanted.isdisjoint(ctx.signals)
-    return pred
+        return ctx is not None and (not events.isdisjoint(ctx.signals) or not levels.isdisjoint(c.level_signals))
+    return pred_levels
 
 
 def _c_document(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
@@ -199,4 +211,4 @@ def register(registry: Registry) -> None:
     registry.add_signals(SIGNALS, needs_section=SESSION.name)
 
 
-__all__ = ["SESSION", "SIGNALS", "compile_session", "register", "session_of"]
+__all__ = ["SESSION", "SESSION_COUNTERS", "SIGNALS", "compile_session", "register", "session_of"]

@@ -189,7 +189,9 @@ class SessionTracker:
 
     def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
         """The counter signals from the counters' values after this request's batch (in
-        `ctx.counters` order); also sets the adaptive difficulty. Returns the new signals."""
+        `ctx.counters` order); also sets the adaptive difficulty. Returns the counter signals (the
+        engine keeps them as the context's `level_signals`, apart from the event signals in
+        `ctx.signals`, so they never add to a stored score)."""
         s = self.settings
         got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False)}
         out: dict[str, float] = {}
@@ -211,7 +213,6 @@ class SessionTracker:
             # decayed sums over their half-lives -> rates; a burst is far above the usual rate
             if new + 0.5 >= s.burst_stack_at and new / s.half_life >= BURST_FACTOR * usual / BASELINE_HALF_LIFE:
                 out[STACK_MINT_BURST] = 1.0
-        ctx.signals.update(out)
         return out
 
     def solved_updates(self, prefix: str, stack: str) -> tuple[ScoreUpdate, ...]:
