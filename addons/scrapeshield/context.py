@@ -14,7 +14,8 @@ it never pays for it, and `fork()` shares it with a shadow decision.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
     from .session.state import SessionContext
 
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
+
+
+@functools.cache
+def _fingerprint_request() -> Callable[..., ClientFingerprint]:
+    # Imported on first use (the fingerprint package imports this module), once: an import
+    # statement in the property would cost a module lookup on every request.
+    from .fingerprint import fingerprint_request
+
+    return fingerprint_request
 
 
 class DecisionContext:
@@ -48,11 +58,9 @@ class DecisionContext:
         """The client's TLS/HTTP/User-Agent fingerprint (a function of the facts), computed once."""
         fp = self._fingerprint
         if fp is None:
-            from .fingerprint import fingerprint_request
-
             f = self.facts
-            fp = self._fingerprint = fingerprint_request(
-                [name for name, _ in f.headers], f.header_map, http_version=f.http_version, alpn=f.alpn,
+            fp = self._fingerprint = _fingerprint_request()(
+                tuple([name for name, _ in f.headers]), f.header_map, http_version=f.http_version, alpn=f.alpn,
                 is_tls=f.is_tls, tls=f.tls,
             )
         return fp

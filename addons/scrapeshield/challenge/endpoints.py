@@ -26,6 +26,13 @@ from .pow import SpendOnce, VerifyResult
 from .redirect import safe_return_path
 
 MAX_FORM_BYTES = 8192
+# The client's binding, or how to make it: a request without a clearance cookie (nearly every
+# request) never pays for one (its network prefix, hashes, the session cookie it names).
+BindingOf = ClientBinding | Callable[[], ClientBinding]
+
+
+def _bound(binding: BindingOf) -> ClientBinding:
+    return binding if isinstance(binding, ClientBinding) else binding()
 
 
 @dataclass(slots=True)
@@ -44,11 +51,13 @@ class ChallengeService:
         return path.startswith(self.config.prefix) or path == self.config.prefix[:-1]
 
     # -- challenged requests -------------------------------------------------------------------
-    def check_clearance(self, cookie_header: str | None, binding: ClientBinding, rule: str, now: float) -> bool:
+    def check_clearance(self, cookie_header: str | None, binding: BindingOf, rule: str, now: float) -> bool:
         values = clearance.cookie_values(cookie_header, self.config.cookie_name)
         reason = "missing"
+        bound = _bound(binding) if values else None
         for value in values:
-            result = clearance.verify_cookie(self.keys, value, binding, rule, now)
+            assert bound is not None
+            result = clearance.verify_cookie(self.keys, value, bound, rule, now)
             if result.ok:
                 self.counters["cookie.ok"] += 1
                 return True
@@ -56,10 +65,13 @@ class ChallengeService:
         self.counters[f"cookie.{reason}"] += 1
         return False
 
-    def clearance_token(self, cookie_header: str | None, binding: ClientBinding, now: float) -> str | None:
+    def clearance_token(self, cookie_header: str | None, binding: BindingOf, now: float) -> str | None:
         """The request's valid clearance cookie (for any rule), if it holds one."""
-        for value in clearance.cookie_values(cookie_header, self.config.cookie_name):
-            if clearance.verify_cookie(self.keys, value, binding, None, now).ok:
+        values = clearance.cookie_values(cookie_header, self.config.cookie_name)
+        bound = _bound(binding) if values else None
+        for value in values:
+            assert bound is not None
+            if clearance.verify_cookie(self.keys, value, bound, None, now).ok:
                 return value
         return None
 

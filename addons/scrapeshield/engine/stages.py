@@ -129,12 +129,10 @@ def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
 def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: Mapping[str, float],
                   signals: Mapping[str, float], detector_key: KeySpec | None) -> tuple[ScoreUpdate, ...]:
     ups = []
+    fired = [(signal, strength) for signal, strength in signals.items() if strength]  # a few of many
     for score in policy.scores:
         delta = rule_scores.get(score.name, 0.0)
-        for signal, weight in score.weights:
-            strength = signals.get(signal)
-            if strength:
-                delta += weight * strength
+        delta = _weighted(score, fired, signals, delta)
         # A score keyed like the detectors (e.g. both `stack`) reuses the key the observe stage computed.
         if detector_key is not None and score.key is detector_key and ctx.detector_key is not None:
             key = ctx.detector_key
@@ -154,6 +152,28 @@ def build_batch(policy: CompiledPolicy, ctx: DecisionContext, m: Matches,
     if not ban_keys and not m.checks and not scores:
         return NO_BATCH
     return Batch(ban_keys, tuple(m.checks), scores)
+
+
+def _weighted(score: ScoreDef, fired: list[tuple[str, float]], signals: Mapping[str, float], delta: float) -> float:
+    """`delta` plus weight x strength of every weighted signal that fired, added in the order of
+    the score's weights (floating-point sums depend on the order: the same order, the same bits)."""
+    index = score.weight_index
+    if index is None:  # a signal weighted twice: every weight, in order
+        for signal, weight in score.weights:
+            strength = signals.get(signal)
+            if strength:
+                delta += weight * strength
+        return delta
+    hits = []
+    for signal, strength in fired:
+        found = index.get(signal)
+        if found is not None:
+            hits.append((found[0], found[1] * strength))
+    if len(hits) > 1:
+        hits.sort()
+    for _, contribution in hits:
+        delta += contribution
+    return delta
 
 
 # -- resolve ---------------------------------------------------------------------------------

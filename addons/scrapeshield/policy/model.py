@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..challenge.config import ChallengeConfig
@@ -74,6 +75,14 @@ class ScoreDef:
     half_life: float
     weights: tuple[tuple[str, float], ...]  # (signal name, weight)
     thresholds: tuple[Threshold, ...]  # ascending by `at`
+    # signal name -> (position in `weights`, weight): a request's few non-zero signals are looked
+    # up here instead of every weight being looked up in the request's signals. None when a
+    # signal is weighted twice (the compiler never makes such a score).
+    weight_index: Mapping[str, tuple[int, float]] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {signal: (i, weight) for i, (signal, weight) in enumerate(self.weights)}
+        object.__setattr__(self, "weight_index", MappingProxyType(index) if len(index) == len(self.weights) else None)
 
 
 @dataclass(frozen=True, slots=True)

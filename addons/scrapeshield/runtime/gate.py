@@ -52,13 +52,13 @@ class ChallengeGate:
         cookie = facts.header_map.get("cookie")
         if not cookie:
             return False
-        return self.service.check_clearance(cookie, self._binding(facts), rule, self._clock.now())
+        return self.service.check_clearance(cookie, lambda: self._binding(facts), rule, self._clock.now())
 
     def clearance_token(self, facts: RequestFacts) -> str | None:
         cookie = facts.header_map.get("cookie")
         if not cookie:
             return None
-        return self.service.clearance_token(cookie, self._binding(facts), self._clock.now())
+        return self.service.clearance_token(cookie, lambda: self._binding(facts), self._clock.now())
 
     # -- sessions --------------------------------------------------------------------------------
     def _session_id(self, facts: RequestFacts) -> str | None:
@@ -67,7 +67,7 @@ class ChallengeGate:
         cookie = facts.header_map.get("cookie")
         if settings is None or not cookie:
             return None
-        presented = session_cookie.read(self.service.keys, cookie, stack_of(DecisionContext(facts)),
+        presented = session_cookie.read(self.sessions.decode, cookie, stack_of(DecisionContext(facts)),
                                         self._clock.now(), settings.ttl, settings.cookie_name)
         return presented.cookie.id if presented.cookie is not None else None
 

@@ -16,9 +16,11 @@ another stack -- reads as *no session*: never an error, never a credential.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..challenge.binding import same, short_hash
@@ -72,10 +74,13 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(12)
 
 
+# Pure and asked on every request for the same few networks and stacks: memoised, bounded.
+@functools.lru_cache(maxsize=16384)
 def net_tag(prefix: str) -> str:
     return ("6" if ":" in prefix else "4") + short_hash(prefix)
 
 
+@functools.lru_cache(maxsize=4096)
 def stack_tag(stack: str) -> str:
     return short_hash("stack\x00" + stack)
 
@@ -109,17 +114,31 @@ def seal_payload(cookie: SessionCookie) -> str:
     return b64e(json.dumps(cookie._fields(), separators=(",", ":"), ensure_ascii=True).encode("ascii"))
 
 
-def read(keys: KeyRing, cookie_header: str | None, stack: str, now: float, ttl: float,
+Decoder = Callable[[str], "SessionCookie | str"]  # a cookie value -> decode(keys, value)
+
+
+def decoder(keys: KeyRing, max_entries: int = 16384) -> Decoder:
+    """`decode` with this key ring, memoised per value (bounded LRU). A browser presents the same
+    cookie on every request, and a decode is base64, an HMAC, JSON and a re-encoding; its result
+    depends on the value and the (immutable) key ring alone -- expiry and stack are judged per
+    request by `read` -- so a remembered result is the result. Forged values churn the LRU at
+    most: a genuine cookie evicted by them costs one decode again."""
+    return functools.lru_cache(maxsize=max_entries)(functools.partial(decode, keys))
+
+
+def read(keys: KeyRing | Decoder, cookie_header: str | None, stack: str, now: float, ttl: float,
          name: str = COOKIE_NAME) -> PresentedSession:
-    """The session a request presents; the first good value wins among a bounded few."""
+    """The session a request presents; the first good value wins among a bounded few. `keys`:
+    the key ring, or a `decoder` of it."""
     values = cookie_values(cookie_header, name)
     if not values:
         return NO_SESSION
+    decode_value = functools.partial(decode, keys) if isinstance(keys, KeyRing) else keys
     want = stack_tag(stack)
     reason = "missing"
     other: SessionCookie | None = None
     for value in values:
-        cookie = decode(keys, value)
+        cookie = decode_value(value)
         if isinstance(cookie, str):
             reason = cookie
             continue

@@ -36,14 +36,20 @@ ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid 
 class SessionStage:
     def __init__(self, keys: KeyRing, clearance_token: ClearanceToken | None = None) -> None:
         self.keys = keys
+        self.decode = cookie.decoder(keys)  # memoised: the same cookie comes back on every request
         self.clearance_token = clearance_token
         self._trackers: dict[SessionSettings, SessionTracker] = {}
+        self._last: SessionTracker | None = None
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
+        last = self._last
+        if last is not None and last.settings is settings:  # the policy's own settings: no hashing
+            return last
         tracker = self._trackers.get(settings)
         if tracker is None:
             self._trackers.clear()  # one policy at a time (plus, briefly, the next)
             tracker = self._trackers[settings] = SessionTracker(settings)
+        self._last = tracker
         return tracker
 
     def begin(self, c: DecisionContext, settings: SessionSettings, v4: int, v6: int) -> SessionContext:
@@ -51,7 +57,7 @@ class SessionStage:
         stack = stack_of(c)
         prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
-        presented = cookie.read(self.keys, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
+        presented = cookie.read(self.decode, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
         is_document = (not is_asset_request(facts.method, facts.path, hmap)
                        and is_document_request(facts.method, facts.path, hmap))
         is_record = is_document and bool(extract_ids(facts.path, facts.query))

@@ -1,0 +1,142 @@
+"""The engine's faster code paths decide exactly as the straightforward code they replaced: each is
+compared with a reference written the plain way, on generated inputs and on the bench's traffic."""
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scrapeshield.challenge.binding import ClientBinding
+from scrapeshield.challenge.endpoints import ChallengeService
+from scrapeshield.challenge.keys import KeyRing
+from scrapeshield.clock import FakeClock
+from scrapeshield.context import DecisionContext
+from scrapeshield.engine import Engine, stages
+from scrapeshield.policy.compiler import compile_file
+from scrapeshield.policy.model import CompiledPolicy, ScoreDef
+from scrapeshield.session import cookie
+from scrapeshield.session.stage import SessionStage
+from scrapeshield.store.memory import MemoryStore
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT = compile_file(str(REPO / "policies" / "default.yaml"))
+KEYS = KeyRing((b"k" * 32,))
+
+
+def reference_score_updates(policy: CompiledPolicy, rule_scores: Mapping[str, float],
+                            signals: Mapping[str, float]) -> list[float]:
+    """The deltas as the engine computed them before `ScoreDef.weight_index`: every weight looked up."""
+    out = []
+    for score in policy.scores:
+        delta = rule_scores.get(score.name, 0.0)
+        for signal, weight in score.weights:
+            strength = signals.get(signal)
+            if strength:
+                delta += weight * strength
+        out.append(delta)
+    return out
+
+
+SIGNAL_NAMES = sorted({s for score in DEFAULT.scores for s, _ in score.weights} | {"not_weighted", "other"})
+strengths = st.one_of(st.just(0.0), st.just(1.0), st.floats(-3.0, 3.0, allow_nan=False))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(SIGNAL_NAMES), strengths, max_size=len(SIGNAL_NAMES)),
+       st.dictionaries(st.sampled_from([s.name for s in DEFAULT.scores]), st.floats(-50, 50), max_size=2))
+def test_score_deltas_are_bit_for_bit_those_of_a_lookup_of_every_weight(signals: dict[str, float],
+                                                                         rule_scores: dict[str, float]) -> None:
+    ctx = DecisionContext(_facts())
+    ups = stages.score_updates(DEFAULT, ctx, rule_scores, signals, None)
+    assert [up.delta for up in ups] == reference_score_updates(DEFAULT, rule_scores, signals)
+
+
+def test_a_score_that_weighs_one_signal_twice_falls_back_to_every_weight_in_order() -> None:
+    score = DEFAULT.scores[0]
+    twice = ScoreDef(score.name, score.uid, score.key, score.half_life, (("a", 1.5), ("b", 2.0), ("a", 0.25)),
+                     score.thresholds)
+    assert twice.weight_index is None
+    assert stages._weighted(twice, [("a", 2.0), ("b", 1.0)], {"a": 2.0, "b": 1.0}, 0.0) == 1.5 * 2.0 + 2.0 + 0.25 * 2.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_the_memoised_session_decoder_answers_as_decode_for_any_value(value: str) -> None:
+    decode = cookie.decoder(KEYS, max_entries=8)
+    assert decode(value) == cookie.decode(KEYS, value)
+    assert decode(value) == cookie.decode(KEYS, value)  # the remembered answer too
+
+
+def test_the_memoised_decoder_remembers_genuine_cookies_and_stays_bounded() -> None:
+    decode = cookie.decoder(KEYS, max_entries=4)
+    values = [cookie.mint("203.0.113.0/24", "ja4|browser", 1_800_000_000.0 + i).encode(KEYS) for i in range(10)]
+    for value in values:
+        assert decode(value) == cookie.decode(KEYS, value)
+    info = decode.cache_info()  # type: ignore[attr-defined]
+    assert info.currsize == 4 and info.maxsize == 4
+    other_ring = cookie.decoder(KeyRing((b"o" * 32,)))
+    assert other_ring(values[-1]) == "bad_signature"  # a memo belongs to one key ring
+
+
+def test_clearance_checks_with_a_lazy_binding_answer_as_with_the_binding_itself() -> None:
+    service = ChallengeService(KEYS)
+    binding = ClientBinding.of("203.0.113.7", "UA")
+    made: list[int] = []
+
+    def lazy() -> ClientBinding:
+        made.append(1)
+        return binding
+
+    for header in (None, "", "theme=dark", "shield_clearance=junk", "a=1; shield_clearance=x.y.z"):
+        assert service.check_clearance(header, lazy, "r", 0.0) == service.check_clearance(header, binding, "r", 0.0)
+        assert service.clearance_token(header, lazy, 0.0) == service.clearance_token(header, binding, 0.0)
+    assert len(made) == 4  # made only for the headers that carry a clearance cookie
+
+
+def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() -> None:
+    """The whole engine over the bench's realistic mix (sessions kept like browsers do), once as it is,
+    once with the session decoder memo replaced by the plain `decode` and fresh tags for every request:
+    the same decision, rule, key, score and Set-Cookie for every request."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_engine
+
+    def run(plain: bool) -> list[tuple[object, ...]]:
+        clock = FakeClock(1_800_000_000.0)
+        sessions = SessionStage(KEYS)
+        if plain:
+            sessions.decode = lambda value: cookie.decode(KEYS, value)
+        engine = Engine(DEFAULT, MemoryStore(), clock, sessions=sessions)
+        traffic = bench_engine.Traffic(seed=3)
+        jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME)
+        out: list[tuple[object, ...]] = []
+
+        async def go() -> None:
+            for spec in traffic.specs(3000):
+                clock.advance(0.005)
+                ctx = DecisionContext(jar.facts(spec))
+                if plain:
+                    cookie.net_tag.cache_clear()
+                    cookie.stack_tag.cache_clear()
+                d = await engine.decide_in(ctx)
+                jar.took(spec[0], ctx)
+                set_cookie = ctx.session.set_cookie if ctx.session is not None else None
+                sid = ctx.session.id if ctx.session is not None else None
+                key = d.key.replace(sid, "<session>") if sid else d.key  # ids are random per run
+                out.append((d.action, d.rule, key, d.score, d.difficulty,
+                            None if set_cookie is None else (set_cookie.net, set_cookie.stack, set_cookie.returned)))
+        asyncio.run(go())
+        return out
+
+    fast, plain = run(False), run(True)
+    assert fast == plain
+    assert len({d[0] for d in fast}) > 1  # the mix is not all one answer
+
+
+def _facts():  # type: ignore[no-untyped-def]
+    from scrapeshield.facts import RequestFacts
+
+    return RequestFacts(peer_ip="203.0.113.7", path="/")
