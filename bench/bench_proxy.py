@@ -204,7 +204,8 @@ def tree_pids(pid: int) -> list[int]:
 
 def absolute_paths(src: Path, text: str) -> str:
     """The copies live in a temporary directory: make `goodbots: DIR` absolute (not a change of policy)."""
-    return re.sub(r"^goodbots:\s*(\S+)", lambda m: f"goodbots: {src.parent / m.group(1)}", text, flags=re.M)
+    return re.sub(r"^goodbots:\s*(\S+)", lambda m: m.group(0) if m.group(1) == "builtin"  # the packaged lists
+                  else f"goodbots: {src.parent / m.group(1)}", text, flags=re.M)
 
 
 def raise_limits(text: str) -> tuple[str, list[str]]:
