@@ -195,8 +195,11 @@ class RedisClusterServers:
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self.masters, self.replicas_per_master = masters, replicas_per_master
+        # Replicas sync at once (no 5 s wait for more replicas to join a diskless transfer), and a
+        # replica may take over whatever its data age: a test kills a master seconds after start.
         args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS), "--cluster-require-full-coverage", "no")
+                "--cluster-node-timeout", str(self.NODE_TIMEOUT_MS), "--cluster-require-full-coverage", "no",
+                "--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0")
         self.nodes = [RedisServer(self.workdir / f"node{i}", extra_args=args)
                       for i in range(masters * (1 + replicas_per_master))]
 
@@ -225,17 +228,31 @@ class RedisClusterServers:
         return redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5.0, decode_responses=True)
 
     def wait_ok(self, timeout: float = 30.0) -> None:
-        """Until every running node says cluster_state:ok and agrees on all 16384 slots."""
+        """Until every running node says cluster_state:ok and agrees on all 16384 slots, and every
+        running replica has its master's data (so that it can take over)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                infos = [self.client(n).cluster("info") for n in self.nodes if n.process is not None]
-                if all(i["cluster_state"] == "ok" and int(i["cluster_slots_assigned"]) == 16384 for i in infos):
+                running = [n for n in self.nodes if n.process is not None]
+                infos = [self.client(n).cluster("info") for n in running]
+                links = [self.client(n).info("replication") for n in running]
+                if (all(i["cluster_state"] == "ok" and int(i["cluster_slots_assigned"]) == 16384 for i in infos)
+                        and all(r.get("master_link_status", "up") == "up" for r in links)):
                     return
             except Exception:
                 pass
             time.sleep(0.1)
         raise RuntimeError("the Redis Cluster did not become ok")
+
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        """A running replica of `master`."""
+        master_id = self.node_id(master)
+        for line in str(self.client(master).execute_command("CLUSTER", "NODES")).splitlines():
+            fields = line.split()
+            if fields[3] == master_id and "slave" in fields[2]:
+                port = int(fields[1].split("@")[0].rpartition(":")[2])
+                return next(n for n in self.nodes if n.port == port)
+        raise LookupError(f"no replica of 127.0.0.1:{master.port}")
 
     def node_id(self, node: RedisServer) -> str:
         return str(self.client(node).cluster("myid"))
@@ -309,7 +326,8 @@ class SentinelServer:
         log = self.workdir / "sentinel.log"
         conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\nlogfile {log}\n"
                         f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1\n"
-                        f"sentinel down-after-milliseconds {self.service} 1000\n")
+                        f"sentinel down-after-milliseconds {self.service} 1000\n"
+                        f"sentinel failover-timeout {self.service} 5000\n")
         self.process = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + READY_TIMEOUT
@@ -320,6 +338,27 @@ class SentinelServer:
         self.close()
         raise RuntimeError(f"redis sentinel did not start on port {self.port}")
 
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5.0, decode_responses=True)
+
+    def primary_port(self) -> int:
+        """The port of the primary this sentinel names now."""
+        return int(self.client().execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)[1])
+
+    def wait_replicas(self, count: int, timeout: float = 30.0) -> None:
+        """Until the sentinel knows `count` replicas of the primary, linked and in sync: only a
+        replica it knows can be promoted."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            replicas = self.client().execute_command("SENTINEL", "REPLICAS", self.service)
+            linked = [r for r in replicas if _fields(r).get("master-link-status") == "ok"]
+            if len(linked) >= count:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"sentinel on port {self.port} did not see {count} replica(s)")
+
     def close(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
@@ -329,3 +368,25 @@ class SentinelServer:
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _fields(reply: Any) -> dict[str, str]:
+    """A SENTINEL REPLICAS entry (a flat name/value list, or a dict in newer redis-py) as a dict."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    return {str(reply[i]): str(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
+
+
+def start_replica_or_fail(primary: RedisServer, **kwargs: Any) -> RedisServer:
+    """A RedisServer replicating `primary` (REPLICAOF), started and in sync."""
+    extra = ("--replicaof", "127.0.0.1", str(primary.port), *kwargs.pop("extra_args", ()))
+    replica = start_or_fail(extra_args=extra, **kwargs)
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=replica.port, socket_timeout=5.0, decode_responses=True)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while client.info("replication").get("master_link_status") != "up":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"replica on port {replica.port} did not sync with {primary.port}")
+        time.sleep(0.05)
+    return replica

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -184,3 +185,43 @@ def redis_keys(server: RedisServer, pattern: str) -> list[str]:
         return sorted(client.scan_iter(match=pattern, count=1000))
     finally:
         client.close()
+
+
+# --- a client that never stops ----------------------------------------------------------------------
+
+class SteadyClient:
+    """Sends GETs one after another, round robin over `shields`, from `source_ip`, until stopped.
+    Every answer is recorded with when it was sent and how long it took; a request that gets no
+    answer at all within 10 s is recorded as status 0 (and fails the latency bound)."""
+
+    def __init__(self, shields: list[ShieldProcess], source_ip: str, path: str = "/echo/busy/x") -> None:
+        self.shields, self.source_ip, self.path = shields, source_ip, path
+        self.sent: list[Sent] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    def _run(self) -> None:
+        clients = [bind_client(self.source_ip, base_url=s.proxy_url, timeout=10.0) for s in self.shields]
+        i = 0
+        try:
+            while not self._stop.is_set():
+                replica = i % len(clients)
+                i += 1
+                t0 = time.monotonic()
+                try:
+                    response = clients[replica].get(self.path)
+                    status_code, action = response.status_code, response.headers.get("Shield-Action")
+                except httpx.HTTPError:
+                    status_code, action = 0, None
+                self.sent.append(Sent(t0, time.monotonic() - t0, status_code, action, replica, self.path))
+        finally:
+            for client in clients:
+                client.close()

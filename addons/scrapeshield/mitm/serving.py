@@ -17,11 +17,23 @@ here first. That is where the limits mitmproxy does not have are kept:
   prefix (/.shield/) only takes small bodies with a declared length (413, 411).
 
 Every refusal says `Shield-Action: reject` and is counted in `scrapeshield_connection_limits_total`.
+
+Timeouts are kept by one sweep, not a timer per connection: each connection's deadline falls in a
+slot of `SWEEP_TICK` seconds, and every tick the sweep closes what is due, `CLOSE_BATCH` at a time
+with the event loop let through in between. 20,000 slow-drip connections opened within seconds
+all reach the header timeout within seconds too; closed in one go they would hold the loop for
+seconds (and a normal client with it). A connection closed before it sent a complete head never
+reaches mitmproxy at all (building its connection handler is most of what a connection costs),
+and after a mass close the C heap is trimmed (`malloc_trim`), so the memory those connections
+held goes back to the system.
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
+import math
 import socket
 from collections import Counter as Tally
 from collections.abc import Callable
@@ -40,6 +52,11 @@ log = logging.getLogger("scrapeshield.serving")
 _KNOWN_VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3"})
 _OPAQUE_EARLY_BYTES = 1 << 20  # TLS/HTTP/2: head, handshake and any body sent before the head is parsed
 _H2_PREFACE = b"PRI * HTTP/2.0"
+SWEEP_TICK = 0.1  # seconds: how late a timeout may close its connection
+CLOSE_BATCH = 200  # connections closed by the sweep before the event loop gets a turn
+TRIM_AFTER_CLOSES = 1000  # connections closed since the last malloc_trim that make another worth it
+TRIM_INTERVAL = 10.0  # seconds between two malloc_trim calls at most
+_STILL_FALLING = 50  # connections closed in the last tick that mean a mass close is still going on
 
 class _Connection:
     """One accepted client connection, keyed by its peer address."""
@@ -48,14 +65,16 @@ class _Connection:
         "address",
         "cancelled",
         "flows",
+        "handed",
         "head_bytes",
         "head_done",
         "held",
         "line_done",
         "opaque",
         "peer",
+        "reason",
+        "slot",
         "task",
-        "timer",
         "writer",
     )
 
@@ -70,7 +89,9 @@ class _Connection:
         self.head_done = False  # the head being read has ended (clear text only)
         self.held = bytearray()  # an incomplete request head, not yet given to mitmproxy
         self.opaque: bool | None = None  # TLS, HTTP/2 frames or a WebSocket: no heads to see in the bytes
-        self.timer: asyncio.TimerHandle | None = None
+        self.slot: int | None = None  # the sweep slot of its deadline (None: no deadline, a request is in)
+        self.reason = ""  # what the deadline is: header_timeout or idle_timeout
+        self.handed = False  # mitmproxy has the connection (a first head or TLS hello came in)
         self.cancelled = False  # its task was cancelled by close_connection
 
 
@@ -142,6 +163,15 @@ class ShieldServing:
         self._server: asyncio.Server | None = None
         self._connections: dict[tuple[Any, ...], _Connection] = {}
         self._per_address: Tally[str] = Tally()
+        self._slots: dict[int, dict[_Connection, None]] = {}  # sweep slot -> connections due then
+        self._next_slot = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed_since_trim = 0
+        self._open_peak = 0  # most connections open at once since the last trim
+        self._open_last_tick = 0
+        self._trimmed_at = -TRIM_INTERVAL
+        self._trim = _malloc_trim()
+        self.trims = 0
         self.draining = False
         registry = registry if registry is not None else CollectorRegistry()
         self.refusals = Counter("scrapeshield_connection_limits", "Requests and connections refused or closed by a "
@@ -157,6 +187,8 @@ class ShieldServing:
             return
         proxyserver = ctx.master.addons.get("proxyserver")
         self._instance = ServerInstance.make(ctx.options.mode[0], proxyserver)
+        self._next_slot = self._slot_of(asyncio.get_running_loop().time())
+        self._sweeper = asyncio.create_task(self._sweep())
         self._server = await asyncio.start_server(self._accept, sock=self.sock, backlog=self.limits.backlog)
         host, port = self.sock.getsockname()[:2]
         log.info("serving %s on %s:%s", self._instance.mode.description, host, port)
@@ -179,7 +211,7 @@ class ShieldServing:
 
     def status(self) -> dict[str, Any]:
         return {"connections": {"open": len(self._connections), "addresses": len(self._per_address),
-                                "draining": self.draining}}
+                                "draining": self.draining, "heap_trims": self.trims}}
 
     # -- connections ---------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -195,48 +227,108 @@ class ShieldServing:
             return
         conn = _Connection(peer, writer, asyncio.current_task())
         self._connections[peer] = conn
+        if len(self._connections) > self._open_peak:
+            self._open_peak = len(self._connections)
         self._per_address[address] += 1
         self._arm(conn, self.limits.header_timeout, "header_timeout")
         try:
             bounded = _HeadBoundReader(reader, conn, self)
             # mitmproxy gets the connection once a first head is complete (or a TLS hello is in):
-            # a connection that never sends one costs no more than this coroutine and its timer.
+            # a connection that never sends one costs no more than this coroutine and its place in the sweep.
             bounded.first = await bounded.read(65535)
-            if not bounded.first:
+            if not bounded.first or writer.is_closing():  # gone, timed out or refused before a head came in
                 writer.close()
                 return
+            conn.handed = True
             await self._instance.handle_stream(bounded, writer)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             if not conn.cancelled:  # ours (close_connection) ends the connection quietly; others propagate
                 raise
         finally:
-            if conn.timer is not None:
-                conn.timer.cancel()
+            self._disarm(conn)
             self._connections.pop(peer, None)
+            self._closed_since_trim += 1
             self._per_address[address] -= 1
             if self._per_address[address] <= 0:
                 del self._per_address[address]
 
-    def _arm(self, conn: _Connection, seconds: float, reason: str) -> None:
-        if conn.timer is not None:
-            conn.timer.cancel()
-        conn.timer = asyncio.get_running_loop().call_later(seconds, self._expire, conn, reason)
+    # -- timeouts: one sweep --------------------------------------------------------------------
+    @staticmethod
+    def _slot_of(when: float) -> int:
+        return math.ceil(when / SWEEP_TICK)  # never before its deadline
 
-    def _expire(self, conn: _Connection, reason: str) -> None:
-        conn.timer = None
+    def _arm(self, conn: _Connection, seconds: float, reason: str) -> None:
+        self._disarm(conn)
+        slot = max(self._slot_of(asyncio.get_running_loop().time() + seconds), self._next_slot)
+        self._slots.setdefault(slot, {})[conn] = None
+        conn.slot, conn.reason = slot, reason
+
+    def _disarm(self, conn: _Connection) -> None:
+        if conn.slot is not None:
+            due = self._slots.get(conn.slot)
+            if due is not None:
+                due.pop(conn, None)
+                if not due:
+                    del self._slots[conn.slot]
+            conn.slot = None
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_TICK)
+            now = self._slot_of(loop.time())
+            closed = 0
+            while self._next_slot <= now:
+                slot = self._next_slot
+                self._next_slot += 1
+                due = self._slots.pop(slot, None)
+                for conn in list(due or ()):
+                    if conn.slot != slot:  # re-armed or done while an earlier batch let the loop run
+                        continue
+                    conn.slot = None
+                    try:
+                        expired = self._expire(conn)
+                    except Exception:  # one connection's fault must not stop every timeout
+                        log.exception("closing a timed-out connection from %s failed", conn.address)
+                        continue
+                    if expired:
+                        closed += 1
+                        if closed % CLOSE_BATCH == 0:
+                            await asyncio.sleep(0)  # let the loop answer the others between batches
+            await self._trim_after_mass_close(loop)
+
+    async def _trim_after_mass_close(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Once a mass close is over -- many connections closed, fewer than half the peak still
+        open, hardly any closed in the last tick -- give the C heap's free pages back: what
+        20,000 slow connections held would otherwise stay in RSS for good."""
+        open_now = len(self._connections)
+        falling, self._open_last_tick = self._open_last_tick - open_now, open_now
+        if (self._trim is None or self._closed_since_trim < TRIM_AFTER_CLOSES or 2 * open_now > self._open_peak
+                or falling >= _STILL_FALLING or loop.time() < self._trimmed_at + TRIM_INTERVAL):
+            return
+        self._closed_since_trim, self._open_peak, self._trimmed_at = 0, open_now, loop.time()
+        await loop.run_in_executor(None, self._trim, 0)  # a thread: it may walk a large heap (ctypes drops the GIL)
+        self.trims += 1
+
+    def _expire(self, conn: _Connection) -> bool:
+        """Close a connection whose deadline passed; False when it is busy after all."""
         if conn.flows:
-            return
+            return False
         if conn.writer.transport.get_write_buffer_size():  # still sending the last answer
-            self._arm(conn, self.limits.idle_timeout, reason)
-            return
-        self.refusals.labels(reason).inc()
+            self._arm(conn, self.limits.idle_timeout, conn.reason)
+            return False
+        self.refusals.labels(conn.reason).inc()
+        if not conn.handed:  # a partial head, never given to mitmproxy: nothing to flush, no handler to end
+            conn.writer.transport.abort()
+            return True
         self.close_connection(conn)
+        return True
 
     def close_connection(self, conn: _Connection) -> None:
         if conn.writer.is_closing():
             return
         conn.writer.close()  # flushes what is buffered, then closes; mitmproxy's reader sees EOF
-        if conn.task is not None:  # a half-closed connection would otherwise wait for mitmproxy's tcp_timeout
+        if conn.handed and conn.task is not None:  # a half-closed connection would otherwise wait for tcp_timeout
             asyncio.get_running_loop().call_later(1.0, self._cancel, conn)
 
     @staticmethod
@@ -267,9 +359,7 @@ class ShieldServing:
         conn = self.connection_of(flow)
         if conn is not None:
             conn.flows.add(flow.id)
-            if conn.timer is not None:
-                conn.timer.cancel()
-                conn.timer = None
+            self._disarm(conn)
         if flow.response is not None:
             return
         status, reason = self._request_over_limit(flow.request)
@@ -332,13 +422,23 @@ class ShieldServing:
         conn.flows.discard(flow.id)
         if flow.response is not None and flow.response.status_code == 101:
             conn.opaque = True  # a WebSocket (or other upgrade) now: frames, no heads; mitmproxy's timeouts apply
-            if conn.timer is not None:
-                conn.timer.cancel()
-                conn.timer = None
+            self._disarm(conn)
             return
         if not conn.flows:
             conn.head_bytes, conn.line_done, conn.head_done = 0, False, False
             self._arm(conn, self.limits.idle_timeout, "idle_timeout")
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim: hands free heap pages back to the system. None elsewhere (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 def _has_body(request: http.Request) -> bool:
