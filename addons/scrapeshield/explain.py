@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from .facts import RequestFacts
 from .gcra import BucketState, conform_all, state_after
 from .netaddr import parse_ip, resolve_client_ip
-from .store.base import Batch, BatchResult
+from .store.base import Batch, BatchResult, LogAppend, Logs
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -103,6 +103,7 @@ class ReadOnlyView:
 
     name = "read-only view"
     sync_apply = None
+    sync_append_logs = None
 
     def __init__(self, live: Any) -> None:
         self.live = live
@@ -113,6 +114,11 @@ class ReadOnlyView:
         if found is None:
             found = cache[key] = await self.live.inspect(key, now)
         return found
+
+    async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
+        """Each detector log as if it held only this request's entry: a store answers logs only by
+        appending to them, so explain judges the request on its own (it never writes)."""
+        return tuple((a.entry,) for a in appends)
 
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         seen: dict[str, KeyInspection] = {}

@@ -57,6 +57,20 @@ EMPTY_RESULT = BatchResult(None, 0.0, -1, (), ())
 
 
 @dataclass(frozen=True, slots=True)
+class LogAppend:
+    """Append one entry to a short, expiring log and read the log back: detector state (recent
+    record ids, arrival times) that every replica must see, kept where the buckets are."""
+
+    key: str
+    entry: str  # short; the detectors pack numbers and tags into it
+    keep: int  # the newest `keep` entries stay, older ones are dropped
+    ttl: float  # seconds; a log without an append for this long is gone (the detector's memory)
+
+
+Logs = tuple[tuple[str, ...], ...]  # per LogAppend, the log's entries after the append, oldest first
+
+
+@dataclass(frozen=True, slots=True)
 class ListEntry:
     """One entry of the penalty box or the allow list."""
 
@@ -100,6 +114,15 @@ class Store(Protocol):
         """`apply` without a coroutine, offered by a store that never waits (in-process state), so
         the engine saves one coroutine per decision; None for a store that must await (network).
         When offered, it gives exactly what `apply` would."""
+        ...
+
+    async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
+        """Append each entry to its log and answer every log, in one round trip (atomic per log)."""
+        ...
+
+    @property
+    def sync_append_logs(self) -> Callable[[tuple[LogAppend, ...], float], Logs] | None:
+        """`append_logs` without a coroutine, offered as `sync_apply` is; None for a networked store."""
         ...
 
     async def ban(self, key: str, until: float, now: float, reason: str = "") -> None: ...

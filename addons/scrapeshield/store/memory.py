@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable
 
+from cachetools import LRUCache
+
 from ..gcra import BucketLimit, BucketState, conform_all, state_after
-from .base import Batch, BatchResult, BucketCheck, KeyInspection, ListEntry, decay
+from .base import Batch, BatchResult, BucketCheck, KeyInspection, ListEntry, LogAppend, Logs, decay
 from .compact import LruTable
 
 _SWEEP_EVERY = 1.0  # seconds of clock time between incremental sweeps
@@ -80,11 +83,21 @@ class DeadlineList:
             del self._entries[key]
 
 
+class EntryLog:
+    """One log of `append_logs`: its newest entries and when it is gone."""
+
+    __slots__ = ("entries", "until")
+
+    def __init__(self, keep: int) -> None:
+        self.entries: deque[str] = deque(maxlen=keep)
+        self.until = 0.0
+
+
 class MemoryStore:
     name = "memory"
 
     def __init__(self, max_keys: int = 1_000_000, max_bans: int = 100_000, max_scores: int = 200_000,
-                 max_spent: int = 200_000, max_allows: int = 100_000) -> None:
+                 max_spent: int = 200_000, max_allows: int = 100_000, max_logs: int = 100_000) -> None:
         self._tats = LruTable(max_keys)
         self._scores = LruTable(max_scores, two_values=True)
         self._spent = LruTable(max_spent)
@@ -95,6 +108,8 @@ class MemoryStore:
         self._score_defs: dict[str, tuple[int, float]] = {}
         self._tags = itertools.count()
         self._next_sweep = 0.0
+        # Detector logs (`append_logs`): bounded by count, each gone `ttl` after its last append.
+        self._logs: LRUCache[str, EntryLog] = LRUCache(max_logs)
 
     async def connect(self) -> None:
         return None
@@ -182,6 +197,25 @@ class MemoryStore:
     def sync_apply(self) -> Callable[[Batch, float], BatchResult] | None:
         return self.apply_now  # in-process: never waits (see Store.sync_apply)
 
+    def append_logs_now(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
+        logs = self._logs
+        out = []
+        for a in appends:
+            log = logs.get(a.key)
+            if log is None or log.until <= now or log.entries.maxlen != a.keep:
+                log = logs[a.key] = EntryLog(a.keep)
+            log.entries.append(a.entry)
+            log.until = now + a.ttl
+            out.append(tuple(log.entries))
+        return tuple(out)
+
+    async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
+        return self.append_logs_now(appends, now)
+
+    @property
+    def sync_append_logs(self) -> Callable[[tuple[LogAppend, ...], float], Logs] | None:
+        return self.append_logs_now
+
     def _bucket_tag(self, check: BucketCheck) -> int:
         known = self._bucket_defs.get(check.bucket_id)
         if known is None:
@@ -261,7 +295,8 @@ class MemoryStore:
 
     def status(self) -> dict[str, object]:
         return {"backend": self.name, "buckets": len(self._tats), "bans": len(self._bans),
-                "allows": len(self._allows), "scores": len(self._scores), "spent_tokens": len(self._spent)}
+                "allows": len(self._allows), "scores": len(self._scores), "spent_tokens": len(self._spent),
+                "logs": len(self._logs)}
 
     async def close(self) -> None:
         return None

@@ -23,6 +23,8 @@ as in memory):
     ss:b:<bucket_id>\\x1f<key>      TAT                              PX until the TAT has passed
     ss:s:<score_id>\\x1f<key>       "<value> <since>"                PX until decayed below ~0.001
     ss:once:<token_id>             "1" (a spent single-use token)   PX until the token expires
+    ss:log:<key>                   detector log (a list, newest     PX its ttl after the last append
+                                   `keep` entries)
 
 Each PX also carries `expiry_slack` (1 s) for clock skew between replicas, so Redis holds
 nothing stale for longer than that. On a Redis Cluster (`from_cluster_url`) the prefix is a hash
@@ -74,7 +76,18 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..gcra import BucketLimit, conform, state_after
-from .base import EMPTY_RESULT, Batch, BatchResult, KeyInspection, ListEntry, StoreError, StoreTimeout, decay
+from .base import (
+    EMPTY_RESULT,
+    Batch,
+    BatchResult,
+    KeyInspection,
+    ListEntry,
+    LogAppend,
+    Logs,
+    StoreError,
+    StoreTimeout,
+    decay,
+)
 
 _SEP = "\x1f"
 _BANNED = -2  # first element of the script's answer when a ban key is banned
@@ -186,6 +199,20 @@ if over > 0 then
   end
 end
 return string.format('%.17g', deadline)
+"""
+
+# Detector logs (`append_logs`). KEYS: one list per append. ARGV: per key its entry, keep, PX.
+# Answer: per key the list after the append, oldest first.
+_LOG_LUA = """
+local out = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  redis.call('RPUSH', key, ARGV[3 * i - 2])
+  redis.call('LTRIM', key, -tonumber(ARGV[3 * i - 1]), -1)
+  redis.call('PEXPIRE', key, ARGV[3 * i])
+  out[i] = redis.call('LRANGE', key, 0, -1)
+end
+return out
 """
 
 # KEYS: entry key, sorted set, meta hash. ARGV: key. Answer: 1 if a live entry was removed.
@@ -427,6 +454,7 @@ class RedisStore:
         self._remove_script = client.register_script(_REMOVE_LUA)
         self._list_script = client.register_script(_LIST_LUA)
         self._inspect_script = client.register_script(_INSPECT_LUA)
+        self._log_script = client.register_script(_LOG_LUA)
         # The hot path's calls are pipelined together (one Redis only: a cluster client routes each
         # command by its slot itself).
         self._pipeliner = (CommandPipeliner(client, max(1.0, 2 * timeout)) if isinstance(client, aioredis.Redis)
@@ -538,7 +566,7 @@ class RedisStore:
         async def prepare() -> None:
             # Concurrent, not a pipeline: a cluster client sends SCRIPT LOAD to every primary itself.
             scripts = (self._apply_script, self._put_script, self._remove_script, self._list_script,
-                       self._inspect_script)
+                       self._inspect_script, self._log_script)
             await asyncio.gather(*(self._client.script_load(script.script) for script in scripts))
             await asyncio.gather(*(self._client.ping() for _ in range(_WARM_CONNECTIONS)))
 
@@ -594,6 +622,20 @@ class RedisStore:
                     self._local_over[name] = tat
         scores = tuple(float(v) for v in reply[2 + nk:])
         return BatchResult(None, 0.0, refused, states, scores, batch.ban_keys[allowed] if allowed >= 0 else None)
+
+    sync_append_logs = None
+
+    async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
+        """One script call for all of a request's logs (pipelined with other requests' calls)."""
+        if not appends:
+            return ()
+        prefix = self._prefix + "log:"
+        names = [prefix + a.key for a in appends]
+        args: list[str | int] = []
+        for a in appends:
+            args += (a.entry, a.keep, max(1, math.ceil(a.ttl * 1000)) + self._slack_ms)
+        reply = await self._call(self._evalsha(self._log_script, names, args))
+        return tuple(tuple(_text(e) for e in entries) for entries in reply)
 
     def _answer_locally(self, batch: Batch, now: float) -> BatchResult | None:
         bans = self._local_bans

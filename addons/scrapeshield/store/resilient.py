@@ -20,9 +20,10 @@ again. A probe costs its one request at most the primary's timeout.
 
 The contract with the engine, which applies the policy's `fail` mode to a `StoreError`:
 
-- fail open (`fail_mode="open"`): `apply`, `ban` and `spend_once` never raise `StoreError`; a
+- fail open (`fail_mode="open"`): `apply`, `append_logs`, `ban` and `spend_once` never raise `StoreError`; a
   failed call and every call during an outage are answered from the fallback. Each replica then
   enforces its limits on its own traffic only (N replicas let up to N times the budget through),
+  its detectors see the logs of its own traffic only,
   bans made then stay on the replica that made them, and a challenge token may be spent once
   per replica.
 - fail closed (`fail_mode="closed"`): a failed call, and every call during an outage (at once,
@@ -46,7 +47,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .base import Batch, BatchResult, KeyInspection, ListEntry, Store, StoreError, StoreTimeout
+from .base import Batch, BatchResult, KeyInspection, ListEntry, LogAppend, Logs, Store, StoreError, StoreTimeout
 from .memory import MemoryStore
 
 T = TypeVar("T")
@@ -87,9 +88,13 @@ class ResilientStore:
             self._begin_outage(exc, 0.0, at_start=True)
 
     sync_apply = None  # every answer may wait (Store.sync_apply)
+    sync_append_logs = None
 
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         return await self._call(lambda s: s.apply(batch, now), now)
+
+    async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
+        return await self._call(lambda s: s.append_logs(appends, now), now)
 
     async def ban(self, key: str, until: float, now: float, reason: str = "") -> None:
         await self._call(lambda s: s.ban(key, until, now, reason), now)
