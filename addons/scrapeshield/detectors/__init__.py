@@ -17,6 +17,17 @@ and the key is stored once.
 Signals are reported on the requests that carry evidence for them: asset
 requests report all zeros (they only feed `no_assets`), so a policy summing
 per-request evidence doesn't multiply a person's score by the asset count.
+
+Shared state. With a shared store (Redis) every replica sees only part of a
+client's requests, so the state that decides within a client's first records
+lives in the store's logs (`Store.append_logs`) instead of the process: the
+recent ids of each walk (`sequential_ids`), the recent page arrival times
+(`regular_timing`) and the crowd logs of `cross_session_walk`. A request asks
+`log_plan` what to append, the engine sends that in one store call, and
+`observe_request` replays the logs it got back through the same algorithms.
+Without a shared store (`shared=False`) all of it stays in process.
+`many_distinct_resources`, `probe_rate` and `no_assets` stay per process in
+both cases (docs/detectors.md says why).
 """
 from __future__ import annotations
 
@@ -27,24 +38,29 @@ from types import MappingProxyType
 
 from cachetools import TTLCache
 
+from ..store.base import LogAppend, Logs
 from .assets import AssetLedger, MissingAssets, file_name, name_hash
 from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
+from .crowd import NO_RUN, CrossSessionWalk, CrowdLogs, CrowdRun, decode_entries, encode_entry
 from .distinct import DistinctResources, DistinctWindow
 from .probe import ProbeRate, ProbeWindow
 from .sequence import SequentialIds, Walk, extract_ids
-from .strength import stable_hash
+from .strength import ramp, stable_hash
 from .timing import ArrivalGaps, RegularTiming
 
 __all__ = [
+    "CROSS_SESSION_WALK",
     "MANY_DISTINCT_RESOURCES",
     "NO_ASSETS",
     "PROBE_RATE",
     "REGULAR_TIMING",
     "SEQUENTIAL_IDS",
     "SIGNAL_NAMES",
+    "CrowdView",
     "DetectorConfig",
     "DetectorSet",
+    "LogPlan",
     "Observation",
     "is_asset_path",
     "is_asset_request",
@@ -56,7 +72,8 @@ SEQUENTIAL_IDS = "sequential_ids"
 PROBE_RATE = "probe_rate"
 NO_ASSETS = "no_assets"
 REGULAR_TIMING = "regular_timing"
-SIGNAL_NAMES = (MANY_DISTINCT_RESOURCES, SEQUENTIAL_IDS, PROBE_RATE, NO_ASSETS, REGULAR_TIMING)
+CROSS_SESSION_WALK = "cross_session_walk"
+SIGNAL_NAMES = (MANY_DISTINCT_RESOURCES, SEQUENTIAL_IDS, PROBE_RATE, NO_ASSETS, REGULAR_TIMING, CROSS_SESSION_WALK)
 
 _QUIET: Mapping[str, float] = MappingProxyType(dict.fromkeys(SIGNAL_NAMES, 0.0))
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -72,6 +89,26 @@ class Observation:
     is_document: bool  # a page navigation (see is_document_request)
     is_asset: bool  # CSS/JS/image/font/media (see is_asset_request)
     now: float  # epoch seconds
+
+
+@dataclass(frozen=True, slots=True)
+class CrowdView:
+    """Where a record request stands in the crowd (`cross_session_walk`): who fetches it (a
+    session id, or the address without one) and the scopes whose walks it may extend (its client
+    stack, its network)."""
+
+    who: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LogPlan:
+    """The shared logs one request appends to (one store call), and which answer is which:
+    first one log per id series (walks), then the timing log if `timing`, then the crowd logs."""
+
+    appends: tuple[LogAppend, ...]
+    walks: int
+    timing: bool
 
 
 class IdentityState:
@@ -103,9 +140,10 @@ class _ObservedTime:
 class DetectorSet:
     """All enabled detectors over one bounded identity table."""
 
-    def __init__(self, config: DetectorConfig | None = None) -> None:
+    def __init__(self, config: DetectorConfig | None = None, *, shared: bool = False) -> None:
         c = config if config is not None else DetectorConfig()
         self.config = c
+        self.shared = shared  # walks, timing and crowds live in the store's logs (see the module doc)
         self._time = _ObservedTime()
         # Renewing a TTLCache entry is its costliest operation, so entries are renewed at most every
         # ttl/8 and live for 9/8 ttl: an idle identity is forgotten between idle_ttl_s and 9/8 of it.
@@ -145,10 +183,60 @@ class DetectorSet:
                           c.timing_cv_start, c.timing_cv_full)
             if c.timing_enabled else None
         )
+        self._cross = (
+            CrossSessionWalk(window_s=c.cross_walk_window_s, keep=c.cross_walk_keep,
+                             max_stride=c.sequence_max_stride, max_gap=c.cross_walk_max_gap,
+                             min_sessions=c.cross_walk_min_sessions,
+                             max_repeat_share=c.cross_walk_max_repeat_share,
+                             min_order_share=c.cross_walk_min_order_share,
+                             start=c.cross_walk_start, full=c.cross_walk_full)
+            if c.cross_walk_enabled else None
+        )
+        self._crowd_logs = CrowdLogs(c.cross_walk_max_logs, c.cross_walk_keep, c.cross_walk_window_s)
+        self.last_crowd_run: CrowdRun = NO_RUN  # of the latest request that had a crowd view (explain)
+
+    @property
+    def watches_crowds(self) -> bool:
+        """Whether record requests should come with a `CrowdView`."""
+        return self._cross is not None
+
+    @staticmethod
+    def record_ids(obs: Observation) -> list[tuple[str, int]]:
+        """The (series, id) pairs of a request (none for assets); computed once per request."""
+        return [] if obs.is_asset else extract_ids(obs.path, obs.query)
+
+    def log_plan(self, key: str, obs: Observation, ids: list[tuple[str, int]],
+                 crowd: CrowdView | None = None) -> LogPlan | None:
+        """What this request appends to the shared logs; None without a shared store, for assets,
+        and when nothing is to be logged."""
+        if not self.shared or obs.is_asset:
+            return None
+        c = self.config
+        now = obs.now
+        appends: list[LogAppend] = []
+        if self._sequence is not None:
+            for series, value in ids:
+                appends.append(LogAppend(f"q\x1f{key}\x1f{series}", f"{value} {now:.3f}", c.shared_walk_keep,
+                                         c.sequence_max_pause_s))
+        walks = len(appends)
+        timing = self._timing is not None
+        if timing:
+            appends.append(LogAppend(f"t\x1f{key}", f"{now:.3f} {stable_hash(obs.path)}", c.shared_timing_keep,
+                                     c.idle_ttl_s))
+        if self._cross is not None and crowd is not None and ids:
+            series, value = ids[0]
+            entry = encode_entry(value, now, stable_hash(crowd.who))
+            appends += [LogAppend(f"x\x1f{scope}\x1f{series}", entry, c.cross_walk_keep, c.cross_walk_window_s)
+                        for scope in crowd.scopes]
+        return LogPlan(tuple(appends), walks, timing) if appends else None
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def observe_request(self, key: str, obs: Observation) -> Mapping[str, float]:
+    def observe_request(self, key: str, obs: Observation, ids: list[tuple[str, int]] | None = None,
+                        crowd: CrowdView | None = None, plan: LogPlan | None = None,
+                        logs: Logs = ()) -> Mapping[str, float]:
+        """The signals of one request. `ids` are its `record_ids` (computed here if None); with a
+        shared store, `plan` and `logs` are its `log_plan` and the store's answer to it."""
         now = obs.now
         st = self._identity(key, now)
         if obs.is_asset:
@@ -160,16 +248,19 @@ class DetectorSet:
             return _QUIET
 
         path = obs.path
-        distinct = sequence = probe = assets = timing = 0.0
+        distinct = sequence = probe = assets = timing = cross = 0.0
         if self._distinct is not None and (obs.is_document or not self._distinct_documents_only):
             w = st.distinct
             if w is None:
                 st.distinct = w = DistinctWindow(now)
             resource = f"{path}?{obs.query}" if obs.query else path
             distinct = self._distinct.observe(w, stable_hash(resource), now)
-        if self._sequence is not None:
+        if ids is None:
             ids = extract_ids(path, obs.query)
-            if ids:
+        if self._sequence is not None and ids:
+            if plan is not None:
+                sequence = self._shared_walks(plan, logs)
+            else:
                 walks = st.walks
                 if walks is None:
                     st.walks = walks = {}
@@ -182,19 +273,58 @@ class DetectorSet:
                 st.assets = led = AssetLedger()
             assets = self._assets.on_page_request(led, obs.is_document, now)
         if self._timing is not None:
-            path_hash = stable_hash(path)
-            g = st.timing
-            if g is None:
-                st.timing = self._timing.new_state(now, path_hash)
+            if plan is not None and plan.timing:
+                timing = self._timing.replay(
+                    (float(t), int(h)) for t, _, h in (e.partition(" ") for e in logs[plan.walks]))
             else:
-                timing = self._timing.observe(g, path_hash, now)
+                path_hash = stable_hash(path)
+                g = st.timing
+                if g is None:
+                    st.timing = self._timing.new_state(now, path_hash)
+                else:
+                    timing = self._timing.observe(g, path_hash, now)
+        if self._cross is not None and crowd is not None and ids:
+            cross = self._crowd_strength(crowd, ids[0], now, plan, logs)
         return {
             MANY_DISTINCT_RESOURCES: distinct,
             SEQUENTIAL_IDS: sequence,
             PROBE_RATE: probe,
             NO_ASSETS: assets,
             REGULAR_TIMING: timing,
+            CROSS_SESSION_WALK: cross,
         }
+
+    def _shared_walks(self, plan: LogPlan, logs: Logs) -> float:
+        """`sequential_ids` from the shared logs of the request's series (its longest walk)."""
+        assert self._sequence is not None
+        longest = 0
+        for log in logs[:plan.walks]:
+            run = self._sequence.replay((int(v), float(t)) for v, _, t in (e.partition(" ") for e in log))
+            if run > longest:
+                longest = run
+        s = self._sequence
+        return ramp(longest, s.start, s.full)
+
+    def _crowd_strength(self, crowd: CrowdView, first: tuple[str, int], now: float, plan: LogPlan | None,
+                        logs: Logs) -> float:
+        """`cross_session_walk`: the strongest run the request's id extends, over its scopes."""
+        cross = self._cross
+        assert cross is not None
+        series, value = first
+        best, strength = NO_RUN, 0.0
+        if plan is not None:
+            start = plan.walks + plan.timing
+            runs = [cross.measure(decode_entries(log), now) for log in logs[start:start + len(crowd.scopes)]]
+        else:
+            entry = (value, now, stable_hash(crowd.who))
+            runs = [cross.measure(self._crowd_logs.append(f"{scope}\x1f{series}", entry, now), now)
+                    for scope in crowd.scopes]
+        for run in runs:
+            s = cross.strength(run)
+            if s > strength or (s == strength and run.ids > best.ids):
+                best, strength = run, s
+        self.last_crowd_run = best
+        return strength
 
     def observe_response(
         self, key: str, status: int, content_type: str | None, body: bytes | None, now: float,
@@ -235,6 +365,7 @@ class DetectorSet:
     def clear(self) -> None:
         """Forget everything: all identities and the learned site-wide asset references."""
         self._table.clear()
+        self._crowd_logs.clear()
         if self._assets is not None:
             self._assets.clear()
 
@@ -242,14 +373,18 @@ class DetectorSet:
         return {
             "identities": self.tracked_keys(now),
             "shared_asset_refs": self._assets.shared_refs() if self._assets is not None else 0,
+            "crowd_logs": len(self._crowd_logs),
         }
 
     def fork(self, key: str) -> DetectorSet:
         """The same settings with a copy of one identity's state and of the site-wide asset
         references: observing a request for `key` on the fork does what it would do here, and
         changes nothing here (explain on a live shield)."""
-        other = DetectorSet(self.config)
+        other = DetectorSet(self.config, shared=self.shared)
         other._time.t = self._time.t
+        c = self.config
+        other._crowd_logs = CrowdLogs(c.cross_walk_max_logs, c.cross_walk_keep, c.cross_walk_window_s,
+                                      parent=self._crowd_logs)
         state = self._table.get(key)
         if state is not None:
             other._table[key] = copy.deepcopy(state)

@@ -39,6 +39,22 @@ class DetectorConfig:
     sequence_start: float = 5.0  # walk length (distinct IDs) where the signal starts
     sequence_full: float = 20.0  # ... and where it reaches 1
 
+    # -- cross_session_walk (docs/detectors.md) --
+    cross_walk_enabled: bool = True
+    cross_walk_window_s: float = 600.0  # record requests older than this are forgotten
+    cross_walk_keep: int = 128  # record requests remembered per scope (stack, network) and id series
+    cross_walk_max_logs: int = 20_000  # (scope, series) logs kept in process; least recently used evicted
+    cross_walk_max_gap: int = 3  # neighbours on a run are at most this many strides apart
+    cross_walk_min_sessions: int = 3  # different sessions (or addresses) on the run, at least
+    cross_walk_max_repeat_share: float = 0.5  # more re-fetches of the run's ids than this: a crowd, not a walk
+    cross_walk_min_order_share: float = 0.8  # neighbouring ids first fetched in walk order, at least
+    cross_walk_start: float = 8.0  # distinct ids on the run where the signal starts
+    cross_walk_full: float = 24.0  # ... and where it reaches 1
+
+    # -- detector state shared through a store (Redis) --
+    shared_walk_keep: int = 64  # recent ids per identity and series in the shared log
+    shared_timing_keep: int = 33  # recent page requests per identity in the shared log
+
     # -- probe_rate --
     probe_enabled: bool = True
     probe_statuses: str = "400,403,404,410"  # statuses that count as probes (from_mapping also takes a list)
@@ -128,6 +144,19 @@ def _value_problems(c: DetectorConfig) -> list[str]:
     need(1 <= c.sequence_max_gap <= 63, "sequence_max_gap must be in 1..63")
     need(c.sequence_max_series >= 1, "sequence_max_series must be >= 1")
     need(1 <= c.sequence_start < c.sequence_full, "need 1 <= sequence_start < sequence_full")
+
+    need(c.cross_walk_window_s > 0, "cross_walk_window_s must be > 0")
+    need(8 <= c.cross_walk_keep <= 4096, "cross_walk_keep must be in 8..4096")
+    need(c.cross_walk_max_logs >= 1, "cross_walk_max_logs must be >= 1")
+    need(1 <= c.cross_walk_max_gap <= 63, "cross_walk_max_gap must be in 1..63")
+    need(c.cross_walk_min_sessions >= 2, "cross_walk_min_sessions must be >= 2")
+    need(0 <= c.cross_walk_max_repeat_share <= 1, "cross_walk_max_repeat_share must be in 0..1")
+    need(0.5 <= c.cross_walk_min_order_share <= 1, "cross_walk_min_order_share must be in 0.5..1")
+    need(2 <= c.cross_walk_start < c.cross_walk_full, "need 2 <= cross_walk_start < cross_walk_full")
+    need(c.cross_walk_full <= c.cross_walk_keep, "cross_walk_full must be <= cross_walk_keep")
+    need(c.shared_walk_keep >= c.sequence_full and c.shared_walk_keep <= 1024,
+         "shared_walk_keep must be in sequence_full..1024")
+    need(c.timing_samples < c.shared_timing_keep <= 4096, "shared_timing_keep must be in timing_samples+1..4096")
 
     try:
         statuses = c.probe_status_set()

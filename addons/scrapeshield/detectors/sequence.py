@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 from .strength import ramp
 
@@ -117,6 +118,17 @@ class SequentialIds:
             if walk.run > longest:
                 longest = walk.run
         return ramp(longest, self.start, self.full)
+
+    def replay(self, steps: Iterable[tuple[int, float]]) -> int:
+        """The run length of the walk that a series' recent (id, time) steps make, oldest first:
+        what `observe` would have reported on the last one (a log shared between replicas)."""
+        walk: Walk | None = None
+        for value, t in steps:
+            if walk is None:
+                walk = Walk(value, t)
+            else:
+                self._step(walk, value, t)
+        return walk.run if walk is not None else 0
 
     def _step(self, w: Walk, x: int, now: float) -> None:
         if now - w.last_t > self.max_pause_s:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterable
 
 from .strength import ramp
 
@@ -90,6 +91,18 @@ class RegularTiming:
             return 0.0
         variance = total_sq / n - mean * mean
         return ramp(math.sqrt(variance) / mean if variance > 0.0 else 0.0, self.cv_start, self.cv_full)
+
+    def replay(self, steps: Iterable[tuple[float, int]]) -> float:
+        """The strength `observe` would give the last of an identity's recent (time, path hash)
+        page requests, oldest first (a log shared between replicas)."""
+        g: ArrivalGaps | None = None
+        strength = 0.0
+        for t, path_hash in steps:
+            if g is None:
+                g = self.new_state(t, path_hash)
+            else:
+                strength = self.observe(g, path_hash, t)
+        return strength
 
     def cv(self, g: ArrivalGaps) -> float | None:
         """Coefficient of variation of the sampled gaps; None while too few or all zero."""

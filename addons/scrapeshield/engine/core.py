@@ -22,14 +22,14 @@ from ..clock import Clock, SystemClock
 from ..context import DecisionContext
 from ..decision import Action, Decision
 from ..detectors import DetectorSet
-from ..detectors.policy import DETECTORS
+from ..detectors.policy import DETECTORS, DetectorsSection
 from ..facts import RequestFacts
 from ..policy.model import CompiledPolicy
 from ..policy.registry import SignalSource
 from ..session.policy import SESSION, SESSION_COUNTERS
 from ..session.stage import BUDGET_BUCKET, BUDGET_RULE, SessionStage
 from ..session.state import SessionContext, SessionSettings, SessionTracker
-from ..store.base import EMPTY_RESULT, Batch, BatchResult, ScoreUpdate, Store, StoreError
+from ..store.base import EMPTY_RESULT, Batch, BatchResult, Logs, ScoreUpdate, Store, StoreError
 from ..store.memory import MemoryStore
 from . import stages
 from .explain import rule_traces
@@ -58,7 +58,7 @@ class Engine:
         self.signal_sources = signal_sources  # beside the policy's own (the registry's sources)
         self.sessions = sessions  # the session stage; None: no sessions whatever the policy says
         self.errors = 0
-        self.detectors = _detector_set(policy)
+        self.detectors = _detector_set(policy, self.store)
 
     @property
     def policy(self) -> CompiledPolicy:
@@ -68,7 +68,7 @@ class Engine:
         """Install a new policy between requests. Decisions already running keep the old one."""
         old, new = self._policy.section(DETECTORS), policy.section(DETECTORS)
         if (old.config if old else None) != (new.config if new else None):  # unchanged settings keep their state
-            self.detectors = _detector_set(policy)
+            self.detectors = _detector_set(policy, self.store)
         self._policy = policy
         keep = policy.bucket_ids | {BUDGET_BUCKET}
         self.store.retain_buckets(keep)
@@ -114,7 +114,7 @@ class Engine:
         section = policy.section(DETECTORS)
         detectors = self.detectors
         if detectors is not None and section is not None:
-            stages.observe(detectors, section, ctx)
+            await self._observe(detectors, section, policy, ctx)
 
         m = stages.match(policy, ctx, self.clearance)
         if trace is not None:
@@ -161,6 +161,24 @@ class Engine:
         ctx.level_signals = tracker.after(session, res.scores)
         return res.scores
 
+    async def _observe(self, detectors: DetectorSet, section: DetectorsSection, policy: CompiledPolicy,
+                       ctx: DecisionContext) -> None:
+        """The observe stage. With a shared store the detectors' logs cost one store call, and only
+        for requests that log something (pages, records): their signals feed this request's scores,
+        so they are read before its batch."""
+        obs = stages.observation(section, ctx)
+        key = ctx.detector_key
+        assert key is not None
+        ids = detectors.record_ids(obs)
+        crowd = stages.crowd_view(policy, ctx) if ids and detectors.watches_crowds else None
+        plan = detectors.log_plan(key, obs, ids, crowd)
+        logs: Logs = ()
+        if plan is not None:
+            sync_logs = self.store.sync_append_logs
+            logs = sync_logs(plan.appends, ctx.now) if sync_logs is not None else \
+                await self.store.append_logs(plan.appends, ctx.now)
+        ctx.detector_signals = detectors.observe_request(key, obs, ids, crowd, plan, logs)
+
     async def _apply(self, batch: Batch, now: float) -> BatchResult:
         sync_apply = self.store.sync_apply
         if sync_apply is not None:  # an in-process store: skip one coroutine, same result
@@ -176,9 +194,11 @@ class Engine:
             detectors.observe_response(key, status, content_type, body, self.clock.now(), is_asset=ctx.is_asset)
 
 
-def _detector_set(policy: CompiledPolicy) -> DetectorSet | None:
+def _detector_set(policy: CompiledPolicy, store: Store) -> DetectorSet | None:
+    """The policy's detectors; with a store shared between replicas (one that may wait: Redis) the
+    state that must be seen whole -- walks, timing, crowds -- is kept in the store's logs."""
     section = policy.section(DETECTORS)
-    return DetectorSet(section.config) if section is not None else None
+    return DetectorSet(section.config, shared=store.sync_append_logs is None) if section is not None else None
 
 
 def _trace_store(trace: TraceRecorder, policy: CompiledPolicy, m: Matches, batch: Batch, res: BatchResult) -> None:

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 
 from ..context import DecisionContext
 from ..decision import ALLOW_DEFAULT, Action, Decision, RateInfo
-from ..detectors import DetectorSet, Observation, is_asset_request, is_document_request
+from ..detectors import CrowdView, DetectorSet, Observation, is_asset_request, is_document_request
 from ..detectors.policy import DetectorsSection
 from ..facts import RequestFacts
+from ..netaddr import cached_ip_prefix
 from ..policy.model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
 from ..policy.registry import SignalSource
 from ..store.base import Batch, BatchResult, BucketCheck, ScoreUpdate
@@ -34,15 +35,37 @@ ALLOW_LIST_RULE = "allow-list"  # the rule name of a decision the operators' all
 
 # -- observe ---------------------------------------------------------------------------------
 def observe(detectors: DetectorSet, section: DetectorsSection, ctx: DecisionContext) -> None:
-    """Feed the request to the detectors; the context gets the identity key, asset flag and signals."""
+    """Feed the request to the detectors; the context gets the identity key, asset flag and signals.
+    (Without shared logs; the engine runs `observation` + `crowd_view` + the detectors' log plan.)"""
+    obs = observation(section, ctx)
+    assert ctx.detector_key is not None
+    ctx.detector_signals = detectors.observe_request(ctx.detector_key, obs)
+
+
+def observation(section: DetectorsSection, ctx: DecisionContext) -> Observation:
+    """The detectors' view of the request; the context gets the identity key and asset flag."""
     facts = ctx.facts
     hmap = facts.header_map
     is_asset = is_asset_request(facts.method, facts.path, hmap)
     obs = Observation(facts.path, facts.query, facts.method,
                       not is_asset and is_document_request(facts.method, facts.path, hmap), is_asset, ctx.now)
-    key = section.key.func(ctx)
-    ctx.detector_key, ctx.is_asset = key, is_asset
-    ctx.detector_signals = detectors.observe_request(key, obs)
+    ctx.detector_key, ctx.is_asset = section.key.func(ctx), is_asset
+    return obs
+
+
+def crowd_view(policy: CompiledPolicy, ctx: DecisionContext) -> CrowdView:
+    """A record request's place in the crowd: its session (its address without one), and the
+    scopes a cross-session walk is looked for in: its client stack and its network."""
+    s = ctx.session
+    if s is not None:
+        who = s.id or "~" + ctx.facts.client_ip
+        stack, net = s.stack, s.prefix
+    else:
+        fp = ctx.fingerprint
+        who = "~" + ctx.facts.client_ip
+        stack = fp.field("ja4") + "|" + fp.field("ua_class")
+        net = cached_ip_prefix(ctx.facts.client_ip, policy.ipv4_prefix, policy.ipv6_prefix)
+    return CrowdView(who, ("stack\x1f" + stack, "net\x1f" + net))
 
 
 # -- match -----------------------------------------------------------------------------------
