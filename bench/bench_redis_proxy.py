@@ -346,39 +346,86 @@ def bench_proxy(args: argparse.Namespace, server: RedisServer) -> None:
 
 # --------------------------------------------------------------------------------------------
 
+PAIR_SCRAPERS = {  # label: (cookies, seconds between records; 0 = back to back)
+    # one cookie jar behind a round-robin balancer (what a client of a load-balanced site has)
+    "one cookie jar": ("jar", 0.0),
+    # a scraper that never sends a cookie back
+    "no cookies": ("none", 0.0),
+    # one jar per replica: a client holding two sessions (what this benchmark measured before)
+    "a jar per replica": ("split", 0.0),
+    # one jar, the home page first, then records by same-site links: no cold or deep records, so
+    # the detectors (walk, timing) and the harvest score stop it -- state each replica kept for
+    # itself before walks and arrival times moved into the store's logs
+    "warm": ("warm", 0.0),
+    "warm, every 0.05 s": ("warm", 0.05),
+}
+
+
 def bench_pair(args: argparse.Namespace, server: RedisServer) -> None:
     """A scraper walking records from its first request after start: one shield (memory://)
-    against two fresh replicas on one Redis (round robin), both at the DEFAULT --store-timeout."""
-    from harness import OriginProcess, ShieldProcess, bind_client
+    against two fresh replicas on one Redis (round robin), both at the DEFAULT --store-timeout.
+    The replicas share one challenge key (docs/store.md), so each accepts the other's session
+    cookies; every case starts fresh processes and an empty Redis."""
+    import secrets
+
+    from harness import OriginProcess, ShieldProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-redis-pair-"))
-    policy_text = re.sub(r"^goodbots:\s*(\S+)", lambda m: f"goodbots: {DEFAULT_POLICY.parent / m.group(1)}",
-                         DEFAULT_POLICY.read_text(), flags=re.M)
+    policy_text = DEFAULT_POLICY.read_text()
+    admin = redis.Redis.from_url(server.url)
     n = args.pair_records
     print(f"\n== replica pair: {n} record requests (/user/N) from one scraper address, sent one after "
           "another from the first request after start; default --store-timeout")
-    results = {}
+    print(f"{'scraper':<20} {'one shield':>10} {'two replicas':>12} {'pair / one':>10}")
     with OriginProcess(workdir=workdir / "origin") as origin:
-        for case, stores in (("one shield, memory://", ["memory://"]),
-                             ("two replicas, one Redis", [server.url, server.url])):
-            shields = [ShieldProcess(origin.url, policy_text=policy_text, store=store,
-                                     workdir=workdir / f"{case[:3]}{i}",
-                                     extra_args=["--log-level", "warning"]) for i, store in enumerate(stores)]
-            for shield in shields:
-                shield.start()
-            try:
-                clients = [bind_client(f"127.0.9.{len(results) + 1}", base_url=sh.proxy_url, timeout=10.0)
-                           for sh in shields]
-                got = sum(clients[i % len(clients)].get(f"/user/{1000 + i}").status_code == 200 for i in range(n))
-                for client in clients:
-                    client.close()
-            finally:
+        for label, (cookies, pace) in PAIR_SCRAPERS.items():
+            got = []
+            for case, stores in (("one", ["memory://"]), ("pair", [server.url, server.url])):
+                admin.flushall()
+                env = {"SCRAPESHIELD_CHALLENGE_KEYS": secrets.token_hex(32)}
+                shields = [ShieldProcess(origin.url, policy_text=policy_text, store=store, env=env,
+                                         workdir=workdir / f"{cookies}-{pace}-{case}{i}",
+                                         extra_args=["--log-level", "warning"]) for i, store in enumerate(stores)]
                 for shield in shields:
-                    shield.stop()
-            results[case] = got
-            print(f"{case:<28} records let through: {got}")
-    one, pair = results.values()
-    print(f"pair / one = {pair / max(one, 1):.2f} (target 0.9 - 1.1)")
+                    shield.start()
+                try:
+                    got.append(scrape_records(shields, "127.0.9.1", n, cookies, pace))
+                finally:
+                    for shield in shields:
+                        shield.stop()
+            one, pair = got
+            print(f"{label:<20} {one:>10} {pair:>12} {pair / max(one, 1):>10.2f}")
+    admin.close()
+    print("target: pair / one within 0.9 - 1.1")
+
+
+def scrape_records(shields: list[Any], source_ip: str, n: int, cookies: str, pace: float = 0.0) -> int:
+    """Records (200s) of `n` GETs of /user/1000.. round robin over `shields`, one every `pace`
+    seconds (0: each as soon as the previous one is answered)."""
+    headers = {"User-Agent": "python-requests/2.32.3", "Accept": "*/*"}
+    jars = 2 if cookies == "split" else 1
+    clients = [httpx.Client(transport=httpx.HTTPTransport(local_address=source_ip), trust_env=False, timeout=10.0,
+                            headers=headers) for _ in range(jars)]
+    try:
+        got = 0
+        sent = 0.0
+        if cookies == "warm":
+            clients[0].get(f"{shields[-1].proxy_url}/")
+        for i in range(n):
+            client = clients[i % jars]
+            if cookies == "none":
+                client.cookies.clear()
+            base = shields[i % len(shields)].proxy_url
+            extra = {"Referer": f"{base}/"} if cookies == "warm" else {}
+            if pace and i:
+                time.sleep(max(0.0, sent + pace - time.monotonic()))
+            sent = time.monotonic()
+            response = client.get(f"{base}/user/{1000 + i}", headers=extra)
+            got += response.status_code == 200
+        return got
+    finally:
+        for client in clients:
+            client.close()
 
 
 BURST_POLICY = """\

@@ -216,12 +216,12 @@ class DetectorSet:
         appends: list[LogAppend] = []
         if self._sequence is not None:
             for series, value in ids:
-                appends.append(LogAppend(f"q\x1f{key}\x1f{series}", f"{value} {now:.3f}", c.shared_walk_keep,
+                appends.append(LogAppend(f"q\x1f{key}\x1f{series}", f"{value} {now!r}", c.shared_walk_keep,
                                          c.sequence_max_pause_s))
         walks = len(appends)
         timing = self._timing is not None
         if timing:
-            appends.append(LogAppend(f"t\x1f{key}", f"{now:.3f} {stable_hash(obs.path)}", c.shared_timing_keep,
+            appends.append(LogAppend(f"t\x1f{key}", f"{now!r} {stable_hash(obs.path)}", c.shared_timing_keep,
                                      c.idle_ttl_s))
         if self._cross is not None and crowd is not None and ids:
             series, value = ids[0]
