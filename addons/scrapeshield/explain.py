@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from .facts import RequestFacts
 from .gcra import BucketState, conform_all, state_after
 from .netaddr import parse_ip, resolve_client_ip
-from .store.base import Batch, BatchResult, LogAppend, Logs
+from .store.base import Batch, BatchResult, LogAppend, LogRead, Logs
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -118,7 +118,7 @@ class ReadOnlyView:
     async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
         """Each detector log as if it held only this request's entry: a store answers logs only by
         appending to them, so explain judges the request on its own (it never writes)."""
-        return tuple((a.entry,) for a in appends)
+        return tuple(LogRead(1, (a.entry,), True) for a in appends)
 
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         seen: dict[str, KeyInspection] = {}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from scrapeshield.detectors import CROSS_SESSION_WALK, CrowdView, DetectorConfig, DetectorSet, Observation
-from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdEntry
+from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdEntry, CrowdRun
 from scrapeshield.store.memory import MemoryStore
 
 T0 = 1_700_000_000.0
@@ -50,12 +50,20 @@ def crowd_browsing(rng: random.Random, people: int, minutes: float, t0: float) -
 
 # -- the measure --------------------------------------------------------------------------------
 
+def measure(walk: CrossSessionWalk, entries: list[CrowdEntry], now: float) -> CrowdRun:
+    """The run through the last entry's id, the entries added to an index in order."""
+    index = walk.new_index()
+    for entry in entries:
+        index.add(entry)
+    return walk.measure(index, entries[-1][0], now)
+
+
 def test_a_run_counts_distinct_ids_through_the_newest_id_and_the_sessions_that_fetched_them() -> None:
     walk = CrossSessionWalk(window_s=600, keep=128, max_stride=1000, max_gap=3, min_sessions=3,
                             max_repeat_share=0.5, min_order_share=0.8, start=8, full=24)
     entries: list[CrowdEntry] = [(1000 + i, T0 + i, i // 4) for i in range(12)]  # 3 sessions of 4
     entries += [(55_555, T0 + 13, 99), (1012, T0 + 14, 3)]
-    run = walk.measure(entries, T0 + 14)
+    run = measure(walk, entries, T0 + 14)
     assert (run.ids, run.sessions, run.repeat_share, run.order_share) == (13, 4, 0.0, 1.0)
 
 
@@ -63,17 +71,17 @@ def test_skipped_ids_and_strides_still_make_one_run() -> None:
     walk = CrossSessionWalk(window_s=600, keep=128, max_stride=1000, max_gap=3, min_sessions=3,
                             max_repeat_share=0.5, min_order_share=0.8, start=8, full=24)
     ids = [500, 510, 530, 540, 550, 580, 590]  # stride 10, holes of up to 3 strides (deleted records)
-    run = walk.measure([(v, T0, i) for i, v in enumerate(ids)], T0)
+    run = measure(walk, [(v, T0, i) for i, v in enumerate(ids)], T0)
     assert run.ids == len(ids)
-    assert walk.measure([(v, T0, i) for i, v in enumerate([500, 510, 550])], T0).ids == 2  # 4 strides: a break
+    assert measure(walk, [(v, T0, i) for i, v in enumerate([500, 510, 550])], T0).ids == 2  # 4 strides: a break
 
 
 def test_requests_older_than_the_window_are_forgotten() -> None:
     walk = CrossSessionWalk(window_s=60, keep=128, max_stride=1000, max_gap=3, min_sessions=3,
                             max_repeat_share=0.5, min_order_share=0.8, start=8, full=24)
     entries: list[CrowdEntry] = [(1000 + i, T0 + i, i) for i in range(20)]
-    assert walk.measure(entries, T0 + 19).ids == 20
-    assert walk.measure([*entries, (1020, T0 + 75, 20)], T0 + 75).ids == 6  # only 1015.. are within 60 s
+    assert measure(walk, entries, T0 + 19).ids == 20
+    assert measure(walk, [*entries, (1020, T0 + 75, 20)], T0 + 75).ids == 6  # only 1015.. are within 60 s
 
 
 # -- fleets -------------------------------------------------------------------------------------

@@ -39,15 +39,19 @@ from types import MappingProxyType
 from cachetools import TTLCache
 
 from ..store.base import LogAppend, Logs
+from . import crowd as crowd_log
+from . import sequence as walk_log
+from . import timing as timing_log
 from .assets import AssetLedger, MissingAssets, file_name, name_hash
 from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
-from .crowd import NO_RUN, CrossSessionWalk, CrowdLogs, CrowdRun, decode_entries, encode_entry
+from .crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from .distinct import DistinctResources, DistinctWindow
+from .mirror import LogMirrors
 from .probe import ProbeRate, ProbeWindow
-from .sequence import SequentialIds, Walk, extract_ids
+from .sequence import LoggedWalk, SequentialIds, Walk, extract_ids
 from .strength import ramp, stable_hash
-from .timing import ArrivalGaps, RegularTiming
+from .timing import ArrivalGaps, LoggedArrivals, RegularTiming
 
 __all__ = [
     "CROSS_SESSION_WALK",
@@ -192,7 +196,11 @@ class DetectorSet:
                              start=c.cross_walk_start, full=c.cross_walk_full)
             if c.cross_walk_enabled else None
         )
-        self._crowd_logs = CrowdLogs(c.cross_walk_max_logs, c.cross_walk_keep, c.cross_walk_window_s)
+        # Shared logs as this replica has read them (mirror.py); the crowd indexes are also where the
+        # crowd logs live without a shared store.
+        self._walk_logs: LogMirrors[LoggedWalk] = LogMirrors(c.max_keys)
+        self._arrival_logs: LogMirrors[LoggedArrivals] = LogMirrors(c.max_keys)
+        self._crowd_logs: LogMirrors[CrowdIndex] = LogMirrors(c.cross_walk_max_logs)
         self.last_crowd_run: CrowdRun = NO_RUN  # of the latest request that had a crowd view (explain)
 
     @property
@@ -215,19 +223,24 @@ class DetectorSet:
         now = obs.now
         appends: list[LogAppend] = []
         if self._sequence is not None:
+            ttl = c.sequence_max_pause_s
             for series, value in ids:
-                appends.append(LogAppend(f"q\x1f{key}\x1f{series}", f"{value} {now!r}", c.shared_walk_keep,
-                                         c.sequence_max_pause_s))
+                log = f"q\x1f{key}\x1f{series}"
+                appends.append(LogAppend(log, walk_log.log_entry(value, now), c.shared_walk_keep, ttl,
+                                         self._walk_logs.seen(log, now, ttl)))
         walks = len(appends)
         timing = self._timing is not None
         if timing:
-            appends.append(LogAppend(f"t\x1f{key}", f"{now!r} {stable_hash(obs.path)}", c.shared_timing_keep,
-                                     c.idle_ttl_s))
+            log, ttl = f"t\x1f{key}", c.idle_ttl_s
+            appends.append(LogAppend(log, timing_log.log_entry(now, stable_hash(obs.path)), c.shared_timing_keep, ttl,
+                                     self._arrival_logs.seen(log, now, ttl)))
         if self._cross is not None and crowd is not None and ids:
             series, value = ids[0]
-            entry = encode_entry(value, now, stable_hash(crowd.who))
-            appends += [LogAppend(f"x\x1f{scope}\x1f{series}", entry, c.cross_walk_keep, c.cross_walk_window_s)
-                        for scope in crowd.scopes]
+            entry = crowd_log.log_entry(value, now, stable_hash(crowd.who))
+            ttl = c.cross_walk_window_s
+            for scope in crowd.scopes:
+                log = f"x\x1f{scope}\x1f{series}"
+                appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now, ttl)))
         return LogPlan(tuple(appends), walks, timing) if appends else None
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -259,7 +272,7 @@ class DetectorSet:
             ids = extract_ids(path, obs.query)
         if self._sequence is not None and ids:
             if plan is not None:
-                sequence = self._shared_walks(plan, logs)
+                sequence = self._shared_walks(plan, logs, now)
             else:
                 walks = st.walks
                 if walks is None:
@@ -274,8 +287,9 @@ class DetectorSet:
             assets = self._assets.on_page_request(led, obs.is_document, now)
         if self._timing is not None:
             if plan is not None and plan.timing:
-                timing = self._timing.replay(
-                    (float(t), int(h)) for t, _, h in (e.partition(" ") for e in logs[plan.walks]))
+                follow_timing = self._timing.follow
+                timing = self._arrival_logs.apply(plan.appends[plan.walks].key, logs[plan.walks], now,
+                                                  LoggedArrivals, follow_timing).strength
             else:
                 path_hash = stable_hash(path)
                 g = st.timing
@@ -294,16 +308,16 @@ class DetectorSet:
             CROSS_SESSION_WALK: cross,
         }
 
-    def _shared_walks(self, plan: LogPlan, logs: Logs) -> float:
+    def _shared_walks(self, plan: LogPlan, logs: Logs, now: float) -> float:
         """`sequential_ids` from the shared logs of the request's series (its longest walk)."""
-        assert self._sequence is not None
+        seq = self._sequence
+        assert seq is not None
         longest = 0
-        for log in logs[:plan.walks]:
-            run = self._sequence.replay((int(v), float(t)) for v, _, t in (e.partition(" ") for e in log))
-            if run > longest:
-                longest = run
-        s = self._sequence
-        return ramp(longest, s.start, s.full)
+        for append, read in zip(plan.appends[:plan.walks], logs, strict=False):
+            walk = self._walk_logs.apply(append.key, read, now, LoggedWalk, seq.follow).walk
+            if walk is not None and walk.run > longest:
+                longest = walk.run
+        return ramp(longest, seq.start, seq.full)
 
     def _crowd_strength(self, crowd: CrowdView, first: tuple[str, int], now: float, plan: LogPlan | None,
                         logs: Logs) -> float:
@@ -312,14 +326,18 @@ class DetectorSet:
         assert cross is not None
         series, value = first
         best, strength = NO_RUN, 0.0
+        mirrors = self._crowd_logs
         if plan is not None:
             start = plan.walks + plan.timing
-            runs = [cross.measure(decode_entries(log), now) for log in logs[start:start + len(crowd.scopes)]]
-        else:
+            indexes = [mirrors.apply(append.key, read, now, cross.new_index, crowd_log.follow)
+                       for append, read in zip(plan.appends[start:], logs[start:], strict=False)]
+        else:  # in process: this replica is the only writer, so the index is the log
             entry = (value, now, stable_hash(crowd.who))
-            runs = [cross.measure(self._crowd_logs.append(f"{scope}\x1f{series}", entry, now), now)
-                    for scope in crowd.scopes]
-        for run in runs:
+            indexes = [mirrors.local(f"x\x1f{scope}\x1f{series}", cross.new_index) for scope in crowd.scopes]
+            for index in indexes:
+                index.add(entry)
+        for index in indexes:
+            run = cross.measure(index, value, now)
             s = cross.strength(run)
             if s > strength or (s == strength and run.ids > best.ids):
                 best, strength = run, s
@@ -366,6 +384,8 @@ class DetectorSet:
         """Forget everything: all identities and the learned site-wide asset references."""
         self._table.clear()
         self._crowd_logs.clear()
+        self._walk_logs.clear()
+        self._arrival_logs.clear()
         if self._assets is not None:
             self._assets.clear()
 
@@ -382,9 +402,7 @@ class DetectorSet:
         changes nothing here (explain on a live shield)."""
         other = DetectorSet(self.config, shared=self.shared)
         other._time.t = self._time.t
-        c = self.config
-        other._crowd_logs = CrowdLogs(c.cross_walk_max_logs, c.cross_walk_keep, c.cross_walk_window_s,
-                                      parent=self._crowd_logs)
+        other._crowd_logs = copy.deepcopy(self._crowd_logs)  # bounded (cross_walk_max_logs); explain is rare
         state = self._table.get(key)
         if state is not None:
             other._table[key] = copy.deepcopy(state)

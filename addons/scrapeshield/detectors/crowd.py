@@ -25,37 +25,32 @@ people (a busy browser build) are far apart, so their chains stay short. See doc
 for the false-positive story and why only requests without standing should pay for it.
 
 The log lives in the shared store when one is configured (every replica sees the whole
-stack's walk), else in process (`CrowdLogs`); both give the same entries.
+stack's walk), else in process; either way a `CrowdIndex` holds it for measuring.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-
-from cachetools import LRUCache
 
 from .strength import ramp
 
 CrowdEntry = tuple[int, float, int]  # (record id, time, who: a 32-bit hash of the session or address)
 
 
-def encode_entry(value: int, now: float, who: int) -> str:
-    return f"{value} {now:.3f} {who}"
+def log_entry(value: int, now: float, who: int) -> str:
+    return f"{value} {now!r} {who}"
 
 
-def decode_entries(raw: Iterable[str]) -> list[CrowdEntry]:
-    """Entries of a shared log; malformed ones (another version's) are left out."""
-    out: list[CrowdEntry] = []
-    for item in raw:
-        parts = item.split(" ")
-        if len(parts) == 3:
-            try:
-                out.append((int(parts[0]), float(parts[1]), int(parts[2])))
-            except ValueError:
-                continue
-    return out
+def follow(index: CrowdIndex, entry: str) -> None:
+    """Add one shared log entry (`log_entry`) to an index; another version's entries are left out."""
+    parts = entry.split(" ")
+    if len(parts) == 3:
+        try:
+            index.add((int(parts[0]), float(parts[1]), int(parts[2])))
+        except ValueError:
+            return
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +64,53 @@ class CrowdRun:
 
 
 NO_RUN = CrowdRun(0, 0, 0.0, 0.0)
+
+
+class CrowdIndex:
+    """One log's recent record requests, indexed for `CrossSessionWalk.measure`: the entries in
+    log order (at most `keep`, none older than `window_s`), per id its fetch times and fetchers,
+    and the distinct ids sorted. Adding, expiring and measuring cost O(log n) plus the run's length,
+    so the many requests that extend no run (a crowd's random ids) stay cheap."""
+
+    __slots__ = ("by_id", "entries", "ids", "keep", "window_s")
+
+    def __init__(self, keep: int, window_s: float) -> None:
+        self.keep = keep
+        self.window_s = window_s
+        self.entries: deque[CrowdEntry] = deque()
+        self.by_id: dict[int, tuple[list[float], list[int]]] = {}  # id -> (fetch times, fetchers), oldest first
+        self.ids: list[int] = []  # distinct ids, sorted
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, entry: CrowdEntry) -> None:
+        value, t, who = entry
+        self.entries.append(entry)
+        seen = self.by_id.get(value)
+        if seen is None:
+            self.by_id[value] = ([t], [who])
+            insort(self.ids, value)
+        else:
+            seen[0].append(t)
+            seen[1].append(who)
+        if len(self.entries) > self.keep:
+            self._drop_oldest()
+
+    def expire(self, now: float) -> None:
+        oldest = now - self.window_s
+        entries = self.entries
+        while entries and entries[0][1] < oldest:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        value, _, _ = self.entries.popleft()
+        times, who = self.by_id[value]
+        if len(times) == 1:
+            del self.by_id[value]
+            del self.ids[bisect_left(self.ids, value)]
+        else:
+            del times[0], who[0]
 
 
 class CrossSessionWalk:
@@ -89,45 +131,41 @@ class CrossSessionWalk:
         self.start = start
         self.full = full
 
-    def measure(self, entries: Sequence[CrowdEntry], now: float) -> CrowdRun:
-        """The run through the newest entry's id (the request being decided)."""
-        if len(entries) < 2:
+    def new_index(self) -> CrowdIndex:
+        return CrowdIndex(self.keep, self.window_s)
+
+    def measure(self, index: CrowdIndex, x: int, now: float) -> CrowdRun:
+        """The run through id `x` (the request being decided, already added to `index`)."""
+        index.expire(now)
+        by_id, ids = index.by_id, index.ids
+        if x not in by_id or len(ids) < 2:
             return NO_RUN
-        x = entries[-1][0]
-        oldest = now - self.window_s
-        fetches: dict[int, int] = {}  # id -> requests for it in the window
-        first: dict[int, float] = {}  # id -> when it was first fetched in the window
-        for value, t, _ in entries:
-            if t >= oldest:
-                n = fetches.get(value)
-                if n is None:
-                    fetches[value] = 1
-                    first[value] = t
-                else:
-                    fetches[value] = n + 1
-        stride = 0
-        for value in fetches:
-            d = value - x if value > x else x - value
-            if d and (not stride or d < stride):
-                stride = d
-        if not stride or stride > self.max_stride:
+        i = bisect_left(ids, x)
+        stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
+                     ids[i + 1] - x if i + 1 < len(ids) else self.max_stride + 1)
+        if stride > self.max_stride:
             return NO_RUN
         run = [x]
         for direction in (-stride, stride):
             edge = x
             while True:
                 for k in range(1, self.max_gap + 1):
-                    if edge + k * direction in fetches:
+                    if edge + k * direction in by_id:
                         edge += k * direction
                         run.append(edge)
                         break
                 else:
                     break
-        on_run = set(run)
-        requests = sum(fetches[v] for v in run)
-        sessions = {w for value, t, w in entries if value in on_run and t >= oldest}
+        if len(run) < self.start:
+            return CrowdRun(len(run), 0, 0.0, 0.0)  # too short to matter: spare the rest
+        requests = 0
+        sessions: set[int] = set()
+        for v in run:
+            times, who = by_id[v]
+            requests += len(times)
+            sessions.update(who)
         run.sort()
-        ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
+        ascending = sum(by_id[a][0][0] <= by_id[b][0][0] for a, b in pairwise(run))
         pairs = len(run) - 1
         order = max(ascending, pairs - ascending) / pairs
         return CrowdRun(len(run), len(sessions), (requests - len(run)) / requests, order)
@@ -137,45 +175,3 @@ class CrossSessionWalk:
                 or run.order_share < self.min_order_share):
             return 0.0
         return ramp(run.ids, self.start, self.full)
-
-
-class CrowdLog:
-    __slots__ = ("entries", "until")
-
-    def __init__(self, keep: int) -> None:
-        self.entries: deque[CrowdEntry] = deque(maxlen=keep)
-        self.until = 0.0
-
-
-class CrowdLogs:
-    """The in-process logs (no shared store): bounded by count, each gone `window_s` after its
-    last entry. A fork (explain) reads its parent's logs and copies one before changing it."""
-
-    __slots__ = ("_keep", "_logs", "_parent", "_ttl")
-
-    def __init__(self, max_logs: int, keep: int, ttl: float, parent: CrowdLogs | None = None) -> None:
-        self._logs: LRUCache[str, CrowdLog] = LRUCache(max_logs)
-        self._keep = keep
-        self._ttl = ttl
-        self._parent = parent
-
-    def __len__(self) -> int:
-        return len(self._logs)
-
-    def append(self, key: str, entry: CrowdEntry, now: float) -> deque[CrowdEntry]:
-        log = self._logs.get(key)
-        if log is None and self._parent is not None:
-            inherited = self._parent._logs.get(key)
-            if inherited is not None:
-                log = CrowdLog(self._keep)
-                log.entries.extend(inherited.entries)
-                log.until = inherited.until
-        if log is None or log.until <= now:
-            log = CrowdLog(self._keep)
-        self._logs[key] = log
-        log.entries.append(entry)
-        log.until = now + self._ttl
-        return log.entries
-
-    def clear(self) -> None:
-        self._logs.clear()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 
 from .strength import ramp
 
@@ -88,6 +87,19 @@ class Walk:
         self.run = 1  # distinct IDs on the walk
 
 
+class LoggedWalk:
+    """The walk of one series as the entries of a shared log make it (`SequentialIds.follow`)."""
+
+    __slots__ = ("walk",)
+
+    def __init__(self) -> None:
+        self.walk: Walk | None = None
+
+
+def log_entry(value: int, now: float) -> str:
+    return f"{value} {now!r}"
+
+
 class SequentialIds:
     """Detector: signal grows from `start` to `full` IDs on one walk."""
 
@@ -119,16 +131,17 @@ class SequentialIds:
                 longest = walk.run
         return ramp(longest, self.start, self.full)
 
-    def replay(self, steps: Iterable[tuple[int, float]]) -> int:
-        """The run length of the walk that a series' recent (id, time) steps make, oldest first:
-        what `observe` would have reported on the last one (a log shared between replicas)."""
-        walk: Walk | None = None
-        for value, t in steps:
-            if walk is None:
-                walk = Walk(value, t)
-            else:
-                self._step(walk, value, t)
-        return walk.run if walk is not None else 0
+    def follow(self, log: LoggedWalk, entry: str) -> None:
+        """Step a walk kept from a shared log by one entry (`log_entry`), in log order."""
+        value, _, t = entry.partition(" ")
+        try:
+            x, now = int(value), float(t)
+        except ValueError:
+            return  # another version's entry
+        if log.walk is None:
+            log.walk = Walk(x, now)
+        else:
+            self._step(log.walk, x, now)
 
     def _step(self, w: Walk, x: int, now: float) -> None:
         if now - w.last_t > self.max_pause_s:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable
 
 from .strength import ramp
 
@@ -39,6 +38,20 @@ class ArrivalGaps:
         self.total_sq = 0.0
         self.last_t = now
         self.last_path = path_hash
+
+
+class LoggedArrivals:
+    """An identity's arrivals as the entries of a shared log make them (`RegularTiming.follow`)."""
+
+    __slots__ = ("gaps", "strength")
+
+    def __init__(self) -> None:
+        self.gaps: ArrivalGaps | None = None
+        self.strength = 0.0  # of the latest arrival
+
+
+def log_entry(now: float, path_hash: int) -> str:
+    return f"{now!r} {path_hash}"
 
 
 class RegularTiming:
@@ -92,17 +105,18 @@ class RegularTiming:
         variance = total_sq / n - mean * mean
         return ramp(math.sqrt(variance) / mean if variance > 0.0 else 0.0, self.cv_start, self.cv_full)
 
-    def replay(self, steps: Iterable[tuple[float, int]]) -> float:
-        """The strength `observe` would give the last of an identity's recent (time, path hash)
-        page requests, oldest first (a log shared between replicas)."""
-        g: ArrivalGaps | None = None
-        strength = 0.0
-        for t, path_hash in steps:
-            if g is None:
-                g = self.new_state(t, path_hash)
-            else:
-                strength = self.observe(g, path_hash, t)
-        return strength
+    def follow(self, log: LoggedArrivals, entry: str) -> None:
+        """Feed arrivals kept from a shared log one entry (`log_entry`), in log order."""
+        t, _, path = entry.partition(" ")
+        try:
+            now, path_hash = float(t), int(path)
+        except ValueError:
+            return  # another version's entry
+        if log.gaps is None:
+            log.gaps = self.new_state(now, path_hash)
+            log.strength = 0.0
+        else:
+            log.strength = self.observe(log.gaps, path_hash, now)
 
     def cv(self, g: ArrivalGaps) -> float | None:
         """Coefficient of variation of the sampled gaps; None while too few or all zero."""

@@ -58,16 +58,30 @@ EMPTY_RESULT = BatchResult(None, 0.0, -1, (), ())
 
 @dataclass(frozen=True, slots=True)
 class LogAppend:
-    """Append one entry to a short, expiring log and read the log back: detector state (recent
-    record ids, arrival times) that every replica must see, kept where the buckets are."""
+    """Append one entry to a short, expiring log and read what is new in it: detector state
+    (recent record ids, arrival times) that every replica must see, kept where the buckets are.
+    A caller that mirrors the log says how many appends it has read (`seen`, from its last
+    `LogRead.appended`) and gets only the entries since; 0 asks for the whole log."""
 
     key: str
     entry: str  # short; the detectors pack numbers and tags into it
     keep: int  # the newest `keep` entries stay, older ones are dropped
     ttl: float  # seconds; a log without an append for this long is gone (the detector's memory)
+    seen: int = 0
 
 
-Logs = tuple[tuple[str, ...], ...]  # per LogAppend, the log's entries after the append, oldest first
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """A log after one append: the count of appends since it began (this one included) and its
+    entries after the caller's `seen`, oldest first -- the whole log (`whole`) when the caller
+    saw none, has fallen further behind than the log keeps, or the log began anew."""
+
+    appended: int
+    entries: tuple[str, ...]
+    whole: bool
+
+
+Logs = tuple[LogRead, ...]  # per LogAppend, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +131,7 @@ class Store(Protocol):
         ...
 
     async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:
-        """Append each entry to its log and answer every log, in one round trip (atomic per log)."""
+        """Append each entry to its log and read it (`LogRead`), in one round trip, atomic per log."""
         ...
 
     @property

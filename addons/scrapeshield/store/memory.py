@@ -19,7 +19,7 @@ from collections.abc import Callable
 from cachetools import LRUCache
 
 from ..gcra import BucketLimit, BucketState, conform_all, state_after
-from .base import Batch, BatchResult, BucketCheck, KeyInspection, ListEntry, LogAppend, Logs, decay
+from .base import Batch, BatchResult, BucketCheck, KeyInspection, ListEntry, LogAppend, LogRead, Logs, decay
 from .compact import LruTable
 
 _SWEEP_EVERY = 1.0  # seconds of clock time between incremental sweeps
@@ -86,11 +86,12 @@ class DeadlineList:
 class EntryLog:
     """One log of `append_logs`: its newest entries and when it is gone."""
 
-    __slots__ = ("entries", "until")
+    __slots__ = ("appended", "entries", "until")
 
     def __init__(self, keep: int) -> None:
         self.entries: deque[str] = deque(maxlen=keep)
         self.until = 0.0
+        self.appended = 0
 
 
 class MemoryStore:
@@ -206,7 +207,13 @@ class MemoryStore:
                 log = logs[a.key] = EntryLog(a.keep)
             log.entries.append(a.entry)
             log.until = now + a.ttl
-            out.append(tuple(log.entries))
+            log.appended = n = log.appended + 1
+            entries = log.entries
+            new = n - a.seen
+            if 0 < a.seen < n and new <= len(entries):
+                out.append(LogRead(n, tuple(entries)[-new:], False))
+            else:
+                out.append(LogRead(n, tuple(entries), True))
         return tuple(out)
 
     async def append_logs(self, appends: tuple[LogAppend, ...], now: float) -> Logs:

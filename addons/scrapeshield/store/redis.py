@@ -25,6 +25,7 @@ as in memory):
     ss:once:<token_id>             "1" (a spent single-use token)   PX until the token expires
     ss:log:<key>                   detector log (a list, newest     PX its ttl after the last append
                                    `keep` entries)
+    ss:logn:<key>                  appends to that log so far       (the same)
 
 Each PX also carries `expiry_slack` (1 s) for clock skew between replicas, so Redis holds
 nothing stale for longer than that. On a Redis Cluster (`from_cluster_url`) the prefix is a hash
@@ -83,6 +84,7 @@ from .base import (
     KeyInspection,
     ListEntry,
     LogAppend,
+    LogRead,
     Logs,
     StoreError,
     StoreTimeout,
@@ -201,16 +203,24 @@ end
 return string.format('%.17g', deadline)
 """
 
-# Detector logs (`append_logs`). KEYS: one list per append. ARGV: per key its entry, keep, PX.
-# Answer: per key the list after the append, oldest first.
+# Detector logs (`append_logs`). KEYS: per log its list and its append counter. ARGV: per log its
+# entry, keep, seen, PX. Answer: per log {appended, whole (1/0), entries after `seen` or all}.
 _LOG_LUA = """
 local out = {}
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  redis.call('RPUSH', key, ARGV[3 * i - 2])
-  redis.call('LTRIM', key, -tonumber(ARGV[3 * i - 1]), -1)
-  redis.call('PEXPIRE', key, ARGV[3 * i])
-  out[i] = redis.call('LRANGE', key, 0, -1)
+for i = 1, #KEYS / 2 do
+  local key, count = KEYS[2 * i - 1], KEYS[2 * i]
+  local px = ARGV[4 * i]
+  local n = redis.call('INCR', count)
+  redis.call('PEXPIRE', count, px)
+  redis.call('RPUSH', key, ARGV[4 * i - 3])
+  redis.call('LTRIM', key, -tonumber(ARGV[4 * i - 2]), -1)
+  redis.call('PEXPIRE', key, px)
+  local seen = tonumber(ARGV[4 * i - 1])
+  if seen > 0 and seen < n and n - seen <= redis.call('LLEN', key) then
+    out[i] = {n, 0, redis.call('LRANGE', key, seen - n, -1)}
+  else
+    out[i] = {n, 1, redis.call('LRANGE', key, 0, -1)}
+  end
 end
 return out
 """
@@ -629,13 +639,14 @@ class RedisStore:
         """One script call for all of a request's logs (pipelined with other requests' calls)."""
         if not appends:
             return ()
-        prefix = self._prefix + "log:"
-        names = [prefix + a.key for a in appends]
+        prefix = self._prefix
+        names: list[str] = []
         args: list[str | int] = []
         for a in appends:
-            args += (a.entry, a.keep, max(1, math.ceil(a.ttl * 1000)) + self._slack_ms)
+            names += (prefix + "log:" + a.key, prefix + "logn:" + a.key)
+            args += (a.entry, a.keep, a.seen, max(1, math.ceil(a.ttl * 1000)) + self._slack_ms)
         reply = await self._call(self._evalsha(self._log_script, names, args))
-        return tuple(tuple(_text(e) for e in entries) for entries in reply)
+        return tuple(LogRead(int(n), tuple(_text(e) for e in entries), bool(whole)) for n, whole, entries in reply)
 
     def _answer_locally(self, batch: Batch, now: float) -> BatchResult | None:
         bans = self._local_bans
