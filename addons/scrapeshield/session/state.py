@@ -104,6 +104,7 @@ class SessionContext:
         "net",
         "prefix",
         "presented",
+        "priced",
         "renewal",
         "set_cookie",
         "signals",
@@ -128,6 +129,7 @@ class SessionContext:
         self.standing = False
         self.history_at = -1  # index in `counters` of the referring page's `ss.page` (then `ss.asset`)
         self.renewal = False  # a record under a clearance of a session without standing: priced as cold
+        self.priced = False  # the adaptive difficulty was read (`after`)
         self.signals: dict[str, float] = {}
         self.counters: tuple[ScoreUpdate, ...] = ()
         self.difficulty = 0  # adaptive difficulty for a challenge of this request; 0 = the rule's
@@ -231,6 +233,16 @@ class SessionTracker:
         if ctx.cookie is not None:
             ctx.counters += (ScoreUpdate(SOLVE_SESSION, ctx.cookie.id, 0.0, SOLVED_HALF_LIFE),)
 
+    def price_updates(self, ctx: SessionContext) -> tuple[ScoreUpdate, ...]:
+        """For a challenge whose request did not read the going price (a session with standing, e.g.
+        challenged by its own score): the counters to read, in a small batch of their own; `after`
+        on their values sets the difficulty. Empty when the request was priced."""
+        if ctx.priced:
+            return ()
+        ctx.counters, ctx.history_at = (), -1
+        self.price_counters(ctx)
+        return ctx.counters
+
     def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
         """The counter signals from the counters' values after this request's batch (in
         `ctx.counters` order); also sets the adaptive difficulty. Returns the counter signals (the
@@ -253,6 +265,7 @@ class SessionTracker:
             if got.get(MINT_NET, 0.0) + 0.5 >= s.burst_net_at:
                 out[NET_MINT_BURST] = 1.0
             # The going price, for every request that read it (a spent record budget included).
+            ctx.priced = True
             ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals or ctx.renewal,
                                                solved=got.get(SOLVE_SESSION, 0.0))
         if NEW_STACK in got:
