@@ -297,3 +297,31 @@ def test_a_spent_budget_without_standing_is_priced_cold_and_every_solve_of_the_s
     visit.tracker.price_counters(renewal)
     visit.tracker.after(renewal, visit.store.apply_now(Batch(scores=renewal.counters), T0 + 40).scores)
     assert renewal.difficulty == 16 + 6 + 2  # cold cap, plus one earlier solve of this session
+
+
+def test_a_same_site_referer_naming_a_page_the_session_never_fetched_is_unvisited() -> None:
+    from scrapeshield.session.state import UNVISITED_REFERER
+
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    minted = visit.request(page="/people/1", record=True, now=T0)[0].set_cookie
+    assert minted is not None
+    forged, level = visit.request(_ok(minted), page="/people/2", record=True, referer="same", referer_page="/",
+                                  now=T0 + 30)
+    assert UNVISITED_REFERER in level and not forged.standing
+    clicked, level = visit.request(_ok(minted), page="/people/3", record=True, referer="same",
+                                   referer_page="/people/1", now=T0 + 31)
+    assert UNVISITED_REFERER not in level  # its own page (no assets loaded: no history either)
+    assert clicked.set_cookie is None or not clicked.set_cookie.has_history
+
+
+def test_a_record_with_no_referer_from_a_session_without_history_is_cold_even_once_returned() -> None:
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    minted = visit.request(page="/people/1", record=True, now=T0)[0].set_cookie
+    assert minted is not None
+    back = visit.request(_ok(minted), page="/people/2", record=True, now=T0 + 1)[0]
+    assert COLD_RECORD in back.signals and back.set_cookie is not None
+    again = visit.request(_ok(back.set_cookie), page="/people/3", record=True, now=T0 + 2)[0]
+    assert COLD_RECORD in again.signals
+    person = _person_with_a_history(visit, T0 + 10)
+    bookmark = visit.request(_ok(person), page="/people/4", record=True, now=T0 + 40)[0]
+    assert COLD_RECORD not in bookmark.signals and DEEP_RECORD in bookmark.signals

@@ -51,8 +51,10 @@ COOKIE_REFUSER = "cookie_refuser"  # this network + stack keeps getting sessions
 SESSION_ROAMING = "session_roaming"  # one session from many networks within minutes
 NET_MINT_BURST = "net_mint_burst"  # many sessions minted on this network recently
 STACK_MINT_BURST = "stack_mint_burst"  # new sessions on this stack far above its usual rate
+# A session without a history names, as its same-site Referer, a page it never fetched: written.
+UNVISITED_REFERER = "unvisited_referer"
 STATELESS_SIGNALS = (ABSENT, FRESH, OTHER_STACK, COLD_RECORD, DEEP_RECORD)
-COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST)
+COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST, UNVISITED_REFERER)
 SIGNALS = STATELESS_SIGNALS + COUNTER_SIGNALS
 
 MINT_NS, BACK_NS, MINT_STACK, MINT_NET = "ss.mint.ns", "ss.back.ns", "ss.mint.stack", "ss.mint.net"
@@ -165,8 +167,11 @@ class SessionTracker:
         # No history: no session, or one whose cookie comes back for the first time (a person's page
         # view returns it with the page's assets before they click on). A person arriving from a
         # search result has a Referer of another site; a same-site one without a history is written.
-        history = presented.cookie is not None and presented.cookie.returned
-        cold = is_record and referer != "other" and not history
+        # Once presented back, a session without a person's history that fetches a record with no
+        # Referer at all is as cold: a fresh browser context of a fleet, a person would have clicked.
+        returned = presented.cookie is not None and presented.cookie.returned
+        has_history = presented.cookie is not None and presented.cookie.has_history
+        cold = is_record and not has_history and (referer == "" or (referer == "same" and not returned))
         signals = ctx.signals
         cookie = ctx.cookie
         ups: list[ScoreUpdate] = []
@@ -249,10 +254,13 @@ class SessionTracker:
         engine keeps them as the context's `level_signals`, apart from the event signals in
         `ctx.signals`, so they never add to a stored score)."""
         s = self.settings
-        if ctx.history_at >= 0 and len(values) > ctx.history_at + 1:
-            self._check_history(ctx, values[ctx.history_at], values[ctx.history_at + 1])
-        got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False) if up.score_id not in (PAGE, ASSET)}
         out: dict[str, float] = {}
+        if ctx.history_at >= 0 and len(values) > ctx.history_at + 1:
+            if values[ctx.history_at] < PAGE_SEEN_AT:
+                out[UNVISITED_REFERER] = 1.0
+            else:
+                self._check_history(ctx, values[ctx.history_at + 1])
+        got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False) if up.score_id not in (PAGE, ASSET)}
         # Decayed counters are counts that fade: one just minted counts as about one, so they are
         # compared rounded.
         if MINT_NS in got and got[MINT_NS] - got.get(BACK_NS, 0.0) + 0.5 >= s.refuser_at:
@@ -266,7 +274,8 @@ class SessionTracker:
                 out[NET_MINT_BURST] = 1.0
             # The going price, for every request that read it (a spent record budget included).
             ctx.priced = True
-            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals or ctx.renewal,
+            cold = COLD_RECORD in ctx.signals or UNVISITED_REFERER in out or ctx.renewal
+            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=cold,
                                                solved=got.get(SOLVE_SESSION, 0.0))
         if NEW_STACK in got:
             new, usual = got[NEW_STACK], got.get(BASE_STACK, 0.0)
@@ -275,11 +284,11 @@ class SessionTracker:
                 out[STACK_MINT_BURST] = 1.0
         return out
 
-    def _check_history(self, ctx: SessionContext, page: float, assets: float) -> None:
+    def _check_history(self, ctx: SessionContext, assets: float) -> None:
         """A same-site navigation from a page this session fetched, whose assets it loaded: a
         person's history from now on (the response re-issues the cookie to say so)."""
         cookie = ctx.cookie
-        if cookie is None or page < PAGE_SEEN_AT or assets + 0.5 < self.settings.history_assets:
+        if cookie is None or assets + 0.5 < self.settings.history_assets:
             return
         ctx.set_cookie = SessionCookie(cookie.id, cookie.issued, ctx.net, cookie.stack, HISTORY)
         ctx.standing = not ctx.fresh
