@@ -314,14 +314,19 @@ def test_a_same_site_referer_naming_a_page_the_session_never_fetched_is_unvisite
     assert clicked.set_cookie is None or not clicked.set_cookie.has_history
 
 
-def test_a_record_with_no_referer_from_a_session_without_history_is_cold_even_once_returned() -> None:
+def test_a_record_with_no_referer_from_a_session_without_history_prices_the_stack_even_once_returned() -> None:
+    from scrapeshield.session.state import MINT_STACK
+
+    def stack_cold(ctx: SessionContext) -> float:
+        return next((up.delta for up in ctx.counters if up.score_id == MINT_STACK), 0.0)
+
     visit = Visit(SessionSettings(fresh_for=10.0))
     minted = visit.request(page="/people/1", record=True, now=T0)[0].set_cookie
     assert minted is not None
     back = visit.request(_ok(minted), page="/people/2", record=True, now=T0 + 1)[0]
-    assert COLD_RECORD in back.signals and back.set_cookie is not None
-    again = visit.request(_ok(back.set_cookie), page="/people/3", record=True, now=T0 + 2)[0]
-    assert COLD_RECORD in again.signals
+    assert stack_cold(back) == 1.0 and back.set_cookie is not None
+    again = visit.request(_ok(back.set_cookie), page="/people/3", record=True, now=T0 + 20)[0]
+    assert stack_cold(again) == 1.0 and COLD_RECORD not in again.signals  # a price, not a signal
     person = _person_with_a_history(visit, T0 + 10)
     bookmark = visit.request(_ok(person), page="/people/4", record=True, now=T0 + 40)[0]
-    assert COLD_RECORD not in bookmark.signals and DEEP_RECORD in bookmark.signals
+    assert COLD_RECORD not in bookmark.signals and DEEP_RECORD in bookmark.signals and stack_cold(bookmark) == 0.0

@@ -167,11 +167,13 @@ class SessionTracker:
         # No history: no session, or one whose cookie comes back for the first time (a person's page
         # view returns it with the page's assets before they click on). A person arriving from a
         # search result has a Referer of another site; a same-site one without a history is written.
+        returned = presented.cookie is not None and bool(presented.cookie.returned)
+        cold = is_record and referer != "other" and not returned
         # Once presented back, a session without a person's history that fetches a record with no
-        # Referer at all is as cold: a fresh browser context of a fleet, a person would have clicked.
-        returned = presented.cookie is not None and presented.cookie.returned
-        has_history = presented.cookie is not None and presented.cookie.has_history
-        cold = is_record and not has_history and (referer == "" or (referer == "same" and not returned))
+        # Referer at all (a fleet's browser context; a person would have clicked) prices the stack
+        # like a cold record. Not a signal: a crawler keeping cookies must not weigh on its network.
+        priced_cold = cold or (is_record and referer == "" and not (returned and presented.cookie is not None
+                                                                      and presented.cookie.has_history))
         signals = ctx.signals
         cookie = ctx.cookie
         ups: list[ScoreUpdate] = []
@@ -219,7 +221,7 @@ class SessionTracker:
             signals[DEEP_RECORD] = 1.0
         if cookie is None or ctx.fresh or ctx.deep or (is_document and not ctx.standing):
             minted = 1.0 if cookie is None else 0.0
-            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, 1.0 if cold else 0.0, hl),
+            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, 1.0 if priced_cold else 0.0, hl),
                     ScoreUpdate(MINT_NET, ctx.net, minted, hl),
                     ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl)]
             if cookie is not None:
