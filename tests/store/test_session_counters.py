@@ -6,8 +6,8 @@ that each backend gives the tracker the same values within one batch per request
 from __future__ import annotations
 
 from scrapeshield.clock import FakeClock
-from scrapeshield.session.cookie import NO_SESSION, PresentedSession
-from scrapeshield.session.state import COOKIE_REFUSER, SESSION_ROAMING, SessionSettings, SessionTracker
+from scrapeshield.session.cookie import NO_SESSION, PresentedSession, SessionCookie
+from scrapeshield.session.state import COOKIE_REFUSER, SESSION_ROAMING, SessionContext, SessionSettings, SessionTracker
 from scrapeshield.store.base import Batch, Store
 
 STACK = "t13d1516h2_8daaf6152771_e5627efa2ab1|browser"
@@ -44,3 +44,29 @@ async def test_a_roaming_session_is_seen_alike_on_every_backend(store: Store, cl
         seen.append(SESSION_ROAMING in level)
         cookie = ctx.set_cookie or cookie
     assert seen == [False, False, True]
+
+
+async def test_a_person_s_history_is_seen_alike_on_every_backend(store: Store, clock: FakeClock) -> None:
+    """A page, its asset, a link followed from it: a history (the cookie says so); a forged Referer
+    naming a page the session never fetched: none."""
+    tracker = SessionTracker(SessionSettings(fresh_for=10.0))
+
+    async def request(cookie: SessionCookie | None, *, page: str = "", referer_page: str = "",
+                      asset: bool = False) -> SessionContext:
+        presented = NO_SESSION if cookie is None else PresentedSession(cookie, "ok")
+        ctx = tracker.begin(presented, "203.0.113.0/24", STACK, clock.now(), is_document=not asset,
+                            is_record=False, referer="same" if referer_page else "", is_asset=asset, page=page,
+                            referer_page=referer_page)
+        res = await store.apply(Batch(scores=ctx.counters), clock.now())
+        tracker.after(ctx, res.scores)
+        return ctx
+
+    minted = (await request(None, page="/")).set_cookie
+    assert minted is not None
+    clock.advance(1)
+    cookie = (await request(minted, referer_page="/", asset=True)).set_cookie or minted
+    clock.advance(12)
+    forged = await request(cookie, page="/people/2", referer_page="/people/1")
+    assert not forged.standing
+    person = await request(cookie, page="/people/2", referer_page="/")
+    assert person.standing and person.set_cookie is not None and person.set_cookie.has_history

@@ -63,9 +63,11 @@ class Client:
         self.engine, self.clock, self.ip, self.keeps_cookie = engine, clock, ip, keeps_cookie
         self.cookie: str | None = None
 
-    async def get(self, path: str = "/") -> Decision:
+    async def get(self, path: str = "/", referer: str | None = None) -> Decision:
         self.clock.advance(1.0)
         headers = [("Host", "shop.example"), ("User-Agent", UA), ("Accept", "text/html")]
+        if referer is not None:
+            headers.append(("Referer", "https://shop.example" + referer))
         if self.cookie is not None:
             headers.append(("Cookie", f"{COOKIE_NAME}={self.cookie}"))
         ctx = DecisionContext(RequestFacts(peer_ip=self.ip, host="shop.example", path=path, headers=tuple(headers)))
@@ -123,10 +125,13 @@ async def test_early_counters_cost_one_batch_more_only_for_requests_that_carry_c
     await person.get()  # minted: counters read early, then the request's batch (the penalty box)
     await person.get()  # first time back: a counter too
     assert store.batches == 4
+    await person.get("/app.css", referer="/")  # the page's asset, then a link followed: a person's history
+    await person.get("/about", referer="/")
+    assert store.batches == 8
     for _ in range(3):
-        clock.advance(120.0)  # past `fresh_for`: an established session at home carries no counters
+        clock.advance(120.0)  # past `fresh_for`: an established session with a history carries no counters
         await person.get()
-    assert store.batches == 7
+    assert store.batches == 11
 
 
 async def test_reading_counters_early_leaves_scores_and_decisions_as_they_were() -> None:

@@ -81,7 +81,7 @@ def test_a_non_canonical_payload_with_a_valid_signature_is_refused() -> None:
     ["A" * 16, NOW, "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 0],                # float time
     ["A" * 16, True, "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 0],               # bool time
     ["A" * 16, int(NOW), "5AAAAAAAAAAAA", "AAAAAAAAAAAA", 0],           # family
-    ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 2],           # flag
+    ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 3],           # returned: 0, 1 or 2 (HISTORY)
     ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA"],              # arity
     ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 0, "extra"],
 ])

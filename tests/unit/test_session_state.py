@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from scrapeshield.session.cookie import NO_SESSION, PresentedSession, SessionCookie, mint, net_tag
+import pytest
+
+from scrapeshield.session.cookie import HISTORY, NO_SESSION, PresentedSession, SessionCookie, mint, net_tag
 from scrapeshield.session.state import (
     ABSENT,
     COLD_RECORD,
@@ -33,8 +35,10 @@ class Visit:
         self.store = MemoryStore()
 
     def request(self, presented: PresentedSession = NO_SESSION, *, net: str = NET, stack: str = STACK,
-                now: float = T0, record: bool = False, referer: str = "") -> tuple[SessionContext, Mapping[str, float]]:
-        ctx = self.tracker.begin(presented, net, stack, now, is_document=True, is_record=record, referer=referer)
+                now: float = T0, record: bool = False, referer: str = "", page: str = "",
+                referer_page: str = "", asset: bool = False) -> tuple[SessionContext, Mapping[str, float]]:
+        ctx = self.tracker.begin(presented, net, stack, now, is_document=not asset, is_record=record,
+                                 referer=referer, is_asset=asset, page=page, referer_page=referer_page)
         values = self.store.apply_now(Batch(scores=ctx.counters), now).scores
         return ctx, self.tracker.after(ctx, values)
 
@@ -62,11 +66,12 @@ def test_the_first_return_marks_the_cookie_returned_once() -> None:
 
 def test_a_session_is_established_after_fresh_for_once_returned() -> None:
     visit = Visit(SessionSettings(fresh_for=60))
-    c = SessionCookie("A" * 16, int(T0), net_tag(NET), mint(NET, STACK, T0).stack, True)
+    c = SessionCookie("A" * 16, int(T0), net_tag(NET), mint(NET, STACK, T0).stack, HISTORY)
     assert visit.request(_ok(c), now=T0 + 30)[0].state == "fresh"
     established, _ = visit.request(_ok(c), now=T0 + 61)
     assert established.state == "established" and FRESH not in established.signals
     assert established.counters == ()  # nothing to ask the store for a person at home
+    assert established.standing
 
 
 def test_a_client_that_never_returns_its_cookie_becomes_a_cookie_refuser() -> None:
@@ -165,7 +170,78 @@ def test_a_burst_of_new_sessions_on_a_stack_is_judged_against_its_usual_rate() -
     assert not any(STACK_MINT_BURST in steady.request(net=f"198.51.{i}.0/24", now=T0 + i)[1] for i in range(6))
 
 
-def test_records_under_a_clearance_spend_the_fresh_budget_until_established_and_by_link() -> None:
+def _person_with_a_history(visit: Visit, start: float = T0) -> SessionCookie:
+    """A person's first seconds: a page, its assets, a link followed from it; the cookie they hold then."""
+    minted = visit.request(page="/", now=start)[0].set_cookie
+    assert minted is not None
+    back, _ = visit.request(_ok(minted), asset=True, referer="same", referer_page="/", now=start + 0.2)
+    cookie = back.set_cookie or minted
+    visit.request(_ok(cookie), asset=True, referer="same", referer_page="/", now=start + 0.3)
+    clicked, _ = visit.request(_ok(cookie), page="/products/7", referer="same", referer_page="/", now=start + 4)
+    assert clicked.set_cookie is not None and clicked.set_cookie.returned == HISTORY
+    return clicked.set_cookie
+
+
+def test_a_link_followed_from_a_page_the_session_fetched_with_its_assets_is_a_person_s_history() -> None:
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    cookie = _person_with_a_history(visit)
+    young, _ = visit.request(_ok(cookie), page="/people/9", referer="same", referer_page="/products/7", now=T0 + 6)
+    assert not young.standing  # a history, but still fresh
+    later, _ = visit.request(_ok(cookie), page="/people/10", referer="same", referer_page="/people/9", now=T0 + 12)
+    assert later.standing and later.set_cookie is None and later.counters == ()
+    # the cookie says it across replicas and restarts: no store state needed once it has one
+    assert Visit(SessionSettings(fresh_for=10.0)).request(_ok(cookie), page="/", now=T0 + 13)[0].standing
+
+
+def test_the_request_that_shows_the_history_counts_at_once_when_the_session_is_old_enough() -> None:
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    minted = visit.request(page="/", now=T0)[0].set_cookie
+    assert minted is not None
+    back = visit.request(_ok(minted), asset=True, referer="same", referer_page="/", now=T0 + 1)[0].set_cookie
+    assert back is not None
+    clicked, _ = visit.request(_ok(back), page="/people/3", record=True, referer="same", referer_page="/",
+                               now=T0 + 30)
+    assert clicked.standing and clicked.set_cookie is not None and clicked.set_cookie.has_history
+
+
+@pytest.mark.parametrize("what", ["forged referer", "no assets", "assets of a page never fetched",
+                                  "another session's page"])
+def test_what_a_fleet_writes_is_no_history(what: str) -> None:
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    minted = visit.request(page="/people/1", record=True, referer="same", now=T0)[0].set_cookie
+    assert minted is not None
+    other = visit.request(page="/", now=T0)[0].set_cookie
+    assert other is not None
+    cookie = visit.request(_ok(minted), page="/people/2", record=True, referer="same", referer_page="/",
+                           now=T0 + 1)[0].set_cookie or minted
+    if what == "no assets":
+        visit.request(_ok(cookie), page="/", now=T0 + 2)
+    elif what == "assets of a page never fetched":
+        visit.request(_ok(cookie), asset=True, referer="same", referer_page="/", now=T0 + 2)
+    elif what == "another session's page":
+        visit.request(_ok(other), asset=True, referer="same", referer_page="/", now=T0 + 2)
+        visit.request(_ok(cookie), asset=True, referer="same", referer_page="/", now=T0 + 2)
+    ctx, _ = visit.request(_ok(cookie), page="/people/3", record=True, referer="same", referer_page="/",
+                           now=T0 + 30)
+    assert not ctx.standing and (ctx.set_cookie is None or not ctx.set_cookie.has_history)
+
+
+def test_page_history_is_kept_per_session_in_bounded_decaying_counters() -> None:
+    visit = Visit(SessionSettings(fresh_for=10.0, half_life=600.0))
+    minted = visit.request(page="/", now=T0)[0].set_cookie
+    assert minted is not None
+    visit.request(_ok(minted), asset=True, referer="same", referer_page="/", now=T0 + 1)
+    # a link followed from a page fetched long ago (many half-lives): the page is forgotten
+    late, _ = visit.request(_ok(minted), page="/people/3", referer="same", referer_page="/", now=T0 + 6 * 600)
+    assert not late.standing and (late.set_cookie is None or not late.set_cookie.has_history)
+    small = Visit()
+    small.store = MemoryStore(max_keys=50)
+    for i in range(200):
+        small.request(page=f"/products/{i}", now=T0 + i)
+    assert small.store.tracked_keys() <= 50 + 10
+
+
+def test_records_under_a_clearance_spend_the_fresh_budget_until_the_session_has_standing() -> None:
     from scrapeshield.challenge.keys import KeyRing
     from scrapeshield.facts import RequestFacts
     from scrapeshield.session.stage import SessionStage
@@ -178,16 +254,79 @@ def test_records_under_a_clearance_spend_the_fresh_budget_until_established_and_
     assert minted is not None
     fresh = visit.request(_ok(minted), record=True, referer="same", now=T0 + 1)[0]
     assert fresh.state == "fresh" and fresh.set_cookie is not None
-    established = visit.request(_ok(fresh.set_cookie), record=True, referer="same", now=T0 + 30)[0]
-    assert established.state == "established"
-    young, old = stage.budget_check(facts, fresh, settings), stage.budget_check(facts, established, settings)
-    assert young is not None and old is not None
-    assert (young.limit.count, old.limit.count) == (3, 20)
-    assert young.key != old.key  # two budgets of one clearance: the fresh one is not the whole one
+    # established (returned, past fresh_for) but no history: a fleet's aged identity reads the small budget
+    aged = visit.request(_ok(fresh.set_cookie), record=True, referer="same", now=T0 + 30)[0]
+    assert aged.state == "established" and not aged.standing
+    cookie = _person_with_a_history(visit, T0 + 40)
+    person = visit.request(_ok(cookie), page="/user/42", record=True, referer="same", referer_page="/products/7",
+                           now=T0 + 60)[0]
+    assert person.standing
+    young, old, known = (stage.budget_check(facts, c, settings) for c in (fresh, aged, person))
+    assert young is not None and old is not None and known is not None
+    assert (young.limit.count, old.limit.count, known.limit.count) == (3, 3, 20)
+    assert young.key != known.key  # two budgets of one clearance: the fresh one is not the whole one
+    assert fresh.renewal and aged.renewal and not person.renewal
     # a record fetched straight by URL (no same-site Referer) spends the small budget too
-    by_url = visit.request(_ok(fresh.set_cookie), record=True, referer="", now=T0 + 31)[0]
-    assert by_url.state == "established" and by_url.deep
+    by_url = visit.request(_ok(cookie), page="/user/43", record=True, referer="", now=T0 + 61)[0]
+    assert by_url.standing and by_url.deep
     straight = stage.budget_check(facts, by_url, settings)
     assert straight is not None and straight.limit.count == 3
     unlimited_fresh = stage.budget_check(facts, fresh, SessionSettings(record_budget=20))
     assert unlimited_fresh is not None and unlimited_fresh.limit.count == 20
+
+
+def test_a_spent_budget_without_standing_is_priced_cold_and_every_solve_of_the_session_adds_repeat_bits() -> None:
+    from scrapeshield.session.difficulty import DifficultyCurve
+
+    curve = DifficultyCurve(base=16, maximum=28, stack_unit=1.0, stack_cap=2.0, cold_stack_cap=6.0, net_cap=0.0,
+                            repeat_bits=2.0)
+    settings = SessionSettings(fresh_for=10.0, difficulty=curve)
+    visit = Visit(settings)
+    for i in range(8):  # cold records on the stack, from other networks
+        visit.request(net=f"198.51.{i}.0/24", record=True, now=T0 + i)
+    minted = visit.request(now=T0 + 9)[0].set_cookie
+    assert minted is not None
+    cookie = visit.request(_ok(minted), now=T0 + 10)[0].set_cookie or minted
+    ctx = visit.tracker.begin(_ok(cookie), NET, STACK, T0 + 30, is_document=True, is_record=True, referer="same")
+    plain = visit.tracker.after(ctx, visit.store.apply_now(Batch(scores=ctx.counters), T0 + 30).scores)
+    assert ctx.difficulty == 16 + 2 and not plain  # stack_cap
+    visit.store.apply_now(Batch(scores=visit.tracker.solved_updates(NET, STACK, cookie.id)), T0 + 31)
+    renewal = visit.tracker.begin(_ok(cookie), NET, STACK, T0 + 40, is_document=True, is_record=True,
+                                  referer="same")
+    renewal.renewal = True  # what the record budget check sets for a session without standing
+    visit.tracker.price_counters(renewal)
+    visit.tracker.after(renewal, visit.store.apply_now(Batch(scores=renewal.counters), T0 + 40).scores)
+    assert renewal.difficulty == 16 + 6 + 2  # cold cap, plus one earlier solve of this session
+
+
+def test_a_same_site_referer_naming_a_page_the_session_never_fetched_is_unvisited() -> None:
+    from scrapeshield.session.state import UNVISITED_REFERER
+
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    minted = visit.request(page="/people/1", record=True, now=T0)[0].set_cookie
+    assert minted is not None
+    forged, level = visit.request(_ok(minted), page="/people/2", record=True, referer="same", referer_page="/",
+                                  now=T0 + 30)
+    assert UNVISITED_REFERER in level and not forged.standing
+    clicked, level = visit.request(_ok(minted), page="/people/3", record=True, referer="same",
+                                   referer_page="/people/1", now=T0 + 31)
+    assert UNVISITED_REFERER not in level  # its own page (no assets loaded: no history either)
+    assert clicked.set_cookie is None or not clicked.set_cookie.has_history
+
+
+def test_a_record_with_no_referer_from_a_session_without_history_prices_the_stack_even_once_returned() -> None:
+    from scrapeshield.session.state import MINT_STACK
+
+    def stack_cold(ctx: SessionContext) -> float:
+        return next((up.delta for up in ctx.counters if up.score_id == MINT_STACK), 0.0)
+
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    minted = visit.request(page="/people/1", record=True, now=T0)[0].set_cookie
+    assert minted is not None
+    back = visit.request(_ok(minted), page="/people/2", record=True, now=T0 + 1)[0]
+    assert stack_cold(back) == 1.0 and back.set_cookie is not None
+    again = visit.request(_ok(back.set_cookie), page="/people/3", record=True, now=T0 + 20)[0]
+    assert stack_cold(again) == 1.0 and COLD_RECORD not in again.signals  # a price, not a signal
+    person = _person_with_a_history(visit, T0 + 10)
+    bookmark = visit.request(_ok(person), page="/people/4", record=True, now=T0 + 40)[0]
+    assert COLD_RECORD not in bookmark.signals and DEEP_RECORD in bookmark.signals and stack_cold(bookmark) == 0.0

@@ -145,6 +145,9 @@ class Engine:
             key, seconds = outcome.ban
             await self.store.ban(key, ctx.now + seconds, ctx.now)
         decision = outcome.decision
+        if session is not None and decision.action is Action.CHALLENGE and settings is not None \
+                and sessions is not None and not session.priced:
+            await self._price(sessions, settings, session, ctx.now)
         if session is not None and decision.action is Action.CHALLENGE and session.difficulty > decision.difficulty:
             decision = replace(decision, difficulty=session.difficulty)  # adaptive: identities cost more
         return stages.with_shadow(decision, m.shadowed)
@@ -178,6 +181,19 @@ class Engine:
             logs = sync_logs(plan.appends, ctx.now) if sync_logs is not None else \
                 await self.store.append_logs(plan.appends, ctx.now)
         ctx.detector_signals = detectors.observe_request(key, obs, ids, crowd, plan, logs)
+
+    async def _price(self, sessions: SessionStage, settings: SessionSettings, session: SessionContext,
+                     now: float) -> None:
+        """A challenge to a request that did not read the going price (rare: a session with standing
+        challenged by its own score) reads it now, so no challenge is cheaper than the market's."""
+        counters = sessions.tracker(settings).price_updates(session)
+        if not counters:
+            return
+        try:
+            res = await self._apply(Batch(scores=counters), now)
+        except StoreError:  # the price is advice: the rule's own difficulty stands
+            return
+        sessions.tracker(settings).after(session, res.scores)
 
     async def _apply(self, batch: Batch, now: float) -> BatchResult:
         sync_apply = self.store.sync_apply

@@ -81,6 +81,8 @@ def _condition_schemas() -> dict[str, Json]:
         "session_signal": {**_one_or_more(text), "description": "session signals known before the store is asked"},
         "document": {"type": "boolean", "description": "a page navigation (not an asset or API call)"},
         "record": {"type": "boolean", "description": "a page navigation to a URL with a numeric id"},
+        "history": {"type": "boolean", "description": "an established session with a person's history (it followed "
+                    "a link from a page it fetched, whose assets it loaded)"},
     }
 
 
@@ -122,9 +124,11 @@ def _extension_sections() -> dict[str, Json]:
             "refuser_at": positive, "roaming_at": positive, "burst_net_at": positive, "burst_stack_at": positive,
             "record_budget": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
             "fresh_record_budget": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+            "history_assets": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
             "difficulty": _mapping({"base": difficulty, "maximum": difficulty, "stack_unit": {"type": "number"},
                                     "stack_cap": {"type": "number"}, "cold_stack_cap": {"type": "number"},
-                                    "net_unit": {"type": "number"}, "net_cap": {"type": "number"}},
+                                    "net_unit": {"type": "number"}, "net_cap": {"type": "number"},
+                                    "repeat_bits": {"type": "number", "minimum": 0}},
                                    "adaptive proof-of-work difficulty"),
         }, "session cookie identity; present = sessions on (docs/sessions.md)"),
         "fingerprint_headers": _mapping(

@@ -109,7 +109,8 @@ class ChallengeGate:
             if settings is None:
                 return
             prefix = self.sessions.prefix(facts.client_ip, policy.ipv4_prefix, policy.ipv6_prefix)
-            ups = self.sessions.tracker(settings).solved_updates(prefix, stack_of(DecisionContext(facts)))
+            ups = self.sessions.tracker(settings).solved_updates(prefix, stack_of(DecisionContext(facts)),
+                                                                 self._session_id(facts))
             try:
                 await store.apply(Batch(scores=ups), clock.now())
             except Exception:  # the count is advice; the solve stands

@@ -6,7 +6,9 @@
 - `issued`: integer Unix seconds when the session was minted;
 - `net`: the family and a hash of the client's network prefix (/24, /64) at the last issue;
 - `stack`: a hash of the client software stack (JA4 + UA class) at issue;
-- `returned`: 0 until the client has presented the cookie once, then 1 (see `session/state.py`).
+- `returned`: 0 until the client has presented the cookie once, then 1; 2 once the session has
+  a person's history -- it followed a link from a page it fetched, whose assets it loaded (see
+  `session/state.py`, HISTORY).
 
 Signed with the challenge key ring (`challenge/keys.py`), so rotation works as for clearance and
 replicas sharing the secret accept each other's sessions. Decoding is strict and canonical: the
@@ -32,6 +34,7 @@ COOKIE_NAME = "shield_session"
 DEFAULT_TTL = 7 * 86400.0
 MAX_CLOCK_SKEW = 300.0  # a replica whose clock runs ahead may issue "future" sessions, this far
 MAX_COOKIE_VALUES = 4  # same-name cookies looked at (path/domain variants); more is hostile
+HISTORY = 2  # `returned` of a session that has shown a person's history
 MAX_SCAN = 16384  # bytes of a Cookie header searched for the session: a 100 KB header costs no more
 
 _ID = re.compile(r"[A-Za-z0-9_-]{16}")
@@ -45,13 +48,17 @@ class SessionCookie:
     issued: int
     net: str  # "4" or "6" + short_hash(prefix)
     stack: str  # short_hash of the stack text
-    returned: bool
+    returned: int  # 0 never presented back, 1 presented back, HISTORY: presented back with a person's history
+
+    @property
+    def has_history(self) -> bool:
+        return self.returned >= HISTORY
 
     def encode(self, keys: KeyRing) -> str:
         return seal(keys, KIND, self._fields())
 
     def _fields(self) -> list[object]:
-        return [self.id, self.issued, self.net, self.stack, 1 if self.returned else 0]
+        return [self.id, self.issued, self.net, self.stack, int(self.returned)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +93,7 @@ def stack_tag(stack: str) -> str:
 
 
 def mint(prefix: str, stack: str, now: float) -> SessionCookie:
-    return SessionCookie(new_session_id(), int(now), net_tag(prefix), stack_tag(stack), False)
+    return SessionCookie(new_session_id(), int(now), net_tag(prefix), stack_tag(stack), 0)
 
 
 def decode(keys: KeyRing, value: str) -> SessionCookie | str:
@@ -101,9 +108,9 @@ def decode(keys: KeyRing, value: str) -> SessionCookie | str:
             or type(issued) is not int or not 0 <= issued < 1 << 40
             or not isinstance(net, str) or not _NET.fullmatch(net)
             or not isinstance(stack, str) or not _TAG.fullmatch(stack)
-            or type(returned) is not int or returned not in (0, 1)):
+            or type(returned) is not int or returned not in (0, 1, HISTORY)):
         return "malformed"
-    cookie = SessionCookie(sid, issued, net, stack, bool(returned))
+    cookie = SessionCookie(sid, issued, net, stack, returned)
     # Canonical: exactly one encoding per session (no padding variants, spaces, key order, 1.0 for 1).
     if seal_payload(cookie) != value.split(".")[2]:
         return "malformed"

@@ -13,7 +13,11 @@ prefix (/24, /64); `stack_rate`: cold sessions minted plus challenges solved on 
 (JA4 + UA class). Linear in the rate, so the *cost* (2**bits hashes) grows exponentially with
 every identity a farm makes. `cap` is `cold_stack_cap` for a cold request and `stack_cap` for
 anyone else: a person who shares a browser build with a farm pays at most `stack_cap` extra
-bits, and at most `cold_stack_cap` when arriving straight on a record without a Referer.
+bits, and at most `cold_stack_cap` when arriving straight on a record without a Referer. A
+session without a person's history that spent its clearance's record budget is priced as cold too.
+
+On top, `repeat_bits` for every challenge the same session solved recently: a person solves once,
+a throw-away identity that keeps buying records with the same session pays more each time.
 docs/sessions.md gives the solve times at each difficulty.
 """
 from __future__ import annotations
@@ -29,17 +33,20 @@ class DifficultyCurve:
     stack_unit: float = 4.0  # cold sessions + solves per half-life on one stack that add one bit
     stack_cap: float = 4.0
     cold_stack_cap: float = 8.0
+    repeat_bits: float = 0.0  # per challenge this session solved recently
     maximum: int = 28
 
     def __post_init__(self) -> None:
         if not 1 <= self.base <= self.maximum <= 32:
             raise ValueError("difficulty: need 1 <= base <= maximum <= 32")
-        if min(self.stack_unit, self.net_unit) <= 0 or min(self.stack_cap, self.cold_stack_cap, self.net_cap) < 0:
+        if min(self.stack_unit, self.net_unit) <= 0 or min(self.stack_cap, self.cold_stack_cap, self.net_cap,
+                                                              self.repeat_bits) < 0:
             raise ValueError("difficulty: units must be positive and caps not negative")
 
-    def bits(self, stack_rate: float, net_rate: float, *, cold: bool = False) -> int:
-        """The difficulty of a challenge now."""
+    def bits(self, stack_rate: float, net_rate: float, *, cold: bool = False, solved: float = 0.0) -> int:
+        """The difficulty of a challenge now; `solved`: challenges this session solved recently."""
         cap = self.cold_stack_cap if cold else self.stack_cap
         extra = min(self.net_cap, max(0.0, net_rate) / self.net_unit)
         extra += min(cap, max(0.0, stack_rate) / self.stack_unit)
+        extra += self.repeat_bits * int(max(0.0, solved) + 0.5)  # decayed: one solve counts as one
         return min(self.maximum, self.base + int(extra))

@@ -18,8 +18,9 @@ from .difficulty import DifficultyCurve
 from .state import COUNTER_SIGNALS, SIGNALS, SessionContext, SessionSettings
 
 SECTION_FIELDS = ("cookie_name", "ttl", "fresh_for", "half_life", "refuser_at", "roaming_at", "burst_net_at",
-                  "burst_stack_at", "record_budget", "fresh_record_budget", "difficulty")
-DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap")
+                  "burst_stack_at", "record_budget", "fresh_record_budget", "history_assets", "difficulty")
+DIFFICULTY_FIELDS = ("base", "maximum", "stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap",
+                     "repeat_bits")
 STATES = ("absent", "fresh", "established")
 COUNTER = frozenset(COUNTER_SIGNALS)
 # CompiledPolicy.needs: the rules name a counter signal, so the engine reads the session counters
@@ -136,6 +137,20 @@ def _c_record(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
     return pred
 
 
+def _c_history(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
+    """`history: true` -- a session with standing: past `fresh_for`, with a person's history (it
+    followed a same-site link from a page it fetched, whose assets it loaded); needs `session:`.
+    Known after the store is asked: the request that shows the history counts."""
+    want = r.boolean(node, "history")
+    if want is None:
+        return None
+
+    def pred(c: DecisionContext) -> bool:
+        ctx = c.session
+        return (ctx is not None and ctx.standing) is want
+    return pred
+
+
 # -- the section ---------------------------------------------------------------------------------------
 def compile_session(sc: SectionContext, node: Node) -> SessionSettings | None:
     """`session: {ttl: 7d, fresh_for: 1m, ...}` (docs/policy.md); present = sessions on."""
@@ -164,7 +179,7 @@ def compile_session(sc: SectionContext, node: Node) -> SessionSettings | None:
                 r.error(f[num][1], f"session.{num} must be positive")
             elif value is not None:
                 kw[num] = value
-    for name in ("record_budget", "fresh_record_budget"):
+    for name in ("record_budget", "fresh_record_budget", "history_assets"):
         if name in f:
             budget = r.integer(f[name][1], f"session.{name}", 0, 1_000_000)
             if budget is not None:
@@ -177,7 +192,7 @@ def compile_session(sc: SectionContext, node: Node) -> SessionSettings | None:
             for name in ("base", "maximum"):
                 if name in df:
                     dkw[name] = r.integer(df[name][1], f"session.difficulty.{name}", 1, 32)
-            for name in ("stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap"):
+            for name in ("stack_unit", "stack_cap", "cold_stack_cap", "net_unit", "net_cap", "repeat_bits"):
                 if name in df:
                     dkw[name] = r.number(df[name][1], f"session.difficulty.{name}")
             if None not in dkw.values():
@@ -207,6 +222,7 @@ def register(registry: Registry) -> None:
     registry.add_condition("session_signal", _c_session_signal)
     registry.add_condition("document", _c_document)
     registry.add_condition("record", _c_record)
+    registry.add_condition("history", _c_history)
     registry.add_signal_source(session_signals)
     registry.add_signals(SIGNALS, needs_section=SESSION.name)
 

@@ -29,6 +29,7 @@ BUDGET_RULE_NAME = "clearance-budget"
 BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
                    buckets=(BucketDef(BUDGET_BUCKET, BucketLimit(1, 1.0, 0), "record-budget"),),
                    exceed=Action.CHALLENGE)
+MAX_PAGE = 2048  # characters of a page's URL (or a Referer) looked at
 ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
 
 
@@ -58,11 +59,14 @@ class SessionStage:
         prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
         presented = cookie.read(self.decode, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
-        is_document = (not is_asset_request(facts.method, facts.path, hmap)
-                       and is_document_request(facts.method, facts.path, hmap))
+        is_asset = is_asset_request(facts.method, facts.path, hmap)
+        is_document = not is_asset and is_document_request(facts.method, facts.path, hmap)
         is_record = is_document and bool(extract_ids(facts.path, facts.query))
+        referer, referer_page = _referer(hmap.get("referer"), facts.host)
+        page = facts.raw_path + "?" + facts.query if facts.query else facts.raw_path
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
-                                           is_record=is_record, referer=_referer(hmap.get("referer"), facts.host))
+                                           is_record=is_record, referer=referer, is_asset=is_asset,
+                                           page=page[:MAX_PAGE], referer_page=referer_page)
         c.session = ctx
         return ctx
 
@@ -75,10 +79,13 @@ class SessionStage:
             return None
         self.tracker(settings).price_counters(ctx)
         n, scope = settings.record_budget, "clearance\x00"
-        if settings.fresh_record_budget and (ctx.deep or ctx.state != "established"):
+        # A session without standing (a person's history, past `fresh_for`) spending its budget pays
+        # the cold price for the next: a person has a history long before.
+        ctx.renewal = not ctx.standing
+        if settings.fresh_record_budget and (ctx.deep or not ctx.standing):
             # A session without standing, or a record fetched straight by URL (no same-site Referer),
             # reads few records under its clearance: a person reads one or two in their first seconds
-            # and navigates by links after; a fleet's throw-away identity would read the whole budget.
+            # and has a history before the next; a fleet's throw-away identity never gets one.
             n, scope = min(n, settings.fresh_record_budget), "clearance-fresh\x00"
         # Over the clearance's whole life: the budget never refills, a new solve brings a new one.
         limit = BucketLimit(n, 86400.0 * 365, n - 1)
@@ -95,15 +102,19 @@ def stack_of(c: DecisionContext) -> str:
     return fp.field("ja4") + "|" + fp.field("ua_class")
 
 
-def _referer(referer: str | None, host: str) -> str:
-    """"" without a Referer, "same" for one of this site, "other" for any other."""
+def _referer(referer: str | None, host: str) -> tuple[str, str]:
+    """("", "") without a Referer, ("same", its path and query) for one of this site, ("other", "")
+    for any other."""
     if not referer:
-        return ""
+        return "", ""
     try:
-        netloc = urlsplit(referer[:2048]).netloc
+        url = urlsplit(referer[:MAX_PAGE])
     except ValueError:
-        return "other"
-    return "same" if host and netloc.lower() == host.lower() else "other"
+        return "other", ""
+    if not host or url.netloc.lower() != host.lower():
+        return "other", ""
+    path = url.path or "/"
+    return "same", path + "?" + url.query if url.query else path
 
 
 def set_cookie_header(keys: KeyRing, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:

@@ -15,6 +15,15 @@ score (memory: the score LRU; Redis: key TTLs) and travel in the request's one s
 | `ss.solve.stack`   | stack            | a challenge is solved (`solved_updates`)      |
 | `ss.solve.net`     | net              | a challenge is solved                         |
 | `ss.hops`          | session id       | a session arrives from another network        |
+| `ss.solve.sess`    | session id       | a challenge is solved in this session (half-life SOLVED_HALF_LIFE) |
+| `ss.page`          | session + page   | a session without a history fetches a page    |
+| `ss.asset`         | session + page   | it fetches an asset with that page as Referer |
+
+A person's history: a session *has* one once it followed a same-site link from a page it
+fetched itself and whose assets it loaded (a Referer naming a page of its own `ss.page`, with
+`ss.asset` for that page). The cookie remembers it (`returned` = HISTORY), so only sessions
+without one write page and asset counters; after `fresh_for` such a session has *standing*:
+its clearance reads the full record budget and stack-wide evidence leaves it alone.
 
 Only the suspicious part of the traffic reads the stack- and network-wide counters: requests
 without a session, fresh sessions and records fetched without a same-site Referer. An
@@ -25,8 +34,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..challenge.binding import short_hash
 from ..store.base import ScoreUpdate
-from .cookie import COOKIE_NAME, DEFAULT_TTL, PresentedSession, SessionCookie, mint, net_tag, stack_tag
+from .cookie import COOKIE_NAME, DEFAULT_TTL, HISTORY, PresentedSession, SessionCookie, mint, net_tag, stack_tag
 from .difficulty import DifficultyCurve
 
 # Signals (names a score weighs, a `session_signal:` condition names).
@@ -41,13 +51,21 @@ COOKIE_REFUSER = "cookie_refuser"  # this network + stack keeps getting sessions
 SESSION_ROAMING = "session_roaming"  # one session from many networks within minutes
 NET_MINT_BURST = "net_mint_burst"  # many sessions minted on this network recently
 STACK_MINT_BURST = "stack_mint_burst"  # new sessions on this stack far above its usual rate
+# A session without a history names, as its same-site Referer, a page it never fetched: written.
+UNVISITED_REFERER = "unvisited_referer"
 STATELESS_SIGNALS = (ABSENT, FRESH, OTHER_STACK, COLD_RECORD, DEEP_RECORD)
-COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST)
+COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST, UNVISITED_REFERER)
 SIGNALS = STATELESS_SIGNALS + COUNTER_SIGNALS
 
 MINT_NS, BACK_NS, MINT_STACK, MINT_NET = "ss.mint.ns", "ss.back.ns", "ss.mint.stack", "ss.mint.net"
 SOLVE_STACK, SOLVE_NET, HOPS = "ss.solve.stack", "ss.solve.net", "ss.hops"
 NEW_STACK, BASE_STACK = "ss.new.stack", "ss.base.stack"
+SOLVE_SESSION, PAGE, ASSET = "ss.solve.sess", "ss.page", "ss.asset"
+# A session's solves are remembered for about an hour: a person solves once in a visit.
+SOLVED_HALF_LIFE = 3600.0
+# A page counts as this session's (its `ss.page` counter) while its decayed count is at least this:
+# fetched within about two half-lives.
+PAGE_SEEN_AT = 0.2
 # The stack's usual rate of new sessions is learnt over hours, so a burst is judged against the
 # site's own traffic: a busy site's steady stream of new Chrome visitors is no burst.
 BASELINE_HALF_LIFE = 6 * 3600.0
@@ -67,7 +85,8 @@ class SessionSettings:
     burst_net_at: float = 20.0  # sessions minted per half-life on one network
     burst_stack_at: float = 20.0  # new sessions per half-life on one stack, at the least, for a burst
     record_budget: int = 0  # records per clearance; 0 = unlimited
-    fresh_record_budget: int = 0  # of those, records while the session is not established; 0 = no own limit
+    fresh_record_budget: int = 0  # of those, records while the session has no standing; 0 = no own limit
+    history_assets: int = 1  # assets of the page a link was followed from, for a person's history
     difficulty: DifficultyCurve = field(default_factory=DifficultyCurve)
 
 
@@ -81,15 +100,19 @@ class SessionContext:
         "deep",
         "difficulty",
         "fresh",
+        "history_at",
         "is_document",
         "is_record",
         "net",
         "prefix",
         "presented",
+        "priced",
+        "renewal",
         "set_cookie",
         "signals",
         "stack",
         "stack_tag",
+        "standing",
     )
 
     def __init__(self, presented: PresentedSession, prefix: str, stack: str) -> None:
@@ -104,6 +127,11 @@ class SessionContext:
         self.is_document = False
         self.is_record = False
         self.deep = False
+        # A person's history: the session has one (cookie), and with it past `fresh_for`, standing.
+        self.standing = False
+        self.history_at = -1  # index in `counters` of the referring page's `ss.page` (then `ss.asset`)
+        self.renewal = False  # a record under a clearance of a session without standing: priced as cold
+        self.priced = False  # the adaptive difficulty was read (`after`)
         self.signals: dict[str, float] = {}
         self.counters: tuple[ScoreUpdate, ...] = ()
         self.difficulty = 0  # adaptive difficulty for a challenge of this request; 0 = the rule's
@@ -127,8 +155,10 @@ class SessionTracker:
         self.settings = settings
 
     def begin(self, presented: PresentedSession, prefix: str, stack: str, now: float, *,
-              is_document: bool, is_record: bool, referer: str) -> SessionContext:
-        """`referer`: "" (none), "same" (this site) or "other"."""
+              is_document: bool, is_record: bool, referer: str, is_asset: bool = False, page: str = "",
+              referer_page: str = "") -> SessionContext:
+        """`referer`: "" (none), "same" (this site) or "other"; `page`: this request's path and query;
+        `referer_page`: the same-site Referer's path and query ("" for none or another site's)."""
         s = self.settings
         ctx = SessionContext(presented, prefix, stack)
         ctx.is_document = is_document
@@ -137,8 +167,13 @@ class SessionTracker:
         # No history: no session, or one whose cookie comes back for the first time (a person's page
         # view returns it with the page's assets before they click on). A person arriving from a
         # search result has a Referer of another site; a same-site one without a history is written.
-        history = presented.cookie is not None and presented.cookie.returned
-        cold = is_record and referer != "other" and not history
+        returned = presented.cookie is not None and bool(presented.cookie.returned)
+        cold = is_record and referer != "other" and not returned
+        # Once presented back, a session without a person's history that fetches a record with no
+        # Referer at all (a fleet's browser context; a person would have clicked) prices the stack
+        # like a cold record. Not a signal: a crawler keeping cookies must not weigh on its network.
+        priced_cold = cold or (is_record and referer == "" and not (returned and presented.cookie is not None
+                                                                      and presented.cookie.has_history))
         signals = ctx.signals
         cookie = ctx.cookie
         ups: list[ScoreUpdate] = []
@@ -156,7 +191,7 @@ class SessionTracker:
                 signals[FRESH] = 1.0
             moved = cookie.net != ctx.net
             if not cookie.returned or moved:
-                ctx.set_cookie = SessionCookie(cookie.id, cookie.issued, ctx.net, cookie.stack, True)
+                ctx.set_cookie = SessionCookie(cookie.id, cookie.issued, ctx.net, cookie.stack, max(1, cookie.returned))
             if not cookie.returned:  # its first time back: the mint was not wasted
                 ups.append(ScoreUpdate(BACK_NS, cookie.net + cookie.stack, 1.0, hl))
             if moved:
@@ -164,17 +199,33 @@ class SessionTracker:
             if ctx.fresh:  # a fresh session is priced by the stack's burst too
                 ups += [ScoreUpdate(NEW_STACK, ctx.stack_tag, 0.0, hl),
                         ScoreUpdate(BASE_STACK, ctx.stack_tag, 0.0, BASELINE_HALF_LIFE)]
+        sid = cookie.id if cookie is not None else ctx.set_cookie.id if ctx.set_cookie is not None else None
+        if cookie is not None and cookie.has_history:
+            ctx.standing = not ctx.fresh
+        elif sid is not None:
+            # No history yet: remember its pages, the assets loaded for them and check where it navigates from.
+            if is_document and page:
+                ups.append(ScoreUpdate(PAGE, sid + short_hash(page), 1.0, hl))
+            if referer_page and cookie is not None:
+                ref = sid + short_hash(referer_page)
+                if is_asset:
+                    ups.append(ScoreUpdate(ASSET, ref, 1.0, hl))
+                elif is_document:
+                    ctx.history_at = len(ups)
+                    ups += [ScoreUpdate(PAGE, ref, 0.0, hl), ScoreUpdate(ASSET, ref, 0.0, hl)]
         if cold:
             signals[COLD_RECORD] = 1.0
         if presented.other_stack is not None:
             signals[OTHER_STACK] = 1.0
         if ctx.deep:
             signals[DEEP_RECORD] = 1.0
-        if cookie is None or ctx.fresh or ctx.deep:
+        if cookie is None or ctx.fresh or ctx.deep or (is_document and not ctx.standing):
             minted = 1.0 if cookie is None else 0.0
-            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, 1.0 if cold else 0.0, hl),
+            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, 1.0 if priced_cold else 0.0, hl),
                     ScoreUpdate(MINT_NET, ctx.net, minted, hl),
                     ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl)]
+            if cookie is not None:
+                ups.append(ScoreUpdate(SOLVE_SESSION, cookie.id, 0.0, SOLVED_HALF_LIFE))
         ctx.counters = tuple(ups)
         return ctx
 
@@ -186,6 +237,18 @@ class SessionTracker:
         hl = self.settings.half_life
         ctx.counters += (ScoreUpdate(MINT_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(MINT_NET, ctx.net, 0.0, hl),
                          ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl))
+        if ctx.cookie is not None:
+            ctx.counters += (ScoreUpdate(SOLVE_SESSION, ctx.cookie.id, 0.0, SOLVED_HALF_LIFE),)
+
+    def price_updates(self, ctx: SessionContext) -> tuple[ScoreUpdate, ...]:
+        """For a challenge whose request did not read the going price (a session with standing, e.g.
+        challenged by its own score): the counters to read, in a small batch of their own; `after`
+        on their values sets the difficulty. Empty when the request was priced."""
+        if ctx.priced:
+            return ()
+        ctx.counters, ctx.history_at = (), -1
+        self.price_counters(ctx)
+        return ctx.counters
 
     def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
         """The counter signals from the counters' values after this request's batch (in
@@ -193,8 +256,13 @@ class SessionTracker:
         engine keeps them as the context's `level_signals`, apart from the event signals in
         `ctx.signals`, so they never add to a stored score)."""
         s = self.settings
-        got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False)}
         out: dict[str, float] = {}
+        if ctx.history_at >= 0 and len(values) > ctx.history_at + 1:
+            if values[ctx.history_at] < PAGE_SEEN_AT:
+                out[UNVISITED_REFERER] = 1.0
+            else:
+                self._check_history(ctx, values[ctx.history_at + 1])
+        got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False) if up.score_id not in (PAGE, ASSET)}
         # Decayed counters are counts that fade: one just minted counts as about one, so they are
         # compared rounded.
         if MINT_NS in got and got[MINT_NS] - got.get(BACK_NS, 0.0) + 0.5 >= s.refuser_at:
@@ -207,7 +275,10 @@ class SessionTracker:
             if got.get(MINT_NET, 0.0) + 0.5 >= s.burst_net_at:
                 out[NET_MINT_BURST] = 1.0
             # The going price, for every request that read it (a spent record budget included).
-            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=COLD_RECORD in ctx.signals)
+            ctx.priced = True
+            cold = COLD_RECORD in ctx.signals or UNVISITED_REFERER in out or ctx.renewal
+            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=cold,
+                                               solved=got.get(SOLVE_SESSION, 0.0))
         if NEW_STACK in got:
             new, usual = got[NEW_STACK], got.get(BASE_STACK, 0.0)
             # decayed sums over their half-lives -> rates; a burst is far above the usual rate
@@ -215,7 +286,20 @@ class SessionTracker:
                 out[STACK_MINT_BURST] = 1.0
         return out
 
-    def solved_updates(self, prefix: str, stack: str) -> tuple[ScoreUpdate, ...]:
+    def _check_history(self, ctx: SessionContext, assets: float) -> None:
+        """A same-site navigation from a page this session fetched, whose assets it loaded: a
+        person's history from now on (the response re-issues the cookie to say so)."""
+        cookie = ctx.cookie
+        if cookie is None or assets + 0.5 < self.settings.history_assets:
+            return
+        ctx.set_cookie = SessionCookie(cookie.id, cookie.issued, ctx.net, cookie.stack, HISTORY)
+        ctx.standing = not ctx.fresh
+
+    def solved_updates(self, prefix: str, stack: str, session_id: str | None = None) -> tuple[ScoreUpdate, ...]:
         """What a solved challenge adds to the counters (the verify endpoint applies these)."""
         hl = self.settings.half_life
-        return (ScoreUpdate(SOLVE_STACK, stack_tag(stack), 1.0, hl), ScoreUpdate(SOLVE_NET, net_tag(prefix), 1.0, hl))
+        ups: tuple[ScoreUpdate, ...] = (ScoreUpdate(SOLVE_STACK, stack_tag(stack), 1.0, hl),
+                                        ScoreUpdate(SOLVE_NET, net_tag(prefix), 1.0, hl))
+        if session_id is not None:
+            ups += (ScoreUpdate(SOLVE_SESSION, session_id, 1.0, SOLVED_HALF_LIFE),)
+        return ups
