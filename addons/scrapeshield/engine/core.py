@@ -21,7 +21,7 @@ from dataclasses import replace
 from ..clock import Clock, SystemClock
 from ..context import DecisionContext
 from ..decision import Action, Decision
-from ..detectors import DetectorSet
+from ..detectors import CROSS_SESSION_WALK, DetectorSet
 from ..detectors.policy import DETECTORS, DetectorsSection
 from ..facts import RequestFacts
 from ..policy.model import CompiledPolicy
@@ -59,6 +59,7 @@ class Engine:
         self.sessions = sessions  # the session stage; None: no sessions whatever the policy says
         self.errors = 0
         self.detectors = _detector_set(policy, self.store)
+        self._crowds: tuple[CompiledPolicy | None, bool] = (None, False)  # (policy, a score weighs crowd walks)
 
     @property
     def policy(self) -> CompiledPolicy:
@@ -173,7 +174,10 @@ class Engine:
         key = ctx.detector_key
         assert key is not None
         ids = detectors.record_ids(obs)
-        crowd = stages.crowd_view(policy, ctx) if ids and detectors.watches_crowds else None
+        crowds = self._crowds
+        if crowds[0] is not policy:
+            crowds = self._crowds = (policy, detectors.watches_crowds and _weighs_crowds(policy))
+        crowd = stages.crowd_view(policy, ctx) if ids and crowds[1] else None
         plan = detectors.log_plan(key, obs, ids, crowd)
         logs: Logs = ()
         if plan is not None:
@@ -208,6 +212,11 @@ class Engine:
         detectors, key = self.detectors, ctx.detector_key
         if detectors is not None and key is not None:
             detectors.observe_response(key, status, content_type, body, self.clock.now(), is_asset=ctx.is_asset)
+
+
+def _weighs_crowds(policy: CompiledPolicy) -> bool:
+    """Whether a score weighs `cross_session_walk`: only then are record requests logged per crowd."""
+    return any(signal == CROSS_SESSION_WALK for score in policy.scores for signal, _ in score.weights)
 
 
 def _detector_set(policy: CompiledPolicy, store: Store) -> DetectorSet | None:
