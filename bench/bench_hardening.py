@@ -115,6 +115,7 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: floa
         w.start()
     latencies: list[float] = []
     all_open_latencies: list[float] = []
+    phases: dict[str, list[float]] = {"opening": [], "all open": [], "closing": [], "after": []}
     peak = idle_rss
     all_open_at = None
     all_closed_at = None
@@ -122,8 +123,12 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: floa
                       timeout=30) as client:
         while any(w.is_alive() for w in workers):
             t0 = time.monotonic()
+            was_open, was_closed = opened.value, closed.value
             code = client.get(f"http://{HOST}:{port}/", headers={"Connection": "close"}).status_code
             latencies.append(time.monotonic() - t0)
+            phase = ("opening" if was_open < total * 0.99 and not was_closed else "all open" if not was_closed
+                     else "closing" if was_closed < was_open or closed.value < opened.value else "after")
+            phases[phase].append(latencies[-1])
             if opened.value >= total * 0.99 and closed.value == 0:
                 all_open_latencies.append(latencies[-1])
             assert code == 200, code
@@ -147,7 +152,11 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: floa
     if all_open_latencies:
         print(f"  of which while all {opened.value:,} were open: {len(all_open_latencies)} requests, "
               f"p50 {statistics.median(all_open_latencies) * 1000:.0f} ms, max {max(all_open_latencies) * 1000:.0f} ms")
-    print(f"  shield RSS: idle {idle_rss:.0f} MiB, peak {peak:.0f} MiB")
+    print("  by phase (sent while ...): " + "; ".join(
+        f"{name} {len(seen)} requests, p50 {statistics.median(seen) * 1000:.0f} ms, max {max(seen) * 1000:.0f} ms"
+        for name, seen in phases.items() if seen))
+    time.sleep(1.5)  # the shield's sweep notices that the mass close is over and trims the heap
+    print(f"  shield RSS: idle {idle_rss:.0f} MiB, peak {peak:.0f} MiB, after all closed {rss_mib(pid):.0f} MiB")
 
 
 def uploads(port: int, pid: int, count: int = 8, mib: int = 50) -> None:

@@ -227,7 +227,7 @@ def main() -> int:
               f"{idle + (rss_full - rss_ready):>8.1f}")
         print(f"{f'estimate: idle scrapeshield run + growth, {keys:,} keys, steady':<62} "
               f"{idle + (rss_over - rss_ready):>8.1f}")
-    print("target: <= 300 MB (286 MiB) with 1,000,000 tracked keys")
+    print("target (#12.3): <= 200 MiB for the whole process with 1,000,000 tracked keys, steady after churn")
     return 0
 
 
