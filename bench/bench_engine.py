@@ -27,7 +27,9 @@ clients (curl, python-requests, Scrapy) with 3-5 headers, and a path mix of prod
 pages with queries, search, static assets, records (/user/*, /api/users/*), robots.txt.
 Clients behave like their kind about the shield's session cookie (SessionJar): browsers, Scrapy
 and python-requests with a Session send back the cookie the last response set; curl and
-requests without a Session never do. The decision mix is reported by client kind.
+requests without a Session never do. A browser's first request is a page (the home page, or a
+page from a search result with that Referer), later ones carry this site's Referer 70% of the
+time. The decision mix is reported by client kind.
 Seeded: the same requests every run.
 """
 from __future__ import annotations
@@ -49,6 +51,9 @@ REPO = Path(__file__).resolve().parents[1]
 # --src DIR (before the other imports): measure another checkout's package, e.g. `git archive HEAD`.
 _SRC = next((sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--src"), str(REPO / "addons"))
 sys.path.insert(0, _SRC)
+# The default policy of the measured tree (--src a checkout: its own default, which its package compiles).
+DEFAULT_POLICY = next((p for p in (Path(_SRC).parent / "policies" / "default.yaml",) if p.is_file()),
+                      REPO / "policies" / "default.yaml")
 
 from scrapeshield.clock import FakeClock
 from scrapeshield.context import DecisionContext
@@ -77,7 +82,7 @@ def default_variants(tmp: str) -> list[tuple[str, str]]:
 
     from bench_proxy import absolute_paths, raise_limits, raise_thresholds
 
-    src = REPO / "policies" / "default.yaml"
+    src = DEFAULT_POLICY
     text = absolute_paths(src, src.read_text())  # the copies live elsewhere: goodbots dir made absolute
     text, _ = raise_thresholds(text)
     text, _ = raise_limits(text)
@@ -202,6 +207,9 @@ PATHS = [  # (weight, generator)
 ]
 
 
+NOT_LANDING = ("/cart", "/login", "/robots.txt", "/favicon.ico", "/sitemap.xml")
+
+
 def client_ips(rng: random.Random, n: int = 1000) -> list[str]:
     nets = [f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}" for _ in range(320)]
     ips = {f"{rng.choice(nets)}.{rng.randrange(1, 255)}" for _ in range(n * 2)}
@@ -246,6 +254,7 @@ class Traffic:
         self.weights = [w for w, _ in PATHS]
         self.gens = [g for _, g in PATHS]
         self.host = "shop.example.com"
+        self.visited: set[str] = set()  # browsers that have loaded a first page
 
     def kind(self, ip: str) -> str:
         """browser or the tool's name: what the decision mix is reported by."""
@@ -262,8 +271,18 @@ class Traffic:
             if kind not in BROWSERS:
                 headers = tool_headers(kind.partition("-")[0], self.host)
             else:
+                if ip not in self.visited:
+                    # A person's first request is a page: the home page, typed or bookmarked, or any
+                    # page (a product, a profile) from a search result; never an asset of a page it
+                    # has not loaded, never with a Referer of this site.
+                    self.visited.add(ip)
+                    if r.random() < 0.6 or path.startswith(("/static/", "/img/")) or path in NOT_LANDING:
+                        path, query, referer = "/", "", ""
+                    else:
+                        referer = "https://www.google.com/"
+                else:
+                    referer = f"https://{self.host}/" if r.random() < 0.7 else ""
                 asset = path.startswith(("/static/", "/img/"))
-                referer = f"https://{self.host}/" if r.random() < 0.7 else ""
                 headers = browser_headers(r, self.host, kind, asset, referer, self.site_cookie[ip])
             if self.unique_ua:
                 tag = f" r/{r.getrandbits(48):x}"

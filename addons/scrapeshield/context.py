@@ -38,8 +38,8 @@ def _fingerprint_request() -> Callable[..., ClientFingerprint]:
 
 
 class DecisionContext:
-    __slots__ = ("_fingerprint", "detector_key", "detector_signals", "facts", "is_asset", "level_signals", "now",
-                 "session")
+    __slots__ = ("_fingerprint", "detector_key", "detector_signals", "facts", "good_bot", "is_asset", "level_signals",
+                 "now", "session")
 
     def __init__(self, facts: RequestFacts, now: float = 0.0) -> None:
         self.facts = facts
@@ -52,6 +52,8 @@ class DecisionContext:
         self.level_signals: Mapping[str, float] = NO_SIGNALS
         self.session: SessionContext | None = None  # the session stage's findings (scrapeshield.session)
         self._fingerprint: ClientFingerprint | None = None
+        # (registry, verified bot name or None), once a good-bot registry was asked (fingerprint.policy)
+        self.good_bot: tuple[object, str | None] | None = None
 
     @property
     def fingerprint(self) -> ClientFingerprint:

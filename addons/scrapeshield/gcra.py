@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Epoch seconds are floats with ~2.4e-7 s resolution and a TAT is a sum of intervals, so
@@ -24,29 +24,28 @@ _SLACK = 1e-2
 
 @dataclass(frozen=True, slots=True)
 class BucketLimit:
-    """`count` requests per `period` seconds, with `burst` extra requests at once."""
+    """`count` requests per `period` seconds, with `burst` extra requests at once.
+
+    The derived figures are computed once (the same arithmetic as ever): every bucket of every
+    request reads them."""
 
     count: int
     period: float
     burst: int
+    interval: float = field(init=False, repr=False, compare=False)  # seconds between requests
+    tolerance: float = field(init=False, repr=False, compare=False)  # burst x interval
+    # How far the TAT may run ahead of now for a request to conform (the stores' threshold).
+    max_ahead: float = field(init=False, repr=False, compare=False)
+    # Seconds after which an idle key has its whole burst back (its state can go).
+    window: float = field(init=False, repr=False, compare=False)
 
-    @property
-    def interval(self) -> float:
-        return self.period / self.count
-
-    @property
-    def tolerance(self) -> float:
-        return self.burst * self.interval
-
-    @property
-    def max_ahead(self) -> float:
-        """How far the TAT may run ahead of now for a request to conform (the stores' threshold)."""
-        return self.tolerance + self.interval * _SLACK
-
-    @property
-    def window(self) -> float:
-        """Seconds after which an idle key has its whole burst back (its state can go)."""
-        return self.tolerance + self.interval
+    def __post_init__(self) -> None:
+        interval = self.period / self.count
+        tolerance = self.burst * interval
+        object.__setattr__(self, "interval", interval)
+        object.__setattr__(self, "tolerance", tolerance)
+        object.__setattr__(self, "max_ahead", tolerance + interval * _SLACK)
+        object.__setattr__(self, "window", tolerance + interval)
 
     def describe(self) -> str:
         unit = next((u for u, s in _UNIT_SECONDS.items() if s == self.period), None)

@@ -1,6 +1,7 @@
 """Turning a measurement into a signal strength in [0, 1]."""
 from __future__ import annotations
 
+import functools
 from hashlib import blake2b
 
 
@@ -19,6 +20,7 @@ def ramp(value: float, start: float, full: float) -> float:
     return x
 
 
+@functools.lru_cache(maxsize=16384)  # pure; paths and asset names repeat on every page view
 def stable_hash(text: str) -> int:
     """A 32-bit hash that is the same in every process (Python's str hash is salted per process),
     so replaying the same flows gives the same detector state and the same decisions."""

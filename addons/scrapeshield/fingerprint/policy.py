@@ -20,11 +20,17 @@ _REGISTRIES: dict[tuple[str, float], GoodBotRegistry] = {}
 
 
 def good_bot_of(c: DecisionContext, goodbots: GoodBotRegistry | None) -> str | None:
-    """The verified good bot: the UA claims it AND the client IP is in its published ranges."""
+    """The verified good bot: the UA claims it AND the client IP is in its published ranges.
+    Asked by the `good_bot` condition and the `good_bot` signal alike: answered once per decision."""
     if goodbots is None:
         return None
+    known = c.good_bot
+    if known is not None and known[0] is goodbots:
+        return known[1]
     f = c.facts
-    return goodbots.verify(f.header_map.get("user-agent"), f.client_ip)
+    bot = goodbots.verify(f.header_map.get("user-agent"), f.client_ip)
+    c.good_bot = (goodbots, bot)
+    return bot
 
 
 def _compile_goodbots(sc: SectionContext, node: Node) -> GoodBotRegistry | None:
