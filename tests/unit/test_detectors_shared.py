@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 from scrapeshield.clock import FakeClock
 from scrapeshield.detectors import REGULAR_TIMING, SEQUENTIAL_IDS, DetectorSet, Observation
+from scrapeshield.detectors.mirror import LogMirrors
 from scrapeshield.engine import Engine
 from scrapeshield.facts import RequestFacts
 from scrapeshield.policy.compiler import compile_bytes
-from scrapeshield.store.base import Batch, BatchResult, LogAppend, Logs
+from scrapeshield.store.base import Batch, BatchResult, LogAppend, LogRead, Logs
 from scrapeshield.store.memory import MemoryStore
 
 T0 = 1_700_000_000.0
@@ -124,3 +125,36 @@ async def test_a_scraper_alternating_between_two_engines_on_one_store_is_challen
     clock = FakeClock(T0)
     apart = [Engine(policy, MemoryStore(), clock), Engine(policy, MemoryStore(), clock)]
     assert await decisions(apart, clock, 30) != one  # the finding of #12: each on its own sees half
+
+
+# -- a replica's mirror of one log ----------------------------------------------------------------
+
+def mirrored(reads: list[LogRead]) -> list[str]:
+    """The entries a mirror applied, in order, after the given store answers."""
+    mirrors: LogMirrors[list[str]] = LogMirrors(16)
+    state: list[str] = []
+    for read in reads:
+        state = mirrors.apply("log", read, T0, list, list.append)
+    return state
+
+
+def test_a_mirror_applies_what_is_new_once_and_in_log_order() -> None:
+    # its own append after another replica's two: the store answers the three since what it had seen
+    assert mirrored([LogRead(2, ("a", "b"), True), LogRead(5, ("c", "d", "e"), False)]) == ["a", "b", "c", "d", "e"]
+    # two concurrent requests answered out of order: the later answer covers the earlier one
+    assert mirrored([LogRead(1, ("a",), True), LogRead(3, ("b", "c"), False), LogRead(2, ("b",), False)]) == \
+        ["a", "b", "c"]
+
+
+def test_a_mirror_rebuilds_from_a_whole_log() -> None:
+    # fallen behind further than the log keeps, or the log began anew: the store sends it whole
+    assert mirrored([LogRead(3, ("a", "b", "c"), True), LogRead(90, ("x", "y"), True)]) == ["x", "y"]
+    assert mirrored([LogRead(40, ("a", "b"), True), LogRead(1, ("z",), True)]) == ["z"]
+
+
+def test_a_mirror_asks_for_the_whole_log_after_hearing_nothing_for_its_ttl() -> None:
+    mirrors: LogMirrors[list[str]] = LogMirrors(16)
+    mirrors.apply("log", LogRead(7, ("a",), True), T0, list, list.append)
+    assert mirrors.seen("log", T0 + 59, ttl=60) == 7
+    assert mirrors.seen("log", T0 + 60, ttl=60) == 0  # the log may have expired and begun anew
+    assert mirrors.seen("other", T0, ttl=60) == 0

@@ -225,7 +225,7 @@ class DetectorSet:
         if self._sequence is not None:
             ttl = c.sequence_max_pause_s
             for series, value in ids:
-                log = f"q\x1f{key}\x1f{series}"
+                log = f"q\x1f{key}\x1f{stable_hash(series):x}"  # a path template is client input: kept short
                 appends.append(LogAppend(log, walk_log.log_entry(value, now), c.shared_walk_keep, ttl,
                                          self._walk_logs.seen(log, now, ttl)))
         walks = len(appends)
@@ -239,7 +239,7 @@ class DetectorSet:
             entry = crowd_log.log_entry(value, now, stable_hash(crowd.who))
             ttl = c.cross_walk_window_s
             for scope in crowd.scopes:
-                log = f"x\x1f{scope}\x1f{series}"
+                log = f"x\x1f{scope}\x1f{stable_hash(series):x}"
                 appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now, ttl)))
         return LogPlan(tuple(appends), walks, timing) if appends else None
 
@@ -333,7 +333,8 @@ class DetectorSet:
                        for append, read in zip(plan.appends[start:], logs[start:], strict=False)]
         else:  # in process: this replica is the only writer, so the index is the log
             entry = (value, now, stable_hash(crowd.who))
-            indexes = [mirrors.local(f"x\x1f{scope}\x1f{series}", cross.new_index) for scope in crowd.scopes]
+            tag = stable_hash(series)
+            indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", cross.new_index) for scope in crowd.scopes]
             for index in indexes:
                 index.add(entry)
         for index in indexes:
