@@ -73,7 +73,8 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ClusterDownError, NoScriptError, RedisError, SlotNotCoveredError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..gcra import BucketLimit, conform, state_after
@@ -477,6 +478,9 @@ class RedisStore:
         self._max_in_flight = max_in_flight
         self._queue_timeout = queue_timeout if queue_timeout is not None else max(2.0, 10 * timeout)
         self._lag = BusyDeadlines(lambda: self.answered)
+        # A cluster client: one call at a time until the layout is known (`_call_alone`).
+        self._topology = asyncio.Lock() if isinstance(client, RedisCluster) else None
+        self._topology_known = False
         # Local cache: ban key -> (deadline, recheck at); bucket key name -> over-limit TAT.
         self._local_bans: LRUCache[str, tuple[float, float]] | None = None
         self._local_over: LRUCache[str, float] | None = None
@@ -538,6 +542,11 @@ class RedisStore:
             max_connections=max_connections + 2,  # per node
             socket_timeout=max(1.0, 2 * timeout), socket_connect_timeout=timeout,
             protocol=2, health_check_interval=0,
+            # No retry after a connection error or timeout: the script may have run, and running a
+            # spend or a bucket draw twice would overdraw. The failed call follows the fail mode;
+            # the client re-reads the topology on the next call (a failover). MOVED and ASK are
+            # followed inside one attempt, without re-running anything on the old node.
+            retry=Retry(NoBackoff(), 0),
         )
         tag = key_prefix if "{" in key_prefix else "{" + key_prefix.rstrip(":") + "}:"
         store = cls(client, url=url, timeout=timeout, key_prefix=tag, local_cache_max=local_cache_max,
@@ -822,6 +831,38 @@ class RedisStore:
     async def _call(self, call: Awaitable[Any], queue: bool = True, timeout: float | None = None) -> Any:
         """Await one Redis call within the timeout; every failure becomes a StoreError (a
         StoreTimeout when Redis did not answer in time). Waiting for a turn is not Redis' time."""
+        if self._topology is not None and not self._topology_known:
+            return await self._call_alone(call, queue, timeout)
+        return await self._call_now(call, queue, timeout)
+
+    async def _call_alone(self, call: Awaitable[Any], queue: bool, timeout: float | None) -> Any:
+        """A cluster client learns the layout on its first call and again after a connection
+        error; redis-py starts that discovery in every call that finds it needed, and concurrent
+        discoveries close each other's connections. So until one call has succeeded, calls go
+        one at a time; a call that waited longer than the timeout for its turn fails like one
+        Redis did not answer (the fail mode), rather than queueing behind a dead node."""
+        assert self._topology is not None
+        try:
+            async with asyncio.timeout(timeout or self._timeout):
+                await self._topology.acquire()
+        except TimeoutError:
+            if asyncio.iscoroutine(call):
+                call.close()
+            self.errors += 1
+            raise StoreTimeout(f"redis {self._url}: no answer within {timeout or self._timeout:g}s "
+                               "(the cluster's layout is being discovered)") from None
+        try:
+            if self._topology_known:
+                alone = False
+            else:
+                alone = True
+                reply = await self._call_now(call, queue, timeout)
+                self._topology_known = True
+        finally:
+            self._topology.release()
+        return reply if alone else await self._call_now(call, queue, timeout)
+
+    async def _call_now(self, call: Awaitable[Any], queue: bool, timeout: float | None) -> Any:
         if queue and self._in_flight.locked():
             self.queued += 1
             try:
@@ -848,6 +889,9 @@ class RedisStore:
             return reply
         except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "no answer"
             self.errors += 1
+            if self._topology is not None and isinstance(exc, (RedisConnectionError, RedisTimeoutError, TimeoutError,
+                                                               ClusterDownError, SlotNotCoveredError)):
+                self._topology_known = False  # redis-py discovers the layout again on the next call
             timed_out = isinstance(exc, (TimeoutError, RedisTimeoutError))
             what = f"no answer within {limit:g}s" if timed_out else type(exc).__name__
             detail = f": {exc}" if str(exc) else ""
