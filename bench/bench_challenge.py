@@ -92,7 +92,8 @@ async def solve_times(bits: list[int], runs: int, solver: str, host: str, warmup
 def _hash_rate(engine: str, nonce: str, ms: float) -> float:
     """Hashes per second the page managed, all workers together: the page's nonces are two worker
     digits and ten counter digits, and every worker had reached about the winner's counter."""
-    workers = int(engine.rpartition("workers")[2] or 1)
+    tail = engine.rpartition("workers")[2]
+    workers = int(tail) if tail.isdigit() else 1  # "js/main": the page fell back to the main thread
     return workers * (int(nonce[2:]) + 1) / max(ms, 1.0) * 1000
 
 
