@@ -18,6 +18,9 @@ from .scrapers import ScraperResult
 RECORDS_LIMIT = 100
 FLEET_CPU_PER_RECORD = 0.1
 FLEETS = ("pow-fleet", "browser-fleet")
+# bench_engine's client kinds that are people's browsers; every other kind (curl, python-requests,
+# a requests.Session, Scrapy) is a tool.
+BROWSERS = ("chrome", "firefox", "safari")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,7 @@ def scraper_targets(attack: RunResult) -> list[Target]:
 
 
 def engine_mix_target(refusals: Mapping[str, Mapping[str, int]]) -> Target:
-    wrong = {group: dict(by_action) for group, by_action in refusals.items() if group != "tool" and by_action}
+    wrong = {group: dict(by_action) for group, by_action in refusals.items() if group in BROWSERS and by_action}
     return Target("bench_engine realistic mix: refusals only for the tool clients", not wrong,
                   "; ".join(f"{g}: {dict(a) or '-'}" for g, a in sorted(refusals.items())))
 

@@ -330,3 +330,12 @@ def test_a_record_with_no_referer_from_a_session_without_history_prices_the_stac
     person = _person_with_a_history(visit, T0 + 10)
     bookmark = visit.request(_ok(person), page="/people/4", record=True, now=T0 + 40)[0]
     assert COLD_RECORD not in bookmark.signals and DEEP_RECORD in bookmark.signals and stack_cold(bookmark) == 0.0
+
+
+def test_a_browser_s_full_and_resumed_tls_handshakes_are_one_session_stack() -> None:
+    from scrapeshield.session.stage import session_ja4
+
+    full, resumed = "t13i1515h2_8daaf6152771_02713d6af862", "t13i1516h2_8daaf6152771_b0da82dd1658"
+    assert session_ja4(full) == session_ja4(resumed)  # a pre_shared_key extension more on resumption
+    assert session_ja4("t13d1812h1_cf6ef5ef7a9d_9b5b8a0e6e3c") != session_ja4(full)  # another TLS library
+    assert session_ja4("-") == "-" and session_ja4("odd") == "odd"

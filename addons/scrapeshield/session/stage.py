@@ -5,6 +5,7 @@ Pure: the key ring, clock values and the clearance check come in from the runtim
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -97,9 +98,22 @@ class SessionStage:
 
 
 def stack_of(c: DecisionContext) -> str:
-    """What a session is issued to: the TLS fingerprint and the UA class."""
+    """What a session is issued to: the client's TLS stack (`session_ja4`) and the UA class."""
     fp = c.fingerprint
-    return fp.field("ja4") + "|" + fp.field("ua_class")
+    return session_ja4(fp.field("ja4")) + "|" + fp.field("ua_class")
+
+
+@functools.lru_cache(maxsize=4096)
+def session_ja4(ja4: str) -> str:
+    """The part of a JA4 that stays the same across one browser's handshakes: protocol, TLS
+    version, SNI kind, cipher count, ALPN and the cipher hash -- without the extension count and
+    hash, which change when the browser resumes a TLS session (a `pre_shared_key` extension more):
+    Chrome's full and resumed handshakes differ there, and a person's session must survive both."""
+    a, sep, rest = ja4.partition("_")
+    ciphers = rest.partition("_")[0]
+    if not sep or len(a) != 10 or not ciphers:
+        return ja4
+    return a[:6] + a[8:] + "_" + ciphers
 
 
 def _referer(referer: str | None, host: str) -> tuple[str, str]:
