@@ -119,7 +119,8 @@ def test_per_identity_state_is_capped_for_a_single_heavy_identity() -> None:
                                    b"".join(b'<img src="/i/%d-%d.png">' % (i, j) for j in range(30)),
                                    T0 + i * 0.01)
         detectors.observe_request("heavy", Observation(f"/a/{i}.css", "", "GET", False, True, T0 + i * 0.01))
-    st = detectors._table["heavy"]  # white-box: inspect the caps directly
+    st = detectors._table.get("heavy", T0 + 30)  # white-box: inspect the caps directly
+    assert st is not None
     assert st.walks is not None and len(st.walks) <= config.sequence_max_series
     assert st.distinct is not None and st.distinct.exact is None  # switched to the sketch
     assert st.assets is not None and len(st.assets.pages or ()) <= config.assets_max_pending

@@ -6,7 +6,7 @@ strengths in [0, 1] by stable name; policies weight them into a score.
 Responses are fed back with `observe_response` (probe rate, asset references).
 
 Pure: no mitmproxy, no clock of its own (time is the `now` passed in).
-Bounded: one TTLCache of per-identity state (max_keys, idle TTL), and every
+Bounded: one table of per-identity state (identities.py: max_keys, idle TTL), and every
 structure inside a state is capped (see docs/detectors.md for the figures).
 
 Each detector module holds an algorithm object (parameters, no per-identity
@@ -36,8 +36,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from cachetools import TTLCache
-
 from ..store.base import LogAppend, Logs
 from . import crowd as crowd_log
 from . import sequence as walk_log
@@ -47,6 +45,7 @@ from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
 from .crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from .distinct import DistinctResources, DistinctWindow
+from .identities import IdentityTable
 from .mirror import LogMirrors
 from .probe import ProbeRate, ProbeWindow
 from .sequence import LoggedWalk, SequentialIds, Walk, extract_ids
@@ -118,27 +117,14 @@ class LogPlan:
 class IdentityState:
     """Everything the detectors remember about one identity; parts are created on first use."""
 
-    __slots__ = ("assets", "distinct", "probe", "renewed", "timing", "walks")
+    __slots__ = ("assets", "distinct", "probe", "timing", "walks")
 
-    def __init__(self, now: float) -> None:
-        self.renewed = now  # last time the table's idle TTL was pushed back
+    def __init__(self) -> None:
         self.distinct: DistinctWindow | None = None
         self.walks: dict[str, Walk] | None = None
         self.probe: ProbeWindow | None = None
         self.assets: AssetLedger | None = None
         self.timing: ArrivalGaps | None = None
-
-
-class _ObservedTime:
-    """TTLCache timer: the time of the observation being processed, not the wall clock."""
-
-    __slots__ = ("t",)
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class DetectorSet:
@@ -148,13 +134,12 @@ class DetectorSet:
         c = config if config is not None else DetectorConfig()
         self.config = c
         self.shared = shared  # walks, timing and crowds live in the store's logs (see the module doc)
-        self._time = _ObservedTime()
-        # Renewing a TTLCache entry is its costliest operation, so entries are renewed at most every
-        # ttl/8 and live for 9/8 ttl: an idle identity is forgotten between idle_ttl_s and 9/8 of it.
+        self._now = 0.0  # the time of the latest observation (describe, fork)
+        # Entries are renewed at most every ttl/8 and live for 9/8 ttl (renewing was TTLCache's
+        # costliest operation; kept so identities are forgotten exactly as before): an idle identity
+        # is forgotten between idle_ttl_s and 9/8 of it.
         self._renew_every = c.idle_ttl_s / 8.0
-        self._table: TTLCache[str, IdentityState] = TTLCache(
-            maxsize=c.max_keys, ttl=c.idle_ttl_s * 1.125, timer=self._time
-        )
+        self._table: IdentityTable[IdentityState] = IdentityTable(c.max_keys, c.idle_ttl_s * 1.125)
         self._distinct = (
             DistinctResources(c.distinct_window_s, c.distinct_exact_cap, c.distinct_sketch_precision,
                               c.distinct_start, c.distinct_full)
@@ -373,12 +358,12 @@ class DetectorSet:
     def tracked_keys(self, now: float | None = None) -> int:
         """Identities currently tracked (after expiring idle ones, as of `now` or the last observation)."""
         if now is not None:
-            self._time.t = now
-        return len(self._table)
+            self._now = now
+        return self._table.count(self._now)
 
     def expire(self, now: float) -> None:
         """Drop identities idle past their TTL (also happens lazily on inserts)."""
-        self._time.t = now
+        self._now = now
         self._table.expire(now)
 
     def clear(self) -> None:
@@ -402,21 +387,22 @@ class DetectorSet:
         references: observing a request for `key` on the fork does what it would do here, and
         changes nothing here (explain on a live shield)."""
         other = DetectorSet(self.config, shared=self.shared)
-        other._time.t = self._time.t
+        other._now = now = self._now
         other._crowd_logs = copy.deepcopy(self._crowd_logs)  # bounded (cross_walk_max_logs); explain is rare
-        state = self._table.get(key)
-        if state is not None:
-            other._table[key] = copy.deepcopy(state)
+        state = self._table.get(key, now)
+        renewed = self._table.renewed(key)
+        if state is not None and renewed is not None:
+            other._table.put(key, copy.deepcopy(state), renewed)
         if self._assets is not None:
             other._assets = copy.deepcopy(self._assets)
         return other
 
     def describe(self, key: str) -> dict[str, object] | None:
         """Debug view of one identity (None if not tracked): what each detector currently measures."""
-        st = self._table.get(key)
+        now = self._now
+        st = self._table.get(key, now)
         if st is None:
             return None
-        now = self._time.t
         out: dict[str, object] = {}
         if self._distinct is not None and st.distinct is not None:
             out["distinct_resources"] = round(self._distinct.count(st.distinct, now), 1)
@@ -440,15 +426,5 @@ class DetectorSet:
     # -- identity table ------------------------------------------------------------------------
 
     def _identity(self, key: str, now: float) -> IdentityState:
-        self._time.t = now
-        table = self._table
-        try:
-            st = table[key]
-        except KeyError:
-            st = IdentityState(now)
-            table[key] = st
-            return st
-        if now - st.renewed >= self._renew_every:
-            st.renewed = now
-            table[key] = st
-        return st
+        self._now = now
+        return self._table.seen(key, now, self._renew_every, IdentityState)[0]

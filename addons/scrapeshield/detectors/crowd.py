@@ -29,14 +29,16 @@ stack's walk), else in process; either way a `CrowdIndex` holds it for measuring
 """
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-from collections import deque
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import pairwise
 
 from .strength import ramp
 
 CrowdEntry = tuple[int, float, int]  # (record id, time, who: a 32-bit hash of the session or address)
+_MAX_ID = 1 << 63  # record ids have at most 15 digits (sequence.extract_ids): an int64
+_MAX_WHO = 1 << 32
 
 
 def log_entry(value: int, now: float, who: int) -> str:
@@ -48,9 +50,11 @@ def follow(index: CrowdIndex, entry: str) -> None:
     parts = entry.split(" ")
     if len(parts) == 3:
         try:
-            index.add((int(parts[0]), float(parts[1]), int(parts[2])))
+            value, t, who = int(parts[0]), float(parts[1]), int(parts[2])
         except ValueError:
             return
+        if 0 <= value < _MAX_ID and 0 <= who < _MAX_WHO:  # what `log_entry` writes; anything else is foreign
+            index.add((value, t, who))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,49 +72,68 @@ NO_RUN = CrowdRun(0, 0, 0.0, 0.0)
 
 class CrowdIndex:
     """One log's recent record requests, indexed for `CrossSessionWalk.measure`: the entries in
-    log order (at most `keep`, none older than `window_s`), per id its fetch times and fetchers,
-    and the distinct ids sorted. Adding, expiring and measuring cost O(log n) plus the run's length,
-    so the many requests that extend no run (a crowd's random ids) stay cheap."""
+    log order (at most `keep`, none older than `window_s`) and the distinct ids sorted with how
+    many entries hold each. Adding, expiring and finding a run cost O(log n) plus the run's length,
+    so the many requests that extend no run (a crowd's random ids) stay cheap; who fetched a run's
+    ids and when is read off the entries only for a run long enough to matter.
 
-    __slots__ = ("by_id", "entries", "ids", "keep", "window_s")
+    Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. The entries are
+    three flat arrays (id, time, who: 20 bytes an entry) and the distinct ids two more (12 bytes),
+    no object per entry or per id."""
+
+    __slots__ = ("counts", "ids", "keep", "times", "values", "whos", "window_s")
 
     def __init__(self, keep: int, window_s: float) -> None:
         self.keep = keep
         self.window_s = window_s
-        self.entries: deque[CrowdEntry] = deque()
-        self.by_id: dict[int, tuple[list[float], list[int]]] = {}  # id -> (fetch times, fetchers), oldest first
-        self.ids: list[int] = []  # distinct ids, sorted
+        self.values: array[int] = array("q")  # the entries, oldest first: record id
+        self.times: array[float] = array("d")  # ... time
+        self.whos: array[int] = array("I")  # ... who
+        self.ids: array[int] = array("q")  # distinct ids, sorted
+        self.counts: array[int] = array("I")  # entries holding ids[i]
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.values)
+
+    def __contains__(self, value: int) -> bool:
+        ids = self.ids
+        i = bisect_left(ids, value)
+        return i < len(ids) and ids[i] == value
+
+    @property
+    def entries(self) -> list[CrowdEntry]:
+        """The entries in log order (tests, debugging)."""
+        return list(zip(self.values, self.times, self.whos, strict=True))
 
     def add(self, entry: CrowdEntry) -> None:
         value, t, who = entry
-        self.entries.append(entry)
-        seen = self.by_id.get(value)
-        if seen is None:
-            self.by_id[value] = ([t], [who])
-            insort(self.ids, value)
+        self.values.append(value)
+        self.times.append(t)
+        self.whos.append(who)
+        ids = self.ids
+        i = bisect_left(ids, value)
+        if i < len(ids) and ids[i] == value:
+            self.counts[i] += 1
         else:
-            seen[0].append(t)
-            seen[1].append(who)
-        if len(self.entries) > self.keep:
+            ids.insert(i, value)
+            self.counts.insert(i, 1)
+        if len(self.values) > self.keep:
             self._drop_oldest()
 
     def expire(self, now: float) -> None:
         oldest = now - self.window_s
-        entries = self.entries
-        while entries and entries[0][1] < oldest:
+        times = self.times
+        while times and times[0] < oldest:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        value, _, _ = self.entries.popleft()
-        times, who = self.by_id[value]
-        if len(times) == 1:
-            del self.by_id[value]
-            del self.ids[bisect_left(self.ids, value)]
+        value = self.values[0]
+        del self.values[0], self.times[0], self.whos[0]  # a memmove of at most `keep` items
+        i = bisect_left(self.ids, value)
+        if self.counts[i] == 1:
+            del self.ids[i], self.counts[i]
         else:
-            del times[0], who[0]
+            self.counts[i] -= 1
 
 
 class CrossSessionWalk:
@@ -137,8 +160,8 @@ class CrossSessionWalk:
     def measure(self, index: CrowdIndex, x: int, now: float) -> CrowdRun:
         """The run through id `x` (the request being decided, already added to `index`)."""
         index.expire(now)
-        by_id, ids = index.by_id, index.ids
-        if x not in by_id or len(ids) < 2:
+        ids = index.ids
+        if x not in index or len(ids) < 2:
             return NO_RUN
         i = bisect_left(ids, x)
         stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
@@ -150,7 +173,7 @@ class CrossSessionWalk:
             edge = x
             while True:
                 for k in range(1, self.max_gap + 1):
-                    if edge + k * direction in by_id:
+                    if edge + k * direction in index:
                         edge += k * direction
                         run.append(edge)
                         break
@@ -158,14 +181,18 @@ class CrossSessionWalk:
                     break
         if len(run) < self.start:
             return CrowdRun(len(run), 0, 0.0, 0.0)  # too short to matter: spare the rest
+        on_run = set(run)
+        first: dict[int, float] = {}  # id -> time of its oldest entry (log order)
         requests = 0
         sessions: set[int] = set()
-        for v in run:
-            times, who = by_id[v]
-            requests += len(times)
-            sessions.update(who)
+        for v, t, who in zip(index.values, index.times, index.whos, strict=True):
+            if v in on_run:
+                requests += 1
+                sessions.add(who)
+                if v not in first:
+                    first[v] = t
         run.sort()
-        ascending = sum(by_id[a][0][0] <= by_id[b][0][0] for a, b in pairwise(run))
+        ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
         pairs = len(run) - 1
         order = max(ascending, pairs - ascending) / pairs
         return CrowdRun(len(run), len(sessions), (requests - len(run)) / requests, order)

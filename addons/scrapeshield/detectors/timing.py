@@ -30,8 +30,10 @@ _ZEROS = (0.0,)
 class ArrivalGaps:
     __slots__ = ("count", "gaps", "index", "last_path", "last_t", "total", "total_sq")
 
-    def __init__(self, samples: int, now: float, path_hash: int) -> None:
-        self.gaps = array("d", _ZEROS) * samples
+    def __init__(self, now: float, path_hash: int) -> None:
+        # The ring is made with the first gap: most identities make one page request, and a
+        # ring of 16 doubles is most of an idle identity's memory.
+        self.gaps: array[float] | None = None
         self.index = 0
         self.count = 0
         self.total = 0.0
@@ -67,7 +69,7 @@ class RegularTiming:
         self.cv_full = cv_full
 
     def new_state(self, now: float, path_hash: int) -> ArrivalGaps:
-        return ArrivalGaps(self.samples, now, path_hash)
+        return ArrivalGaps(now, path_hash)
 
     def observe(self, g: ArrivalGaps, path_hash: int, now: float) -> float:
         if path_hash == g.last_path:
@@ -78,6 +80,8 @@ class RegularTiming:
         g.last_t = now
         g.last_path = path_hash
         gaps = g.gaps
+        if gaps is None:
+            g.gaps = gaps = array("d", _ZEROS) * self.samples
         i = g.index
         old = gaps[i]
         gaps[i] = gap
