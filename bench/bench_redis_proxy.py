@@ -305,8 +305,8 @@ def bench_proxy(args: argparse.Namespace, server: RedisServer) -> None:
     policy_text = DEFAULT_POLICY.read_text().replace("trusted_proxies: []", "trusted_proxies: [127.0.0.1/32]")
     assert "127.0.0.1/32" in policy_text, "policies/default.yaml changed: set trusted_proxies here"
     # The copy lives in a temporary directory: its `goodbots:` data directory is made absolute.
-    policy_text = re.sub(r"^goodbots:\s*(\S+)", lambda m: f"goodbots: {DEFAULT_POLICY.parent / m.group(1)}",
-                         policy_text, flags=re.M)
+    policy_text = re.sub(r"^goodbots:\s*(?!builtin\b)(\S+)",  # `builtin` names the packaged lists
+                         lambda m: f"goodbots: {DEFAULT_POLICY.parent / m.group(1)}", policy_text, flags=re.M)
     script = wrk_script(workdir / "mix.lua")
     admin = redis.Redis.from_url(server.url)
     print(f"\n== 2. scrapeshield run in front of the demo origin, wrk -t1 -c{args.connections} "
