@@ -19,6 +19,7 @@ after `max_pause_s` without a step.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -29,6 +30,13 @@ _DIGIT = re.compile(r"[0-9]")
 _ID_SEGMENT = re.compile(r"([^0-9]{0,32})([0-9]{1,15})([^0-9]{0,32})")
 _SEEN_MASK = (1 << 64) - 1
 MAX_IDS_PER_REQUEST = 8
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_copy(series: str) -> str:
+    """One string object per series name in use: every identity's walks dict keys it, so a hundred
+    thousand identities on one template share one string instead of holding one each. Bounded."""
+    return series
 
 
 def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
@@ -58,12 +66,12 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
                     parts[i] = m[1] + "{}" + m[3]
         template = "/".join(parts)
         for j, number in enumerate(positions[:MAX_IDS_PER_REQUEST]):
-            ids.append((f"{template}#{j}", number))
+            ids.append((_one_copy(f"{template}#{j}"), number))
     if query and _DIGIT.search(query) is not None:
         for pair in query.split("&"):
             name, _, value = pair.partition("=")
             if value and len(value) <= 15 and value.isascii() and value.isdigit():
-                ids.append((f"{template}?{name}", int(value)))
+                ids.append((_one_copy(f"{template}?{name}"), int(value)))
                 if len(ids) >= MAX_IDS_PER_REQUEST:
                     break
     return ids
