@@ -80,9 +80,10 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
 class Walk:
     """The current walk of one series."""
 
-    __slots__ = ("base", "frontier", "last_id", "last_t", "run", "seen", "stride")
+    __slots__ = ("base", "frontier", "last_id", "last_t", "run", "seen", "series", "stride")
 
-    def __init__(self, first_id: int, now: float) -> None:
+    def __init__(self, first_id: int, now: float, series: str = "") -> None:
+        self.series = series  # set when an identity's only walk is kept without a dict (DetectorSet)
         self.last_id = first_id
         self.last_t = now
         self.restart(first_id)
@@ -138,6 +139,11 @@ class SequentialIds:
             if walk.run > longest:
                 longest = walk.run
         return ramp(longest, self.start, self.full)
+
+    def step(self, walk: Walk, x: int, now: float) -> float:
+        """Feed id `x` of the walk's own series (`observe` for one series, without a dict)."""
+        self._step(walk, x, now)
+        return ramp(walk.run, self.start, self.full)
 
     def follow(self, log: LoggedWalk, entry: str) -> None:
         """Step a walk kept from a shared log by one entry (`log_entry`), in log order."""
