@@ -87,3 +87,19 @@ def test_the_detector_set_forgets_an_idle_identity_between_the_idle_ttl_and_nine
     assert detectors.tracked_keys(T0 + 800) == 1  # renewed at T0: alive until T0 + 900
     assert detectors.tracked_keys(T0 + 900) == 0
     assert detectors.describe("a") is None
+
+
+def test_an_identitys_only_walk_kept_without_a_dict_measures_what_the_dict_does() -> None:
+    from scrapeshield.detectors.sequence import SequentialIds, Walk, extract_ids
+
+    config = DetectorConfig()
+    detectors = DetectorSet(config)
+    reference = SequentialIds(config.sequence_max_pause_s, config.sequence_max_stride, config.sequence_max_gap,
+                              config.sequence_max_series, config.sequence_start, config.sequence_full)
+    walks: dict[str, Walk] = {}
+    paths = [f"/user/{1000 + i}" for i in range(30)] + ["/item/7/photo/3", "/user/1030", "/user/1031"]
+    for i, path in enumerate(paths):
+        obs = Observation(path, "", "GET", True, False, T0 + i)
+        got = detectors.observe_request("walker", obs)["sequential_ids"]
+        assert got == reference.observe(walks, extract_ids(path, ""), T0 + i), path
+    assert detectors.describe("walker") is not None

@@ -19,6 +19,7 @@ after `max_pause_s` without a step.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -29,6 +30,13 @@ _DIGIT = re.compile(r"[0-9]")
 _ID_SEGMENT = re.compile(r"([^0-9]{0,32})([0-9]{1,15})([^0-9]{0,32})")
 _SEEN_MASK = (1 << 64) - 1
 MAX_IDS_PER_REQUEST = 8
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_copy(series: str) -> str:
+    """One string object per series name in use: every identity's walks dict keys it, so a hundred
+    thousand identities on one template share one string instead of holding one each. Bounded."""
+    return series
 
 
 def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
@@ -58,12 +66,12 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
                     parts[i] = m[1] + "{}" + m[3]
         template = "/".join(parts)
         for j, number in enumerate(positions[:MAX_IDS_PER_REQUEST]):
-            ids.append((f"{template}#{j}", number))
+            ids.append((_one_copy(f"{template}#{j}"), number))
     if query and _DIGIT.search(query) is not None:
         for pair in query.split("&"):
             name, _, value = pair.partition("=")
             if value and len(value) <= 15 and value.isascii() and value.isdigit():
-                ids.append((f"{template}?{name}", int(value)))
+                ids.append((_one_copy(f"{template}?{name}"), int(value)))
                 if len(ids) >= MAX_IDS_PER_REQUEST:
                     break
     return ids
@@ -72,9 +80,10 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
 class Walk:
     """The current walk of one series."""
 
-    __slots__ = ("base", "frontier", "last_id", "last_t", "run", "seen", "stride")
+    __slots__ = ("base", "frontier", "last_id", "last_t", "run", "seen", "series", "stride")
 
-    def __init__(self, first_id: int, now: float) -> None:
+    def __init__(self, first_id: int, now: float, series: str = "") -> None:
+        self.series = series  # set when an identity's only walk is kept without a dict (DetectorSet)
         self.last_id = first_id
         self.last_t = now
         self.restart(first_id)
@@ -130,6 +139,11 @@ class SequentialIds:
             if walk.run > longest:
                 longest = walk.run
         return ramp(longest, self.start, self.full)
+
+    def step(self, walk: Walk, x: int, now: float) -> float:
+        """Feed id `x` of the walk's own series (`observe` for one series, without a dict)."""
+        self._step(walk, x, now)
+        return ramp(walk.run, self.start, self.full)
 
     def follow(self, log: LoggedWalk, entry: str) -> None:
         """Step a walk kept from a shared log by one entry (`log_entry`), in log order."""
