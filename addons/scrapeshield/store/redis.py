@@ -852,15 +852,13 @@ class RedisStore:
             raise StoreTimeout(f"redis {self._url}: no answer within {timeout or self._timeout:g}s "
                                "(the cluster's layout is being discovered)") from None
         try:
-            if self._topology_known:
-                alone = False
-            else:
-                alone = True
+            if not self._topology_known:
                 reply = await self._call_now(call, queue, timeout)
                 self._topology_known = True
+                return reply
         finally:
             self._topology.release()
-        return reply if alone else await self._call_now(call, queue, timeout)
+        return await self._call_now(call, queue, timeout)
 
     async def _call_now(self, call: Awaitable[Any], queue: bool, timeout: float | None) -> Any:
         if queue and self._in_flight.locked():
