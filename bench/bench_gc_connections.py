@@ -95,7 +95,7 @@ def measure(port: int, admin: int, total: int, rate: float, report: list[str]) -
             c.terminate()
         for c in clients:
             c.join()
-    except BaseException as exc:  # noqa: BLE001 -- reported, then the shield is stopped all the same
+    except BaseException as exc:  # reported, then the shield is stopped all the same
         report.append(f"failed: {exc!r}")
     finally:
         os.kill(os.getpid(), signal.SIGINT)
