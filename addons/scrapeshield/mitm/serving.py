@@ -26,6 +26,11 @@ seconds (and a normal client with it). A connection closed before it sent a comp
 reaches mitmproxy at all (building its connection handler is most of what a connection costs),
 and after a mass close the C heap is trimmed (`malloc_trim`), so the memory those connections
 held goes back to the system.
+
+Until its first head is complete a connection is one `asyncio.Protocol` object on its transport
+(`_Connection`), not streams, a task and coroutines: 15 objects for the cyclic garbage collector
+instead of 38, so a full GC pass with 20,000 slow connections open stops the process ~0.1 s, not
+~0.4 s (collector.py). mitmproxy gets asyncio streams on the same transport once it has the head.
 """
 from __future__ import annotations
 
