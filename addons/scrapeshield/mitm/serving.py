@@ -42,7 +42,7 @@ import math
 import socket
 from collections import Counter as Tally
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from mitmproxy import ctx, http
 from mitmproxy.net.http.http1 import assemble_response
@@ -112,8 +112,8 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol, until handed to mitmproxy (then its StreamReaderProtocol gets these)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport: asyncio's is an asyncio.Transport, uvloop's has its methods without the base class
+        self.transport = cast(asyncio.Transport, transport)
         self.serving.connected(self)
 
     def data_received(self, data: bytes) -> None:
