@@ -93,3 +93,32 @@ def test_every_worker_freezes_its_start_up_objects(demo_origin: str, tmp_path: o
         gc = worker["status"]["gc"]
         assert gc["frozen_objects"] > 50_000, (worker["index"], gc)
         assert gc["tracked_objects"] < gc["frozen_objects"] / 5, (worker["index"], gc)
+
+
+def test_a_policy_reload_does_not_freeze_the_live_connections(demo_origin: str, tmp_path: os.PathLike[str]) -> None:
+    # A freeze takes every object alive along, and a live connection's handler that later dies in
+    # a reference cycle would never be reclaimed: a small policy's reload freezes nothing.
+    with ShieldProcess(demo_origin, policy_text=POLICY, workdir=tmp_path) as shield:
+        # given 300 keep-alive connections with one answered request each
+        sockets: list[socket.socket] = []
+        try:
+            for n in range(300):
+                sock = socket.create_connection((shield.host, shield.port), timeout=10,
+                                                source_address=(f"127.0.42.{10 + n % 10}", 0))
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+                sockets.append(sock)
+            for sock in sockets:
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            before = status(shield)
+            # when the policy is replaced and reloaded while they are open
+            shield.policy.write_text(POLICY.replace("e2e-collector", "e2e-collector-2"))
+            deadline = time.monotonic() + 20
+            while (after := status(shield))["reload"]["ok"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            for sock in sockets:
+                sock.close()
+    # then nothing of theirs was frozen (before the fix: ~150 objects a connection)
+    assert after["reload"]["ok"] >= 1
+    assert before["connections"]["open"] >= 300
+    assert after["gc"]["frozen_objects"] - before["gc"]["frozen_objects"] < 5_000, (before["gc"], after["gc"])
