@@ -8,7 +8,10 @@
    2,000/s (`--rate`), each send a partial request head and then one more header line every 5 s
    (`--drip`), as slowloris does. While they are open a normal client sends GET / every 0.25 s on
    a fresh connection: its latency is reported (p50 / max, and while all are open), with the
-   shield's RSS, and how long until the header timeout has closed every slow connection.
+   shield's RSS, and how long until the header timeout has closed every slow connection. Every
+   latency is counted in the phase it was sent in -- opening, all open, closing (the mass close by
+   the header timeout), after -- with the shield's full GC passes in that phase (from its
+   `scrapeshield_gc_pause_seconds` histogram, read once per phase change).
 2. Uploads: 8 concurrent POSTs of 50 MB each to /.shield/verify (Content-Length declared, body
    sent at full speed): the answers, and the shield's RSS idle vs peak (polled every 20 ms).
 
@@ -35,6 +38,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -103,7 +107,37 @@ def open_slow(port: int, count: int, first: int, opened: multiprocessing.Value, 
         sock.close()
 
 
-def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: float, drip: float) -> None:
+def full_gc_passes(admin: str) -> tuple[float, float, dict[float, float]]:
+    """The shield's full (generation 2) GC passes so far: count, seconds in all, count per bucket bound."""
+    text = httpx.get(f"{admin}/metrics", trust_env=False, timeout=30).text
+    count = total = 0.0
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("generation") != "2":
+                continue
+            if sample.name == "scrapeshield_gc_pause_seconds_count":
+                count = sample.value
+            elif sample.name == "scrapeshield_gc_pause_seconds_sum":
+                total = sample.value
+            elif sample.name == "scrapeshield_gc_pause_seconds_bucket":
+                buckets[float(sample.labels["le"])] = sample.value
+    return count, total, buckets
+
+
+def gc_in_phase(before: tuple[float, float, dict[float, float]], after: tuple[float, float, dict[float, float]]) -> str:
+    count, total = after[0] - before[0], after[1] - before[1]
+    if not count:
+        return "no full GC pass"
+    # the smallest bucket bound that holds every pass of the phase: an upper bound on the longest
+    longest = min(le for le, n in after[2].items() if n - before[2].get(le, 0) >= count)
+    return f"{count:.0f} full GC passes, {total * 1000:.0f} ms in all, each <= {longest * 1000:.0f} ms"
+
+
+PHASES = ("opening", "all open", "closing", "after")
+
+
+def slow_drip(port: int, pid: int, admin: str, total: int, header_timeout: float, rate: float, drip: float) -> None:
     opened, closed = multiprocessing.Value("i", 0), multiprocessing.Value("i", 0)
     idle_rss = rss_mib(pid)
     half = total // 2
@@ -111,26 +145,31 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: floa
     workers = [multiprocessing.Process(target=open_slow,
                                        args=(port, n, i * half, opened, closed, header_timeout * 3, rate / 2, drip))
                for i, n in enumerate((half, total - half))]
+    gc_at = {"start": full_gc_passes(admin)}
     for w in workers:
         w.start()
     latencies: list[float] = []
-    all_open_latencies: list[float] = []
-    phases: dict[str, list[float]] = {"opening": [], "all open": [], "closing": [], "after": []}
+    phases: dict[str, list[float]] = {name: [] for name in PHASES}
+    worst = (0.0, "", 0.0)  # latency, phase, seconds since the first slow connection
     peak = idle_rss
     all_open_at = None
     all_closed_at = None
+    phase = "opening"
     with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.250"), trust_env=False,
                       timeout=30) as client:
         while any(w.is_alive() for w in workers):
-            t0 = time.monotonic()
             was_open, was_closed = opened.value, closed.value
+            now_in = ("opening" if was_open < total * 0.99 and not was_closed else "all open" if not was_closed
+                      else "closing" if was_closed < was_open else "after")
+            if now_in != phase:  # the GC passes of the phase that ended (one /metrics read per phase)
+                gc_at[phase] = full_gc_passes(admin)
+                phase = now_in
+            t0 = time.monotonic()
             code = client.get(f"http://{HOST}:{port}/", headers={"Connection": "close"}).status_code
             latencies.append(time.monotonic() - t0)
-            phase = ("opening" if was_open < total * 0.99 and not was_closed else "all open" if not was_closed
-                     else "closing" if was_closed < was_open or closed.value < opened.value else "after")
             phases[phase].append(latencies[-1])
-            if opened.value >= total * 0.99 and closed.value == 0:
-                all_open_latencies.append(latencies[-1])
+            if latencies[-1] > worst[0]:
+                worst = (latencies[-1], phase, t0 - start)
             assert code == 200, code
             peak = max(peak, rss_mib(pid))
             if all_open_at is None and opened.value >= total * 0.99:
@@ -138,6 +177,7 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: floa
             if all_closed_at is None and opened.value and closed.value >= opened.value:
                 all_closed_at = time.monotonic() - start
             time.sleep(0.25)
+    gc_at[phase] = full_gc_passes(admin)
     for w in workers:
         w.join()
     if all_closed_at is None and closed.value >= opened.value:
@@ -147,14 +187,20 @@ def slow_drip(port: int, pid: int, total: int, header_timeout: float, rate: floa
           f"{f' (all open after {all_open_at:.1f} s)' if all_open_at else ''}; "
           f"{closed.value:,} closed by the shield, the last {all_closed_at or float('nan'):.1f} s after the first "
           f"was opened (header timeout {header_timeout:.0f} s)")
-    print(f"  normal client meanwhile: {len(latencies)} requests, p50 {statistics.median(latencies) * 1000:.0f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms, all 200")
-    if all_open_latencies:
-        print(f"  of which while all {opened.value:,} were open: {len(all_open_latencies)} requests, "
-              f"p50 {statistics.median(all_open_latencies) * 1000:.0f} ms, max {max(all_open_latencies) * 1000:.0f} ms")
-    print("  by phase (sent while ...): " + "; ".join(
-        f"{name} {len(seen)} requests, p50 {statistics.median(seen) * 1000:.0f} ms, max {max(seen) * 1000:.0f} ms"
-        for name, seen in phases.items() if seen))
+    print(f"  normal client, whole run: {len(latencies)} requests, p50 {statistics.median(latencies) * 1000:.0f} ms, "
+          f"max {worst[0] * 1000:.0f} ms (sent {worst[2]:.1f} s in, while {worst[1]}), all 200")
+    previous = gc_at["start"]
+    for name in PHASES:  # "sent while ...": the phase is what was going on when the request was sent
+        seen = phases[name]
+        if name not in gc_at:
+            continue
+        print(f"  {name:>8}: {len(seen)} requests"
+              + (f", p50 {statistics.median(seen) * 1000:.0f} ms, max {max(seen) * 1000:.0f} ms" if seen else "")
+              + f"; shield: {gc_in_phase(previous, gc_at[name])}")
+        previous = gc_at[name]
+    gc = httpx.get(f"{admin}/status", trust_env=False, timeout=30).json()["gc"]
+    print(f"  shield GC over the whole run: {gc['full_passes']} full passes, longest {gc['full_pause_max_ms']:.0f} ms; "
+          f"{gc['frozen_objects']:,} objects frozen at start-up")
     time.sleep(1.5)  # the shield's sweep notices that the mass close is over and trims the heap
     print(f"  shield RSS: idle {idle_rss:.0f} MiB, peak {peak:.0f} MiB, after all closed {rss_mib(pid):.0f} MiB")
 
@@ -222,7 +268,7 @@ def main() -> int:
         wait_ready(f"http://{HOST}:{admin}/healthz", shield)
         print(f"# bench_hardening: nproc={os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}, "
               f"shield with default limits (header timeout {args.header_timeout:.0f} s), pid {shield.pid}")
-        slow_drip(port, shield.pid, args.slow, args.header_timeout, args.rate, args.drip)
+        slow_drip(port, shield.pid, f"http://{HOST}:{admin}", args.slow, args.header_timeout, args.rate, args.drip)
         uploads(port, shield.pid)
         metrics = httpx.get(f"http://{HOST}:{admin}/metrics", trust_env=False).text
         print("  " + "\n  ".join(line for line in metrics.splitlines()

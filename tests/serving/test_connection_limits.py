@@ -423,3 +423,21 @@ def test_a_websocket_keeps_working_past_the_header_and_idle_timeouts(
         heard = asyncio.run(talk(f"ws://{shield.host}:{shield.port}/ws"))
     assert heard == ["echo:m0", "echo:m1", "echo:m2"]
 
+
+
+def test_the_uvloop_event_loop_keeps_the_same_limits(demo_origin: str, tmp_path: os.PathLike[str]) -> None:
+    # uvloop's transports are not asyncio.Transport subclasses, and a connection changes protocol
+    # when mitmproxy gets it (mitm/serving.py): the same answers with `--event-loop uvloop`
+    with ShieldProcess(demo_origin, policy_text=POLICY, workdir=tmp_path,
+                       extra_args=[*LIMIT_ARGS, "--event-loop", "uvloop"]) as shield:
+        pipelined = send_raw(shield, b"GET / HTTP/1.1\r\nHost: shop\r\n\r\n"
+                                     b"GET / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n", "127.0.0.24")
+        huge = send_raw(shield, b"GET / HTTP/1.1\r\nHost: shop\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n", "127.0.0.24")
+        with connect(shield, "127.0.0.24") as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: shop\r\n")
+            start = time.monotonic()
+            partial = read_all(sock)
+            held = time.monotonic() - start
+    assert pipelined.count(b"HTTP/1.1 200 OK\r\n") == 2
+    assert_ours(huge, 431)
+    assert partial == b"" and HEADER_TIMEOUT * 0.8 < held < HEADER_TIMEOUT + 2.0

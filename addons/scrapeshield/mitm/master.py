@@ -16,6 +16,7 @@ from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, tl
 from mitmproxy.master import Master
 
 from ..admin import AdminServer
+from ..collector import CollectorProbe, freeze_startup
 from ..connlimits import ConnectionLimits
 from ..runtime import ShieldRuntime
 from ..workers.reuseport import listen_socket
@@ -55,6 +56,9 @@ async def serve(runtime: ShieldRuntime, settings: ProxySettings) -> int:
     errorpages.install()
     serving = ShieldServing(sock, s.limits, runtime.metrics.registry, runtime.is_reserved)
     runtime.status_sources.append(serving)
+    probe = CollectorProbe(runtime.metrics.registry)  # every GC pass timed: /status "gc", /metrics
+    probe.install()
+    runtime.status_sources.append(probe)
     os.makedirs(s.confdir, exist_ok=True)
     opts = options.Options()
     master = Master(opts)
@@ -62,7 +66,7 @@ async def serve(runtime: ShieldRuntime, settings: ProxySettings) -> int:
                       errorcheck.ErrorCheck(repeat_errors_on_stderr=True))
     if s.save:
         master.addons.add(save.Save())
-    master.addons.add(serving, ShieldAddon(runtime), RefusedBodies(serving))
+    master.addons.add(serving, ShieldAddon(runtime), RefusedBodies(serving), StartAccepting(serving, probe))
     update: dict[str, object] = {
         "mode": [f"reverse:{s.upstream}"], "listen_host": host, "listen_port": port, "connection_strategy": "lazy",
         "keep_host_header": True, "confdir": s.confdir,
@@ -100,6 +104,29 @@ async def serve(runtime: ShieldRuntime, settings: ProxySettings) -> int:
         if admin is not None:
             await admin.stop()
     return 0
+
+
+class StartAccepting:
+    """The last addon: once every other one is running, start-up is over. Everything alive now is
+    frozen out of the garbage collector's sight (collector.py), then clients are accepted -- in
+    each worker too, as each runs this same `serve`."""
+
+    def __init__(self, serving: ShieldServing, probe: CollectorProbe) -> None:
+        self.serving, self.probe = serving, probe
+        self._gc_log: asyncio.Task[None] | None = None
+
+    async def running(self) -> None:
+        if self._gc_log is not None:
+            return
+        frozen = freeze_startup()
+        log.info("start-up done: %d objects frozen out of the garbage collector", frozen)
+        self._gc_log = asyncio.create_task(self.probe.log_slow_passes())
+        await self.serving.accept()
+
+    def done(self) -> None:
+        if self._gc_log is not None:
+            self._gc_log.cancel()
+        self.probe.uninstall()
 
 
 def _combined_pem(cert: str, key: str | None, confdir: str) -> str:

@@ -171,23 +171,31 @@ def _measure(events: Iterator[Event], filename: str, limits: LoadLimits) -> None
             open_sizes[-1] += size
 
 
+FREEZE_ABOVE = 50_000  # GC-tracked objects a compile left behind that are worth freezing (a ~1 MB policy)
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """No cyclic GC pass inside the block, and none later over what it kept.
+    """No cyclic GC pass inside the block, and none later over what a large block kept.
 
-    Before: one full collection, so that the freeze below takes no one else's garbage along.
-    After: `gc.freeze()` moves what the block kept (the compiled policy: for 5 MB, hundreds of
-    thousands of objects) out of the collector's sight; left in the young generation, the first
-    pass after the block walks them all at once, the whole process stopped. A frozen object is
-    still freed by reference counting when the policy is replaced. Only cyclic garbage made
-    elsewhere in the process during the block is frozen with it: seconds' worth, per reload."""
+    Before: one full collection, so that the block starts with an empty young generation.
+    After: when the block kept more than FREEZE_ABOVE tracked objects (a multi-megabyte policy:
+    hundreds of thousands), `gc.freeze()` moves them out of the collector's sight; left in the
+    young generation, the first pass after the block walks them all at once, the whole process
+    stopped, and every full pass after it again. A frozen object is still freed by reference
+    counting when the policy is replaced. But the freeze takes every object alive in the process
+    along, and one that later dies in a reference cycle is never reclaimed -- a live connection's
+    handler, say (~70 objects each) -- so a small policy, whose few objects cost a pass nothing,
+    is not frozen. (The serving process freezes its start-up once, before the first client:
+    collector.py.)"""
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if gc.get_count()[0] > FREEZE_ABOVE:  # objects allocated and still alive since the collection
+            gc.freeze()
         if enabled:
             gc.enable()
 
