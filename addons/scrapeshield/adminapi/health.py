@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..collector import tracked_objects
 from ..health import HealthCheck
 
 if TYPE_CHECKING:
@@ -29,7 +30,10 @@ def install(app: web.Application, runtime: ShieldRuntime) -> None:
         return web.json_response(ready.to_dict(), status=200 if ready.ready else 503)
 
     async def status(request: web.Request) -> web.Response:
-        return web.json_response(await full_status(runtime))
+        out = await full_status(runtime)
+        if request.query.get("gc") == "objects" and "gc" in out:
+            out["gc"]["tracked_objects"] = tracked_objects()  # walks every tracked object: asked for only
+        return web.json_response(out)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

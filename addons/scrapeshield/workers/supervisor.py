@@ -330,7 +330,8 @@ class Supervisor:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _status(self, request: web.Request) -> web.Response:
-        statuses = await asyncio.gather(*(self._scrape(w, "/status") for w in self.workers))
+        path = "/status?gc=objects" if request.query.get("gc") == "objects" else "/status"
+        statuses = await asyncio.gather(*(self._scrape(w, path) for w in self.workers))
         return web.json_response(merge_status([
             {"index": w.index, "pid": w.process.pid if w.process else None, "up": status is not None,
              "restarts": w.restarts, "hangs": w.hangs, "status": status}
