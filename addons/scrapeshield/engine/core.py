@@ -173,7 +173,7 @@ class Engine:
         obs = stages.observation(section, ctx)
         key = ctx.detector_key
         assert key is not None
-        ids = detectors.record_ids(obs)
+        ids = [] if obs.is_asset else ctx.path_ids  # detectors.record_ids, read once per request
         crowds = self._crowds
         if crowds[0] is not policy:
             crowds = self._crowds = (policy, detectors.watches_crowds and _weighs_crowds(policy))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from ..context import DecisionContext
 from ..decision import ALLOW_DEFAULT, Action, Decision, RateInfo
-from ..detectors import CrowdView, DetectorSet, Observation, is_asset_request, is_document_request
+from ..detectors import CrowdView, DetectorSet, Observation
 from ..detectors.policy import DetectorsSection
 from ..facts import RequestFacts
 from ..netaddr import cached_ip_prefix
@@ -45,10 +45,8 @@ def observe(detectors: DetectorSet, section: DetectorsSection, ctx: DecisionCont
 def observation(section: DetectorsSection, ctx: DecisionContext) -> Observation:
     """The detectors' view of the request; the context gets the identity key and asset flag."""
     facts = ctx.facts
-    hmap = facts.header_map
-    is_asset = is_asset_request(facts.method, facts.path, hmap)
-    obs = Observation(facts.path, facts.query, facts.method,
-                      not is_asset and is_document_request(facts.method, facts.path, hmap), is_asset, ctx.now)
+    is_asset = ctx.asset_request
+    obs = Observation(facts.path, facts.query, facts.method, ctx.document_request, is_asset, ctx.now)
     ctx.detector_key, ctx.is_asset = section.key.func(ctx), is_asset
     return obs
 

@@ -13,8 +13,6 @@ from ..challenge.binding import short_hash
 from ..challenge.keys import KeyRing
 from ..context import DecisionContext
 from ..decision import Action
-from ..detectors import is_asset_request, is_document_request
-from ..detectors.sequence import extract_ids
 from ..facts import RequestFacts
 from ..gcra import BucketLimit
 from ..netaddr import cached_ip_prefix
@@ -60,9 +58,8 @@ class SessionStage:
         prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
         presented = cookie.read(self.decode, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
-        is_asset = is_asset_request(facts.method, facts.path, hmap)
-        is_document = not is_asset and is_document_request(facts.method, facts.path, hmap)
-        is_record = is_document and bool(extract_ids(facts.path, facts.query))
+        is_asset, is_document = c.asset_request, c.document_request
+        is_record = is_document and bool(c.path_ids)
         referer, referer_page = _referer(hmap.get("referer"), facts.host)
         page = facts.raw_path + "?" + facts.query if facts.query else facts.raw_path
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
