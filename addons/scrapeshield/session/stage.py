@@ -29,6 +29,8 @@ BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
                    buckets=(BucketDef(BUDGET_BUCKET, BucketLimit(1, 1.0, 0), "record-budget"),),
                    exceed=Action.CHALLENGE)
 MAX_PAGE = 2048  # characters of a page's URL (or a Referer) looked at
+_MEMO_MAX = 4096  # Cookie headers whose session values are remembered decoded (at most ~8 MiB)
+_MEMO_MAX_HEADER = 2048  # characters; longer headers are decoded every time (a browser's are shorter)
 ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
 
 
@@ -40,6 +42,7 @@ class SessionStage:
         self.clearance_token = clearance_token
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
+        self._headers: dict[tuple[str, str], tuple[cookie.SessionCookie | str, ...]] = {}  # see _decoded
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
         last = self._last
@@ -57,7 +60,8 @@ class SessionStage:
         stack = stack_of(c)
         prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
-        presented = cookie.read(self.decode, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
+        presented = cookie.read_decoded(self._decoded(hmap.get("cookie"), settings.cookie_name), stack, now,
+                                        settings.ttl)
         is_asset, is_document = c.asset_request, c.document_request
         is_record = is_document and bool(c.path_ids)
         referer, referer_page = _referer(hmap.get("referer"), facts.host)
@@ -67,6 +71,23 @@ class SessionStage:
                                            page=page[:MAX_PAGE], referer_page=referer_page)
         c.session = ctx
         return ctx
+
+    def _decoded(self, cookie_header: str | None, name: str) -> tuple[cookie.SessionCookie | str, ...]:
+        """The session cookie values of a Cookie header, decoded (`cookie.read` without the
+        per-request checks). A client sends the same header request after request: remembered
+        per header (bounded; emptied when full)."""
+        if not cookie_header:
+            return ()
+        key = (cookie_header, name)
+        found = self._headers.get(key)
+        if found is None:
+            decode = self.decode
+            found = tuple([decode(value) for value in cookie.cookie_values(cookie_header, name)])
+            if len(cookie_header) <= _MEMO_MAX_HEADER:
+                if len(self._headers) >= _MEMO_MAX:
+                    self._headers.clear()
+                self._headers[key] = found
+        return found
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
         """A record fetched under a clearance spends one of the clearance's records."""
