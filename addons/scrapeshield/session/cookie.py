@@ -61,7 +61,7 @@ class SessionCookie:
         return [self.id, self.issued, self.net, self.stack, int(self.returned)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request (see store.base.BucketCheck); a value, never changed
 class PresentedSession:
     """What the request's Cookie header says about its session.
 

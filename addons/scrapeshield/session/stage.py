@@ -139,14 +139,25 @@ def _referer(referer: str | None, host: str) -> tuple[str, str]:
     for any other."""
     if not referer:
         return "", ""
+    if len(host) > MAX_PAGE:
+        return _read_referer(referer[:MAX_PAGE], host)
+    return _remembered_referer(referer[:MAX_PAGE], host)  # only the first MAX_PAGE characters count
+
+
+def _read_referer(referer: str, host: str) -> tuple[str, str]:
     try:
-        url = urlsplit(referer[:MAX_PAGE])
+        url = urlsplit(referer)
     except ValueError:
         return "other", ""
     if not host or url.netloc.lower() != host.lower():
         return "other", ""
     path = url.path or "/"
     return "same", path + "?" + url.query if url.query else path
+
+
+# Pure, and a site's few pages are the Referer of most requests: remembered (bounded keys: at most
+# MAX_PAGE characters each).
+_remembered_referer = functools.lru_cache(maxsize=4096)(_read_referer)
 
 
 def set_cookie_header(keys: KeyRing, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:
