@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from bisect import bisect_left
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from scrapeshield.challenge.endpoints import ChallengeService
 from scrapeshield.challenge.keys import KeyRing
 from scrapeshield.clock import FakeClock
 from scrapeshield.context import DecisionContext
+from scrapeshield.detectors.crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from scrapeshield.engine import Engine, stages
 from scrapeshield.policy.compiler import compile_file
 from scrapeshield.policy.model import CompiledPolicy, ScoreDef
@@ -140,3 +142,61 @@ def _facts():  # type: ignore[no-untyped-def]
     from scrapeshield.facts import RequestFacts
 
     return RequestFacts(peer_ip="203.0.113.7", path="/")
+
+
+def reference_crowd_measure(cross: CrossSessionWalk, index: CrowdIndex, x: int, now: float) -> CrowdRun:
+    """`CrossSessionWalk.measure` as first written: a membership test per candidate id."""
+    from itertools import pairwise
+
+    index.expire(now)
+    ids = index.ids
+    if x not in index or len(ids) < 2:
+        return NO_RUN
+    i = bisect_left(ids, x)
+    stride = min(x - ids[i - 1] if i > 0 else cross.max_stride + 1,
+                 ids[i + 1] - x if i + 1 < len(ids) else cross.max_stride + 1)
+    if stride > cross.max_stride:
+        return NO_RUN
+    run = [x]
+    for direction in (-stride, stride):
+        edge = x
+        while True:
+            for k in range(1, cross.max_gap + 1):
+                if edge + k * direction in index:
+                    edge += k * direction
+                    run.append(edge)
+                    break
+            else:
+                break
+    if len(run) < cross.start:
+        return CrowdRun(len(run), 0, 0.0, 0.0)
+    on_run = set(run)
+    first: dict[int, float] = {}
+    requests = 0
+    sessions: set[int] = set()
+    for v, t, who in zip(index.values, index.times, index.whos, strict=True):
+        if v in on_run:
+            requests += 1
+            sessions.add(who)
+            if v not in first:
+                first[v] = t
+    run.sort()
+    ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
+    pairs = len(run) - 1
+    order = max(ascending, pairs - ascending) / pairs
+    return CrowdRun(len(run), len(sessions), (requests - len(run)) / requests, order)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 6)), min_size=1, max_size=150),
+       st.integers(1, 40), st.integers(1, 6), st.integers(2, 10), st.data())
+def test_the_crowd_run_is_the_run_a_lookup_per_candidate_id_finds(
+        entries: list[tuple[int, int]], max_stride: int, max_gap: int, start: int, data: st.DataObject) -> None:
+    cross = CrossSessionWalk(window_s=60.0, keep=128, max_stride=max_stride, max_gap=max_gap, min_sessions=2,
+                             max_repeat_share=0.5, min_order_share=0.8, start=start, full=start + 8)
+    index = cross.new_index()
+    for n, (value, who) in enumerate(entries):
+        index.add((value, 1000.0 + n, who))
+    now = 1000.0 + len(entries)
+    x = data.draw(st.one_of(st.sampled_from([v for v, _ in entries]), st.integers(0, 400)))
+    assert cross.measure(index, x, now) == reference_crowd_measure(cross, index, x, now)

@@ -176,20 +176,25 @@ class CrossSessionWalk:
                      ids[i + 1] - x if i + 1 < n else self.max_stride + 1)
         if stride > self.max_stride:
             return NO_RUN
+        # The run: from x, step to the nearest id k * stride away (k <= max_gap), down then up. The ids
+        # are sorted, so the nearest such id is the first one on the way that lies a whole number of
+        # strides from the edge -- found by walking the array from x's place, no lookup per k.
         run = [x]
-        gaps = range(1, self.max_gap + 1)
-        for direction in (-stride, stride):
-            edge = x
-            while True:
-                for k in gaps:
-                    v = edge + k * direction
-                    j = bisect_left(ids, v)  # `v in index`, inlined: this runs for every record request
-                    if j < n and ids[j] == v:
-                        edge = v
-                        run.append(edge)
-                        break
-                else:
-                    break
+        reach = self.max_gap * stride
+        edge, j = x, i - 1
+        while j >= 0 and ids[j] >= edge - reach:
+            v = ids[j]
+            j -= 1
+            if (edge - v) % stride == 0:
+                edge = v
+                run.append(v)
+        edge, j = x, i + 1
+        while j < n and ids[j] <= edge + reach:
+            v = ids[j]
+            j += 1
+            if (v - edge) % stride == 0:
+                edge = v
+                run.append(v)
         if len(run) < self.start:
             return _short_run(len(run))  # too short to matter: spare the rest
         on_run = set(run)
