@@ -8,9 +8,11 @@ from bisect import bisect_left
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scrapeshield import fingerprint
 from scrapeshield.challenge.binding import ClientBinding
 from scrapeshield.challenge.endpoints import ChallengeService
 from scrapeshield.challenge.keys import KeyRing
@@ -21,6 +23,7 @@ from scrapeshield.engine import Engine, stages
 from scrapeshield.policy.compiler import compile_file
 from scrapeshield.policy.model import CompiledPolicy, ScoreDef
 from scrapeshield.session import cookie
+from scrapeshield.session import stage as session_stage
 from scrapeshield.session.stage import SessionStage
 from scrapeshield.store.memory import MemoryStore
 
@@ -101,8 +104,9 @@ def test_clearance_checks_with_a_lazy_binding_answer_as_with_the_binding_itself(
 
 def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() -> None:
     """The whole engine over the bench's realistic mix (sessions kept like browsers do), once as it is,
-    once with the session decoder memo replaced by the plain `decode` and fresh tags for every request:
-    the same decision, rule, key, score and Set-Cookie for every request."""
+    once with the session decoder memo replaced by the plain `decode`, fresh tags and Referer readings for
+    every request, and neither the fingerprint memo nor the Cookie-header memo: the same decision, rule,
+    key, score and Set-Cookie for every request."""
     sys.path.insert(0, str(REPO / "bench"))
     import bench_engine
 
@@ -111,6 +115,9 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
         sessions = SessionStage(KEYS)
         if plain:
             sessions.decode = lambda value: cookie.decode(KEYS, value)
+            # No fingerprint memo, no Cookie-header memo (nothing is short enough to be remembered).
+            monkeypatch.setattr(fingerprint, "_MEMO_MAX_NAMES", -1)
+            monkeypatch.setattr(session_stage, "_MEMO_MAX_HEADER", -1)
         engine = Engine(DEFAULT, MemoryStore(), clock, sessions=sessions)
         traffic = bench_engine.Traffic(seed=3)
         jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME)
@@ -123,6 +130,7 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
                 if plain:
                     cookie.net_tag.cache_clear()
                     cookie.stack_tag.cache_clear()
+                    session_stage._remembered_referer.cache_clear()
                 d = await engine.decide_in(ctx)
                 jar.took(spec[0], ctx)
                 set_cookie = ctx.session.set_cookie if ctx.session is not None else None
@@ -133,7 +141,9 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
         asyncio.run(go())
         return out
 
-    fast, plain = run(False), run(True)
+    fast = run(False)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        plain = run(True)
     assert fast == plain
     assert len({d[0] for d in fast}) > 1  # the mix is not all one answer
 
@@ -200,3 +210,101 @@ def test_the_crowd_run_is_the_run_a_lookup_per_candidate_id_finds(
     now = 1000.0 + len(entries)
     x = data.draw(st.one_of(st.sampled_from([v for v, _ in entries]), st.integers(0, 400)))
     assert cross.measure(index, x, now) == reference_crowd_measure(cross, index, x, now)
+
+
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 "
+          "Safari/537.36")
+HEADER_VALUES = {  # name -> values it may take: what the fingerprint reads, and what it must not
+    "Host": ["shop.example.com"], "Connection": ["keep-alive"], "X-Other": ["1", "2"],
+    "User-Agent": [CHROME, "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0", "curl/8.8.0", ""],
+    "Accept": ["text/html,*/*", "*/*", "application/json"], "Accept-Language": ["en", ""],
+    "sec-ch-ua": ['"Chromium";v="126"'], "Sec-Fetch-Mode": ["navigate", "cors", ""],
+    "Sec-Fetch-Dest": ["document", "image"], "Cookie": ["a=1", "b=2"], "Referer": ["https://x/", ""],
+}
+HEADER_NAMES = list(HEADER_VALUES)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(HEADER_NAMES), max_size=9, unique=True), st.data(),
+       st.sampled_from(["HTTP/1.1", "HTTP/2.0"]), st.sampled_from([None, "h2", "http/1.1"]), st.booleans())
+def test_the_remembered_fingerprint_is_the_fingerprint_computed_afresh(names: list[str], data: st.DataObject,
+                                                                       http_version: str, alpn: str | None,
+                                                                       is_tls: bool) -> None:
+    """Two requests with the same header names and different values: the second one's fingerprint,
+    perhaps remembered from the first, is the one computed afresh."""
+    from scrapeshield.facts import RequestFacts
+
+    fingerprint._MEMO.clear()
+    args = {"http_version": http_version, "alpn": alpn, "is_tls": is_tls}
+    for _ in range(2):
+        values = [data.draw(st.sampled_from(HEADER_VALUES[name])) for name in names]
+        facts = RequestFacts(peer_ip="203.0.113.7", headers=tuple(zip(names, values, strict=True)))
+        hmap = facts.header_map
+        fresh = fingerprint._fingerprint(tuple(names), hmap, http_version, alpn, is_tls, None, hmap.get("user-agent"),
+                                         None, None)
+        assert fingerprint.fingerprint_request(tuple(names), hmap, **args) == fresh
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["shield_session=" + cookie.mint("203.0.113.0/24", "ja4|browser",
+                                                                  1_800_000_000.0).encode(KEYS),
+                                 "shield_session=junk", "a=1", "shield_session=", " shield_session = x.y.z",
+                                 "theme=dark"]), max_size=6),
+       st.sampled_from(["ja4|browser", "ja4|library"]), st.floats(1_799_999_000.0, 1_800_900_000.0))
+def test_a_remembered_cookie_header_reads_as_the_header_read_afresh(pairs: list[str], stack: str, now: float) -> None:
+    header = "; ".join(pairs)
+    sessions = SessionStage(KEYS)
+    expected = cookie.read(KEYS, header, stack, now, cookie.DEFAULT_TTL)
+    for _ in range(2):  # decoded, then remembered
+        got = cookie.read_decoded(sessions._decoded(header, cookie.COOKIE_NAME), stack, now, cookie.DEFAULT_TTL)
+        assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.sampled_from(["https://shop.example.com/a?b=1", "https://SHOP.example.com/",
+                                              "http://[::1", "https://other.example/x", "/relative", ""]),
+                 st.text(max_size=40)),
+       st.sampled_from(["shop.example.com", "", "x" * 3000]))
+def test_the_remembered_referer_reading_is_the_reading_afresh(referer: str | None, host: str) -> None:
+    assert session_stage._referer(referer, host) == (
+        ("", "") if not referer else session_stage._read_referer(referer[:session_stage.MAX_PAGE], host))
+    assert session_stage._referer(referer, host) == session_stage._referer(referer, host)
+
+
+def test_bucket_states_computed_when_read_are_those_computed_at_once() -> None:
+    from scrapeshield.gcra import parse_rate, state_after
+    from scrapeshield.store.base import Batch, BatchResult, BucketCheck
+
+    store = MemoryStore()
+    limits = [parse_rate("2/s burst 1"), parse_rate("5/m")]
+    now = 1_800_000_000.0
+    for step in range(12):
+        now += 0.2
+        res = store.apply_now(Batch((), tuple(BucketCheck(f"b{i}", "ip=1", lim) for i, lim in enumerate(limits))), now)
+        inspected = [store._tats.values[store._tats.find(hash((f"b{i}", "ip=1")))] for i in range(2)]
+        eager = BatchResult(None, 0.0, res.refused,
+                            tuple(state_after(t, now, lim, res.refused < 0)
+                                  for t, lim in zip(inspected, limits, strict=True)), ())
+        assert res.buckets == eager.buckets, step
+        assert res == eager
+    assert res.refused >= 0  # the run reached a refusal
+
+
+def test_requests_that_differ_only_in_what_the_fingerprint_reads_get_their_own_fingerprints() -> None:
+    """Every combination of the values the fingerprint reads, under the same header names, one after
+    the other through the memo: each gets the fingerprint computed afresh."""
+    import itertools
+
+    from scrapeshield.facts import RequestFacts
+
+    fingerprint._MEMO.clear()
+    names = ("User-Agent", "Sec-Fetch-Mode", "Accept", "Referer")
+    for ua, mode, accept, referer in itertools.product(HEADER_VALUES["User-Agent"], HEADER_VALUES["Sec-Fetch-Mode"],
+                                                       HEADER_VALUES["Accept"], HEADER_VALUES["Referer"]):
+        for is_tls in (False, True):
+            facts = RequestFacts(peer_ip="203.0.113.7", headers=tuple(zip(names, (ua, mode, accept, referer),
+                                                                          strict=True)))
+            hmap = facts.header_map
+            fresh = fingerprint._fingerprint(names, hmap, "HTTP/1.1", None, is_tls, None, ua, None, None)
+            assert fingerprint.fingerprint_request(names, hmap, http_version="HTTP/1.1", alpn=None,
+                                                   is_tls=is_tls) == fresh
