@@ -23,6 +23,7 @@ from .facts import RequestFacts
 
 if TYPE_CHECKING:
     from .fingerprint import ClientFingerprint
+    from .policy.model import KeyFunc, KeySpec
     from .session.state import SessionContext
 
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
@@ -55,8 +56,8 @@ def _extract_ids() -> Callable[[str, str], list[tuple[str, int]]]:
 
 
 class DecisionContext:
-    __slots__ = ("_fingerprint", "_kind", "_path_ids", "detector_key", "detector_signals", "facts", "good_bot",
-                 "is_asset", "level_signals", "now", "session")
+    __slots__ = ("_fingerprint", "_keys", "_kind", "_path_ids", "detector_key", "detector_signals", "facts",
+                 "good_bot", "is_asset", "level_signals", "now", "session")
 
     def __init__(self, facts: RequestFacts, now: float = 0.0) -> None:
         self.facts = facts
@@ -73,6 +74,7 @@ class DecisionContext:
         self.good_bot: tuple[object, str | None] | None = None
         self._kind: tuple[bool, bool] | None = None
         self._path_ids: list[tuple[str, int]] | None = None
+        self._keys: dict[KeyFunc, str] | None = None
 
     @property
     def fingerprint(self) -> ClientFingerprint:
@@ -113,6 +115,19 @@ class DecisionContext:
             f = self.facts
             ids = self._path_ids = _extract_ids()(f.path, f.query)
         return ids
+
+    def key(self, spec: KeySpec) -> str:
+        """The value of a client key for this request, computed once per decision: rules, scores,
+        the detectors and the penalty box ask for the same few keys. A key reads the facts and the
+        session, which the session stage sets before anything asks for a key."""
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = {}
+        func = spec.func
+        value = keys.get(func)
+        if value is None:
+            value = keys[func] = func(self)
+        return value
 
     def fork(self) -> DecisionContext:
         """A fresh context for another engine deciding the same request (a shadow policy): it shares

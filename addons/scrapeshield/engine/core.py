@@ -158,7 +158,7 @@ class Engine:
         """The session counters, bumped and read before the rules are matched, so a rule may name a
         counter signal. The penalty box is asked first, as in the request's own batch: a banned
         client's counters stay untouched (and the request's batch carries them, to be refused again)."""
-        ban_keys = tuple([k.func(ctx) for k in policy.ban_keys])
+        ban_keys = tuple([ctx.key(k) for k in policy.ban_keys])
         res = await self._apply(Batch(ban_keys, (), session.counters), ctx.now)
         if res.banned_key is not None:
             return ()

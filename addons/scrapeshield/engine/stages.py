@@ -47,7 +47,7 @@ def observation(section: DetectorsSection, ctx: DecisionContext) -> Observation:
     facts = ctx.facts
     is_asset = ctx.asset_request
     obs = Observation(facts.path, facts.query, facts.method, ctx.document_request, is_asset, ctx.now)
-    ctx.detector_key, ctx.is_asset = section.key.func(ctx), is_asset
+    ctx.detector_key, ctx.is_asset = ctx.key(section.key), is_asset
     return obs
 
 
@@ -158,7 +158,7 @@ def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: Map
         if detector_key is not None and score.key is detector_key and ctx.detector_key is not None:
             key = ctx.detector_key
         else:
-            key = score.key.func(ctx)
+            key = ctx.key(score.key)
         ups.append(ScoreUpdate(score.uid, key, delta, score.half_life))
     return tuple(ups)
 
@@ -167,7 +167,7 @@ def build_batch(policy: CompiledPolicy, ctx: DecisionContext, m: Matches,
                 scores: tuple[ScoreUpdate, ...] = ()) -> Batch:
     """Everything the store must know for this request, as one batch (one round trip). A request
     refused outright spends no bucket, but the penalty box is still asked first."""
-    ban_keys = tuple([k.func(ctx) for k in policy.ban_keys]) if policy.ban_keys else ()
+    ban_keys = tuple([ctx.key(k) for k in policy.ban_keys]) if policy.ban_keys else ()
     if m.refused_outright:
         return Batch(ban_keys=ban_keys) if ban_keys else NO_BATCH
     if not ban_keys and not m.checks and not scores:
@@ -239,6 +239,9 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
             if level:
                 # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
                 value += sum(w * level[sig] for sig, w in score.weights if sig in level)
+            thresholds = score.thresholds
+            if not thresholds or value < thresholds[0].at:  # below the lowest: `reached_threshold` says None
+                continue
             threshold = reached_threshold(score, value, ctx)
             if threshold is None:
                 continue
@@ -267,7 +270,7 @@ def with_shadow(decision: Decision, shadowed: list[Decision]) -> Decision:
 
 # -- small helpers the stages share -------------------------------------------------------------
 def rule_key(rule: Rule, ctx: DecisionContext) -> str:
-    return rule.key.func(ctx) if rule.key is not None else ""
+    return ctx.key(rule.key) if rule.key is not None else ""
 
 
 def is_cleared(clearance: ClearanceCheck | None, ctx: DecisionContext, rule_name: str) -> bool:
