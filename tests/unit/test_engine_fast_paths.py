@@ -308,3 +308,29 @@ def test_requests_that_differ_only_in_what_the_fingerprint_reads_get_their_own_f
             fresh = fingerprint._fingerprint(names, hmap, "HTTP/1.1", None, is_tls, None, ua, None, None)
             assert fingerprint.fingerprint_request(names, hmap, http_version="HTTP/1.1", alpn=None,
                                                    is_tls=is_tls) == fresh
+
+
+def test_fingerprint_signals_remembered_per_fingerprint_are_those_computed_afresh() -> None:
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.fingerprint.policy import fingerprint_signals
+
+    def reference(ctx: DecisionContext) -> dict[str, float]:
+        fp = ctx.fingerprint
+        out = dict.fromkeys(fp.signals, 1.0)
+        out["ua_class:" + fp.ua.kind] = 1.0
+        if fp.tls is not None:
+            out["tls_family:" + fp.tls.tls_family] = 1.0
+        from scrapeshield.fingerprint.policy import GOODBOTS, good_bot_of
+        if good_bot_of(ctx, DEFAULT.section(GOODBOTS)):
+            out["good_bot"] = 1.0
+        elif fp.ua.kind == "crawler":
+            out["unverified_crawler"] = 1.0
+        return out
+
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    for ua, ip in ((googlebot, "66.249.66.1"), (googlebot, "203.0.113.7"), (CHROME, "203.0.113.7"),
+                   ("curl/8.8.0", "203.0.113.7"), (CHROME, "203.0.113.8")):
+        for _ in range(2):  # afresh, then remembered
+            ctx = DecisionContext(RequestFacts(peer_ip=ip, scheme="https", headers=(("User-Agent", ua),)))
+            got = fingerprint_signals(ctx, DEFAULT)
+            assert list(got.items()) == list(reference(ctx).items())

@@ -204,6 +204,9 @@ class Outcome:
     ban: tuple[str, float] | None = None  # (key, seconds) to put into the penalty box
 
 
+ALLOWED_BY_DEFAULT = Outcome(ALLOW_DEFAULT)  # most requests' outcome: one value, not one per request
+
+
 def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Batch, res: BatchResult | None,
             clearance: ClearanceCheck | None) -> Outcome:
     """Which outcome wins, in this order: the allow list, the penalty box, a rule that refuses outright, a bucket
@@ -255,9 +258,9 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
                 _ban(up.key, threshold.ban_for, enforced))
 
     if policy.default_action is Action.ALLOW:
-        return Outcome(ALLOW_DEFAULT)
+        return ALLOWED_BY_DEFAULT
     if policy.default_action is Action.CHALLENGE and (m.cleared or is_cleared(clearance, ctx, "default")):
-        return Outcome(ALLOW_DEFAULT)
+        return ALLOWED_BY_DEFAULT
     return Outcome(Decision(policy.default_action, "default", "no rule matched", enforced=enforced,
                             difficulty=policy.challenge.difficulty))
 
