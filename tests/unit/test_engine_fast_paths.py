@@ -334,3 +334,36 @@ def test_fingerprint_signals_remembered_per_fingerprint_are_those_computed_afres
             ctx = DecisionContext(RequestFacts(peer_ip=ip, scheme="https", headers=(("User-Agent", ua),)))
             got = fingerprint_signals(ctx, DEFAULT)
             assert list(got.items()) == list(reference(ctx).items())
+
+
+def test_what_a_context_computes_once_is_what_the_plain_functions_say() -> None:
+    """Request kind, record ids and client keys, read through the context (computed once, shared by
+    the stages), against the plain functions, over the bench's traffic after a decision filled the
+    context (session included)."""
+    from scrapeshield.detectors import is_asset_request, is_document_request
+    from scrapeshield.detectors.sequence import extract_ids
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_engine
+
+    clock = FakeClock(1_800_000_000.0)
+    engine = Engine(DEFAULT, MemoryStore(), clock, sessions=SessionStage(KEYS))
+    traffic = bench_engine.Traffic(seed=4)
+    jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME)
+    specs = [rule.key for rule in DEFAULT.rules if rule.key is not None]
+    specs += [score.key for score in DEFAULT.scores] + list(DEFAULT.ban_keys)
+
+    async def go() -> None:
+        for spec in traffic.specs(600):
+            clock.advance(0.005)
+            ctx = DecisionContext(jar.facts(spec))
+            await engine.decide_in(ctx)
+            jar.took(spec[0], ctx)
+            f = ctx.facts
+            asset = is_asset_request(f.method, f.path, f.header_map)
+            assert (ctx.asset_request, ctx.document_request) == (
+                asset, not asset and is_document_request(f.method, f.path, f.header_map))
+            assert ctx.path_ids == extract_ids(f.path, f.query)
+            for key_spec in specs:
+                assert ctx.key(key_spec) == key_spec.func(ctx)
+    asyncio.run(go())
