@@ -23,6 +23,7 @@ from .facts import RequestFacts
 
 if TYPE_CHECKING:
     from .fingerprint import ClientFingerprint
+    from .policy.model import KeyFunc, KeySpec
     from .session.state import SessionContext
 
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
@@ -37,9 +38,26 @@ def _fingerprint_request() -> Callable[..., ClientFingerprint]:
     return fingerprint_request
 
 
+@functools.cache
+def _request_kind() -> Callable[[str, str, Mapping[str, str]], tuple[bool, bool]]:
+    from .detectors.classify import is_asset_request, is_document_request  # first use, as above
+
+    def kind(method: str, path: str, headers: Mapping[str, str]) -> tuple[bool, bool]:
+        asset = is_asset_request(method, path, headers)
+        return asset, not asset and is_document_request(method, path, headers)
+    return kind
+
+
+@functools.cache
+def _extract_ids() -> Callable[[str, str], list[tuple[str, int]]]:
+    from .detectors.sequence import extract_ids  # first use, as above
+
+    return extract_ids
+
+
 class DecisionContext:
-    __slots__ = ("_fingerprint", "detector_key", "detector_signals", "facts", "good_bot", "is_asset", "level_signals",
-                 "now", "session")
+    __slots__ = ("_fingerprint", "_keys", "_kind", "_path_ids", "detector_key", "detector_signals", "facts",
+                 "good_bot", "is_asset", "level_signals", "now", "session")
 
     def __init__(self, facts: RequestFacts, now: float = 0.0) -> None:
         self.facts = facts
@@ -54,6 +72,9 @@ class DecisionContext:
         self._fingerprint: ClientFingerprint | None = None
         # (registry, verified bot name or None), once a good-bot registry was asked (fingerprint.policy)
         self.good_bot: tuple[object, str | None] | None = None
+        self._kind: tuple[bool, bool] | None = None
+        self._path_ids: list[tuple[str, int]] | None = None
+        self._keys: dict[KeyFunc, str] | None = None
 
     @property
     def fingerprint(self) -> ClientFingerprint:
@@ -67,11 +88,53 @@ class DecisionContext:
             )
         return fp
 
+    @property
+    def asset_request(self) -> bool:
+        """A sub-resource (CSS/JS/image/font/media): `detectors.is_asset_request` of the facts, computed once."""
+        kind = self._kind
+        if kind is None:
+            f = self.facts
+            kind = self._kind = _request_kind()(f.method, f.path, f.header_map)
+        return kind[0]
+
+    @property
+    def document_request(self) -> bool:
+        """A page navigation: `detectors.is_document_request` of the facts (never for an asset), computed once."""
+        kind = self._kind
+        if kind is None:
+            f = self.facts
+            kind = self._kind = _request_kind()(f.method, f.path, f.header_map)
+        return kind[1]
+
+    @property
+    def path_ids(self) -> list[tuple[str, int]]:
+        """The (series, id) pairs of the request's path and query (`detectors.sequence.extract_ids`),
+        computed once: the session stage and the detectors both read them. Do not change the list."""
+        ids = self._path_ids
+        if ids is None:
+            f = self.facts
+            ids = self._path_ids = _extract_ids()(f.path, f.query)
+        return ids
+
+    def key(self, spec: KeySpec) -> str:
+        """The value of a client key for this request, computed once per decision: rules, scores,
+        the detectors and the penalty box ask for the same few keys. A key reads the facts and the
+        session, which the session stage sets before anything asks for a key."""
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = {}
+        func = spec.func
+        value = keys.get(func)
+        if value is None:
+            value = keys[func] = func(self)
+        return value
+
     def fork(self) -> DecisionContext:
         """A fresh context for another engine deciding the same request (a shadow policy): it shares
         what depends on the facts alone, none of what this decision's stages filled in."""
         other = DecisionContext(self.facts, self.now)
         other._fingerprint = self._fingerprint
+        other._kind, other._path_ids = self._kind, self._path_ids
         return other
 
     def __repr__(self) -> str:

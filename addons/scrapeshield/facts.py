@@ -93,16 +93,13 @@ class RequestFacts:
         Linear in the headers' size, however many fields repeat one name."""
         hmap = self._hmap
         if hmap is None:
-            values: dict[str, list[str]] = {}
-            for name, value in self.headers:
+            hmap = {}
+            for name, value in self.headers:  # one pass while no name repeats (nearly every request)
                 lname = name.lower()
-                same = values.get(lname)
-                if same is None:
-                    values[lname] = [value]
-                else:
-                    same.append(value)
-            hmap = {lname: vs[0] if len(vs) == 1 else ("; " if lname == "cookie" else ", ").join(vs)
-                    for lname, vs in values.items()}
+                if lname in hmap:
+                    hmap = _joined_header_map(self.headers)
+                    break
+                hmap[lname] = value
             self._hmap = hmap
         return hmap
 
@@ -136,6 +133,20 @@ class RequestFacts:
 
     def __repr__(self) -> str:
         return f"<RequestFacts {self.client_ip} {self.method} {self.host}{self.path}>"
+
+
+def _joined_header_map(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """`RequestFacts.header_map` of headers in which a name repeats."""
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        lname = name.lower()
+        same = values.get(lname)
+        if same is None:
+            values[lname] = [value]
+        else:
+            same.append(value)
+    return {lname: vs[0] if len(vs) == 1 else ("; " if lname == "cookie" else ", ").join(vs)
+            for lname, vs in values.items()}
 
 
 def parse_cookie_header(raw: str, max_cookies: int = MAX_COOKIES) -> dict[str, str]:

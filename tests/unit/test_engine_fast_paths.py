@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from bisect import bisect_left
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scrapeshield import fingerprint
 from scrapeshield.challenge.binding import ClientBinding
 from scrapeshield.challenge.endpoints import ChallengeService
 from scrapeshield.challenge.keys import KeyRing
 from scrapeshield.clock import FakeClock
 from scrapeshield.context import DecisionContext
+from scrapeshield.detectors.crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from scrapeshield.engine import Engine, stages
 from scrapeshield.policy.compiler import compile_file
 from scrapeshield.policy.model import CompiledPolicy, ScoreDef
 from scrapeshield.session import cookie
+from scrapeshield.session import stage as session_stage
 from scrapeshield.session.stage import SessionStage
 from scrapeshield.store.memory import MemoryStore
 
@@ -99,8 +104,9 @@ def test_clearance_checks_with_a_lazy_binding_answer_as_with_the_binding_itself(
 
 def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() -> None:
     """The whole engine over the bench's realistic mix (sessions kept like browsers do), once as it is,
-    once with the session decoder memo replaced by the plain `decode` and fresh tags for every request:
-    the same decision, rule, key, score and Set-Cookie for every request."""
+    once with the session decoder memo replaced by the plain `decode`, fresh tags and Referer readings for
+    every request, and neither the fingerprint memo nor the Cookie-header memo: the same decision, rule,
+    key, score and Set-Cookie for every request."""
     sys.path.insert(0, str(REPO / "bench"))
     import bench_engine
 
@@ -109,6 +115,9 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
         sessions = SessionStage(KEYS)
         if plain:
             sessions.decode = lambda value: cookie.decode(KEYS, value)
+            # No fingerprint memo, no Cookie-header memo (nothing is short enough to be remembered).
+            monkeypatch.setattr(fingerprint, "_MEMO_MAX_NAMES", -1)
+            monkeypatch.setattr(session_stage, "_MEMO_MAX_HEADER", -1)
         engine = Engine(DEFAULT, MemoryStore(), clock, sessions=sessions)
         traffic = bench_engine.Traffic(seed=3)
         jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME)
@@ -121,6 +130,7 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
                 if plain:
                     cookie.net_tag.cache_clear()
                     cookie.stack_tag.cache_clear()
+                    session_stage._remembered_referer.cache_clear()
                 d = await engine.decide_in(ctx)
                 jar.took(spec[0], ctx)
                 set_cookie = ctx.session.set_cookie if ctx.session is not None else None
@@ -131,7 +141,9 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
         asyncio.run(go())
         return out
 
-    fast, plain = run(False), run(True)
+    fast = run(False)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        plain = run(True)
     assert fast == plain
     assert len({d[0] for d in fast}) > 1  # the mix is not all one answer
 
@@ -140,3 +152,218 @@ def _facts():  # type: ignore[no-untyped-def]
     from scrapeshield.facts import RequestFacts
 
     return RequestFacts(peer_ip="203.0.113.7", path="/")
+
+
+def reference_crowd_measure(cross: CrossSessionWalk, index: CrowdIndex, x: int, now: float) -> CrowdRun:
+    """`CrossSessionWalk.measure` as first written: a membership test per candidate id."""
+    from itertools import pairwise
+
+    index.expire(now)
+    ids = index.ids
+    if x not in index or len(ids) < 2:
+        return NO_RUN
+    i = bisect_left(ids, x)
+    stride = min(x - ids[i - 1] if i > 0 else cross.max_stride + 1,
+                 ids[i + 1] - x if i + 1 < len(ids) else cross.max_stride + 1)
+    if stride > cross.max_stride:
+        return NO_RUN
+    run = [x]
+    for direction in (-stride, stride):
+        edge = x
+        while True:
+            for k in range(1, cross.max_gap + 1):
+                if edge + k * direction in index:
+                    edge += k * direction
+                    run.append(edge)
+                    break
+            else:
+                break
+    if len(run) < cross.start:
+        return CrowdRun(len(run), 0, 0.0, 0.0)
+    on_run = set(run)
+    first: dict[int, float] = {}
+    requests = 0
+    sessions: set[int] = set()
+    for v, t, who in zip(index.values, index.times, index.whos, strict=True):
+        if v in on_run:
+            requests += 1
+            sessions.add(who)
+            if v not in first:
+                first[v] = t
+    run.sort()
+    ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
+    pairs = len(run) - 1
+    order = max(ascending, pairs - ascending) / pairs
+    return CrowdRun(len(run), len(sessions), (requests - len(run)) / requests, order)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(0, 6)), min_size=1, max_size=150),
+       st.integers(1, 40), st.integers(1, 6), st.integers(2, 10), st.data())
+def test_the_crowd_run_is_the_run_a_lookup_per_candidate_id_finds(
+        entries: list[tuple[int, int]], max_stride: int, max_gap: int, start: int, data: st.DataObject) -> None:
+    cross = CrossSessionWalk(window_s=60.0, keep=128, max_stride=max_stride, max_gap=max_gap, min_sessions=2,
+                             max_repeat_share=0.5, min_order_share=0.8, start=start, full=start + 8)
+    index = cross.new_index()
+    for n, (value, who) in enumerate(entries):
+        index.add((value, 1000.0 + n, who))
+    now = 1000.0 + len(entries)
+    x = data.draw(st.one_of(st.sampled_from([v for v, _ in entries]), st.integers(0, 400)))
+    assert cross.measure(index, x, now) == reference_crowd_measure(cross, index, x, now)
+
+
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 "
+          "Safari/537.36")
+HEADER_VALUES = {  # name -> values it may take: what the fingerprint reads, and what it must not
+    "Host": ["shop.example.com"], "Connection": ["keep-alive"], "X-Other": ["1", "2"],
+    "User-Agent": [CHROME, "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0", "curl/8.8.0", ""],
+    "Accept": ["text/html,*/*", "*/*", "application/json"], "Accept-Language": ["en", ""],
+    "sec-ch-ua": ['"Chromium";v="126"'], "Sec-Fetch-Mode": ["navigate", "cors", ""],
+    "Sec-Fetch-Dest": ["document", "image"], "Cookie": ["a=1", "b=2"], "Referer": ["https://x/", ""],
+}
+HEADER_NAMES = list(HEADER_VALUES)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(HEADER_NAMES), max_size=9, unique=True), st.data(),
+       st.sampled_from(["HTTP/1.1", "HTTP/2.0"]), st.sampled_from([None, "h2", "http/1.1"]), st.booleans())
+def test_the_remembered_fingerprint_is_the_fingerprint_computed_afresh(names: list[str], data: st.DataObject,
+                                                                       http_version: str, alpn: str | None,
+                                                                       is_tls: bool) -> None:
+    """Two requests with the same header names and different values: the second one's fingerprint,
+    perhaps remembered from the first, is the one computed afresh."""
+    from scrapeshield.facts import RequestFacts
+
+    fingerprint._MEMO.clear()
+    args = {"http_version": http_version, "alpn": alpn, "is_tls": is_tls}
+    for _ in range(2):
+        values = [data.draw(st.sampled_from(HEADER_VALUES[name])) for name in names]
+        facts = RequestFacts(peer_ip="203.0.113.7", headers=tuple(zip(names, values, strict=True)))
+        hmap = facts.header_map
+        fresh = fingerprint._fingerprint(tuple(names), hmap, http_version, alpn, is_tls, None, hmap.get("user-agent"),
+                                         None, None)
+        assert fingerprint.fingerprint_request(tuple(names), hmap, **args) == fresh
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["shield_session=" + cookie.mint("203.0.113.0/24", "ja4|browser",
+                                                                  1_800_000_000.0).encode(KEYS),
+                                 "shield_session=junk", "a=1", "shield_session=", " shield_session = x.y.z",
+                                 "theme=dark"]), max_size=6),
+       st.sampled_from(["ja4|browser", "ja4|library"]), st.floats(1_799_999_000.0, 1_800_900_000.0))
+def test_a_remembered_cookie_header_reads_as_the_header_read_afresh(pairs: list[str], stack: str, now: float) -> None:
+    header = "; ".join(pairs)
+    sessions = SessionStage(KEYS)
+    expected = cookie.read(KEYS, header, stack, now, cookie.DEFAULT_TTL)
+    for _ in range(2):  # decoded, then remembered
+        got = cookie.read_decoded(sessions._decoded(header, cookie.COOKIE_NAME), stack, now, cookie.DEFAULT_TTL)
+        assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.sampled_from(["https://shop.example.com/a?b=1", "https://SHOP.example.com/",
+                                              "http://[::1", "https://other.example/x", "/relative", ""]),
+                 st.text(max_size=40)),
+       st.sampled_from(["shop.example.com", "", "x" * 3000]))
+def test_the_remembered_referer_reading_is_the_reading_afresh(referer: str | None, host: str) -> None:
+    assert session_stage._referer(referer, host) == (
+        ("", "") if not referer else session_stage._read_referer(referer[:session_stage.MAX_PAGE], host))
+    assert session_stage._referer(referer, host) == session_stage._referer(referer, host)
+
+
+def test_bucket_states_computed_when_read_are_those_computed_at_once() -> None:
+    from scrapeshield.gcra import parse_rate, state_after
+    from scrapeshield.store.base import Batch, BatchResult, BucketCheck
+
+    store = MemoryStore()
+    limits = [parse_rate("2/s burst 1"), parse_rate("5/m")]
+    now = 1_800_000_000.0
+    for step in range(12):
+        now += 0.2
+        res = store.apply_now(Batch((), tuple(BucketCheck(f"b{i}", "ip=1", lim) for i, lim in enumerate(limits))), now)
+        inspected = [store._tats.values[store._tats.find(hash((f"b{i}", "ip=1")))] for i in range(2)]
+        eager = BatchResult(None, 0.0, res.refused,
+                            tuple(state_after(t, now, lim, res.refused < 0)
+                                  for t, lim in zip(inspected, limits, strict=True)), ())
+        assert res.buckets == eager.buckets, step
+        assert res == eager
+    assert res.refused >= 0  # the run reached a refusal
+
+
+def test_requests_that_differ_only_in_what_the_fingerprint_reads_get_their_own_fingerprints() -> None:
+    """Every combination of the values the fingerprint reads, under the same header names, one after
+    the other through the memo: each gets the fingerprint computed afresh."""
+    import itertools
+
+    from scrapeshield.facts import RequestFacts
+
+    fingerprint._MEMO.clear()
+    names = ("User-Agent", "Sec-Fetch-Mode", "Accept", "Referer")
+    for ua, mode, accept, referer in itertools.product(HEADER_VALUES["User-Agent"], HEADER_VALUES["Sec-Fetch-Mode"],
+                                                       HEADER_VALUES["Accept"], HEADER_VALUES["Referer"]):
+        for is_tls in (False, True):
+            facts = RequestFacts(peer_ip="203.0.113.7", headers=tuple(zip(names, (ua, mode, accept, referer),
+                                                                          strict=True)))
+            hmap = facts.header_map
+            fresh = fingerprint._fingerprint(names, hmap, "HTTP/1.1", None, is_tls, None, ua, None, None)
+            assert fingerprint.fingerprint_request(names, hmap, http_version="HTTP/1.1", alpn=None,
+                                                   is_tls=is_tls) == fresh
+
+
+def test_fingerprint_signals_remembered_per_fingerprint_are_those_computed_afresh() -> None:
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.fingerprint.policy import fingerprint_signals
+
+    def reference(ctx: DecisionContext) -> dict[str, float]:
+        fp = ctx.fingerprint
+        out = dict.fromkeys(fp.signals, 1.0)
+        out["ua_class:" + fp.ua.kind] = 1.0
+        if fp.tls is not None:
+            out["tls_family:" + fp.tls.tls_family] = 1.0
+        from scrapeshield.fingerprint.policy import GOODBOTS, good_bot_of
+        if good_bot_of(ctx, DEFAULT.section(GOODBOTS)):
+            out["good_bot"] = 1.0
+        elif fp.ua.kind == "crawler":
+            out["unverified_crawler"] = 1.0
+        return out
+
+    googlebot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+    for ua, ip in ((googlebot, "66.249.66.1"), (googlebot, "203.0.113.7"), (CHROME, "203.0.113.7"),
+                   ("curl/8.8.0", "203.0.113.7"), (CHROME, "203.0.113.8")):
+        for _ in range(2):  # afresh, then remembered
+            ctx = DecisionContext(RequestFacts(peer_ip=ip, scheme="https", headers=(("User-Agent", ua),)))
+            got = fingerprint_signals(ctx, DEFAULT)
+            assert list(got.items()) == list(reference(ctx).items())
+
+
+def test_what_a_context_computes_once_is_what_the_plain_functions_say() -> None:
+    """Request kind, record ids and client keys, read through the context (computed once, shared by
+    the stages), against the plain functions, over the bench's traffic after a decision filled the
+    context (session included)."""
+    from scrapeshield.detectors import is_asset_request, is_document_request
+    from scrapeshield.detectors.sequence import extract_ids
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_engine
+
+    clock = FakeClock(1_800_000_000.0)
+    engine = Engine(DEFAULT, MemoryStore(), clock, sessions=SessionStage(KEYS))
+    traffic = bench_engine.Traffic(seed=4)
+    jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME)
+    specs = [rule.key for rule in DEFAULT.rules if rule.key is not None]
+    specs += [score.key for score in DEFAULT.scores] + list(DEFAULT.ban_keys)
+
+    async def go() -> None:
+        for spec in traffic.specs(600):
+            clock.advance(0.005)
+            ctx = DecisionContext(jar.facts(spec))
+            await engine.decide_in(ctx)
+            jar.took(spec[0], ctx)
+            f = ctx.facts
+            asset = is_asset_request(f.method, f.path, f.header_map)
+            assert (ctx.asset_request, ctx.document_request) == (
+                asset, not asset and is_document_request(f.method, f.path, f.header_map))
+            assert ctx.path_ids == extract_ids(f.path, f.query)
+            for key_spec in specs:
+                assert ctx.key(key_spec) == key_spec.func(ctx)
+    asyncio.run(go())

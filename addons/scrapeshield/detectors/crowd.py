@@ -29,6 +29,7 @@ stack's walk), else in process; either way a `CrowdIndex` holds it for measuring
 """
 from __future__ import annotations
 
+import functools
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ class CrowdRun:
 
 
 NO_RUN = CrowdRun(0, 0, 0.0, 0.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _short_run(ids: int) -> CrowdRun:
+    """A run too short to matter (`CrowdRun(ids, 0, 0.0, 0.0)`): one value per length, not one per request."""
+    return CrowdRun(ids, 0, 0.0, 0.0)
 
 
 class CrowdIndex:
@@ -161,26 +168,35 @@ class CrossSessionWalk:
         """The run through id `x` (the request being decided, already added to `index`)."""
         index.expire(now)
         ids = index.ids
-        if x not in index or len(ids) < 2:
-            return NO_RUN
+        n = len(ids)
         i = bisect_left(ids, x)
+        if i == n or ids[i] != x or n < 2:  # `x not in index`, without a method call
+            return NO_RUN
         stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
-                     ids[i + 1] - x if i + 1 < len(ids) else self.max_stride + 1)
+                     ids[i + 1] - x if i + 1 < n else self.max_stride + 1)
         if stride > self.max_stride:
             return NO_RUN
+        # The run: from x, step to the nearest id k * stride away (k <= max_gap), down then up. The ids
+        # are sorted, so the nearest such id is the first one on the way that lies a whole number of
+        # strides from the edge -- found by walking the array from x's place, no lookup per k.
         run = [x]
-        for direction in (-stride, stride):
-            edge = x
-            while True:
-                for k in range(1, self.max_gap + 1):
-                    if edge + k * direction in index:
-                        edge += k * direction
-                        run.append(edge)
-                        break
-                else:
-                    break
+        reach = self.max_gap * stride
+        edge, j = x, i - 1
+        while j >= 0 and ids[j] >= edge - reach:
+            v = ids[j]
+            j -= 1
+            if (edge - v) % stride == 0:
+                edge = v
+                run.append(v)
+        edge, j = x, i + 1
+        while j < n and ids[j] <= edge + reach:
+            v = ids[j]
+            j += 1
+            if (v - edge) % stride == 0:
+                edge = v
+                run.append(v)
         if len(run) < self.start:
-            return CrowdRun(len(run), 0, 0.0, 0.0)  # too short to matter: spare the rest
+            return _short_run(len(run))  # too short to matter: spare the rest
         on_run = set(run)
         first: dict[int, float] = {}  # id -> time of its oldest entry (log order)
         requests = 0

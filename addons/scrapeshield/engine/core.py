@@ -21,7 +21,7 @@ from dataclasses import replace
 from ..clock import Clock, SystemClock
 from ..context import DecisionContext
 from ..decision import Action, Decision
-from ..detectors import CROSS_SESSION_WALK, DetectorSet
+from ..detectors import CROSS_SESSION_WALK, CrowdView, DetectorSet, Observation
 from ..detectors.policy import DETECTORS, DetectorsSection
 from ..facts import RequestFacts
 from ..policy.model import CompiledPolicy
@@ -115,7 +115,10 @@ class Engine:
         section = policy.section(DETECTORS)
         detectors = self.detectors
         if detectors is not None and section is not None:
-            await self._observe(detectors, section, policy, ctx)
+            if self.store.sync_append_logs is not None:  # in-process logs: no coroutine
+                self._observe_now(detectors, section, policy, ctx)
+            else:
+                await self._observe(detectors, section, policy, ctx)
 
         m = stages.match(policy, ctx, self.clearance)
         if trace is not None:
@@ -133,7 +136,10 @@ class Engine:
         batch = stages.build_batch(policy, ctx, m, scores)
         if session is not None and settings is not None and sessions is not None:
             batch = _with_session(sessions, batch, ctx, m, session, settings, len(early))
-        res = await self._apply(batch, ctx.now) if batch is not stages.NO_BATCH else None
+        res: BatchResult | None = None
+        if batch is not stages.NO_BATCH:
+            sync_apply = self.store.sync_apply  # `_apply` inlined: one coroutine less per decision
+            res = sync_apply(batch, ctx.now) if sync_apply is not None else await self.store.apply(batch, ctx.now)
         if trace is not None and res is not None:
             _trace_store(trace, policy, m, batch, res)
         if session is not None and len(session.counters) > len(early) and res is not None \
@@ -158,7 +164,7 @@ class Engine:
         """The session counters, bumped and read before the rules are matched, so a rule may name a
         counter signal. The penalty box is asked first, as in the request's own batch: a banned
         client's counters stay untouched (and the request's batch carries them, to be refused again)."""
-        ban_keys = tuple([k.func(ctx) for k in policy.ban_keys])
+        ban_keys = tuple([ctx.key(k) for k in policy.ban_keys])
         res = await self._apply(Batch(ban_keys, (), session.counters), ctx.now)
         if res.banned_key is not None:
             return ()
@@ -170,14 +176,7 @@ class Engine:
         """The observe stage. With a shared store the detectors' logs cost one store call, and only
         for requests that log something (pages, records): their signals feed this request's scores,
         so they are read before its batch."""
-        obs = stages.observation(section, ctx)
-        key = ctx.detector_key
-        assert key is not None
-        ids = detectors.record_ids(obs)
-        crowds = self._crowds
-        if crowds[0] is not policy:
-            crowds = self._crowds = (policy, detectors.watches_crowds and _weighs_crowds(policy))
-        crowd = stages.crowd_view(policy, ctx) if ids and crowds[1] else None
+        obs, key, ids, crowd = self._observation(detectors, section, policy, ctx)
         plan = detectors.log_plan(key, obs, ids, crowd)
         logs: Logs = ()
         if plan is not None:
@@ -185,6 +184,28 @@ class Engine:
             logs = sync_logs(plan.appends, ctx.now) if sync_logs is not None else \
                 await self.store.append_logs(plan.appends, ctx.now)
         ctx.detector_signals = detectors.observe_request(key, obs, ids, crowd, plan, logs)
+
+    def _observe_now(self, detectors: DetectorSet, section: DetectorsSection, policy: CompiledPolicy,
+                     ctx: DecisionContext) -> None:
+        """`_observe` for a store that never waits (its logs, if any, are appended in process)."""
+        obs, key, ids, crowd = self._observation(detectors, section, policy, ctx)
+        plan = detectors.log_plan(key, obs, ids, crowd)
+        sync_logs = self.store.sync_append_logs
+        assert sync_logs is not None
+        logs = sync_logs(plan.appends, ctx.now) if plan is not None else ()
+        ctx.detector_signals = detectors.observe_request(key, obs, ids, crowd, plan, logs)
+
+    def _observation(self, detectors: DetectorSet, section: DetectorsSection, policy: CompiledPolicy,
+                     ctx: DecisionContext) -> tuple[Observation, str, list[tuple[str, int]], CrowdView | None]:
+        obs = stages.observation(section, ctx)
+        key = ctx.detector_key
+        assert key is not None
+        ids = [] if obs.is_asset else ctx.path_ids  # detectors.record_ids, read once per request
+        crowds = self._crowds
+        if crowds[0] is not policy:
+            crowds = self._crowds = (policy, detectors.watches_crowds and _weighs_crowds(policy))
+        crowd = stages.crowd_view(policy, ctx) if ids and crowds[1] else None
+        return obs, key, ids, crowd
 
     async def _price(self, sessions: SessionStage, settings: SessionSettings, session: SessionContext,
                      now: float) -> None:

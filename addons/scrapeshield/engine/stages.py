@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from ..context import DecisionContext
 from ..decision import ALLOW_DEFAULT, Action, Decision, RateInfo
-from ..detectors import CrowdView, DetectorSet, Observation, is_asset_request, is_document_request
+from ..detectors import CrowdView, DetectorSet, Observation
 from ..detectors.policy import DetectorsSection
 from ..facts import RequestFacts
 from ..netaddr import cached_ip_prefix
@@ -45,11 +45,9 @@ def observe(detectors: DetectorSet, section: DetectorsSection, ctx: DecisionCont
 def observation(section: DetectorsSection, ctx: DecisionContext) -> Observation:
     """The detectors' view of the request; the context gets the identity key and asset flag."""
     facts = ctx.facts
-    hmap = facts.header_map
-    is_asset = is_asset_request(facts.method, facts.path, hmap)
-    obs = Observation(facts.path, facts.query, facts.method,
-                      not is_asset and is_document_request(facts.method, facts.path, hmap), is_asset, ctx.now)
-    ctx.detector_key, ctx.is_asset = section.key.func(ctx), is_asset
+    is_asset = ctx.asset_request
+    obs = Observation(facts.path, facts.query, facts.method, ctx.document_request, is_asset, ctx.now)
+    ctx.detector_key, ctx.is_asset = ctx.key(section.key), is_asset
     return obs
 
 
@@ -160,7 +158,7 @@ def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: Map
         if detector_key is not None and score.key is detector_key and ctx.detector_key is not None:
             key = ctx.detector_key
         else:
-            key = score.key.func(ctx)
+            key = ctx.key(score.key)
         ups.append(ScoreUpdate(score.uid, key, delta, score.half_life))
     return tuple(ups)
 
@@ -169,7 +167,7 @@ def build_batch(policy: CompiledPolicy, ctx: DecisionContext, m: Matches,
                 scores: tuple[ScoreUpdate, ...] = ()) -> Batch:
     """Everything the store must know for this request, as one batch (one round trip). A request
     refused outright spends no bucket, but the penalty box is still asked first."""
-    ban_keys = tuple([k.func(ctx) for k in policy.ban_keys]) if policy.ban_keys else ()
+    ban_keys = tuple([ctx.key(k) for k in policy.ban_keys]) if policy.ban_keys else ()
     if m.refused_outright:
         return Batch(ban_keys=ban_keys) if ban_keys else NO_BATCH
     if not ban_keys and not m.checks and not scores:
@@ -204,6 +202,9 @@ def _weighted(score: ScoreDef, fired: list[tuple[str, float]], signals: Mapping[
 class Outcome:
     decision: Decision
     ban: tuple[str, float] | None = None  # (key, seconds) to put into the penalty box
+
+
+ALLOWED_BY_DEFAULT = Outcome(ALLOW_DEFAULT)  # most requests' outcome: one value, not one per request
 
 
 def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Batch, res: BatchResult | None,
@@ -241,6 +242,9 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
             if level:
                 # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
                 value += sum(w * level[sig] for sig, w in score.weights if sig in level)
+            thresholds = score.thresholds
+            if not thresholds or value < thresholds[0].at:  # below the lowest: `reached_threshold` says None
+                continue
             threshold = reached_threshold(score, value, ctx)
             if threshold is None:
                 continue
@@ -254,9 +258,9 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
                 _ban(up.key, threshold.ban_for, enforced))
 
     if policy.default_action is Action.ALLOW:
-        return Outcome(ALLOW_DEFAULT)
+        return ALLOWED_BY_DEFAULT
     if policy.default_action is Action.CHALLENGE and (m.cleared or is_cleared(clearance, ctx, "default")):
-        return Outcome(ALLOW_DEFAULT)
+        return ALLOWED_BY_DEFAULT
     return Outcome(Decision(policy.default_action, "default", "no rule matched", enforced=enforced,
                             difficulty=policy.challenge.difficulty))
 
@@ -269,7 +273,7 @@ def with_shadow(decision: Decision, shadowed: list[Decision]) -> Decision:
 
 # -- small helpers the stages share -------------------------------------------------------------
 def rule_key(rule: Rule, ctx: DecisionContext) -> str:
-    return rule.key.func(ctx) if rule.key is not None else ""
+    return ctx.key(rule.key) if rule.key is not None else ""
 
 
 def is_cleared(clearance: ClearanceCheck | None, ctx: DecisionContext, rule_name: str) -> bool:

@@ -93,6 +93,15 @@ _FIELD_GETTERS: dict[str, Callable[[ClientFingerprint], str]] = {
 FIELDS: frozenset[str] = frozenset(_FIELD_GETTERS)
 
 
+# A client sends the same header names, User-Agent and handshake on every request: the whole
+# fingerprint is remembered by what it is computed from (bounded; emptied when full, so a client
+# rotating User-Agents costs a miss each, never memory).
+_MEMO: dict[tuple[object, ...], ClientFingerprint] = {}
+_MEMO_MAX = 8192
+_MEMO_MAX_NAMES = 64
+_MEMO_MAX_UA = 512
+
+
 def fingerprint_request(
     header_names: Sequence[str],
     headers: Mapping[str, str],
@@ -111,8 +120,28 @@ def fingerprint_request(
     negotiated ALPN. ``tls``: the connection's ``TlsFingerprint``, if it was TLS and the
     ClientHello parsed. Good bots are verified only when a registry and an IP are given.
     """
-    http = http_signature(header_names, http_version, alpn)
     user_agent = headers.get("user-agent")
+    if goodbots is not None or len(header_names) > _MEMO_MAX_NAMES or \
+            (user_agent is not None and len(user_agent) > _MEMO_MAX_UA):
+        return _fingerprint(header_names, headers, http_version, alpn, is_tls, tls, user_agent, client_ip, goodbots)
+    names = header_names if isinstance(header_names, tuple) else tuple(header_names)
+    # Everything the fingerprint reads (see `consistency_signals`: besides the names and the UA, only
+    # `sec-fetch-mode` and whether `accept` names text/html).
+    key = (names, user_agent, headers.get("sec-fetch-mode"), "text/html" in headers.get("accept", ""),
+           http_version, alpn, is_tls, tls)
+    fp = _MEMO.get(key)
+    if fp is None:
+        fp = _fingerprint(names, headers, http_version, alpn, is_tls, tls, user_agent, None, None)
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[key] = fp
+    return fp
+
+
+def _fingerprint(header_names: Sequence[str], headers: Mapping[str, str], http_version: str, alpn: str | None,
+                 is_tls: bool, tls: TlsFingerprint | None, user_agent: str | None, client_ip: str | None,
+                 goodbots: GoodBotRegistry | None) -> ClientFingerprint:
+    http = http_signature(header_names, http_version, alpn)
     ua = classify_user_agent(user_agent)
     signals = consistency_signals(ua, tls, headers, is_tls, http)
     good_bot = goodbots.verify(user_agent, client_ip) if goodbots is not None else None

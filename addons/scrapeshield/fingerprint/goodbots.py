@@ -11,16 +11,16 @@ ranges per IP version.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from cachetools import LRUCache
 
 from scrapeshield.fingerprint.useragent import MAX_UA_LENGTH, UserAgentClass
 from scrapeshield.netaddr import CidrSet
@@ -74,7 +74,8 @@ class GoodBotRegistry:
 
     def __init__(self, bots: Iterable[GoodBot]) -> None:
         self._bots: tuple[GoodBot, ...] = tuple(bots)
-        self._claims: LRUCache[str, GoodBot | None] = LRUCache(maxsize=_CLAIM_CACHE_SIZE)
+        # Asked on every request (the `good_bot` condition and signal): a C-level LRU of the claim per UA.
+        self._claims: Callable[[str], GoodBot | None] = functools.lru_cache(maxsize=_CLAIM_CACHE_SIZE)(self._claim)
 
     @classmethod
     def load(cls, directory: str | Path) -> GoodBotRegistry:
@@ -124,14 +125,10 @@ class GoodBotRegistry:
 
     def claimed_bot(self, ua: str) -> GoodBot | None:
         """The bot this User-Agent claims to be (unverified), if any."""
-        ua = ua[:MAX_UA_LENGTH]
-        try:
-            return self._claims[ua]
-        except KeyError:
-            pass
-        claimed = next((b for b in self._bots if b.user_agent.search(ua)), None)
-        self._claims[ua] = claimed
-        return claimed
+        return self._claims(ua[:MAX_UA_LENGTH])
+
+    def _claim(self, ua: str) -> GoodBot | None:
+        return next((b for b in self._bots if b.user_agent.search(ua)), None)
 
     def verify(self, ua: str | UserAgentClass | None, ip: str | None) -> str | None:
         """The bot's name if ``ua`` claims it and ``ip`` is in its ranges, else None."""

@@ -14,7 +14,7 @@ from ..context import DecisionContext
 from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
 from ..policy.registry import CompileEnv, ConditionCompiler, KeyContext, Registry, Section, SectionContext
-from . import FIELDS, SIGNALS, TLS_FAMILIES, UA_KINDS, GoodBotRegistry
+from . import FIELDS, SIGNALS, TLS_FAMILIES, UA_KINDS, ClientFingerprint, GoodBotRegistry
 
 _REGISTRIES: dict[tuple[str, float], GoodBotRegistry] = {}
 
@@ -110,16 +110,38 @@ def _field_part(field: str) -> KeyFunc:
 def fingerprint_signals(c: DecisionContext, policy: CompiledPolicy) -> Mapping[str, float]:
     """Signals a score can weigh: each consistency signal by name, `ua_class:<kind>`,
     `tls_family:<family>`, `good_bot` (verified) and `unverified_crawler` (claims a crawler the
-    registry cannot vouch for -- a UA alone never earns trust)."""
+    registry cannot vouch for -- a UA alone never earns trust). Read-only: may be shared."""
     fp = c.fingerprint
+    base = _fingerprint_part(fp)
+    if good_bot_of(c, policy.section(GOODBOTS)):
+        out = dict(base)
+        out["good_bot"] = 1.0
+        return out
+    if fp.ua.kind == "crawler":
+        out = dict(base)
+        out["unverified_crawler"] = 1.0
+        return out
+    return base
+
+
+# The part of `fingerprint_signals` that is the fingerprint's alone, per fingerprint object (the
+# fingerprint memo hands one client the same object request after request). Keyed by identity, the
+# object held in the entry so its id cannot be reused while remembered; bounded, emptied when full.
+_PARTS: dict[int, tuple[ClientFingerprint, dict[str, float]]] = {}
+_PARTS_MAX = 8192
+
+
+def _fingerprint_part(fp: ClientFingerprint) -> dict[str, float]:
+    known = _PARTS.get(id(fp))
+    if known is not None and known[0] is fp:
+        return known[1]
     out = dict.fromkeys(fp.signals, 1.0)
     out["ua_class:" + fp.ua.kind] = 1.0
     if fp.tls is not None:
         out["tls_family:" + fp.tls.tls_family] = 1.0
-    if good_bot_of(c, policy.section(GOODBOTS)):
-        out["good_bot"] = 1.0
-    elif fp.ua.kind == "crawler":
-        out["unverified_crawler"] = 1.0
+    if len(_PARTS) >= _PARTS_MAX:
+        _PARTS.clear()
+    _PARTS[id(fp)] = (fp, out)
     return out
 
 

@@ -22,7 +22,7 @@ import functools
 import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..challenge.binding import same, short_hash
@@ -61,7 +61,7 @@ class SessionCookie:
         return [self.id, self.issued, self.net, self.stack, int(self.returned)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per request (see store.base.BucketCheck); a value, never changed
 class PresentedSession:
     """What the request's Cookie header says about its session.
 
@@ -141,11 +141,17 @@ def read(keys: KeyRing | Decoder, cookie_header: str | None, stack: str, now: fl
     if not values:
         return NO_SESSION
     decode_value = functools.partial(decode, keys) if isinstance(keys, KeyRing) else keys
+    return read_decoded([decode_value(value) for value in values], stack, now, ttl)
+
+
+def read_decoded(decoded: Sequence[SessionCookie | str], stack: str, now: float, ttl: float) -> PresentedSession:
+    """`read` of the session cookie values already decoded (`decode` of each, in header order)."""
+    if not decoded:
+        return NO_SESSION
     want = stack_tag(stack)
     reason = "missing"
     other: SessionCookie | None = None
-    for value in values:
-        cookie = decode_value(value)
+    for cookie in decoded:
         if isinstance(cookie, str):
             reason = cookie
             continue

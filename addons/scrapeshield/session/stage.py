@@ -13,8 +13,6 @@ from ..challenge.binding import short_hash
 from ..challenge.keys import KeyRing
 from ..context import DecisionContext
 from ..decision import Action
-from ..detectors import is_asset_request, is_document_request
-from ..detectors.sequence import extract_ids
 from ..facts import RequestFacts
 from ..gcra import BucketLimit
 from ..netaddr import cached_ip_prefix
@@ -31,6 +29,8 @@ BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
                    buckets=(BucketDef(BUDGET_BUCKET, BucketLimit(1, 1.0, 0), "record-budget"),),
                    exceed=Action.CHALLENGE)
 MAX_PAGE = 2048  # characters of a page's URL (or a Referer) looked at
+_MEMO_MAX = 4096  # Cookie headers whose session values are remembered decoded (at most ~8 MiB)
+_MEMO_MAX_HEADER = 2048  # characters; longer headers are decoded every time (a browser's are shorter)
 ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
 
 
@@ -42,6 +42,7 @@ class SessionStage:
         self.clearance_token = clearance_token
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
+        self._headers: dict[tuple[str, str], tuple[cookie.SessionCookie | str, ...]] = {}  # see _decoded
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
         last = self._last
@@ -59,10 +60,10 @@ class SessionStage:
         stack = stack_of(c)
         prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
-        presented = cookie.read(self.decode, hmap.get("cookie"), stack, now, settings.ttl, settings.cookie_name)
-        is_asset = is_asset_request(facts.method, facts.path, hmap)
-        is_document = not is_asset and is_document_request(facts.method, facts.path, hmap)
-        is_record = is_document and bool(extract_ids(facts.path, facts.query))
+        presented = cookie.read_decoded(self._decoded(hmap.get("cookie"), settings.cookie_name), stack, now,
+                                        settings.ttl)
+        is_asset, is_document = c.asset_request, c.document_request
+        is_record = is_document and bool(c.path_ids)
         referer, referer_page = _referer(hmap.get("referer"), facts.host)
         page = facts.raw_path + "?" + facts.query if facts.query else facts.raw_path
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
@@ -70,6 +71,23 @@ class SessionStage:
                                            page=page[:MAX_PAGE], referer_page=referer_page)
         c.session = ctx
         return ctx
+
+    def _decoded(self, cookie_header: str | None, name: str) -> tuple[cookie.SessionCookie | str, ...]:
+        """The session cookie values of a Cookie header, decoded (`cookie.read` without the
+        per-request checks). A client sends the same header request after request: remembered
+        per header (bounded; emptied when full)."""
+        if not cookie_header:
+            return ()
+        key = (cookie_header, name)
+        found = self._headers.get(key)
+        if found is None:
+            decode = self.decode
+            found = tuple([decode(value) for value in cookie.cookie_values(cookie_header, name)])
+            if len(cookie_header) <= _MEMO_MAX_HEADER:
+                if len(self._headers) >= _MEMO_MAX:
+                    self._headers.clear()
+                self._headers[key] = found
+        return found
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
         """A record fetched under a clearance spends one of the clearance's records."""
@@ -121,14 +139,25 @@ def _referer(referer: str | None, host: str) -> tuple[str, str]:
     for any other."""
     if not referer:
         return "", ""
+    if len(host) > MAX_PAGE:
+        return _read_referer(referer[:MAX_PAGE], host)
+    return _remembered_referer(referer[:MAX_PAGE], host)  # only the first MAX_PAGE characters count
+
+
+def _read_referer(referer: str, host: str) -> tuple[str, str]:
     try:
-        url = urlsplit(referer[:MAX_PAGE])
+        url = urlsplit(referer)
     except ValueError:
         return "other", ""
     if not host or url.netloc.lower() != host.lower():
         return "other", ""
     path = url.path or "/"
     return "same", path + "?" + url.query if url.query else path
+
+
+# Pure, and a site's few pages are the Referer of most requests: remembered (bounded keys: at most
+# MAX_PAGE characters each).
+_remembered_referer = functools.lru_cache(maxsize=4096)(_read_referer)
 
 
 def set_cookie_header(keys: KeyRing, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:

@@ -10,21 +10,24 @@ allow list, both bounded and each entry living until its deadline (`ListEntry`),
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..gcra import BucketLimit, BucketState
+from ..gcra import BucketLimit, BucketState, state_after
 
 
-@dataclass(frozen=True, slots=True)
+# The per-request values below are built for every bucket and score of every request: they are
+# slotted but not frozen (a frozen dataclass's __init__ sets each field through object.__setattr__,
+# ~0.35 us more per object). They are values all the same: nothing writes to one after it is made.
+@dataclass(slots=True)
 class BucketCheck:
     bucket_id: str  # stable identity of the bucket definition (rule name + parameters), short
     key: str  # the client key, e.g. "ip:203.0.113.7"
     limit: BucketLimit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoreUpdate:
     score_id: str
     key: str
@@ -32,7 +35,7 @@ class ScoreUpdate:
     half_life: float  # seconds; the stored value halves every half_life
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Batch:
     """Everything one request needs from the store."""
 
@@ -41,16 +44,61 @@ class Batch:
     scores: tuple[ScoreUpdate, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
 class BatchResult:
-    banned_key: str | None  # set when a ban key is in the penalty box; nothing else was applied
-    banned_until: float
-    refused: int  # index of the first bucket that refused the request, -1 when all conformed
-    buckets: tuple[BucketState, ...]
-    scores: tuple[float, ...]  # decayed values after the updates, in batch order
-    # The first ban key on the allow list: the engine skips enforcement for it. An allowed key is
-    # never reported as banned; buckets and scores are applied as usual.
-    allowed_key: str | None = None
+    """What the store said about one request's batch.
+
+    `buckets` (one `BucketState` per bucket) is what a refusal or an explain trace reads; a store
+    that keeps TATs may hand over the new TATs instead (`of_tats`) and the states are computed on
+    first read -- nearly every request is allowed and never reads them. A value: never changed
+    after it is made (the computed states are a cache of a pure function of the TATs)."""
+
+    __slots__ = ("_buckets", "_limits", "_now", "_tats", "allowed_key", "banned_key", "banned_until", "refused",
+                 "scores")
+
+    def __init__(self, banned_key: str | None, banned_until: float, refused: int, buckets: tuple[BucketState, ...],
+                 scores: tuple[float, ...], allowed_key: str | None = None) -> None:
+        self.banned_key = banned_key  # set when a ban key is in the penalty box; nothing else was applied
+        self.banned_until = banned_until
+        self.refused = refused  # index of the first bucket that refused the request, -1 when all conformed
+        self._buckets: tuple[BucketState, ...] | None = buckets
+        self.scores = scores  # decayed values after the updates, in batch order
+        # The first ban key on the allow list: the engine skips enforcement for it. An allowed key is
+        # never reported as banned; buckets and scores are applied as usual.
+        self.allowed_key = allowed_key
+        self._tats: Sequence[float | None] = ()
+        self._limits: Sequence[BucketLimit] = ()
+        self._now = 0.0
+
+    @classmethod
+    def of_tats(cls, refused: int, tats: Sequence[float | None], limits: Sequence[BucketLimit], now: float,
+                scores: tuple[float, ...], allowed_key: str | None = None) -> BatchResult:
+        """A result whose bucket states are those of `state_after` over the buckets' TATs after the
+        request (the old ones when it was refused), computed when first read."""
+        res = cls(None, 0.0, refused, (), scores, allowed_key)
+        res._buckets = None
+        res._tats, res._limits, res._now = tats, limits, now
+        return res
+
+    @property
+    def buckets(self) -> tuple[BucketState, ...]:
+        states = self._buckets
+        if states is None:
+            now, allowed = self._now, self.refused < 0
+            states = self._buckets = tuple([state_after(t, now, lim, allowed)
+                                            for t, lim in zip(self._tats, self._limits, strict=True)])
+        return states
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.banned_key, self.banned_until, self.refused, self.buckets, self.scores, self.allowed_key)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BatchResult):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return ("BatchResult(banned_key={!r}, banned_until={!r}, refused={!r}, buckets={!r}, scores={!r}, "
+                "allowed_key={!r})".format(*self._fields()))
 
 
 EMPTY_RESULT = BatchResult(None, 0.0, -1, (), ())

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from cachetools import LRUCache
 
-from ..gcra import BucketLimit, BucketState, conform_all, state_after
+from ..gcra import BucketLimit, conform_all, state_after
 from .base import Batch, BatchResult, BucketCheck, KeyInspection, ListEntry, LogAppend, LogRead, Logs, decay
 from .compact import LruTable
 
@@ -130,66 +130,74 @@ class MemoryStore:
                 if ban is not None:
                     return BatchResult(key, ban.until, -1, (), (), allowed_key)
 
-        states: tuple[BucketState, ...] = ()
         refused = -1
         checks = batch.buckets
+        tats: list[float | None] = []
+        limits: list[BucketLimit] = []
         if checks:
             table = self._tats
             find, touch, values = table.find, table.touch, table.values
-            hashes = [hash((c.bucket_id, c.key)) for c in checks]
-            slots = [find(h) for h in hashes]
+            hashes: list[int] = []
+            slots: list[int] = []
             old: list[float | None] = []
-            for slot in slots:
+            for c in checks:
+                h = hash((c.bucket_id, c.key))
+                slot = find(h)
+                hashes.append(h)
+                slots.append(slot)
+                limits.append(c.limit)
                 if slot:
                     touch(slot)
                     old.append(values[slot])
                 else:
                     old.append(None)
-            limits = [c.limit for c in checks]
-            refused, new = conform_all(old, now, limits)
-            allowed = refused < 0
-            if allowed:
+            refused, tats = conform_all(old, now, limits)
+            if refused < 0:
                 fresh = []
-                for i, (slot, tat) in enumerate(zip(slots, new, strict=True)):
+                for i, (slot, tat) in enumerate(zip(slots, tats, strict=True)):
                     assert tat is not None  # every bucket conformed
                     if slot:
                         values[slot] = tat
                     else:
                         fresh.append(i)
                 for i in fresh:  # after the updates: an insert may evict the least recently used entry
-                    h, tat = hashes[i], new[i]
+                    h, tat = hashes[i], tats[i]
                     assert tat is not None
                     slot = find(h)
                     if slot:  # the same bucket twice in one batch
                         values[slot] = tat
                     else:
                         table.insert(h, tat, self._bucket_tag(checks[i]))
-            states = tuple([state_after(t, now, lim, allowed) for t, lim in zip(new, limits, strict=True)])
 
         scores: tuple[float, ...] = ()
         if batch.scores:
             table = self._scores
-            svalues, since = table.values, table.seconds
+            find, touch, svalues, since = table.find, table.touch, table.values, table.seconds
             assert since is not None
             out = []
             for up in batch.scores:
                 h = hash((up.score_id, up.key))
-                slot = table.find(h)
+                slot = find(h)
                 if slot:
-                    table.touch(slot)
-                    value = decay(svalues[slot], since[slot], now, up.half_life) + up.delta
-                else:
-                    value = up.delta
-                if value < 0.0:
-                    value = 0.0
-                if slot:
+                    touch(slot)
+                    value = svalues[slot]
+                    last, half_life = since[slot], up.half_life
+                    if value != 0.0 and now > last and half_life > 0:  # base.decay, inlined
+                        value *= 0.5 ** ((now - last) / half_life)
+                    value += up.delta
+                    if value < 0.0:
+                        value = 0.0
                     svalues[slot] = value
                     since[slot] = now
                 else:
+                    value = up.delta
+                    if value < 0.0:
+                        value = 0.0
                     table.insert(h, value, self._score_tag(up.score_id, up.half_life), now)
                 out.append(value)
             scores = tuple(out)
-        return BatchResult(None, 0.0, refused, states, scores, allowed_key)
+        # The bucket states are computed only if read (a refusal, an explain trace).
+        return BatchResult.of_tats(refused, tats, limits, now, scores, allowed_key)
 
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         return self.apply_now(batch, now)
