@@ -107,7 +107,8 @@ def test_a_flood_of_unique_identities_never_grows_past_max_keys() -> None:
         if i % 10 == 0:
             detectors.observe_response(key, 200, "text/html", b'<img src="/u/%d.png">' % i, T0 + i * 0.001)
     # then the identity table and the shared reference table are at their caps
-    assert detectors.stats() == {"identities": 5_000, "shared_asset_refs": 1_000, "crowd_logs": 0}
+    assert detectors.stats() == {"identities": 5_000, "shared_asset_refs": 1_000, "crowd_logs": 0,
+                                  "crowd_log_entries": 0, "crowd_logs_expired": 0, "crowd_logs_evicted": 0}
 
 
 def test_per_identity_state_is_capped_for_a_single_heavy_identity() -> None:
@@ -158,7 +159,8 @@ def test_clear_drops_all_state() -> None:
         detectors.observe_request(f"k{i}", page("/", T0))
         detectors.observe_response(f"k{i}", 200, "text/html", b'<img src="/a.png">', T0)
     detectors.clear()
-    assert detectors.stats() == {"identities": 0, "shared_asset_refs": 0, "crowd_logs": 0}
+    assert detectors.stats() == {"identities": 0, "shared_asset_refs": 0, "crowd_logs": 0,
+                                  "crowd_log_entries": 0, "crowd_logs_expired": 0, "crowd_logs_evicted": 0}
 
 
 # -- configuration -----------------------------------------------------------------------------

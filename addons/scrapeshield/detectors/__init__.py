@@ -184,9 +184,10 @@ class DetectorSet:
         )
         # Shared logs as this replica has read them (mirror.py); the crowd indexes are also where the
         # crowd logs live without a shared store.
-        self._walk_logs: LogMirrors[LoggedWalk] = LogMirrors(c.max_keys)
-        self._arrival_logs: LogMirrors[LoggedArrivals] = LogMirrors(c.max_keys)
-        self._crowd_logs: LogMirrors[CrowdIndex] = LogMirrors(c.cross_walk_max_logs)
+        self._walk_logs: LogMirrors[LoggedWalk] = LogMirrors(c.max_keys, c.sequence_max_pause_s)
+        self._arrival_logs: LogMirrors[LoggedArrivals] = LogMirrors(c.max_keys, c.idle_ttl_s)
+        self._crowd_logs: LogMirrors[CrowdIndex] = LogMirrors(c.cross_walk_max_logs, c.cross_walk_window_s,
+                                                               c.cross_walk_max_entries, len)
         self.last_crowd_run: CrowdRun = NO_RUN  # of the latest request that had a crowd view (explain)
 
     @property
@@ -213,20 +214,20 @@ class DetectorSet:
             for series, value in ids:
                 log = f"q\x1f{key}\x1f{stable_hash(series):x}"  # a path template is client input: kept short
                 appends.append(LogAppend(log, walk_log.log_entry(value, now), c.shared_walk_keep, ttl,
-                                         self._walk_logs.seen(log, now, ttl)))
+                                         self._walk_logs.seen(log, now)))
         walks = len(appends)
         timing = self._timing is not None
         if timing:
             log, ttl = f"t\x1f{key}", c.idle_ttl_s
             appends.append(LogAppend(log, timing_log.log_entry(now, stable_hash(obs.path)), c.shared_timing_keep, ttl,
-                                     self._arrival_logs.seen(log, now, ttl)))
+                                     self._arrival_logs.seen(log, now)))
         if self._cross is not None and crowd is not None and ids:
             series, value = ids[0]
             entry = crowd_log.log_entry(value, now, stable_hash(crowd.who))
             ttl = c.cross_walk_window_s
             for scope in crowd.scopes:
                 log = f"x\x1f{scope}\x1f{stable_hash(series):x}"
-                appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now, ttl)))
+                appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now)))
         return LogPlan(tuple(appends), walks, timing) if appends else None
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -332,9 +333,8 @@ class DetectorSet:
         else:  # in process: this replica is the only writer, so the index is the log
             entry = (value, now, stable_hash(crowd.who))
             tag = stable_hash(series)
-            indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", cross.new_index) for scope in crowd.scopes]
-            for index in indexes:
-                index.add(entry)
+            indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", now, cross.new_index, CrowdIndex.add, entry)
+                       for scope in crowd.scopes]
         for index in indexes:
             run = cross.measure(index, value, now)
             s = cross.strength(run)
@@ -393,6 +393,9 @@ class DetectorSet:
             "identities": self.tracked_keys(now),
             "shared_asset_refs": self._assets.shared_refs() if self._assets is not None else 0,
             "crowd_logs": len(self._crowd_logs),
+            "crowd_log_entries": self._crowd_logs.entries,
+            "crowd_logs_expired": self._crowd_logs.expired,
+            "crowd_logs_evicted": self._crowd_logs.evicted,
         }
 
     def fork(self, key: str) -> DetectorSet:
