@@ -16,6 +16,7 @@ from scrapeshield.detectors import (
     DetectorSet,
     Observation,
 )
+from scrapeshield.detectors.identities import DISTINCT, LEDGER
 from scrapeshield.detectors.synthetic import browse, harvest, page_signals, person_pages, play
 
 T0 = 1_700_000_000.0
@@ -123,10 +124,10 @@ def test_per_identity_state_is_capped_for_a_single_heavy_identity() -> None:
     st = detectors._table.get("heavy", T0 + 30)  # white-box: inspect the caps directly
     assert st is not None
     assert st.walks is not None and len(st.walks) <= config.sequence_max_series
-    assert st.distinct is not None and st.distinct.exact is None  # switched to the sketch
-    assert st.assets is not None and len(st.assets.pages or ()) <= config.assets_max_pending
-    assert len(st.assets.pending or b"") <= 4 * config.assets_max_pending * config.assets_max_refs
-    assert len(st.assets.known or ()) <= config.assets_known_cap
+    assert st.parts & DISTINCT and st.exact is None and st.sketch is not None  # switched to the sketch
+    assert st.parts & LEDGER and len(st.pages or ()) <= config.assets_max_pending
+    assert len(st.pending or b"") <= 4 * config.assets_max_pending * config.assets_max_refs
+    assert len(st.known or ()) <= config.assets_known_cap
 
 
 def test_idle_identities_are_forgotten_after_the_idle_ttl() -> None:
