@@ -12,15 +12,17 @@ What is measured (and what is not):
   to /dev/null). Then `runtime.decide()` is driven with requests from distinct client addresses
   until `store.tracked_keys()` reaches --keys, and VmRSS is read from /proc/self/status.
 
-  With policies/default.yaml a request to a page (/products/N) touches `per-ip-overall`, whose two
-  limits ("20/s burst 100", "3000/h") are two tracked keys per client address, so 1,000,000 keys
-  = 500,000 distinct clients. The FakeClock moves 1 us per request, so no entry idles out and the
-  incremental sweep removes nothing: every key is live (the worst case for memory). The policy's
-  score thresholds are raised out of reach in a copy (the limits are untouched and never trip):
-  half a million clients in half a second with one browser stack would otherwise be challenged.
-  The scores are still kept: `abuse` holds one entry per client address (bounded by the
-  MemoryStore's max_scores, 200,000), `harvest` one per stack; the detectors one state per stack.
-  All of that is in the RSS figures.
+  With policies/default.yaml a request to a page (/products/N) touches four bucket keys, so
+  1,000,000 keys = 250,000 distinct clients. The FakeClock moves 1 us per request, so no entry
+  idles out and the incremental sweep removes nothing: every key is live (the worst case for
+  memory; for the same reason no crowd log idles past its window, and only the detectors' count
+  and entry bounds hold them). The policy's score thresholds are raised out of reach in a copy
+  (the limits are untouched and never trip): a quarter of a million clients in a quarter of a
+  second with one browser stack would otherwise be challenged. The scores are still kept (per
+  client, bounded by the MemoryStore's max_scores, 200,000), and so is the detectors' state: one
+  identity per client (the policy's `detectors: max_keys`, 100,000) and the `cross_session_walk`
+  crowd logs (one per /24 and one for the stack, `cross_walk_max_entries` entries in all). All of
+  that is in the RSS figures; the detectors' counts are printed with them.
 
   Afterwards --overshoot more distinct clients are sent, to show that `state.max_keys` bounds the
   store (least recently used keys are evicted) and RSS stops growing.
@@ -198,6 +200,15 @@ def main() -> int:
         print(f"  ... {i - n0:,} requests from new clients in {el:.1f} s ({(i - n0) / el:,.0f}/s)")
         return i
 
+    def detector_state() -> str:
+        detectors = rt.engine.detectors
+        if detectors is None:
+            return "no detectors"
+        st = detectors.stats(clock.now())
+        return (f"detectors: {st['identities']:,} identities, {st['crowd_logs']:,} crowd logs holding "
+                f"{st['crowd_log_entries']:,} entries ({st['crowd_logs_expired']:,} expired, "
+                f"{st['crowd_logs_evicted']:,} evicted)")
+
     i = asyncio.run(fill(0, args.keys, None))
     gc.collect()
     rss_full, hwm_full = rss_mb()
@@ -205,6 +216,7 @@ def main() -> int:
     per_key = (rss_full - rss_ready) * 1024 * 1024 / max(keys, 1)
     print(f"tracked keys {keys:,} ({i:,} clients): RSS {rss_full:.1f} MiB (peak {hwm_full:.1f}), "
           f"store growth {rss_full - rss_ready:.1f} MiB = {per_key:.0f} bytes/key")
+    print(f"  {detector_state()}")
     first = i
     for _ in range(3):
         i = asyncio.run(fill(i, None, args.overshoot // 3))
@@ -213,6 +225,7 @@ def main() -> int:
         print(f"after {i - first:,} more new clients: tracked keys "
               f"{store.tracked_keys():,} (bound: state.max_keys {rt.policy.max_keys:,}); RSS {rss_over:.1f} MiB "
               f"(peak {hwm_over:.1f})")
+        print(f"  {detector_state()}")
     print(f"store status: {store.status()}")
 
     idle = None if args.no_process else idle_process_rss(policy_path)
@@ -220,7 +233,8 @@ def main() -> int:
     print(f"{'measure':<62} {'MiB':>8}")
     print(f"{'this process, runtime ready, 0 keys':<62} {rss_ready:>8.1f}")
     print(f"{f'this process, {keys:,} tracked keys':<62} {rss_full:>8.1f}")
-    print(f"{'this process, same 1,000,000 keys after LRU churn (steady)':<62} {rss_over:>8.1f}")
+    if args.overshoot:
+        print(f"{f'this process, same {keys:,} keys after LRU churn (steady)':<62} {rss_over:>8.1f}")
     if idle is not None:
         print(f"{'idle `scrapeshield run` process (same policy)':<62} {idle:>8.1f}")
         print(f"{f'estimate: idle scrapeshield run + growth, {keys:,} keys, fresh':<62} "

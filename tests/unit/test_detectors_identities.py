@@ -1,10 +1,15 @@
 """The detectors' identity table (detectors/identities.py): bounded by count and idle time."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from scrapeshield.detectors import DetectorConfig, DetectorSet, Observation
-from scrapeshield.detectors.identities import IdentityTable
+from scrapeshield.detectors.assets import AssetLedger, name_hash
+from scrapeshield.detectors.distinct import DistinctWindow
+from scrapeshield.detectors.identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
+from scrapeshield.detectors.timing import ArrivalGaps
 
 T0 = 1_800_000_000.0
 
@@ -103,3 +108,73 @@ def test_an_identitys_only_walk_kept_without_a_dict_measures_what_the_dict_does(
         got = detectors.observe_request("walker", obs)["sequential_ids"]
         assert got == reference.observe(walks, extract_ids(path, ""), T0 + i), path
     assert detectors.describe("walker") is not None
+
+
+# -- one object an identity ------------------------------------------------------------------------
+
+_DISTINCT_FIELDS = ("start", "exact", "sketch", "previous")
+_TIMING_FIELDS = ("gaps", "index", "count", "total", "total_sq", "last_t", "last_path")
+_LEDGER_FIELDS = ("documents", "assets", "html_pages", "pages", "pending", "known", "known_old", "verdicts", "judged")
+
+
+def _fields(obj: object, names: tuple[str, ...]) -> list[object]:
+    out: list[object] = []
+    for name in names:
+        value = getattr(obj, name)
+        out.append(vars(value) if hasattr(value, "__dict__") else
+                   [getattr(value, s) for s in value.__slots__] if hasattr(value, "__slots__") else value)
+    return out
+
+
+def test_the_inline_parts_begin_as_fresh_part_objects_and_hold_every_field_of_them() -> None:
+    st = IdentityState()
+    st.begin_distinct(T0)
+    st.begin_timing(T0, 12345)
+    st.begin_ledger()
+    assert _fields(st, _DISTINCT_FIELDS) == _fields(DistinctWindow(T0), _DISTINCT_FIELDS)
+    assert _fields(st, _TIMING_FIELDS) == _fields(ArrivalGaps(T0, 12345), _TIMING_FIELDS)
+    assert _fields(st, _LEDGER_FIELDS) == _fields(AssetLedger(), _LEDGER_FIELDS)
+    # a field added to a part but not to IdentityState would be missed: the names must match
+    assert set(DistinctWindow.__slots__) == set(_DISTINCT_FIELDS)
+    assert set(ArrivalGaps.__slots__) == set(_TIMING_FIELDS)
+    assert set(AssetLedger.__slots__) == set(_LEDGER_FIELDS)
+    assert st.parts == DISTINCT | TIMING | LEDGER
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_detectors_measure_on_the_inline_parts_what_they_measure_on_part_objects(seed: int) -> None:
+    rng = random.Random(seed)
+    detectors = DetectorSet(DetectorConfig(distinct_exact_cap=16))  # reach the sketch too
+    distinct, timing, assets = detectors._distinct, detectors._timing, detectors._assets  # white box
+    assert distinct is not None and timing is not None and assets is not None
+    st = IdentityState()
+    now = T0
+    st.begin_distinct(now)
+    st.begin_timing(now, 1)
+    st.begin_ledger()
+    window, gaps, ledger = DistinctWindow(now), ArrivalGaps(now, 1), AssetLedger()
+    sketched = judged = 0
+    refs: list[int] = []
+    for _ in range(3_000):
+        now += 700.0 if rng.random() < 0.005 else rng.choice((0.0, 0.3, 2.0, 7.5, 40.0))
+        path = rng.randint(1, 60)
+        kind = rng.random()
+        if kind < 0.4:
+            assert distinct.observe(st, path, now) == distinct.observe(window, path, now)
+            assert timing.observe(st, path, now) == timing.observe(gaps, path, now)
+            assert assets.on_page_request(st, True, now) == assets.on_page_request(ledger, True, now)
+        elif kind < 0.7:
+            name = name_hash(f"{rng.choice(refs)}.png") if refs and rng.random() < 0.5 else rng.randint(1, 1 << 32)
+            assets.on_asset_request(st, name, now)
+            assets.on_asset_request(ledger, name, now)
+        else:
+            refs = [rng.randint(1, 100_000) for _ in range(rng.randint(0, 5))]
+            body = b"".join(b'<img src="/i/%d.png">' % ref for ref in refs)
+            assets.on_html(st, body, now)
+            assets.on_html(ledger, body, now)
+        assert distinct.count(st, now) == distinct.count(window, now)
+        assert timing.cv(st) == timing.cv(gaps)
+        assert assets.starved_share(st) == assets.starved_share(ledger)
+        sketched += st.sketch is not None
+        judged = st.judged
+    assert sketched and judged  # the sketch and the verdicts were reached

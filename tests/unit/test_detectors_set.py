@@ -16,6 +16,7 @@ from scrapeshield.detectors import (
     DetectorSet,
     Observation,
 )
+from scrapeshield.detectors.identities import DISTINCT, LEDGER
 from scrapeshield.detectors.synthetic import browse, harvest, page_signals, person_pages, play
 
 T0 = 1_700_000_000.0
@@ -107,7 +108,8 @@ def test_a_flood_of_unique_identities_never_grows_past_max_keys() -> None:
         if i % 10 == 0:
             detectors.observe_response(key, 200, "text/html", b'<img src="/u/%d.png">' % i, T0 + i * 0.001)
     # then the identity table and the shared reference table are at their caps
-    assert detectors.stats() == {"identities": 5_000, "shared_asset_refs": 1_000, "crowd_logs": 0}
+    assert detectors.stats() == {"identities": 5_000, "shared_asset_refs": 1_000, "crowd_logs": 0,
+                                  "crowd_log_entries": 0, "crowd_logs_expired": 0, "crowd_logs_evicted": 0}
 
 
 def test_per_identity_state_is_capped_for_a_single_heavy_identity() -> None:
@@ -122,10 +124,10 @@ def test_per_identity_state_is_capped_for_a_single_heavy_identity() -> None:
     st = detectors._table.get("heavy", T0 + 30)  # white-box: inspect the caps directly
     assert st is not None
     assert st.walks is not None and len(st.walks) <= config.sequence_max_series
-    assert st.distinct is not None and st.distinct.exact is None  # switched to the sketch
-    assert st.assets is not None and len(st.assets.pages or ()) <= config.assets_max_pending
-    assert len(st.assets.pending or b"") <= 4 * config.assets_max_pending * config.assets_max_refs
-    assert len(st.assets.known or ()) <= config.assets_known_cap
+    assert st.parts & DISTINCT and st.exact is None and st.sketch is not None  # switched to the sketch
+    assert st.parts & LEDGER and len(st.pages or ()) <= config.assets_max_pending
+    assert len(st.pending or b"") <= 4 * config.assets_max_pending * config.assets_max_refs
+    assert len(st.known or ()) <= config.assets_known_cap
 
 
 def test_idle_identities_are_forgotten_after_the_idle_ttl() -> None:
@@ -158,7 +160,8 @@ def test_clear_drops_all_state() -> None:
         detectors.observe_request(f"k{i}", page("/", T0))
         detectors.observe_response(f"k{i}", 200, "text/html", b'<img src="/a.png">', T0)
     detectors.clear()
-    assert detectors.stats() == {"identities": 0, "shared_asset_refs": 0, "crowd_logs": 0}
+    assert detectors.stats() == {"identities": 0, "shared_asset_refs": 0, "crowd_logs": 0,
+                                  "crowd_log_entries": 0, "crowd_logs_expired": 0, "crowd_logs_evicted": 0}
 
 
 # -- configuration -----------------------------------------------------------------------------

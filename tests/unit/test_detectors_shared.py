@@ -131,7 +131,7 @@ async def test_a_scraper_alternating_between_two_engines_on_one_store_is_challen
 
 def mirrored(reads: list[LogRead]) -> list[str]:
     """The entries a mirror applied, in order, after the given store answers."""
-    mirrors: LogMirrors[list[str]] = LogMirrors(16)
+    mirrors: LogMirrors[list[str]] = LogMirrors(16, 60)
     state: list[str] = []
     for read in reads:
         state = mirrors.apply("log", read, T0, list, list.append)
@@ -153,8 +153,8 @@ def test_a_mirror_rebuilds_from_a_whole_log() -> None:
 
 
 def test_a_mirror_asks_for_the_whole_log_after_hearing_nothing_for_its_ttl() -> None:
-    mirrors: LogMirrors[list[str]] = LogMirrors(16)
+    mirrors: LogMirrors[list[str]] = LogMirrors(16, 60)
     mirrors.apply("log", LogRead(7, ("a",), True), T0, list, list.append)
-    assert mirrors.seen("log", T0 + 59, ttl=60) == 7
-    assert mirrors.seen("log", T0 + 60, ttl=60) == 0  # the log may have expired and begun anew
-    assert mirrors.seen("other", T0, ttl=60) == 0
+    assert mirrors.seen("log", T0 + 59) == 7
+    assert mirrors.seen("log", T0 + 60) == 0  # the log may have expired and begun anew
+    assert mirrors.seen("other", T0) == 0

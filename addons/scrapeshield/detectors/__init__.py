@@ -40,17 +40,17 @@ from ..store.base import LogAppend, Logs
 from . import crowd as crowd_log
 from . import sequence as walk_log
 from . import timing as timing_log
-from .assets import AssetLedger, MissingAssets, file_name, name_hash
+from .assets import MissingAssets, file_name, name_hash
 from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
 from .crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
-from .distinct import DistinctResources, DistinctWindow
-from .identities import IdentityTable
+from .distinct import DistinctResources
+from .identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
 from .mirror import LogMirrors
 from .probe import ProbeRate, ProbeWindow
 from .sequence import LoggedWalk, SequentialIds, Walk, extract_ids
 from .strength import ramp, stable_hash
-from .timing import ArrivalGaps, LoggedArrivals, RegularTiming
+from .timing import LoggedArrivals, RegularTiming
 
 __all__ = [
     "CROSS_SESSION_WALK",
@@ -114,20 +114,6 @@ class LogPlan:
     timing: bool
 
 
-class IdentityState:
-    """Everything the detectors remember about one identity; parts are created on first use."""
-
-    __slots__ = ("assets", "distinct", "probe", "timing", "walks")
-
-    def __init__(self) -> None:
-        self.distinct: DistinctWindow | None = None
-        # One walk alone (most identities walk one series, if any), a dict from the second series on.
-        self.walks: dict[str, Walk] | Walk | None = None
-        self.probe: ProbeWindow | None = None
-        self.assets: AssetLedger | None = None
-        self.timing: ArrivalGaps | None = None
-
-
 class DetectorSet:
     """All enabled detectors over one bounded identity table."""
 
@@ -184,9 +170,10 @@ class DetectorSet:
         )
         # Shared logs as this replica has read them (mirror.py); the crowd indexes are also where the
         # crowd logs live without a shared store.
-        self._walk_logs: LogMirrors[LoggedWalk] = LogMirrors(c.max_keys)
-        self._arrival_logs: LogMirrors[LoggedArrivals] = LogMirrors(c.max_keys)
-        self._crowd_logs: LogMirrors[CrowdIndex] = LogMirrors(c.cross_walk_max_logs)
+        self._walk_logs: LogMirrors[LoggedWalk] = LogMirrors(c.max_keys, c.sequence_max_pause_s)
+        self._arrival_logs: LogMirrors[LoggedArrivals] = LogMirrors(c.max_keys, c.idle_ttl_s)
+        self._crowd_logs: LogMirrors[CrowdIndex] = LogMirrors(c.cross_walk_max_logs, c.cross_walk_window_s,
+                                                               c.cross_walk_max_entries, len)
         self.last_crowd_run: CrowdRun = NO_RUN  # of the latest request that had a crowd view (explain)
 
     @property
@@ -213,20 +200,20 @@ class DetectorSet:
             for series, value in ids:
                 log = f"q\x1f{key}\x1f{stable_hash(series):x}"  # a path template is client input: kept short
                 appends.append(LogAppend(log, walk_log.log_entry(value, now), c.shared_walk_keep, ttl,
-                                         self._walk_logs.seen(log, now, ttl)))
+                                         self._walk_logs.seen(log, now)))
         walks = len(appends)
         timing = self._timing is not None
         if timing:
             log, ttl = f"t\x1f{key}", c.idle_ttl_s
             appends.append(LogAppend(log, timing_log.log_entry(now, stable_hash(obs.path)), c.shared_timing_keep, ttl,
-                                     self._arrival_logs.seen(log, now, ttl)))
+                                     self._arrival_logs.seen(log, now)))
         if self._cross is not None and crowd is not None and ids:
             series, value = ids[0]
             entry = crowd_log.log_entry(value, now, stable_hash(crowd.who))
             ttl = c.cross_walk_window_s
             for scope in crowd.scopes:
                 log = f"x\x1f{scope}\x1f{stable_hash(series):x}"
-                appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now, ttl)))
+                appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now)))
         return LogPlan(tuple(appends), walks, timing) if appends else None
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -240,20 +227,17 @@ class DetectorSet:
         st = self._identity(key, now)
         if obs.is_asset:
             if self._assets is not None:
-                led = st.assets
-                if led is None:
-                    st.assets = led = AssetLedger()
-                self._assets.on_asset_request(led, name_hash(file_name(obs.path)), now)
+                st.parts |= LEDGER
+                self._assets.on_asset_request(st, name_hash(file_name(obs.path)), now)
             return _QUIET
 
         path = obs.path
         distinct = sequence = probe = assets = timing = cross = 0.0
         if self._distinct is not None and (obs.is_document or not self._distinct_documents_only):
-            w = st.distinct
-            if w is None:
-                st.distinct = w = DistinctWindow(now)
+            if not st.parts & DISTINCT:
+                st.begin_distinct(now)
             resource = f"{path}?{obs.query}" if obs.query else path
-            distinct = self._distinct.observe(w, stable_hash(resource), now)
+            distinct = self._distinct.observe(st, stable_hash(resource), now)
         if ids is None:
             ids = extract_ids(path, obs.query)
         if self._sequence is not None and ids:
@@ -261,10 +245,8 @@ class DetectorSet:
         if self._probe is not None and st.probe is not None:
             probe = self._probe.strength(st.probe)
         if self._assets is not None:
-            led = st.assets
-            if led is None:
-                st.assets = led = AssetLedger()
-            assets = self._assets.on_page_request(led, obs.is_document, now)
+            st.parts |= LEDGER
+            assets = self._assets.on_page_request(st, obs.is_document, now)
         if self._timing is not None:
             if plan is not None and plan.timing:
                 follow_timing = self._timing.follow
@@ -272,11 +254,10 @@ class DetectorSet:
                                                   LoggedArrivals, follow_timing).strength
             else:
                 path_hash = stable_hash(path)
-                g = st.timing
-                if g is None:
-                    st.timing = self._timing.new_state(now, path_hash)
+                if not st.parts & TIMING:
+                    st.begin_timing(now, path_hash)
                 else:
-                    timing = self._timing.observe(g, path_hash, now)
+                    timing = self._timing.observe(st, path_hash, now)
         if self._cross is not None and crowd is not None and ids:
             cross = self._crowd_strength(crowd, ids[0], now, plan, logs)
         return {
@@ -332,9 +313,8 @@ class DetectorSet:
         else:  # in process: this replica is the only writer, so the index is the log
             entry = (value, now, stable_hash(crowd.who))
             tag = stable_hash(series)
-            indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", cross.new_index) for scope in crowd.scopes]
-            for index in indexes:
-                index.add(entry)
+            indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", now, cross.new_index, CrowdIndex.add, entry)
+                       for scope in crowd.scopes]
         for index in indexes:
             run = cross.measure(index, value, now)
             s = cross.strength(run)
@@ -361,10 +341,8 @@ class DetectorSet:
             self._assets is not None and body and 200 <= status < 300
             and content_type is not None and content_type.lstrip().lower().startswith(_HTML_TYPES)
         ):
-            led = st.assets
-            if led is None:
-                st.assets = led = AssetLedger()
-            self._assets.on_html(led, body, now)
+            st.parts |= LEDGER
+            self._assets.on_html(st, body, now)
 
     # -- housekeeping and metrics --------------------------------------------------------------
 
@@ -393,6 +371,9 @@ class DetectorSet:
             "identities": self.tracked_keys(now),
             "shared_asset_refs": self._assets.shared_refs() if self._assets is not None else 0,
             "crowd_logs": len(self._crowd_logs),
+            "crowd_log_entries": self._crowd_logs.entries,
+            "crowd_logs_expired": self._crowd_logs.expired,
+            "crowd_logs_evicted": self._crowd_logs.evicted,
         }
 
     def fork(self, key: str) -> DetectorSet:
@@ -417,8 +398,8 @@ class DetectorSet:
         if st is None:
             return None
         out: dict[str, object] = {}
-        if self._distinct is not None and st.distinct is not None:
-            out["distinct_resources"] = round(self._distinct.count(st.distinct, now), 1)
+        if self._distinct is not None and st.parts & DISTINCT:
+            out["distinct_resources"] = round(self._distinct.count(st, now), 1)
         if isinstance(st.walks, Walk):
             out["walks"] = {st.walks.series: st.walks.run}
         elif st.walks:
@@ -426,16 +407,16 @@ class DetectorSet:
         if self._probe is not None and st.probe is not None:
             out["probe_share"] = self._probe.share(st.probe)
             out["responses"] = st.probe.count
-        if self._assets is not None and st.assets is not None:
-            led = st.assets
+        if self._assets is not None and st.parts & LEDGER:
+            led = st
             out["documents"] = led.documents
             out["assets"] = led.assets
             out["html_pages"] = led.html_pages
             out["pending_pages"] = len(led.pages) if led.pages else 0
             out["starved_share"] = self._assets.starved_share(led)
-        if self._timing is not None and st.timing is not None:
-            out["timing_cv"] = self._timing.cv(st.timing)
-            out["timing_samples"] = st.timing.count
+        if self._timing is not None and st.parts & TIMING:
+            out["timing_cv"] = self._timing.cv(st)
+            out["timing_samples"] = st.count
         return out
 
     # -- identity table ------------------------------------------------------------------------

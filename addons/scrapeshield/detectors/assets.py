@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left, insort
+from typing import Protocol
 
 from cachetools import LRUCache
 
@@ -117,6 +118,21 @@ class PendingPage:
         self.fetched = 0
 
 
+class LedgerFields(Protocol):
+    """What `MissingAssets` reads and writes: an `AssetLedger`, or an object with the same fields
+    (the detectors' per-identity state holds them inline: one object less an identity)."""
+
+    documents: int
+    assets: int
+    html_pages: int
+    pages: list[PendingPage] | None
+    pending: bytearray | None
+    known: array[int] | None
+    known_old: array[int] | None
+    verdicts: int
+    judged: int
+
+
 class AssetLedger:
     """One identity's pages, pending refs, fetched assets and verdicts."""
 
@@ -191,14 +207,14 @@ class MissingAssets:
 
     # -- request side --------------------------------------------------------------------------
 
-    def on_page_request(self, led: AssetLedger, is_document: bool, now: float) -> float:
+    def on_page_request(self, led: LedgerFields, is_document: bool, now: float) -> float:
         if is_document:
             led.documents += 1
         if led.pages:
             self._judge_due(led, now)
         return self.strength(led)
 
-    def on_asset_request(self, led: AssetLedger, h: int, now: float) -> None:
+    def on_asset_request(self, led: LedgerFields, h: int, now: float) -> None:
         led.assets += 1
         if not self._is_known(led, h):
             known = led.known
@@ -215,7 +231,7 @@ class MissingAssets:
 
     # -- response side -------------------------------------------------------------------------
 
-    def on_html(self, led: AssetLedger, body: bytes, now: float) -> None:
+    def on_html(self, led: LedgerFields, body: bytes, now: float) -> None:
         if led.pages:
             self._judge_due(led, now)
         led.html_pages += 1
@@ -242,7 +258,7 @@ class MissingAssets:
 
     # -- verdict -------------------------------------------------------------------------------
 
-    def strength(self, led: AssetLedger) -> float:
+    def strength(self, led: LedgerFields) -> float:
         if led.html_pages:
             if led.judged < self.min_pages:
                 return 0.0
@@ -253,12 +269,12 @@ class MissingAssets:
             return 0.0
         return ramp(led.documents, self.fallback_start, self.fallback_full)
 
-    def starved_share(self, led: AssetLedger) -> float | None:
+    def starved_share(self, led: LedgerFields) -> float | None:
         return led.verdicts.bit_count() / led.judged if led.judged else None
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _is_known(self, led: AssetLedger, h: int) -> bool:
+    def _is_known(self, led: LedgerFields, h: int) -> bool:
         for generation in (led.known, led.known_old):
             if generation:
                 i = bisect_left(generation, h)
@@ -285,7 +301,7 @@ class MissingAssets:
                 kept.append(h)
         return kept
 
-    def _mark_fetched(self, led: AssetLedger, h: int) -> None:
+    def _mark_fetched(self, led: LedgerFields, h: int) -> None:
         needle = h.to_bytes(4, "big")
         buf = led.pending
         assert buf is not None
@@ -304,12 +320,12 @@ class MissingAssets:
             del buf[pos:pos + 4]
             pos = buf.find(needle, pos)
 
-    def _judge_due(self, led: AssetLedger, now: float) -> None:
+    def _judge_due(self, led: LedgerFields, now: float) -> None:
         pages = led.pages
         while pages and pages[0].deadline <= now:
             self._judge_oldest(led, pages)
 
-    def _judge_oldest(self, led: AssetLedger, pages: list[PendingPage]) -> None:
+    def _judge_oldest(self, led: LedgerFields, pages: list[PendingPage]) -> None:
         page = pages.pop(0)
         if led.pending is not None:
             del led.pending[:page.remaining * 4]

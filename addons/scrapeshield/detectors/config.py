@@ -44,6 +44,7 @@ class DetectorConfig:
     cross_walk_window_s: float = 600.0  # record requests older than this are forgotten
     cross_walk_keep: int = 128  # record requests remembered per scope (stack, network) and id series
     cross_walk_max_logs: int = 20_000  # (scope, series) logs kept in process; least recently used evicted
+    cross_walk_max_entries: int = 131_072  # record requests held in all those logs together (~40 bytes each)
     cross_walk_max_gap: int = 3  # neighbours on a run are at most this many strides apart
     cross_walk_min_sessions: int = 3  # different sessions (or addresses) on the run, at least
     cross_walk_max_repeat_share: float = 0.5  # more re-fetches of the run's ids than this: a crowd, not a walk
@@ -148,6 +149,7 @@ def _value_problems(c: DetectorConfig) -> list[str]:
     need(c.cross_walk_window_s > 0, "cross_walk_window_s must be > 0")
     need(8 <= c.cross_walk_keep <= 4096, "cross_walk_keep must be in 8..4096")
     need(c.cross_walk_max_logs >= 1, "cross_walk_max_logs must be >= 1")
+    need(c.cross_walk_max_entries >= c.cross_walk_keep, "cross_walk_max_entries must be >= cross_walk_keep")
     need(1 <= c.cross_walk_max_gap <= 63, "cross_walk_max_gap must be in 1..63")
     need(c.cross_walk_min_sessions >= 2, "cross_walk_min_sessions must be >= 2")
     need(0 <= c.cross_walk_max_repeat_share <= 1, "cross_walk_max_repeat_share must be in 0..1")

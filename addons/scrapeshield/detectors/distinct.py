@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
+from typing import Protocol
 
 from .strength import ramp, stable_hash
 
@@ -64,6 +65,24 @@ class HyperLogLog:
         return e
 
 
+class DistinctCounts(Protocol):
+    """What `DistinctResources` reads and writes: a `DistinctWindow`, or an object with the same
+    fields (the detectors' per-identity state holds them inline: one object less an identity)."""
+
+    start: float
+    exact: array[int] | None
+    sketch: HyperLogLog | None
+    previous: float
+
+
+def current(w: DistinctCounts) -> float:
+    """Distinct resources counted in the current fixed window."""
+    if w.exact is not None:
+        return float(len(w.exact))
+    assert w.sketch is not None
+    return w.sketch.estimate()
+
+
 class DistinctWindow:
     """One identity's counting state."""
 
@@ -76,10 +95,7 @@ class DistinctWindow:
         self.previous = 0.0  # distinct count of the previous fixed window
 
     def current(self) -> float:
-        if self.exact is not None:
-            return float(len(self.exact))
-        assert self.sketch is not None
-        return self.sketch.estimate()
+        return current(self)
 
 
 class DistinctResources:
@@ -97,17 +113,17 @@ class DistinctResources:
     def new_state(self, now: float) -> DistinctWindow:
         return DistinctWindow(now)
 
-    def count(self, w: DistinctWindow, now: float) -> float:
+    def count(self, w: DistinctCounts, now: float) -> float:
         """Estimated distinct resources in the sliding window ending at `now`."""
         overlap = 1.0 - (now - w.start) / self.window_s
-        return w.current() + (w.previous * overlap if overlap > 0.0 else 0.0)
+        return current(w) + (w.previous * overlap if overlap > 0.0 else 0.0)
 
-    def observe(self, w: DistinctWindow, h: int, now: float) -> float:
+    def observe(self, w: DistinctCounts, h: int, now: float) -> float:
         window = self.window_s
         elapsed = now - w.start
         if elapsed >= window:
             if elapsed < 2.0 * window:
-                w.previous = w.current()
+                w.previous = current(w)
                 w.start += window
             else:
                 w.previous = 0.0
@@ -127,7 +143,7 @@ class DistinctResources:
                     sketch.add(h)
                     w.sketch = sketch
                     w.exact = None
-            count = float(len(w.exact)) if w.exact is not None else w.current()
+            count = float(len(w.exact)) if w.exact is not None else current(w)
         else:
             assert w.sketch is not None
             w.sketch.add(h)

@@ -19,9 +19,79 @@ Guarantees (the same as TTLCache's):
 """
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterator
 
 from ..store.compact import NONE, LruTable
+from .assets import PendingPage
+from .distinct import HyperLogLog
+from .probe import ProbeWindow
+from .sequence import Walk
+
+# IdentityState.parts: which detectors have begun on an identity
+DISTINCT = 1
+TIMING = 2
+LEDGER = 4
+
+
+class IdentityState:
+    """Everything the detectors remember about one identity, in ONE object: the fields of a
+    `DistinctWindow` (a `DistinctCounts`), an `ArrivalGaps` (a `GapRing`) and an `AssetLedger` (a
+    `LedgerFields`) inline, the walks and the probe window by reference. An object per part cost
+    ~110 bytes more an identity (their headers and the references to them), a sixth of a
+    one-request client's whole state. A part begins on first use (`parts`) exactly as a fresh
+    part object would, and its fields hold the fresh object's values until then."""
+
+    __slots__ = ("assets", "count", "documents", "exact", "gaps", "html_pages", "index", "judged", "known",
+                 "known_old", "last_path", "last_t", "pages", "parts", "pending", "previous", "probe", "sketch",
+                 "start", "total", "total_sq", "verdicts", "walks")
+
+    def __init__(self) -> None:
+        self.parts = 0
+        # One walk alone (most identities walk one series, if any), a dict from the second series on.
+        self.walks: dict[str, Walk] | Walk | None = None
+        self.probe: ProbeWindow | None = None
+        # many_distinct_resources (DistinctCounts)
+        self.start = 0.0
+        self.exact: array[int] | None = None
+        self.sketch: HyperLogLog | None = None
+        self.previous = 0.0
+        # regular_timing (GapRing)
+        self.gaps: array[float] | None = None
+        self.index = 0
+        self.count = 0
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.last_t = 0.0
+        self.last_path = 0
+        # no_assets (LedgerFields)
+        self.documents = 0
+        self.assets = 0
+        self.html_pages = 0
+        self.pages: list[PendingPage] | None = None
+        self.pending: bytearray | None = None
+        self.known: array[int] | None = None
+        self.known_old: array[int] | None = None
+        self.verdicts = 0
+        self.judged = 0
+
+    def begin_distinct(self, now: float) -> None:
+        """As a fresh `DistinctWindow(now)`."""
+        self.parts |= DISTINCT
+        self.start = now
+        self.exact = array("I")
+        self.sketch = None
+        self.previous = 0.0
+
+    def begin_timing(self, now: float, path_hash: int) -> None:
+        """As a fresh `ArrivalGaps(now, path_hash)`."""
+        self.parts |= TIMING
+        self.last_t = now
+        self.last_path = path_hash
+
+    def begin_ledger(self) -> None:
+        """As a fresh `AssetLedger()` (its fields are zero until then)."""
+        self.parts |= LEDGER
 
 
 class IdentityTable[S]:

@@ -21,10 +21,24 @@ from __future__ import annotations
 
 import math
 from array import array
+from typing import Protocol
 
 from .strength import ramp
 
 _ZEROS = (0.0,)
+
+
+class GapRing(Protocol):
+    """What `RegularTiming` reads and writes: an `ArrivalGaps`, or an object with the same fields
+    (the detectors' per-identity state holds them inline: one object less an identity)."""
+
+    gaps: array[float] | None
+    index: int
+    count: int
+    total: float
+    total_sq: float
+    last_t: float
+    last_path: int
 
 
 class ArrivalGaps:
@@ -71,7 +85,7 @@ class RegularTiming:
     def new_state(self, now: float, path_hash: int) -> ArrivalGaps:
         return ArrivalGaps(now, path_hash)
 
-    def observe(self, g: ArrivalGaps, path_hash: int, now: float) -> float:
+    def observe(self, g: GapRing, path_hash: int, now: float) -> float:
         if path_hash == g.last_path:
             return self.strength(g)
         gap = now - g.last_t
@@ -122,7 +136,7 @@ class RegularTiming:
         else:
             log.strength = self.observe(log.gaps, path_hash, now)
 
-    def cv(self, g: ArrivalGaps) -> float | None:
+    def cv(self, g: GapRing) -> float | None:
         """Coefficient of variation of the sampled gaps; None while too few or all zero."""
         n = g.count
         if n < 2:
@@ -133,7 +147,7 @@ class RegularTiming:
         variance = g.total_sq / n - mean * mean
         return math.sqrt(variance) / mean if variance > 0.0 else 0.0
 
-    def strength(self, g: ArrivalGaps) -> float:
+    def strength(self, g: GapRing) -> float:
         if g.count < self.min_samples or g.total / g.count > self.max_mean_s:
             return 0.0
         cv = self.cv(g)

@@ -1,0 +1,163 @@
+"""The detector log table (detectors/mirror.py): idle logs expire by the injected clock, the count
+and entry bounds evict least recently used, and neither changes what the detectors measure."""
+from __future__ import annotations
+
+import random
+
+from scrapeshield.clock import FakeClock
+from scrapeshield.detectors import CROSS_SESSION_WALK, CrowdView, DetectorConfig, DetectorSet, Observation
+from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdIndex
+from scrapeshield.detectors.mirror import LogMirrors
+from scrapeshield.detectors.strength import stable_hash
+from scrapeshield.store.base import LogRead
+
+T0 = 1_700_000_000.0
+STACK = "stack\x1ft13d1516h2_8daaf6152771_02713d6af862|chrome"
+
+
+def log_of(mirrors: LogMirrors[list[int]], key: str, clock: FakeClock, entry: int = 0) -> list[int]:
+    return mirrors.local(key, clock.now(), list, list.append, entry)
+
+
+# -- idle expiry by the injected clock --------------------------------------------------------------
+
+def test_a_log_idle_past_its_ttl_is_dropped_and_counted_as_expired_not_evicted() -> None:
+    clock = FakeClock(T0)
+    mirrors: LogMirrors[list[int]] = LogMirrors(100, ttl=600)
+    log_of(mirrors, "a", clock, 1)
+    clock.advance(600)  # exactly the ttl: its entry is still inside the window (kept)
+    assert log_of(mirrors, "a", clock, 2) == [1, 2]
+    clock.advance(600.001)
+    assert log_of(mirrors, "a", clock, 3) == [3]  # begun anew
+    assert (mirrors.expired, mirrors.evicted) == (1, 0)
+
+
+def test_idle_logs_are_swept_when_another_log_is_used() -> None:
+    clock = FakeClock(T0)
+    mirrors: LogMirrors[list[int]] = LogMirrors(100, ttl=60, max_entries=1_000, size=len)
+    for i in range(50):
+        log_of(mirrors, f"quiet-{i}", clock, i)
+        clock.advance(1)
+    assert (len(mirrors), mirrors.entries) == (50, 50)
+    clock.advance(40)  # the first 30 are idle past 60 s now, the last 20 not
+    log_of(mirrors, "busy", clock)
+    assert len(mirrors) == 21 and mirrors.entries == 21
+    assert (mirrors.expired, mirrors.evicted) == (30, 0)
+    clock.advance(3600)
+    log_of(mirrors, "busy", clock)
+    assert len(mirrors) == 1 and mirrors.expired == 51  # "busy" itself idled past 60 s too
+
+
+def test_a_shared_mirror_idle_past_its_ttl_is_rebuilt_from_the_whole_log() -> None:
+    mirrors: LogMirrors[list[str]] = LogMirrors(16, 60)
+    mirrors.apply("log", LogRead(3, ("a", "b", "c"), True), T0, list, list.append)
+    assert mirrors.seen("log", T0 + 61) == 0
+    state = mirrors.apply("log", LogRead(1, ("z",), True), T0 + 61, list, list.append)
+    assert state == ["z"] and mirrors.expired == 1
+
+
+def test_a_clock_stepping_back_never_makes_a_log_look_older_than_its_newest_entry() -> None:
+    mirrors: LogMirrors[list[int]] = LogMirrors(16, 60)
+    mirrors.local("log", T0 + 100, list, list.append, 1)
+    mirrors.local("log", T0 + 50, list, list.append, 2)  # a replay out of order
+    assert mirrors.local("log", T0 + 160, list, list.append, 3) == [1, 2, 3]  # 60 s after the newest
+    assert mirrors.expired == 0
+
+
+# -- count and entry bounds ------------------------------------------------------------------------
+
+def test_the_count_bound_evicts_the_least_recently_used_log() -> None:
+    clock = FakeClock(T0)
+    mirrors: LogMirrors[list[int]] = LogMirrors(3, ttl=600)
+    for key in ("a", "b", "c"):
+        log_of(mirrors, key, clock)
+    log_of(mirrors, "a", clock)  # a is now the most recently used: b goes first
+    log_of(mirrors, "d", clock, 7)
+    assert len(mirrors) == 3 and (mirrors.expired, mirrors.evicted) == (0, 1)
+    assert log_of(mirrors, "b", clock, 9) == [9]  # b was evicted (and now c is)
+    assert log_of(mirrors, "a", clock, 5) == [0, 0, 5]
+
+
+def test_the_entry_bound_holds_for_logs_of_any_size() -> None:
+    clock = FakeClock(T0)
+    mirrors: LogMirrors[list[int]] = LogMirrors(1_000, ttl=600, max_entries=100, size=len)
+    rng = random.Random(7)
+    for _ in range(5_000):
+        log_of(mirrors, f"log-{rng.randint(0, 300)}", clock)
+        clock.advance(0.01)
+        assert mirrors.entries <= 100
+    assert mirrors.entries == sum(len(m) for m in _states(mirrors))
+    assert mirrors.evicted > 0 and mirrors.expired == 0
+
+
+def _states(mirrors: LogMirrors[list[int]]) -> list[list[int]]:
+    return [m.state for m in mirrors._mirrors.values()]  # the table's own view (white box)
+
+
+# -- the detectors on it ---------------------------------------------------------------------------
+
+def record(path: str, now: float) -> Observation:
+    return Observation(path=path, query="", method="GET", is_document=True, is_asset=False, now=now)
+
+
+def test_crowd_logs_idle_past_the_window_are_dropped_without_changing_a_signal() -> None:
+    # given traffic in bursts with long quiet spells: walks, random readers, many networks
+    config = DetectorConfig()
+    detectors = DetectorSet(config)
+    cross = CrossSessionWalk(window_s=config.cross_walk_window_s, keep=config.cross_walk_keep,
+                             max_stride=config.sequence_max_stride, max_gap=config.cross_walk_max_gap,
+                             min_sessions=config.cross_walk_min_sessions,
+                             max_repeat_share=config.cross_walk_max_repeat_share,
+                             min_order_share=config.cross_walk_min_order_share,
+                             start=config.cross_walk_start, full=config.cross_walk_full)
+    reference: dict[str, CrowdIndex] = {}  # never dropped: what the signal would be without expiry
+    rng = random.Random(12)
+    now = T0
+    signals = 0
+    for burst in range(12):
+        now += rng.choice((5.0, 300.0, 599.0, 600.0, 601.0, 1_800.0))
+        nets = [f"net\x1f10.{burst}.{n}.0/24" for n in range(rng.randint(1, 6))]
+        base = rng.randint(1_000, 90_000)
+        for i in range(rng.randint(20, 80)):
+            now += rng.uniform(0.2, 3.0)
+            who = f"s{burst}-{i // 4}"
+            value = base + i if rng.random() < 0.7 else rng.randint(1, 100_000)
+            net = rng.choice(nets)
+            obs = record(f"/user/{value}", now)
+            ids = detectors.record_ids(obs)
+            got = detectors.observe_request(who, obs, ids, CrowdView(who, (STACK, net)))[CROSS_SESSION_WALK]
+            best = 0.0
+            for scope in (STACK, net):
+                index = reference.setdefault(scope, cross.new_index())
+                index.add((value, now, stable_hash(who)))
+                best = max(best, cross.strength(cross.measure(index, value, now)))
+            assert got == best
+            signals += got > 0
+    stats = detectors.stats()
+    assert signals > 0  # the walks were seen
+    assert stats["crowd_logs_expired"] > 0 and stats["crowd_logs_evicted"] == 0
+    assert stats["crowd_logs"] < len(reference)  # the quiet networks' logs are gone
+
+
+def test_a_flood_of_record_requests_from_many_networks_stays_within_the_crowd_bounds() -> None:
+    config = DetectorConfig(max_keys=1_000, cross_walk_max_logs=500, cross_walk_max_entries=4_096)
+    detectors = DetectorSet(config)
+    for i in range(60_000):
+        who = f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"
+        obs = record(f"/user/{i}", T0 + i * 1e-4)  # all within the window: nothing idles out
+        detectors.observe_request(who, obs, None, CrowdView(who, (STACK, f"net\x1f{who.rsplit('.', 1)[0]}.0/24")))
+        if i % 97 == 0:
+            stats = detectors.stats()
+            assert stats["crowd_logs"] <= 500 and stats["crowd_log_entries"] <= 4_096
+    stats = detectors.stats()
+    assert stats["crowd_logs"] <= 500 and stats["crowd_log_entries"] <= 4_096
+    assert stats["crowd_logs_evicted"] > 0 and stats["crowd_logs_expired"] == 0
+
+
+def test_config_refuses_an_entry_bound_below_one_full_log() -> None:
+    try:
+        DetectorConfig(cross_walk_keep=256, cross_walk_max_entries=200)
+    except ValueError as exc:
+        assert "cross_walk_max_entries must be >= cross_walk_keep" in str(exc)
+    else:
+        raise AssertionError("accepted")
