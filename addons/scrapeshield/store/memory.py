@@ -159,10 +159,13 @@ class MemoryStore:
                         values[slot] = tat
                     else:
                         fresh.append(i)
+                # A bucket missing above is missing still (nothing was inserted since) unless it is in
+                # the batch twice: only then is the table asked again.
+                again = len(fresh) > 1 and len({hashes[i] for i in fresh}) < len(fresh)
                 for i in fresh:  # after the updates: an insert may evict the least recently used entry
                     h, tat = hashes[i], tats[i]
                     assert tat is not None
-                    slot = find(h)
+                    slot = find(h) if again else 0
                     if slot:  # the same bucket twice in one batch
                         values[slot] = tat
                     else:
