@@ -80,3 +80,30 @@ def test_a_second_value_column_is_kept_per_entry() -> None:
     slot = table.insert(42, 1.5, tag=7, second=9.0)
     assert table.seconds is not None
     assert (table.values[slot], table.seconds[slot], table.tags[slot]) == (1.5, 9.0, 7)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_find_touch_is_find_then_touch(seed: int) -> None:
+    # given two tables with the same random history, hashes colliding often
+    rng = random.Random(seed)
+    fused, plain = LruTable(40), LruTable(40)
+    hashes = [rng.randrange(256) * 64 + rng.randrange(3) for _ in range(120)]
+    for step in range(4000):
+        h = rng.choice(hashes)
+        # when one finds and touches in one call and the other in two
+        slot = fused.find_touch(h)
+        expected = plain.find(h)
+        if expected:
+            plain.touch(expected)
+        # then both find the same slot, and hold the same entries in the same LRU order
+        assert slot == expected
+        roll = rng.random()
+        if not slot and roll < 0.7:
+            fused.insert(h, float(step))
+            plain.insert(h, float(step))
+        elif slot and roll < 0.2:
+            fused.remove(slot)
+            plain.remove(slot)
+        assert (fused.head, fused.tail, len(fused)) == (plain.head, plain.tail, len(plain))
+    assert contents(fused) == contents(plain)
+    assert fused.find_touch(-1) == 0 and contents(fused) == contents(plain)  # a miss touches nothing

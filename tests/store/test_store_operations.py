@@ -106,3 +106,17 @@ def test_the_memory_penalty_box_is_bounded_and_keeps_the_longest_bans() -> None:
         asyncio.run(store.ban(f"ip:192.0.2.{i}", now + 10 + i, now))
     listed = asyncio.run(store.bans(now))
     assert [e.key for e in listed] == ["ip:192.0.2.2", "ip:192.0.2.3", "ip:192.0.2.4"]
+
+
+def test_a_new_bucket_twice_in_one_memory_batch_is_one_entry_as_if_asked_once() -> None:
+    # given two fresh memory stores
+    twice, once = MemoryStore(), MemoryStore()
+    now = 1_700_000_000.0
+    a, b = BucketCheck("a", KEY, LIMIT), BucketCheck("b", KEY, LIMIT)
+    # when one is asked for bucket a twice in one batch (two rules sharing a limit), the other once
+    for store, checks in ((twice, (a, b, a)), (once, (a, b))):
+        assert store.apply_now(Batch(buckets=checks), now).refused < 0
+        assert store.apply_now(Batch(buckets=(a,)), now).refused < 0
+    # then both hold one entry a bucket, in the same state
+    assert twice.tracked_keys() == once.tracked_keys() == 2
+    assert twice.apply_now(Batch(buckets=(a,)), now) == once.apply_now(Batch(buckets=(a,)), now)

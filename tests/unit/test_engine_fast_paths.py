@@ -3,13 +3,14 @@ compared with a reference written the plain way, on generated inputs and on the 
 from __future__ import annotations
 
 import asyncio
+import copy
 import sys
 from bisect import bisect_left
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scrapeshield import fingerprint
@@ -211,6 +212,74 @@ def test_the_crowd_run_is_the_run_a_lookup_per_candidate_id_finds(
     x = data.draw(st.one_of(st.sampled_from([v for v, _ in entries]), st.integers(0, 400)))
     assert cross.measure(index, x, now) == reference_crowd_measure(cross, index, x, now)
 
+
+
+@st.composite
+def crowd_logs(draw: st.DrawFn) -> tuple[list[tuple[int, float, int]], int]:
+    """A crowd log of up to ~250 record requests, a second apart or bunched, and the request's id
+    (mostly one on a walk): random ids, and walks (one id after the other by rotating sessions, up
+    or down) with re-reads mixed in, so that short, long, re-read, out-of-order and strong runs all
+    occur, and the thresholds are met exactly."""
+    entries: list[tuple[int, float, int]] = []
+    walked: list[int] = []
+    t = 1000.0
+    for _ in range(draw(st.integers(1, 5))):
+        if draw(st.integers(0, 2)):
+            base, stride = draw(st.integers(0, 1500)), draw(st.integers(1, 8))
+            steps = draw(st.integers(2, 40))
+            per_session = draw(st.integers(1, 8))
+            backwards = draw(st.booleans())
+            reread = draw(st.sampled_from([0, 3, 10]))  # one in `reread` requests re-reads an id on the walk
+            for k in range(steps):
+                value = base + (steps - k if backwards else k) * stride
+                if reread and draw(st.integers(1, reread)) == 1:
+                    value = base + draw(st.integers(0, steps)) * stride
+                t += draw(st.sampled_from([0.0, 1.0, 2.5]))
+                entries.append((value, t, k // per_session))
+                walked.append(value)
+        else:
+            for value, who in draw(st.lists(st.tuples(st.integers(0, 1600), st.integers(0, 6)), max_size=30)):
+                t += draw(st.sampled_from([0.0, 1.0, 7.0]))
+                entries.append((value, t, who))
+    if not entries:
+        entries.append((draw(st.integers(0, 1600)), t, 0))
+    candidates = [st.sampled_from([v for v, _, _ in entries]), st.integers(0, 1600)]
+    if walked:
+        candidates.insert(0, st.sampled_from(walked))
+    return entries, draw(st.one_of(*candidates))
+
+
+WALK = [(100 + k, 1000.0 + k, k // 2) for k in range(12)]  # 12 ids in order by 6 sessions
+REREAD_WALK = WALK + [(100 + k, 1013.0 + k, 9) for k in range(4)]  # and 4 re-reads: repeat share 0.25
+
+
+@settings(max_examples=600, deadline=None)
+# Each threshold met exactly (strong), and missed by one session (nothing):
+@example((WALK, 105), 256, 600.0, 12, 3, 6, 0.0, 1.0, 4, 16)
+@example((WALK, 105), 256, 600.0, 12, 3, 7, 0.0, 1.0, 4, 16)
+@example((REREAD_WALK, 105), 256, 600.0, 12, 3, 6, 0.25, 1.0, 4, 16)
+@given(crowd_logs(), st.one_of(st.integers(8, 40), st.just(256)), st.sampled_from([20.0, 600.0, 600.0]),
+       st.integers(1, 12), st.integers(1, 4), st.integers(2, 5),
+       st.sampled_from([0.0, 0.1, 0.2, 0.25, 0.5, 1.0]), st.sampled_from([0.5, 0.75, 0.8, 1.0]),
+       st.integers(2, 12), st.integers(1, 16))
+def test_the_crowd_strength_a_request_needs_is_the_strength_of_the_whole_analysis(
+        log: tuple[list[tuple[int, float, int]], int], keep: int, window_s: float, max_stride: int, max_gap: int,
+        min_sessions: int, max_repeat_share: float, min_order_share: float, start: int, span: int) -> None:
+    """`strength_at` skips the log's entries for short runs and re-read runs: it must say what the
+    whole analysis (`measure`, and the reference written before it) says."""
+    entries, x = log
+    cross = CrossSessionWalk(window_s=window_s, keep=keep, max_stride=max_stride, max_gap=max_gap,
+                             min_sessions=min_sessions, max_repeat_share=max_repeat_share,
+                             min_order_share=min_order_share, start=start, full=start + span)
+    index = cross.new_index()
+    for entry in entries:
+        index.add(entry)
+    now = entries[-1][1]
+    fast = copy.deepcopy(index)
+    whole = cross.measure(copy.deepcopy(index), x, now)
+    assert whole == reference_crowd_measure(cross, index, x, now)
+    assert cross.strength_at(fast, x, now) == cross.strength(whole)
+    assert fast.entries == index.entries  # expired alike
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 "
           "Safari/537.36")

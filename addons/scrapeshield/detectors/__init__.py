@@ -43,7 +43,7 @@ from . import timing as timing_log
 from .assets import MissingAssets, file_name, name_hash
 from .classify import is_asset_path, is_asset_request, is_document_request
 from .config import DetectorConfig
-from .crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
+from .crowd import CrossSessionWalk, CrowdIndex
 from .distinct import DistinctResources
 from .identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
 from .mirror import LogMirrors
@@ -174,7 +174,6 @@ class DetectorSet:
         self._arrival_logs: LogMirrors[LoggedArrivals] = LogMirrors(c.max_keys, c.idle_ttl_s)
         self._crowd_logs: LogMirrors[CrowdIndex] = LogMirrors(c.cross_walk_max_logs, c.cross_walk_window_s,
                                                                c.cross_walk_max_entries, len)
-        self.last_crowd_run: CrowdRun = NO_RUN  # of the latest request that had a crowd view (explain)
 
     @property
     def watches_crowds(self) -> bool:
@@ -304,7 +303,7 @@ class DetectorSet:
         cross = self._cross
         assert cross is not None
         series, value = first
-        best, strength = NO_RUN, 0.0
+        strength = 0.0
         mirrors = self._crowd_logs
         if plan is not None:
             start = plan.walks + plan.timing
@@ -316,11 +315,9 @@ class DetectorSet:
             indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", now, cross.new_index, CrowdIndex.add, entry)
                        for scope in crowd.scopes]
         for index in indexes:
-            run = cross.measure(index, value, now)
-            s = cross.strength(run)
-            if s > strength or (s == strength and run.ids > best.ids):
-                best, strength = run, s
-        self.last_crowd_run = best
+            s = cross.strength_at(index, value, now)
+            if s > strength:
+                strength = s
         return strength
 
     def observe_response(

@@ -165,53 +165,88 @@ class CrossSessionWalk:
         return CrowdIndex(self.keep, self.window_s)
 
     def measure(self, index: CrowdIndex, x: int, now: float) -> CrowdRun:
-        """The run through id `x` (the request being decided, already added to `index`)."""
+        """The run through id `x` (the request being decided, already added to `index`): the whole
+        analysis, for `explain`, debugging and tests. A request needs only `strength_at`."""
+        found = self._run(index, x, now)
+        if found is None:
+            return NO_RUN
+        run, requests = found
+        if len(run) < self.start:
+            return _short_run(len(run))  # too short to matter: spare the rest
+        sessions, order = self._who_and_order(index, run)
+        return CrowdRun(len(run), sessions, (requests - len(run)) / requests, order)
+
+    def strength_at(self, index: CrowdIndex, x: int, now: float) -> float:
+        """`strength(measure(index, x, now))`, reading the log's entries only for a run that can still
+        score: one at least `start` long (a shorter one has strength 0 whatever it holds) whose repeat
+        share -- known from the ids' entry counts -- is within `max_repeat_share`. A crowd paging
+        through a listing makes long runs of re-read page numbers: they end here."""
+        found = self._run(index, x, now)
+        if found is None:
+            return 0.0
+        run, requests = found
+        ids = len(run)
+        if ids <= self.start or (requests - ids) / requests > self.max_repeat_share:
+            return 0.0  # at `start` the ramp is 0 too
+        sessions, order = self._who_and_order(index, run)
+        if sessions < self.min_sessions or order < self.min_order_share:
+            return 0.0
+        return ramp(ids, self.start, self.full)
+
+    def _run(self, index: CrowdIndex, x: int, now: float) -> tuple[list[int], int] | None:
+        """The ids on the run through `x` (x first, then down, then up) and how many of the log's
+        entries hold them; None when `x` has no other id within `max_stride`."""
         index.expire(now)
         ids = index.ids
         n = len(ids)
         i = bisect_left(ids, x)
         if i == n or ids[i] != x or n < 2:  # `x not in index`, without a method call
-            return NO_RUN
+            return None
         stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
                      ids[i + 1] - x if i + 1 < n else self.max_stride + 1)
         if stride > self.max_stride:
-            return NO_RUN
+            return None
         # The run: from x, step to the nearest id k * stride away (k <= max_gap), down then up. The ids
         # are sorted, so the nearest such id is the first one on the way that lies a whole number of
         # strides from the edge -- found by walking the array from x's place, no lookup per k.
+        counts = index.counts
         run = [x]
+        requests = counts[i]
         reach = self.max_gap * stride
         edge, j = x, i - 1
         while j >= 0 and ids[j] >= edge - reach:
             v = ids[j]
-            j -= 1
             if (edge - v) % stride == 0:
                 edge = v
                 run.append(v)
+                requests += counts[j]
+            j -= 1
         edge, j = x, i + 1
         while j < n and ids[j] <= edge + reach:
             v = ids[j]
-            j += 1
             if (v - edge) % stride == 0:
                 edge = v
                 run.append(v)
-        if len(run) < self.start:
-            return _short_run(len(run))  # too short to matter: spare the rest
+                requests += counts[j]
+            j += 1
+        return run, requests
+
+    @staticmethod
+    def _who_and_order(index: CrowdIndex, run: list[int]) -> tuple[int, float]:
+        """How many sessions fetched the run's ids, and the share of its neighbouring ids first
+        fetched in walk order (one direction): read off the log's entries. Sorts `run`."""
         on_run = set(run)
         first: dict[int, float] = {}  # id -> time of its oldest entry (log order)
-        requests = 0
         sessions: set[int] = set()
         for v, t, who in zip(index.values, index.times, index.whos, strict=True):
             if v in on_run:
-                requests += 1
                 sessions.add(who)
                 if v not in first:
                     first[v] = t
         run.sort()
         ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
         pairs = len(run) - 1
-        order = max(ascending, pairs - ascending) / pairs
-        return CrowdRun(len(run), len(sessions), (requests - len(run)) / requests, order)
+        return len(sessions), max(ascending, pairs - ascending) / pairs
 
     def strength(self, run: CrowdRun) -> float:
         if (run.sessions < self.min_sessions or run.repeat_share > self.max_repeat_share

@@ -136,18 +136,17 @@ class MemoryStore:
         limits: list[BucketLimit] = []
         if checks:
             table = self._tats
-            find, touch, values = table.find, table.touch, table.values
+            find, find_touch, values = table.find, table.find_touch, table.values
             hashes: list[int] = []
             slots: list[int] = []
             old: list[float | None] = []
             for c in checks:
                 h = hash((c.bucket_id, c.key))
-                slot = find(h)
+                slot = find_touch(h)
                 hashes.append(h)
                 slots.append(slot)
                 limits.append(c.limit)
                 if slot:
-                    touch(slot)
                     old.append(values[slot])
                 else:
                     old.append(None)
@@ -160,10 +159,13 @@ class MemoryStore:
                         values[slot] = tat
                     else:
                         fresh.append(i)
+                # A bucket missing above is missing still (nothing was inserted since) unless it is in
+                # the batch twice: only then is the table asked again.
+                again = len(fresh) > 1 and len({hashes[i] for i in fresh}) < len(fresh)
                 for i in fresh:  # after the updates: an insert may evict the least recently used entry
                     h, tat = hashes[i], tats[i]
                     assert tat is not None
-                    slot = find(h)
+                    slot = find(h) if again else 0
                     if slot:  # the same bucket twice in one batch
                         values[slot] = tat
                     else:
@@ -172,14 +174,13 @@ class MemoryStore:
         scores: tuple[float, ...] = ()
         if batch.scores:
             table = self._scores
-            find, touch, svalues, since = table.find, table.touch, table.values, table.seconds
+            find_touch, svalues, since = table.find_touch, table.values, table.seconds
             assert since is not None
             out = []
             for up in batch.scores:
                 h = hash((up.score_id, up.key))
-                slot = find(h)
+                slot = find_touch(h)
                 if slot:
-                    touch(slot)
                     value = svalues[slot]
                     last, half_life = since[slot], up.half_life
                     if value != 0.0 and now > last and half_life > 0:  # base.decay, inlined
