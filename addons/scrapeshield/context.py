@@ -91,20 +91,17 @@ class DecisionContext:
     @property
     def asset_request(self) -> bool:
         """A sub-resource (CSS/JS/image/font/media): `detectors.is_asset_request` of the facts, computed once."""
-        kind = self._kind
-        if kind is None:
-            f = self.facts
-            kind = self._kind = _request_kind()(f.method, f.path, f.header_map)
-        return kind[0]
+        return (self._kind or self._classify())[0]
 
     @property
     def document_request(self) -> bool:
         """A page navigation: `detectors.is_document_request` of the facts (never for an asset), computed once."""
-        kind = self._kind
-        if kind is None:
-            f = self.facts
-            kind = self._kind = _request_kind()(f.method, f.path, f.header_map)
-        return kind[1]
+        return (self._kind or self._classify())[1]
+
+    def _classify(self) -> tuple[bool, bool]:
+        f = self.facts
+        kind = self._kind = _request_kind()(f.method, f.path, f.header_map)
+        return kind
 
     @property
     def path_ids(self) -> list[tuple[str, int]]:
