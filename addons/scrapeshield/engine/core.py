@@ -88,10 +88,10 @@ class Engine:
         except StoreError as exc:
             self.errors += 1
             return stages.fail_decision(policy, f"store unavailable: {exc}")
-        except Exception as exc:  # never let a bug take the request down with it
+        except Exception as bug:  # never let a bug take the request down with it
             self.errors += 1
             log.exception("engine error on %r", ctx.facts)
-            return stages.fail_decision(policy, f"internal error: {type(exc).__name__}")
+            return stages.fail_decision(policy, f"internal error: {type(bug).__name__}")
 
     async def explain(self, request: RequestFacts | DecisionContext) -> DecisionTrace:
         """Decide as `decide` does (same stages, same state changes) and say why, rule by rule."""

@@ -246,7 +246,8 @@ class SessionTracker:
         on their values sets the difficulty. Empty when the request was priced."""
         if ctx.priced:
             return ()
-        ctx.counters, ctx.history_at = (), -1
+        ctx.counters = ()
+        ctx.history_at = -1
         self.price_counters(ctx)
         return ctx.counters
 
