@@ -713,6 +713,9 @@ def main() -> int:
     print(f"# bench_engine: python {platform.python_version()} on {platform.machine()}, nproc={os.cpu_count()}, "
           f"load avg {load[0]:.1f}, {args.decisions} decisions/pass x {args.repeat} passes (medians), "
           f"tick {args.tick}s, scrapeshield from {Path(scrapeshield.__file__).parent}")
+    accel = getattr(scrapeshield, "accel", None)  # older checkouts (--src) have no compiled core
+    print(f"# {accel.STATUS.describe() if accel is not None else 'compiled core: none in this checkout'}"
+          " (SCRAPESHIELD_ACCEL=0: the Python code)")
     print(f"# calibration: sum(range(1000)) = {calibration_us():.1f} us (best of 5; ~8 us on a current desktop core)")
     print("# wall = perf_counter over the pass; cpu = process_time (what the pass would take on an idle core)")
     traffic = Traffic(seed=1)

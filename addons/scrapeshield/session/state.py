@@ -53,6 +53,7 @@ NET_MINT_BURST = "net_mint_burst"  # many sessions minted on this network recent
 STACK_MINT_BURST = "stack_mint_burst"  # new sessions on this stack far above its usual rate
 # A session without a history names, as its same-site Referer, a page it never fetched: written.
 UNVISITED_REFERER = "unvisited_referer"
+NO_COUNTERS: tuple[ScoreUpdate, ...] = ()
 STATELESS_SIGNALS = (ABSENT, FRESH, OTHER_STACK, COLD_RECORD, DEEP_RECORD)
 COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST, UNVISITED_REFERER)
 SIGNALS = STATELESS_SIGNALS + COUNTER_SIGNALS
@@ -246,7 +247,7 @@ class SessionTracker:
         on their values sets the difficulty. Empty when the request was priced."""
         if ctx.priced:
             return ()
-        ctx.counters = ()
+        ctx.counters = NO_COUNTERS  # typed: a bare `()` narrows ctx.counters to tuple[()] below (mypyc checks it)
         ctx.history_at = -1
         self.price_counters(ctx)
         return ctx.counters
