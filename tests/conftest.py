@@ -48,6 +48,7 @@ KIND_OF_PATH = {  # most specific first: a file, then its folder (relative to te
     "deploy": ("e2e",),
     "fuzz": ("addon",),  # pure parsers, and the addon through mitmproxy's test harness
     "abuse": ("e2e",),
+    "accel": ("unit",),  # child interpreters, no server: quick
 }
 
 

@@ -15,6 +15,7 @@ from mitmproxy import options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, save, tlsconfig
 from mitmproxy.master import Master
 
+from .. import accel
 from ..admin import AdminServer
 from ..collector import CollectorProbe, freeze_startup
 from ..connlimits import ConnectionLimits
@@ -98,6 +99,7 @@ async def serve(runtime: ShieldRuntime, settings: ProxySettings) -> int:
         await admin.start()
     log.info("scrapeshield listening on %s:%s -> %s (policy %s, version %s)", host, port, s.upstream,
              runtime.config.policy_path, runtime.policy.version_hash)
+    log.info("%s", accel.STATUS.describe())
     try:
         await master.run()
     finally:

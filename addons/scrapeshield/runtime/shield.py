@@ -20,6 +20,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import accel
 from ..challenge.endpoints import ChallengeService
 from ..clock import Clock, SystemClock
 from ..context import DecisionContext
@@ -216,7 +217,8 @@ class ShieldRuntime:
             "reloads_failed": self.reloads_failed,
             "tracked_keys": self.store.tracked_keys(),
         }
-        status: dict[str, Any] = {"policy": self.watcher.status(), "counters": counters, "store": self.store.status()}
+        status: dict[str, Any] = {"policy": self.watcher.status(), "counters": counters, "store": self.store.status(),
+                                  "compiled_core": {"used": accel.STATUS.compiled, "detail": accel.STATUS.detail}}
         if self.engine.detectors is not None:
             status["detectors"] = self.engine.detectors.stats(self.clock.now())
         if self.shadow is not None:
