@@ -5,6 +5,7 @@ vs `scrapeshield run` (policies/default.yaml, nothing can trip), one origin, one
     .venv/bin/python bench/bench_proxy.py                      # 3 rounds x 10 s, -t1 -c32
     .venv/bin/python bench/bench_proxy.py --extras             # + mitmdump -q, xff spread, rules only
     .venv/bin/python bench/bench_proxy.py --scaling            # shield-default: 1 vs 2 workers, asyncio vs uvloop
+    .venv/bin/python bench/bench_proxy.py --accel              # + shield-default on the Python code (no compiled core)
 
 Everything runs on 127.0.0.1 and is started (and stopped, by pid) by this script:
 
@@ -338,6 +339,9 @@ def main() -> int:
     ap.add_argument("--extras", action="store_true", help="also run `mitmdump -q` and shield-default-xff")
     ap.add_argument("--scaling", action="store_true",
                     help="instead: shield-default with 1 and 2 workers, asyncio and uvloop (wrk from 8 /24s)")
+    ap.add_argument("--accel", action="store_true",
+                    help="also run shield-empty and shield-default on the Python code (SCRAPESHIELD_ACCEL=0), "
+                         "beside the compiled core")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     ap.add_argument("--before", metavar="CHECKOUT", action="append", default=[],
                     help="also run shield-empty and shield-default of another checkout (e.g. a `git worktree` of "
@@ -415,6 +419,9 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
         configs.insert(1, Config("mitmdump -q", [*mitm, "-q"], paths_lua, None, "devnull"))
         configs.append(Config("shield-default-xff", shield("default-xff.yaml"), xff_lua, 1, "devnull"))
         configs.append(Config("shield-rules-only", shield("default-rules.yaml"), paths_lua, 1, "devnull"))
+    if args.accel:  # `env` execs python in its place: the pid, whose CPU is counted, is the shield's own
+        configs += [Config(f"python: {c.name}", ["env", "SCRAPESHIELD_ACCEL=0", *c.argv], c.script, c.admin, c.stdout)
+                    for c in configs if c.name in ("shield-empty", "shield-default")]
     for checkout in args.before:
         old = Path(checkout).resolve()
         old_default = old / "policies" / "default.yaml"
@@ -511,6 +518,9 @@ def _main(args: argparse.Namespace, tmp: Path, nginx: str, procs: list[subproces
                                 ("shield-default / shield-empty", "shield-default", "shield-empty", ">= 0.9x"),
                                 ("shield-default-xff / shield-empty", "shield-default-xff", "shield-empty", ""),
                                 ("shield-rules-only / shield-empty", "shield-rules-only", "shield-empty", ""),
+                                ("shield-default / python: shield-default", "shield-default",
+                                 "python: shield-default", ""),
+                                ("shield-empty / python: shield-empty", "shield-empty", "python: shield-empty", ""),
                                 *_before_ratios(args.before)):
         if a in med and b in med:
             print(f"{label:<50} req/s {med[a] / med[b]:.2f}x   by CPU per request {cpu[b] / cpu[a]:.2f}x"
