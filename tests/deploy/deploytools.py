@@ -48,7 +48,7 @@ def build_wheel(out: Path) -> Path:
         shutil.copy2(REPO / name, src / name)
     for tree in ("addons", "policies"):  # addons/scrapeshield/policies is a relative symlink into policies/
         shutil.copytree(REPO / tree, src / tree, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".scrapeshield-accel*"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)],
                    check=True, capture_output=True, timeout=300)
     (wheel,) = out.glob("scrapeshield-*.whl")
