@@ -55,7 +55,9 @@ class SessionStage:
         self._last = tracker
         return tracker
 
-    def begin(self, c: DecisionContext, settings: SessionSettings, v4: int, v6: int) -> SessionContext:
+    def begin(self, c: DecisionContext, settings: SessionSettings, v4: int, v6: int,
+              price: bool = True) -> SessionContext:
+        """`price`: read the adaptive price with the request's counters (see `SessionTracker.begin`)."""
         facts, now = c.facts, c.now
         stack = stack_of(c)
         prefix = self.prefix(facts.client_ip, v4, v6)
@@ -68,7 +70,7 @@ class SessionStage:
         page = facts.raw_path + "?" + facts.query if facts.query else facts.raw_path
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
                                            is_record=is_record, referer=referer, is_asset=is_asset,
-                                           page=page[:MAX_PAGE], referer_page=referer_page)
+                                           page=page[:MAX_PAGE], referer_page=referer_page, price=price)
         c.session = ctx
         return ctx
 
