@@ -281,8 +281,9 @@ class SessionTracker:
         hl = self.settings.half_life
         at = ctx.price_at = len(ctx.counters)
         ctx.net_at = at + 1
-        price = (ScoreUpdate(MINT_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(MINT_NET, ctx.net, 0.0, hl),
-                 ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl))
+        tag, net = ctx.stack_tag, ctx.net
+        price: tuple[ScoreUpdate, ...] = (ScoreUpdate(MINT_STACK, tag, 0.0, hl), ScoreUpdate(MINT_NET, net, 0.0, hl),
+                                          ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl))
         if ctx.cookie is not None:
             ctx.solved_at = at + 4
             price += (ScoreUpdate(SOLVE_SESSION, ctx.cookie.id, 0.0, SOLVED_HALF_LIFE),)
