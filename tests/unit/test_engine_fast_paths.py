@@ -315,19 +315,32 @@ def test_the_remembered_fingerprint_is_the_fingerprint_computed_afresh(names: li
         assert fingerprint.fingerprint_request(tuple(names), hmap, **args) == fresh
 
 
+T_ISSUE = 1_800_000_000.0
+SESSION_VALUES = ["shield_session=" + cookie.mint("203.0.113.0/24", "ja4|browser", t).encode(KEYS)
+                  for t in (T_ISSUE, T_ISSUE + 3600.0, T_ISSUE + 7 * 86400.0)]
+# The moments a reading changes: a value becomes valid (issued less the skew allowed) or expires.
+EDGES = sorted(t + d for t in (T_ISSUE, T_ISSUE + 3600.0, T_ISSUE + 7 * 86400.0)
+               for d in (-cookie.MAX_CLOCK_SKEW, cookie.DEFAULT_TTL, 3600.0))
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["shield_session=" + cookie.mint("203.0.113.0/24", "ja4|browser",
-                                                                  1_800_000_000.0).encode(KEYS),
-                                 "shield_session=junk", "a=1", "shield_session=", " shield_session = x.y.z",
-                                 "theme=dark"]), max_size=6),
-       st.sampled_from(["ja4|browser", "ja4|library"]), st.floats(1_799_999_000.0, 1_800_900_000.0))
-def test_a_remembered_cookie_header_reads_as_the_header_read_afresh(pairs: list[str], stack: str, now: float) -> None:
+@given(st.lists(st.sampled_from([*SESSION_VALUES, "shield_session=junk", "a=1", "shield_session=",
+                                 " shield_session = x.y.z", "theme=dark"]), max_size=6),
+       st.lists(st.tuples(st.sampled_from(["ja4|browser", "ja4|library"]),
+                          st.one_of(st.floats(T_ISSUE - 1000.0, T_ISSUE + 16 * 86400.0), st.sampled_from(EDGES),
+                                    st.sampled_from(EDGES).map(lambda t: t - 1e-6)),
+                          st.sampled_from([cookie.DEFAULT_TTL, 3600.0])), min_size=1, max_size=8))
+def test_a_remembered_cookie_header_reads_as_the_header_read_afresh(pairs: list[str],
+                                                                   requests: list[tuple[str, float, float]]) -> None:
+    """The same Cookie header request after request, at any moment (across a value's expiry and
+    the clock skew allowed), from either stack, under either TTL: the reading remembered for the
+    header is the reading of the header afresh."""
     header = "; ".join(pairs)
     sessions = SessionStage(KEYS)
-    expected = cookie.read(KEYS, header, stack, now, cookie.DEFAULT_TTL)
-    for _ in range(2):  # decoded, then remembered
-        got = cookie.read_decoded(sessions._decoded(header, cookie.COOKIE_NAME), stack, now, cookie.DEFAULT_TTL)
-        assert got == expected
+    for stack, now, ttl in requests:
+        for _ in range(2):  # decoded or read again, then remembered
+            got = sessions.presented(header, cookie.COOKIE_NAME, stack, now, ttl)
+            assert got == cookie.read(KEYS, header, stack, now, ttl)
 
 
 @settings(max_examples=300, deadline=None)

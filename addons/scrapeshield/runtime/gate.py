@@ -17,7 +17,6 @@ from ..facts import RequestFacts
 from ..gcra import BucketLimit
 from ..policy.model import CompiledPolicy
 from ..responses import ShieldResponse
-from ..session import cookie as session_cookie
 from ..session.policy import SESSION
 from ..session.stage import BUDGET_RULE_NAME, SessionStage, set_cookie_header, stack_of
 from ..store.base import Batch, BucketCheck, Store
@@ -67,8 +66,8 @@ class ChallengeGate:
         cookie = facts.header_map.get("cookie")
         if settings is None or not cookie:
             return None
-        presented = session_cookie.read(self.sessions.decode, cookie, stack_of(DecisionContext(facts)),
-                                        self._clock.now(), settings.ttl, settings.cookie_name)
+        presented = self.sessions.presented(cookie, settings.cookie_name, stack_of(DecisionContext(facts)),
+                                            self._clock.now(), settings.ttl)
         return presented.cookie.id if presented.cookie is not None else None
 
     def session_set_cookie(self, ctx: DecisionContext) -> str | None:

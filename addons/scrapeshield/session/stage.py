@@ -6,6 +6,7 @@ Pure: the key ring, clock values and the clearance check come in from the runtim
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ class SessionStage:
         self.clearance_token = clearance_token
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
-        self._headers: dict[tuple[str, str], tuple[cookie.SessionCookie | str, ...]] = {}  # see _decoded
+        self._headers: dict[str, _HeaderReading] = {}  # Cookie header -> its session values (`presented`)
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
         last = self._last
@@ -62,8 +63,7 @@ class SessionStage:
         stack = stack_of(c)
         prefix = self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
-        presented = cookie.read_decoded(self._decoded(hmap.get("cookie"), settings.cookie_name), stack, now,
-                                        settings.ttl)
+        presented = self.presented(hmap.get("cookie"), settings.cookie_name, stack, now, settings.ttl)
         is_asset, is_document = c.asset_request, c.document_request
         is_record = is_document and bool(c.path_ids)
         referer, referer_page = _referer(hmap.get("referer"), facts.host)
@@ -74,22 +74,28 @@ class SessionStage:
         c.session = ctx
         return ctx
 
-    def _decoded(self, cookie_header: str | None, name: str) -> tuple[cookie.SessionCookie | str, ...]:
-        """The session cookie values of a Cookie header, decoded (`cookie.read` without the
-        per-request checks). A client sends the same header request after request: remembered
-        per header (bounded; emptied when full)."""
+    def presented(self, cookie_header: str | None, name: str, stack: str, now: float,
+                  ttl: float) -> cookie.PresentedSession:
+        """`cookie.read` of the request's Cookie header, remembered per header (bounded; emptied
+        when full). A client sends the same header request after request: its values are decoded
+        (MAC checked) once, and the reading -- which value is the session, expired or of another
+        stack -- is kept with the span of time over which it holds; outside it, or for another
+        stack or TTL, the remembered decoded values are read again. So a remembered reading is
+        always the reading of now."""
         if not cookie_header:
-            return ()
-        key = (cookie_header, name)
-        found = self._headers.get(key)
-        if found is None:
+            return cookie.NO_SESSION
+        found = self._headers.get(cookie_header)
+        if found is None or found.name != name:
+            values = cookie.cookie_values(cookie_header, name)
             decode = self.decode
-            found = tuple([decode(value) for value in cookie.cookie_values(cookie_header, name)])
+            found = _HeaderReading(name, tuple([decode(value) for value in values]))
             if len(cookie_header) <= _MEMO_MAX_HEADER:
                 if len(self._headers) >= _MEMO_MAX:
                     self._headers.clear()
-                self._headers[key] = found
-        return found
+                self._headers[cookie_header] = found
+        elif found.valid_from <= now < found.valid_until and found.stack == stack and found.ttl == ttl:
+            return found.reading
+        return found.read(stack, now, ttl)
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
         """A record fetched under a clearance spends one of the clearance's records."""
@@ -115,6 +121,39 @@ class SessionStage:
     @staticmethod
     def prefix(ip: str, v4: int, v6: int) -> str:
         return cached_ip_prefix(ip, v4, v6)
+
+
+class _HeaderReading:
+    """A Cookie header's session values, decoded, and its last reading (`SessionStage.presented`)."""
+
+    __slots__ = ("decoded", "name", "reading", "stack", "ttl", "valid_from", "valid_until")
+
+    def __init__(self, name: str, decoded: tuple[cookie.SessionCookie | str, ...]) -> None:
+        self.name = name
+        self.decoded = decoded
+        self.reading: cookie.PresentedSession = cookie.NO_SESSION
+        self.stack = ""
+        self.ttl = -1.0
+        self.valid_from = math.inf  # the reading holds while valid_from <= now < valid_until
+        self.valid_until = -math.inf
+
+    def read(self, stack: str, now: float, ttl: float) -> cookie.PresentedSession:
+        """`cookie.read_decoded`, kept with the span of time over which its answer stays the same:
+        between the nearest moments, before and after now, when one of the values becomes valid
+        (issued, less the clock skew allowed) or expires (issued + ttl)."""
+        reading = cookie.read_decoded(self.decoded, stack, now, ttl)
+        valid_from, valid_until = -math.inf, math.inf
+        for value in self.decoded:
+            if isinstance(value, str):
+                continue
+            for moment in (value.issued - cookie.MAX_CLOCK_SKEW, value.issued + ttl):
+                if moment <= now:
+                    valid_from = max(valid_from, moment)
+                else:
+                    valid_until = min(valid_until, moment)
+        self.reading, self.stack, self.ttl = reading, stack, ttl
+        self.valid_from, self.valid_until = valid_from, valid_until
+        return reading
 
 
 def stack_of(c: DecisionContext) -> str:
