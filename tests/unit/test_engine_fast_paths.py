@@ -24,6 +24,7 @@ from scrapeshield.policy.compiler import compile_file
 from scrapeshield.policy.model import CompiledPolicy, ScoreDef
 from scrapeshield.session import cookie
 from scrapeshield.session import stage as session_stage
+from scrapeshield.session import state as session_state
 from scrapeshield.session.stage import SessionStage
 from scrapeshield.store.memory import MemoryStore
 
@@ -81,10 +82,31 @@ def test_the_memoised_decoder_remembers_genuine_cookies_and_stays_bounded() -> N
     values = [cookie.mint("203.0.113.0/24", "ja4|browser", 1_800_000_000.0 + i).encode(KEYS) for i in range(10)]
     for value in values:
         assert decode(value) == cookie.decode(KEYS, value)
-    info = decode.cache_info()  # type: ignore[attr-defined]
-    assert info.currsize == 4 and info.maxsize == 4
+    assert len(decode) == 4
+    for value in values:  # issued here: remembered as issued, bounded all the same
+        assert decode.encode(cookie.decode(KEYS, value)) == value  # type: ignore[arg-type]
+    assert len(decode) == 4
     other_ring = cookie.decoder(KeyRing((b"o" * 32,)))
     assert other_ring(values[-1]) == "bad_signature"  # a memo belongs to one key ring
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="AZaz09_-.!", min_size=0, max_size=18), st.integers(-5, 1 << 41),
+       st.sampled_from(["4" + "n" * 12, "6" + "n" * 12, "4short", "x" + "n" * 12]),
+       st.sampled_from(["s" * 12, "s" * 11, "s" * 12 + "="]), st.sampled_from([0, 1, 2, 3, -1, True]),
+       st.integers(0, 200))
+def test_a_cookie_issued_here_is_remembered_as_decode_reads_it_and_a_changed_value_is_not(
+        sid: str, issued: int, net: str, stack: str, returned: int, flip: int) -> None:
+    """Whatever the fields (genuine or ones decode refuses), the value `encode` gives back reads,
+    through the decoder, as `decode` reads it afresh; one character changed, it reads as decode
+    says too (refused: the encode vouches only for the value it made)."""
+    decode = cookie.decoder(KEYS)
+    session = cookie.SessionCookie(sid, issued, net, stack, returned)
+    value = decode.encode(session)
+    assert decode(value) == cookie.decode(KEYS, value)
+    i = flip % len(value)
+    forged = value[:i] + ("A" if value[i] != "A" else "B") + value[i + 1:]
+    assert decode(forged) == cookie.decode(KEYS, forged) and not isinstance(decode(forged), cookie.SessionCookie)
 
 
 def test_clearance_checks_with_a_lazy_binding_answer_as_with_the_binding_itself() -> None:
@@ -104,23 +126,28 @@ def test_clearance_checks_with_a_lazy_binding_answer_as_with_the_binding_itself(
 
 def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() -> None:
     """The whole engine over the bench's realistic mix (sessions kept like browsers do), once as it is,
-    once with the session decoder memo replaced by the plain `decode`, fresh tags and Referer readings for
-    every request, and neither the fingerprint memo nor the Cookie-header memo: the same decision, rule,
-    key, score and Set-Cookie for every request."""
+    once with the session decoder memo replaced by the plain `decode` (issued values not remembered
+    either), fresh tags and Referer readings for every request, neither the fingerprint memo nor the
+    Cookie-header memo, and the adaptive price read with every request's counters (as a networked
+    store has it) instead of only for a challenge: the same decision, rule, key, score, difficulty
+    and Set-Cookie for every request."""
     sys.path.insert(0, str(REPO / "bench"))
     import bench_engine
 
     def run(plain: bool) -> list[tuple[object, ...]]:
         clock = FakeClock(1_800_000_000.0)
         sessions = SessionStage(KEYS)
+        store = MemoryStore()
         if plain:
             sessions.decode = lambda value: cookie.decode(KEYS, value)
             # No fingerprint memo, no Cookie-header memo (nothing is short enough to be remembered).
             monkeypatch.setattr(fingerprint, "_MEMO_MAX_NAMES", -1)
             monkeypatch.setattr(session_stage, "_MEMO_MAX_HEADER", -1)
-        engine = Engine(DEFAULT, MemoryStore(), clock, sessions=sessions)
+            store = NetworkedMemoryStore()  # the adaptive price read with every request's counters
+        engine = Engine(DEFAULT, store, clock, sessions=sessions)
         traffic = bench_engine.Traffic(seed=3)
-        jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME)
+        # The fast run's Set-Cookie values are remembered as issued, as the runtime's are.
+        jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME, None if plain else sessions.decoder.encode)
         out: list[tuple[object, ...]] = []
 
         async def go() -> None:
@@ -131,6 +158,7 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
                     cookie.net_tag.cache_clear()
                     cookie.stack_tag.cache_clear()
                     session_stage._remembered_referer.cache_clear()
+                    session_state.page_tag.cache_clear()
                 d = await engine.decide_in(ctx)
                 jar.took(spec[0], ctx)
                 set_cookie = ctx.session.set_cookie if ctx.session is not None else None
@@ -146,6 +174,12 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
         plain = run(True)
     assert fast == plain
     assert len({d[0] for d in fast}) > 1  # the mix is not all one answer
+
+
+class NetworkedMemoryStore(MemoryStore):
+    """A MemoryStore answering as a networked store does (every answer may wait: no sync_apply)."""
+
+    sync_apply = None  # type: ignore[assignment]
 
 
 def _facts():  # type: ignore[no-untyped-def]

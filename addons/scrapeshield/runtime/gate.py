@@ -18,7 +18,7 @@ from ..gcra import BucketLimit
 from ..policy.model import CompiledPolicy
 from ..responses import ShieldResponse
 from ..session.policy import SESSION
-from ..session.stage import BUDGET_RULE_NAME, SessionStage, set_cookie_header, stack_of
+from ..session.stage import BUDGET_RULE_NAME, SessionStage, stack_of
 from ..store.base import Batch, BucketCheck, Store
 from ..store.memory import MemoryStore
 
@@ -75,7 +75,7 @@ class ChallengeGate:
         settings = self._policy.section(SESSION)
         if ctx.session is None or settings is None:
             return None
-        return set_cookie_header(self.service.keys, ctx.session, settings, ctx.facts.is_tls)
+        return self.sessions.set_cookie_header(ctx.session, settings, ctx.facts.is_tls)
 
     def _binding(self, facts: RequestFacts) -> ClientBinding:
         return self.service.binding(facts.client_ip, facts.user_agent, self._session_id(facts))

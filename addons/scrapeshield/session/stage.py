@@ -39,7 +39,8 @@ ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid 
 class SessionStage:
     def __init__(self, keys: KeyRing, clearance_token: ClearanceToken | None = None) -> None:
         self.keys = keys
-        self.decode = cookie.decoder(keys)  # memoised: the same cookie comes back on every request
+        self.decoder = cookie.Decoder(keys)  # memoised: the same cookie comes back on every request
+        self.decode: cookie.DecodeValue = self.decoder
         self.clearance_token = clearance_token
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
@@ -117,6 +118,13 @@ class SessionStage:
         # Over the clearance's whole life: the budget never refills, a new solve brings a new one.
         limit = BucketLimit(n, 86400.0 * 365, n - 1)
         return BucketCheck(BUDGET_BUCKET, short_hash(scope + token), limit)
+
+    def set_cookie_header(self, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:
+        """The Set-Cookie header the response carries for this request's session, if any."""
+        if ctx.set_cookie is None:
+            return None
+        value = self.decoder.encode(ctx.set_cookie)  # remembered: it comes back with the next request
+        return cookie.set_cookie_header(value, int(settings.ttl), secure, settings.cookie_name)
 
     @staticmethod
     def prefix(ip: str, v4: int, v6: int) -> str:
@@ -199,10 +207,3 @@ def _read_referer(referer: str, host: str) -> tuple[str, str]:
 # Pure, and a site's few pages are the Referer of most requests: remembered (bounded keys: at most
 # MAX_PAGE characters each).
 _remembered_referer = functools.lru_cache(maxsize=4096)(_read_referer)
-
-
-def set_cookie_header(keys: KeyRing, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:
-    """The Set-Cookie header the response carries for this request's session, if any."""
-    if ctx.set_cookie is None:
-        return None
-    return cookie.set_cookie_header(ctx.set_cookie.encode(keys), int(settings.ttl), secure, settings.cookie_name)
