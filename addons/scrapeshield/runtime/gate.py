@@ -53,11 +53,15 @@ class ChallengeGate:
             return False
         return self.service.check_clearance(cookie, lambda: self._binding(facts), rule, self._clock.now())
 
-    def clearance_token(self, facts: RequestFacts) -> str | None:
+    def clearance_token(self, facts: RequestFacts, session_id: str | None) -> str | None:
+        """The request's valid clearance cookie for any rule; `session_id`: its valid session, as
+        the session stage read it for this decision (not read again here)."""
         cookie = facts.header_map.get("cookie")
         if not cookie:
             return None
-        return self.service.clearance_token(cookie, lambda: self._binding(facts), self._clock.now())
+        service = self.service
+        return service.clearance_token(cookie, lambda: service.binding(facts.client_ip, facts.user_agent, session_id),
+                                       self._clock.now())
 
     # -- sessions --------------------------------------------------------------------------------
     def _session_id(self, facts: RequestFacts) -> str | None:

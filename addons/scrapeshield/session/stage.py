@@ -32,7 +32,8 @@ BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
 MAX_PAGE = 2048  # characters of a page's URL (or a Referer) looked at
 _MEMO_MAX = 4096  # Cookie headers whose session values are remembered decoded (at most ~8 MiB)
 _MEMO_MAX_HEADER = 2048  # characters; longer headers are decoded every time (a browser's are shorter)
-ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
+# The value of the request's valid clearance cookie, given the request's valid session id (if any).
+ClearanceToken = Callable[[RequestFacts, "str | None"], "str | None"]
 
 
 
@@ -102,7 +103,7 @@ class SessionStage:
         """A record fetched under a clearance spends one of the clearance's records."""
         if not settings.record_budget or not ctx.is_record or self.clearance_token is None:
             return None
-        token = self.clearance_token(facts)
+        token = self.clearance_token(facts, ctx.id)
         if token is None:
             return None
         self.tracker(settings).price_counters(ctx)
