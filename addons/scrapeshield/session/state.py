@@ -275,19 +275,7 @@ class SessionTracker:
         a request that reads its price only if challenged (`price_later`)."""
         if ctx.price_at >= 0 or ctx.price_later:
             return
-        self._add_price(ctx)
-
-    def _add_price(self, ctx: SessionContext) -> None:
-        hl = self.settings.half_life
-        at = ctx.price_at = len(ctx.counters)
-        ctx.net_at = at + 1
-        tag, net = ctx.stack_tag, ctx.net
-        price: tuple[ScoreUpdate, ...] = (ScoreUpdate(MINT_STACK, tag, 0.0, hl), ScoreUpdate(MINT_NET, net, 0.0, hl),
-                                          ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl))
-        if ctx.cookie is not None:
-            ctx.solved_at = at + 4
-            price += (ScoreUpdate(SOLVE_SESSION, ctx.cookie.id, 0.0, SOLVED_HALF_LIFE),)
-        ctx.counters += price
+        ctx.counters = self._with_price(ctx, ctx.counters)
 
     def price_updates(self, ctx: SessionContext) -> tuple[ScoreUpdate, ...]:
         """For a challenge whose request did not read the going price (a session with standing, e.g.
@@ -296,10 +284,24 @@ class SessionTracker:
         difficulty. Empty when the request was priced."""
         if ctx.priced:
             return ()
-        ctx.counters = ()
-        ctx.mint_at = ctx.hops_at = ctx.new_at = ctx.history_at = ctx.net_at = ctx.price_at = ctx.solved_at = -1
-        self._add_price(ctx)
-        return ctx.counters
+        ctx.mint_at = ctx.hops_at = ctx.new_at = ctx.history_at = -1
+        counters = ctx.counters = self._with_price(ctx, ())
+        return counters
+
+    def _with_price(self, ctx: SessionContext, counters: tuple[ScoreUpdate, ...]) -> tuple[ScoreUpdate, ...]:
+        """`counters` and the price after them (their places noted in `ctx`)."""
+        hl = self.settings.half_life
+        at = ctx.price_at = len(counters)
+        ctx.net_at = at + 1
+        tag, net = ctx.stack_tag, ctx.net
+        price: tuple[ScoreUpdate, ...] = (ScoreUpdate(MINT_STACK, tag, 0.0, hl), ScoreUpdate(MINT_NET, net, 0.0, hl),
+                                          ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl))
+        if ctx.cookie is not None:
+            ctx.solved_at = at + 4
+            price += (ScoreUpdate(SOLVE_SESSION, ctx.cookie.id, 0.0, SOLVED_HALF_LIFE),)
+        else:
+            ctx.solved_at = -1
+        return counters + price
 
     def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
         """The counter signals from the counters' values after this request's batch (in
