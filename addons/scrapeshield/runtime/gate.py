@@ -57,9 +57,9 @@ class ChallengeGate:
         """The request's valid clearance cookie for any rule; `session_id`: its valid session, as
         the session stage read it for this decision (not read again here)."""
         cookie = facts.header_map.get("cookie")
-        if not cookie:
-            return None
         service = self.service
+        if not cookie or service.config.cookie_name not in cookie:  # no clearance cookie can be in it
+            return None
         return service.clearance_token(cookie, lambda: service.binding(facts.client_ip, facts.user_agent, session_id),
                                        self._clock.now())
 

@@ -63,13 +63,14 @@ class SessionStage:
         """`price`: read the adaptive price with the request's counters (see `SessionTracker.begin`)."""
         facts, now = c.facts, c.now
         stack = stack_of(c)
-        prefix = self.prefix(facts.client_ip, v4, v6)
+        prefix = cached_ip_prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
         presented = self.presented(hmap.get("cookie"), settings.cookie_name, stack, now, settings.ttl)
         is_asset, is_document = c.asset_request, c.document_request
         is_record = is_document and bool(c.path_ids)
         referer, referer_page = _referer(hmap.get("referer"), facts.host)
-        page = facts.raw_path + "?" + facts.query if facts.query else facts.raw_path
+        query = facts.query
+        page = facts.raw_path + "?" + query if query else facts.raw_path
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
                                            is_record=is_record, referer=referer, is_asset=is_asset,
                                            page=page[:MAX_PAGE], referer_page=referer_page, price=price)
