@@ -88,6 +88,7 @@ def test_the_memoised_decoder_remembers_genuine_cookies_and_stays_bounded() -> N
     assert len(decode) == 4
     other_ring = cookie.decoder(KeyRing((b"o" * 32,)))
     assert other_ring(values[-1]) == "bad_signature"  # a memo belongs to one key ring
+    assert other_ring("s." + "x" * 5000) == "malformed" and len(other_ring) == 1  # longer than a token: not kept
 
 
 @settings(max_examples=300, deadline=None)

@@ -46,8 +46,14 @@ class ClientBinding:
 
 
 # Pure, and a client is bound on each of its requests that carries a clearance: its User-Agent and
-# network prefix hashed once (bounded: a User-Agent header is at most a few KB).
-_ua_hash = functools.lru_cache(maxsize=4096)(short_hash)
+# network prefix hashed once (bounded: 4096 User-Agents of a browser's length, longer ones hashed
+# every time).
+_MEMO_MAX_UA = 512
+_remembered_ua_hash = functools.lru_cache(maxsize=4096)(short_hash)
+
+
+def _ua_hash(user_agent: str) -> str:
+    return _remembered_ua_hash(user_agent) if len(user_agent) <= _MEMO_MAX_UA else short_hash(user_agent)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -151,7 +151,8 @@ class Decoder:
         found = known.get(value)
         if found is None:
             found = decode(self.keys, value)
-            self._remember(value, found)
+            if len(value) <= MAX_TOKEN_LEN:  # longer is never a cookie, and never kept
+                self._remember(value, found)
         else:
             known.move_to_end(value)
         return found
