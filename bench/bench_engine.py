@@ -308,8 +308,11 @@ class SessionJar:
     client has been seen: a session's cookie is set when minted and once more when it first comes
     back). So every request carries exactly the cookie its client would send at that moment."""
 
-    def __init__(self, traffic: Traffic, keys, cookie_name: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, traffic: Traffic, keys, cookie_name: str, encode=None) -> None:  # type: ignore[no-untyped-def]
         self.traffic, self.keys, self.cookie_name = traffic, keys, cookie_name
+        # The cookie's value as the response carries it: the session stage's encoder where it has
+        # one (what ShieldRuntime's Set-Cookie uses), else the cookie's own encode.
+        self.encode = encode if encode is not None else (lambda cookie: cookie.encode(keys))
         self.values: dict[str, str] = {}
         self.changed: set[str] = set()
         self.set_cookies = 0  # Set-Cookie headers the clients were given
@@ -337,7 +340,7 @@ class SessionJar:
             return
         self.set_cookies += 1
         if self.traffic.identity[ip] in KEEPS_COOKIES:
-            self.values[ip] = session.set_cookie.encode(self.keys)
+            self.values[ip] = self.encode(session.set_cookie)
             self.changed.add(ip)
 
 
@@ -509,6 +512,12 @@ def _make_flows(specs: list[tuple]):  # type: ignore[no-untyped-def]
     return flows
 
 
+def _session_encoder(gate):  # type: ignore[no-untyped-def]
+    """How the runtime encodes a session cookie for Set-Cookie (None: a checkout without an encoder)."""
+    decoder = getattr(gate.sessions, "decoder", None)
+    return getattr(decoder, "encode", None)
+
+
 def _cookie_name(policy) -> str:  # type: ignore[no-untyped-def]
     from scrapeshield.session.cookie import COOKIE_NAME
     from scrapeshield.session.policy import SESSION
@@ -529,7 +538,7 @@ def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick
     store = MemoryStore(max_keys=policy.max_keys)
     gate = ChallengeGate(KeyRing.generate(), policy, store, clock)
     engine = Engine(policy, store, clock, signal_sources=sources, clearance=gate.cleared, sessions=gate.sessions)
-    jar = SessionJar(traffic, gate.service.keys, _cookie_name(policy))
+    jar = SessionJar(traffic, gate.service.keys, _cookie_name(policy), _session_encoder(gate))
     decide_in = engine.decide_in
     # Warm-up: every client's session, buckets and detector state; regex caches and the interpreter.
     asyncio.run(_build_decide_pass(decide_in, clock, traffic.specs(n), jar, tick))
@@ -575,7 +584,7 @@ def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick
         rclock = FakeClock()
         rt = ShieldRuntime(RuntimeConfig(policy_path=runtime_policy_path, admin="", decision_log=os.devnull,
                                          reload_interval=0), clock=rclock)
-        rjar = SessionJar(traffic, rt.gate.service.keys, _cookie_name(policy))
+        rjar = SessionJar(traffic, rt.gate.service.keys, _cookie_name(policy), _session_encoder(rt.gate))
         asyncio.run(_build_decide_pass(rt.decide_in, rclock, traffic.specs(n), rjar, tick))
         rthr, rthr_cpu = [], []
         for _ in range(repeat):

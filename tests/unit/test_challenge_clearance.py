@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scrapeshield.challenge.binding import ClientBinding
 from scrapeshield.challenge.clearance import cookie_values, issue_cookie, set_cookie_value, verify_cookie
@@ -149,3 +151,26 @@ def test_every_value_of_the_cookie_is_found_in_a_cookie_header():
     header = 'a=1; shield_clearance=one; shield_clearance_x=no; shield_clearance="two"'
 
     assert cookie_values(header) == ["one", "two"]
+
+
+# -- a cookie's reading is remembered per value; expiry, client and rule are judged every time ------
+def test_a_remembered_clearance_still_expires_and_binds_on_every_request(cookie, clock):
+    assert reason(cookie, now=clock.now()) == "ok"  # read, then remembered
+    assert reason(cookie, now=clock.now() + TTL - 1) == "ok"
+    assert reason(cookie, now=clock.now() + TTL) == "expired"
+    assert reason(cookie, ClientBinding.of("127.0.1.1", UA)) == "wrong_client"
+    assert reason(cookie, rule="checkout") == "wrong_rule"
+    assert reason(cookie, keys=KeyRing.from_lines([NEW])) == "bad_signature"  # a memo answers for one key ring
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.sampled_from(["c." + "a" * 5000, "c.x.y.z"])), st.integers(0, 300))
+def test_a_remembered_clearance_reading_is_the_reading_afresh(text: str, cut: int) -> None:
+    from scrapeshield.challenge import clearance
+
+    genuine = issue_cookie(KEYS, HOME, "search", TTL, 0.0)
+    for value in (text, genuine[:cut] + text[:3] + genuine[cut + 3:]):
+        fresh = clearance._read_sealed.__wrapped__(KEYS, value)  # type: ignore[attr-defined]
+        for _ in range(2):  # read, then remembered
+            assert clearance._read(KEYS, value) == fresh
+    assert clearance._read_sealed.cache_info().currsize <= 4096

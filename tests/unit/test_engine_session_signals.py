@@ -109,13 +109,41 @@ def test_only_rules_that_name_a_counter_signal_make_the_policy_read_counters_ear
     assert compile_file(str(default)).needs == frozenset()
 
 
-async def test_a_policy_without_counter_conditions_asks_the_store_once_per_request() -> None:
-    store = CountingStore()
+class NetworkedStore(CountingStore):
+    """The same store, answering as a networked one does (every answer may wait: no sync_apply)."""
+
+    sync_apply = None  # type: ignore[assignment]
+
+    async def apply(self, batch: Batch, now: float) -> BatchResult:
+        return self.apply_now(batch, now)
+
+
+async def test_a_policy_without_counter_conditions_asks_a_networked_store_once_per_request() -> None:
+    store = NetworkedStore()
     engine, clock = make_engine(SCORED, store)
     refuser = Client(engine, clock, keeps_cookie=False)
-    for _ in range(5):
-        await refuser.get()
+    actions = [(await refuser.get()).action for _ in range(5)]
+    assert Action.CHALLENGE in actions  # the price of its challenges read in the request's one batch
     assert store.batches == 5
+
+
+async def test_in_process_a_challenge_reads_its_price_in_a_batch_of_its_own_at_the_same_difficulty() -> None:
+    # In process a batch costs no round trip but every counter costs a store operation: the price
+    # is read only for a challenge. Difficulties come out as a networked store's one batch has them.
+    outcomes = []
+    for store in (CountingStore(), NetworkedStore()):
+        engine, clock = make_engine(SCORED, store)
+        clients = [Client(engine, clock, keeps_cookie=False), Client(engine, clock, ip="198.51.100.9")]
+        seen = []
+        for i in range(12):
+            d = await clients[i % 2].get("/user/1" if i % 3 else "/")
+            seen.append((d.action, d.rule, d.difficulty))
+        challenges = sum(action is Action.CHALLENGE for action, _, _ in seen)
+        in_process = store.sync_apply is not None
+        assert store.batches == 12 + (challenges if in_process else 0)
+        outcomes.append(seen)
+    assert outcomes[0] == outcomes[1]
+    assert any(difficulty > 16 for _, _, difficulty in outcomes[0])  # adaptive: the price did count
 
 
 async def test_early_counters_cost_one_batch_more_only_for_requests_that_carry_counters() -> None:

@@ -247,7 +247,7 @@ def test_records_under_a_clearance_spend_the_fresh_budget_until_the_session_has_
     from scrapeshield.session.stage import SessionStage
 
     settings = SessionSettings(record_budget=20, fresh_record_budget=3, fresh_for=10.0)
-    stage = SessionStage(KeyRing((b"k" * 32,)), lambda facts: "clearance-token")
+    stage = SessionStage(KeyRing((b"k" * 32,)), lambda facts, session_id: "clearance-token")
     facts = RequestFacts(peer_ip="203.0.113.7", method="GET", host="shop.example", path="/user/42")
     visit = Visit(settings)
     minted = visit.request()[0].set_cookie

@@ -7,11 +7,12 @@ through networks still pays once per network and User-Agent.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
 
-from ..netaddr import ip_prefix
+from ..netaddr import cached_ip_prefix, ip_prefix
 
 __all__ = ["ClientBinding", "ip_prefix", "short_hash"]
 
@@ -31,7 +32,7 @@ class ClientBinding:
     @classmethod
     def of(cls, ip: str, user_agent: str, v4_bits: int = 24, v6_bits: int = 64,
            session_id: str | None = None) -> ClientBinding:
-        return cls(ip_prefix(ip, v4_bits, v6_bits), short_hash(user_agent),
+        return cls(cached_ip_prefix(ip, v4_bits, v6_bits), _ua_hash(user_agent),
                    short_hash("session\x00" + session_id) if session_id else "")
 
     @property
@@ -41,7 +42,23 @@ class ClientBinding:
     @property
     def ip_tag(self) -> str:
         """What tokens and cookies carry: the family and a hash of the prefix (no address in the clear)."""
-        return self.family + short_hash(self.ip_prefix)
+        return _ip_tag(self.ip_prefix)
+
+
+# Pure, and a client is bound on each of its requests that carries a clearance: its User-Agent and
+# network prefix hashed once (bounded: 4096 User-Agents of a browser's length, longer ones hashed
+# every time).
+_MEMO_MAX_UA = 512
+_remembered_ua_hash = functools.lru_cache(maxsize=4096)(short_hash)
+
+
+def _ua_hash(user_agent: str) -> str:
+    return _remembered_ua_hash(user_agent) if len(user_agent) <= _MEMO_MAX_UA else short_hash(user_agent)
+
+
+@functools.lru_cache(maxsize=16384)
+def _ip_tag(prefix: str) -> str:
+    return ("6" if ":" in prefix else "4") + short_hash(prefix)
 
 
 def same(a: str, b: str) -> bool:

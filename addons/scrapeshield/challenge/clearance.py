@@ -14,11 +14,12 @@ of the same family is replaced, never merged, so clearance does not travel betwe
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .binding import ClientBinding, same, short_hash
 from .keys import KeyRing
-from .tokens import seal, unseal
+from .tokens import MAX_TOKEN_LEN, seal, unseal
 
 KIND = "c"
 COOKIE_NAME = "shield_clearance"
@@ -88,6 +89,17 @@ def verify_cookie(keys: KeyRing, value: str | None, binding: ClientBinding, rule
 
 
 def _read(keys: KeyRing, value: str) -> _Cookie | str:
+    """The cookie a value holds, or why none: what `unseal` and the fields say, which depends on the
+    value and the (immutable) key ring alone -- expiry, client and rule are judged per request by
+    `verify_cookie` -- so it is remembered per value (bounded; a value longer than any token is
+    refused unread, as `unseal` refuses it, and never remembered)."""
+    if len(value) > MAX_TOKEN_LEN:
+        return "malformed"
+    return _read_sealed(keys, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_sealed(keys: KeyRing, value: str) -> _Cookie | str:
     fields = unseal(keys, KIND, value)
     if isinstance(fields, str):
         return fields

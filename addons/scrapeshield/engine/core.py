@@ -109,7 +109,10 @@ class Engine:
         session: SessionContext | None = None
         early: tuple[float, ...] = ()  # counter values read before matching (policies whose rules name one)
         if settings is not None and sessions is not None:
-            session = sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix)
+            # The price is read with the counters on a networked store (one round trip), and only for
+            # a challenge on one in process (no round trip: a store operation per counter less).
+            session = sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix,
+                                     self.store.sync_apply is None)
             if session.counters and SESSION_COUNTERS in policy.needs:
                 early = await self._read_counters(policy, ctx, session, sessions.tracker(settings))
         section = policy.section(DETECTORS)

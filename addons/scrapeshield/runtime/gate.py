@@ -17,9 +17,8 @@ from ..facts import RequestFacts
 from ..gcra import BucketLimit
 from ..policy.model import CompiledPolicy
 from ..responses import ShieldResponse
-from ..session import cookie as session_cookie
 from ..session.policy import SESSION
-from ..session.stage import BUDGET_RULE_NAME, SessionStage, set_cookie_header, stack_of
+from ..session.stage import BUDGET_RULE_NAME, SessionStage, stack_of
 from ..store.base import Batch, BucketCheck, Store
 from ..store.memory import MemoryStore
 
@@ -54,11 +53,15 @@ class ChallengeGate:
             return False
         return self.service.check_clearance(cookie, lambda: self._binding(facts), rule, self._clock.now())
 
-    def clearance_token(self, facts: RequestFacts) -> str | None:
+    def clearance_token(self, facts: RequestFacts, session_id: str | None) -> str | None:
+        """The request's valid clearance cookie for any rule; `session_id`: its valid session, as
+        the session stage read it for this decision (not read again here)."""
         cookie = facts.header_map.get("cookie")
-        if not cookie:
+        service = self.service
+        if not cookie or service.config.cookie_name not in cookie:  # no clearance cookie can be in it
             return None
-        return self.service.clearance_token(cookie, lambda: self._binding(facts), self._clock.now())
+        return service.clearance_token(cookie, lambda: service.binding(facts.client_ip, facts.user_agent, session_id),
+                                       self._clock.now())
 
     # -- sessions --------------------------------------------------------------------------------
     def _session_id(self, facts: RequestFacts) -> str | None:
@@ -67,8 +70,8 @@ class ChallengeGate:
         cookie = facts.header_map.get("cookie")
         if settings is None or not cookie:
             return None
-        presented = session_cookie.read(self.sessions.decode, cookie, stack_of(DecisionContext(facts)),
-                                        self._clock.now(), settings.ttl, settings.cookie_name)
+        presented = self.sessions.presented(cookie, settings.cookie_name, stack_of(DecisionContext(facts)),
+                                            self._clock.now(), settings.ttl)
         return presented.cookie.id if presented.cookie is not None else None
 
     def session_set_cookie(self, ctx: DecisionContext) -> str | None:
@@ -76,7 +79,7 @@ class ChallengeGate:
         settings = self._policy.section(SESSION)
         if ctx.session is None or settings is None:
             return None
-        return set_cookie_header(self.service.keys, ctx.session, settings, ctx.facts.is_tls)
+        return self.sessions.set_cookie_header(ctx.session, settings, ctx.facts.is_tls)
 
     def _binding(self, facts: RequestFacts) -> ClientBinding:
         return self.service.binding(facts.client_ip, facts.user_agent, self._session_id(facts))

@@ -22,8 +22,10 @@ import functools
 import json
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..challenge.binding import same, short_hash
 from ..challenge.keys import KeyRing
@@ -101,6 +103,15 @@ def decode(keys: KeyRing, value: str) -> SessionCookie | str:
     fields = unseal(keys, KIND, value)
     if isinstance(fields, str):
         return fields
+    cookie = _cookie_of(fields)
+    # Canonical: exactly one encoding per session (no padding variants, spaces, key order, 1.0 for 1).
+    if isinstance(cookie, SessionCookie) and seal_payload(cookie) != value.split(".")[2]:
+        return "malformed"
+    return cookie
+
+
+def _cookie_of(fields: list[Any]) -> SessionCookie | str:
+    """A genuine payload's fields as a cookie, if they are exactly what a session cookie holds."""
     if len(fields) != 5:
         return "malformed"
     sid, issued, net, stack, returned = fields
@@ -110,30 +121,68 @@ def decode(keys: KeyRing, value: str) -> SessionCookie | str:
             or not isinstance(stack, str) or not _TAG.fullmatch(stack)
             or type(returned) is not int or returned not in (0, 1, HISTORY)):
         return "malformed"
-    cookie = SessionCookie(sid, issued, net, stack, returned)
-    # Canonical: exactly one encoding per session (no padding variants, spaces, key order, 1.0 for 1).
-    if seal_payload(cookie) != value.split(".")[2]:
-        return "malformed"
-    return cookie
+    return SessionCookie(sid, issued, net, stack, returned)
 
 
 def seal_payload(cookie: SessionCookie) -> str:
     return b64e(json.dumps(cookie._fields(), separators=(",", ":"), ensure_ascii=True).encode("ascii"))
 
 
-Decoder = Callable[[str], "SessionCookie | str"]  # a cookie value -> decode(keys, value)
-
-
-def decoder(keys: KeyRing, max_entries: int = 16384) -> Decoder:
-    """`decode` with this key ring, memoised per value (bounded LRU). A browser presents the same
+class Decoder:
+    """`decode` with one key ring, remembered per value (bounded LRU). A browser presents the same
     cookie on every request, and a decode is base64, an HMAC, JSON and a re-encoding; its result
     depends on the value and the (immutable) key ring alone -- expiry and stack are judged per
     request by `read` -- so a remembered result is the result. Forged values churn the LRU at
-    most: a genuine cookie evicted by them costs one decode again."""
-    return functools.lru_cache(maxsize=max_entries)(functools.partial(decode, keys))
+    most: a genuine cookie evicted by them costs one decode again.
+
+    `encode` remembers the values this shield issues as they decode: the cookie itself (a value
+    sealed here moments ago carries this ring's MAC over exactly these fields), so a session's
+    new cookie costs no decode when it comes back."""
+
+    __slots__ = ("_known", "keys", "max_entries")
+
+    def __init__(self, keys: KeyRing, max_entries: int = 16384) -> None:
+        self.keys = keys
+        self.max_entries = max_entries
+        self._known: OrderedDict[str, SessionCookie | str] = OrderedDict()
+
+    def __call__(self, value: str) -> SessionCookie | str:
+        known = self._known
+        found = known.get(value)
+        if found is None:
+            found = decode(self.keys, value)
+            if len(value) <= MAX_TOKEN_LEN:  # longer is never a cookie, and never kept
+                self._remember(value, found)
+        else:
+            known.move_to_end(value)
+        return found
+
+    def encode(self, cookie: SessionCookie) -> str:
+        """`cookie.encode(keys)`; the value is remembered as `decode` reads it (the same cookie,
+        unless its fields are ones `decode` refuses: then it is not remembered)."""
+        value = cookie.encode(self.keys)
+        if len(value) <= MAX_TOKEN_LEN and _cookie_of(cookie._fields()) == cookie:
+            self._remember(value, cookie)
+        return value
+
+    def _remember(self, value: str, found: SessionCookie | str) -> None:
+        known = self._known
+        known[value] = found
+        if len(known) > self.max_entries:
+            known.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
-def read(keys: KeyRing | Decoder, cookie_header: str | None, stack: str, now: float, ttl: float,
+def decoder(keys: KeyRing, max_entries: int = 16384) -> Decoder:
+    return Decoder(keys, max_entries)
+
+
+DecodeValue = Callable[[str], "SessionCookie | str"]  # a cookie value -> decode(keys, value)
+
+
+def read(keys: KeyRing | DecodeValue, cookie_header: str | None, stack: str, now: float, ttl: float,
          name: str = COOKIE_NAME) -> PresentedSession:
     """The session a request presents; the first good value wins among a bounded few. `keys`:
     the key ring, or a `decoder` of it."""

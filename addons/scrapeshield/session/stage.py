@@ -6,6 +6,7 @@ Pure: the key ring, clock values and the clearance check come in from the runtim
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -31,18 +32,20 @@ BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
 MAX_PAGE = 2048  # characters of a page's URL (or a Referer) looked at
 _MEMO_MAX = 4096  # Cookie headers whose session values are remembered decoded (at most ~8 MiB)
 _MEMO_MAX_HEADER = 2048  # characters; longer headers are decoded every time (a browser's are shorter)
-ClearanceToken = Callable[[RequestFacts], "str | None"]  # the value of a valid clearance cookie
+# The value of the request's valid clearance cookie, given the request's valid session id (if any).
+ClearanceToken = Callable[[RequestFacts, "str | None"], "str | None"]
 
 
 
 class SessionStage:
     def __init__(self, keys: KeyRing, clearance_token: ClearanceToken | None = None) -> None:
         self.keys = keys
-        self.decode = cookie.decoder(keys)  # memoised: the same cookie comes back on every request
+        self.decoder = cookie.Decoder(keys)  # memoised: the same cookie comes back on every request
+        self.decode: cookie.DecodeValue = self.decoder
         self.clearance_token = clearance_token
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
-        self._headers: dict[tuple[str, str], tuple[cookie.SessionCookie | str, ...]] = {}  # see _decoded
+        self._headers: dict[str, _HeaderReading] = {}  # Cookie header -> its session values (`presented`)
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
         last = self._last
@@ -55,45 +58,53 @@ class SessionStage:
         self._last = tracker
         return tracker
 
-    def begin(self, c: DecisionContext, settings: SessionSettings, v4: int, v6: int) -> SessionContext:
+    def begin(self, c: DecisionContext, settings: SessionSettings, v4: int, v6: int,
+              price: bool = True) -> SessionContext:
+        """`price`: read the adaptive price with the request's counters (see `SessionTracker.begin`)."""
         facts, now = c.facts, c.now
         stack = stack_of(c)
-        prefix = self.prefix(facts.client_ip, v4, v6)
+        prefix = cached_ip_prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
-        presented = cookie.read_decoded(self._decoded(hmap.get("cookie"), settings.cookie_name), stack, now,
-                                        settings.ttl)
+        presented = self.presented(hmap.get("cookie"), settings.cookie_name, stack, now, settings.ttl)
         is_asset, is_document = c.asset_request, c.document_request
         is_record = is_document and bool(c.path_ids)
         referer, referer_page = _referer(hmap.get("referer"), facts.host)
-        page = facts.raw_path + "?" + facts.query if facts.query else facts.raw_path
+        query = facts.query
+        page = facts.raw_path + "?" + query if query else facts.raw_path
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
                                            is_record=is_record, referer=referer, is_asset=is_asset,
-                                           page=page[:MAX_PAGE], referer_page=referer_page)
+                                           page=page[:MAX_PAGE], referer_page=referer_page, price=price)
         c.session = ctx
         return ctx
 
-    def _decoded(self, cookie_header: str | None, name: str) -> tuple[cookie.SessionCookie | str, ...]:
-        """The session cookie values of a Cookie header, decoded (`cookie.read` without the
-        per-request checks). A client sends the same header request after request: remembered
-        per header (bounded; emptied when full)."""
+    def presented(self, cookie_header: str | None, name: str, stack: str, now: float,
+                  ttl: float) -> cookie.PresentedSession:
+        """`cookie.read` of the request's Cookie header, remembered per header (bounded; emptied
+        when full). A client sends the same header request after request: its values are decoded
+        (MAC checked) once, and the reading -- which value is the session, expired or of another
+        stack -- is kept with the span of time over which it holds; outside it, or for another
+        stack or TTL, the remembered decoded values are read again. So a remembered reading is
+        always the reading of now."""
         if not cookie_header:
-            return ()
-        key = (cookie_header, name)
-        found = self._headers.get(key)
-        if found is None:
+            return cookie.NO_SESSION
+        found = self._headers.get(cookie_header)
+        if found is None or found.name != name:
+            values = cookie.cookie_values(cookie_header, name)
             decode = self.decode
-            found = tuple([decode(value) for value in cookie.cookie_values(cookie_header, name)])
+            found = _HeaderReading(name, tuple([decode(value) for value in values]))
             if len(cookie_header) <= _MEMO_MAX_HEADER:
                 if len(self._headers) >= _MEMO_MAX:
                     self._headers.clear()
-                self._headers[key] = found
-        return found
+                self._headers[cookie_header] = found
+        elif found.valid_from <= now < found.valid_until and found.stack == stack and found.ttl == ttl:
+            return found.reading
+        return found.read(stack, now, ttl)
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
         """A record fetched under a clearance spends one of the clearance's records."""
         if not settings.record_budget or not ctx.is_record or self.clearance_token is None:
             return None
-        token = self.clearance_token(facts)
+        token = self.clearance_token(facts, ctx.id)
         if token is None:
             return None
         self.tracker(settings).price_counters(ctx)
@@ -110,9 +121,49 @@ class SessionStage:
         limit = BucketLimit(n, 86400.0 * 365, n - 1)
         return BucketCheck(BUDGET_BUCKET, short_hash(scope + token), limit)
 
+    def set_cookie_header(self, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:
+        """The Set-Cookie header the response carries for this request's session, if any."""
+        if ctx.set_cookie is None:
+            return None
+        value = self.decoder.encode(ctx.set_cookie)  # remembered: it comes back with the next request
+        return cookie.set_cookie_header(value, int(settings.ttl), secure, settings.cookie_name)
+
     @staticmethod
     def prefix(ip: str, v4: int, v6: int) -> str:
         return cached_ip_prefix(ip, v4, v6)
+
+
+class _HeaderReading:
+    """A Cookie header's session values, decoded, and its last reading (`SessionStage.presented`)."""
+
+    __slots__ = ("decoded", "name", "reading", "stack", "ttl", "valid_from", "valid_until")
+
+    def __init__(self, name: str, decoded: tuple[cookie.SessionCookie | str, ...]) -> None:
+        self.name = name
+        self.decoded = decoded
+        self.reading: cookie.PresentedSession = cookie.NO_SESSION
+        self.stack = ""
+        self.ttl = -1.0
+        self.valid_from = math.inf  # the reading holds while valid_from <= now < valid_until
+        self.valid_until = -math.inf
+
+    def read(self, stack: str, now: float, ttl: float) -> cookie.PresentedSession:
+        """`cookie.read_decoded`, kept with the span of time over which its answer stays the same:
+        between the nearest moments, before and after now, when one of the values becomes valid
+        (issued, less the clock skew allowed) or expires (issued + ttl)."""
+        reading = cookie.read_decoded(self.decoded, stack, now, ttl)
+        valid_from, valid_until = -math.inf, math.inf
+        for value in self.decoded:
+            if isinstance(value, str):
+                continue
+            for moment in (value.issued - cookie.MAX_CLOCK_SKEW, value.issued + ttl):
+                if moment <= now:
+                    valid_from = max(valid_from, moment)
+                else:
+                    valid_until = min(valid_until, moment)
+        self.reading, self.stack, self.ttl = reading, stack, ttl
+        self.valid_from, self.valid_until = valid_from, valid_until
+        return reading
 
 
 def stack_of(c: DecisionContext) -> str:
@@ -158,10 +209,3 @@ def _read_referer(referer: str, host: str) -> tuple[str, str]:
 # Pure, and a site's few pages are the Referer of most requests: remembered (bounded keys: at most
 # MAX_PAGE characters each).
 _remembered_referer = functools.lru_cache(maxsize=4096)(_read_referer)
-
-
-def set_cookie_header(keys: KeyRing, ctx: SessionContext, settings: SessionSettings, secure: bool) -> str | None:
-    """The Set-Cookie header the response carries for this request's session, if any."""
-    if ctx.set_cookie is None:
-        return None
-    return cookie.set_cookie_header(ctx.set_cookie.encode(keys), int(settings.ttl), secure, settings.cookie_name)

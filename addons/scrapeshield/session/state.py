@@ -31,6 +31,7 @@ established session browsing from its own network adds nothing to the batch.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -53,7 +54,6 @@ NET_MINT_BURST = "net_mint_burst"  # many sessions minted on this network recent
 STACK_MINT_BURST = "stack_mint_burst"  # new sessions on this stack far above its usual rate
 # A session without a history names, as its same-site Referer, a page it never fetched: written.
 UNVISITED_REFERER = "unvisited_referer"
-NO_COUNTERS: tuple[ScoreUpdate, ...] = ()
 STATELESS_SIGNALS = (ABSENT, FRESH, OTHER_STACK, COLD_RECORD, DEEP_RECORD)
 COUNTER_SIGNALS = (COOKIE_REFUSER, SESSION_ROAMING, NET_MINT_BURST, STACK_MINT_BURST, UNVISITED_REFERER)
 SIGNALS = STATELESS_SIGNALS + COUNTER_SIGNALS
@@ -71,6 +71,11 @@ PAGE_SEEN_AT = 0.2
 # site's own traffic: a busy site's steady stream of new Chrome visitors is no burst.
 BASELINE_HALF_LIFE = 6 * 3600.0
 BURST_FACTOR = 4.0  # new sessions at this many times the stack's usual rate (and at least burst_stack_at)
+
+# A page's part of its `ss.page` / `ss.asset` key. Pure, and a site's few pages are fetched and
+# named as Referer request after request: remembered (bounded: 4096 pages of at most MAX_PAGE
+# characters, see stage.py).
+page_tag = functools.lru_cache(maxsize=4096)(short_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +107,26 @@ class SessionContext:
         "difficulty",
         "fresh",
         "history_at",
+        "hops_at",
         "is_document",
         "is_record",
+        "mint_at",
         "net",
+        "net_at",
+        "new_at",
         "prefix",
         "presented",
+        "price_at",
+        "price_later",
         "priced",
         "renewal",
         "set_cookie",
         "signals",
+        "solved_at",
         "stack",
         "stack_tag",
         "standing",
+        "unvisited",
     )
 
     def __init__(self, presented: PresentedSession, prefix: str, stack: str) -> None:
@@ -122,20 +135,30 @@ class SessionContext:
         self.set_cookie: SessionCookie | None = None  # what the response must set, if anything
         self.prefix = prefix
         self.stack = stack
-        self.net = net_tag(prefix)
-        self.stack_tag = stack_tag(stack)
+        self.net: str = net_tag(prefix)
+        self.stack_tag: str = stack_tag(stack)
         self.fresh = False
         self.is_document = False
         self.is_record = False
         self.deep = False
         # A person's history: the session has one (cookie), and with it past `fresh_for`, standing.
         self.standing = False
-        self.history_at = -1  # index in `counters` of the referring page's `ss.page` (then `ss.asset`)
         self.renewal = False  # a record under a clearance of a session without standing: priced as cold
+        self.unvisited = False  # `unvisited_referer` held (`after`): a challenge is priced as cold
+        # The price is read with the request's counters, or only for a challenge (`begin`'s `price`).
+        self.price_later = False
         self.priced = False  # the adaptive difficulty was read (`after`)
         self.signals: dict[str, float] = {}
         self.counters: tuple[ScoreUpdate, ...] = ()
         self.difficulty = 0  # adaptive difficulty for a challenge of this request; 0 = the rule's
+        # Where `after` finds each counter's value in `counters` (-1: not read by this request).
+        self.mint_at = -1  # ss.mint.ns, then ss.back.ns
+        self.hops_at = -1  # ss.hops
+        self.new_at = -1  # ss.new.stack, then ss.base.stack
+        self.history_at = -1  # the referring page's ss.page, then ss.asset
+        self.net_at = -1  # ss.mint.net
+        self.price_at = -1  # the price: ss.mint.stack, ss.mint.net, ss.solve.stack, ss.solve.net
+        self.solved_at = -1  # ss.solve.sess (with the price, for a request with a session)
 
     @property
     def id(self) -> str | None:
@@ -157,58 +180,64 @@ class SessionTracker:
 
     def begin(self, presented: PresentedSession, prefix: str, stack: str, now: float, *,
               is_document: bool, is_record: bool, referer: str, is_asset: bool = False, page: str = "",
-              referer_page: str = "") -> SessionContext:
+              referer_page: str = "", price: bool = True) -> SessionContext:
         """`referer`: "" (none), "same" (this site) or "other"; `page`: this request's path and query;
-        `referer_page`: the same-site Referer's path and query ("" for none or another site's)."""
+        `referer_page`: the same-site Referer's path and query ("" for none or another site's).
+        `price`: read the adaptive difficulty's counters with this request's (one batch: what a
+        networked store wants); False: only what the signals need -- a challenge reads the price
+        afterwards (`price_updates`), at no round trip on an in-process store."""
         s = self.settings
         ctx = SessionContext(presented, prefix, stack)
         ctx.is_document = is_document
         ctx.is_record = is_record
-        ctx.deep = is_record and referer != "same"
+        deep = ctx.deep = is_record and referer != "same"
+        cookie = ctx.cookie
         # No history: no session, or one whose cookie comes back for the first time (a person's page
         # view returns it with the page's assets before they click on). A person arriving from a
         # search result has a Referer of another site; a same-site one without a history is written.
-        returned = presented.cookie is not None and bool(presented.cookie.returned)
+        returned = cookie is not None and bool(cookie.returned)
         cold = is_record and referer != "other" and not returned
         # Once presented back, a session without a person's history that fetches a record with no
         # Referer at all (a fleet's browser context; a person would have clicked) prices the stack
-        # like a cold record. Not a signal: a crawler keeping cookies must not weigh on its network.
-        priced_cold = cold or (is_record and referer == "" and not (returned and presented.cookie is not None
-                                                                      and presented.cookie.has_history))
+        # like a cold record. Not a signal: a crowd keeping cookies must not weigh on its network.
+        priced_cold = cold or (is_record and referer == "" and not (returned and cookie is not None
+                                                                      and cookie.returned >= HISTORY))
         signals = ctx.signals
-        cookie = ctx.cookie
         ups: list[ScoreUpdate] = []
         hl = s.half_life
+        net, tag = ctx.net, ctx.stack_tag
         if cookie is None:
-            ctx.set_cookie = mint(prefix, stack, now)
+            minted = ctx.set_cookie = mint(prefix, stack, now)
+            sid = minted.id
             signals[ABSENT] = 1.0
-            ns = ctx.net + ctx.stack_tag
+            ns = net + tag
+            ctx.mint_at, ctx.new_at = 0, 2
             ups += [ScoreUpdate(MINT_NS, ns, 1.0, hl), ScoreUpdate(BACK_NS, ns, 0.0, hl),
-                    ScoreUpdate(NEW_STACK, ctx.stack_tag, 1.0, hl),
-                    ScoreUpdate(BASE_STACK, ctx.stack_tag, 1.0, BASELINE_HALF_LIFE)]
+                    ScoreUpdate(NEW_STACK, tag, 1.0, hl), ScoreUpdate(BASE_STACK, tag, 1.0, BASELINE_HALF_LIFE)]
         else:
-            ctx.fresh = not cookie.returned or now - cookie.issued < s.fresh_for
-            if ctx.fresh:
+            sid = cookie.id
+            fresh = ctx.fresh = not cookie.returned or now - cookie.issued < s.fresh_for
+            if fresh:
                 signals[FRESH] = 1.0
-            moved = cookie.net != ctx.net
+            moved = cookie.net != net
             if not cookie.returned or moved:
-                ctx.set_cookie = SessionCookie(cookie.id, cookie.issued, ctx.net, cookie.stack, max(1, cookie.returned))
+                ctx.set_cookie = SessionCookie(sid, cookie.issued, net, cookie.stack, max(1, cookie.returned))
             if not cookie.returned:  # its first time back: the mint was not wasted
                 ups.append(ScoreUpdate(BACK_NS, cookie.net + cookie.stack, 1.0, hl))
             if moved:
-                ups.append(ScoreUpdate(HOPS, cookie.id, 1.0, hl))
-            if ctx.fresh:  # a fresh session is priced by the stack's burst too
-                ups += [ScoreUpdate(NEW_STACK, ctx.stack_tag, 0.0, hl),
-                        ScoreUpdate(BASE_STACK, ctx.stack_tag, 0.0, BASELINE_HALF_LIFE)]
-        sid = cookie.id if cookie is not None else ctx.set_cookie.id if ctx.set_cookie is not None else None
-        if cookie is not None and cookie.has_history:
+                ctx.hops_at = len(ups)
+                ups.append(ScoreUpdate(HOPS, sid, 1.0, hl))
+            if fresh:  # a fresh session is priced by the stack's burst too
+                ctx.new_at = len(ups)
+                ups += [ScoreUpdate(NEW_STACK, tag, 0.0, hl), ScoreUpdate(BASE_STACK, tag, 0.0, BASELINE_HALF_LIFE)]
+        if cookie is not None and cookie.returned >= HISTORY:
             ctx.standing = not ctx.fresh
-        elif sid is not None:
+        else:
             # No history yet: remember its pages, the assets loaded for them and check where it navigates from.
             if is_document and page:
-                ups.append(ScoreUpdate(PAGE, sid + short_hash(page), 1.0, hl))
+                ups.append(ScoreUpdate(PAGE, sid + page_tag(page), 1.0, hl))
             if referer_page and cookie is not None:
-                ref = sid + short_hash(referer_page)
+                ref = sid + page_tag(referer_page)
                 if is_asset:
                     ups.append(ScoreUpdate(ASSET, ref, 1.0, hl))
                 elif is_document:
@@ -218,71 +247,99 @@ class SessionTracker:
             signals[COLD_RECORD] = 1.0
         if presented.other_stack is not None:
             signals[OTHER_STACK] = 1.0
-        if ctx.deep:
+        if deep:
             signals[DEEP_RECORD] = 1.0
-        if cookie is None or ctx.fresh or ctx.deep or (is_document and not ctx.standing):
-            minted = 1.0 if cookie is None else 0.0
-            ups += [ScoreUpdate(MINT_STACK, ctx.stack_tag, 1.0 if priced_cold else 0.0, hl),
-                    ScoreUpdate(MINT_NET, ctx.net, minted, hl),
-                    ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl)]
-            if cookie is not None:
-                ups.append(ScoreUpdate(SOLVE_SESSION, cookie.id, 0.0, SOLVED_HALF_LIFE))
+        if cookie is None or ctx.fresh or deep or (is_document and not ctx.standing):
+            minted_here = 1.0 if cookie is None else 0.0
+            if price:
+                at = ctx.price_at = len(ups)
+                ctx.net_at = at + 1
+                ups += [ScoreUpdate(MINT_STACK, tag, 1.0 if priced_cold else 0.0, hl),
+                        ScoreUpdate(MINT_NET, net, minted_here, hl),
+                        ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl)]
+                if cookie is not None:
+                    ctx.solved_at = at + 4
+                    ups.append(ScoreUpdate(SOLVE_SESSION, sid, 0.0, SOLVED_HALF_LIFE))
+            else:  # the counts still change; only `net_mint_burst` is read now
+                if priced_cold:
+                    ups.append(ScoreUpdate(MINT_STACK, tag, 1.0, hl))
+                ctx.net_at = len(ups)
+                ups.append(ScoreUpdate(MINT_NET, net, minted_here, hl))
+        ctx.price_later = not price
         ctx.counters = tuple(ups)
         return ctx
 
     def price_counters(self, ctx: SessionContext) -> None:
         """Make sure this request reads what the adaptive difficulty needs (a record fetched under
-        a clearance may end in a new challenge: its price must be the going one)."""
-        if any(up.score_id == MINT_STACK for up in ctx.counters):
+        a clearance may end in a new challenge: its price must be the going one). Nothing to do for
+        a request that reads its price only if challenged (`price_later`)."""
+        if ctx.price_at >= 0 or ctx.price_later:
             return
-        hl = self.settings.half_life
-        ctx.counters += (ScoreUpdate(MINT_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(MINT_NET, ctx.net, 0.0, hl),
-                         ScoreUpdate(SOLVE_STACK, ctx.stack_tag, 0.0, hl), ScoreUpdate(SOLVE_NET, ctx.net, 0.0, hl))
-        if ctx.cookie is not None:
-            ctx.counters += (ScoreUpdate(SOLVE_SESSION, ctx.cookie.id, 0.0, SOLVED_HALF_LIFE),)
+        ctx.counters = self._with_price(ctx, ctx.counters)
 
     def price_updates(self, ctx: SessionContext) -> tuple[ScoreUpdate, ...]:
         """For a challenge whose request did not read the going price (a session with standing, e.g.
-        challenged by its own score): the counters to read, in a small batch of their own; `after`
-        on their values sets the difficulty. Empty when the request was priced."""
+        challenged by its own score, or any request that reads its price only if challenged): the
+        counters to read, in a small batch of their own; `after` on their values sets the
+        difficulty. Empty when the request was priced."""
         if ctx.priced:
             return ()
-        ctx.counters = NO_COUNTERS  # typed: a bare `()` narrows ctx.counters to tuple[()] below (mypyc checks it)
-        ctx.history_at = -1
-        self.price_counters(ctx)
-        return ctx.counters
+        ctx.mint_at = ctx.hops_at = ctx.new_at = ctx.history_at = -1
+        counters = ctx.counters = self._with_price(ctx, ())
+        return counters
+
+    def _with_price(self, ctx: SessionContext, counters: tuple[ScoreUpdate, ...]) -> tuple[ScoreUpdate, ...]:
+        """`counters` and the price after them (their places noted in `ctx`)."""
+        hl = self.settings.half_life
+        at = ctx.price_at = len(counters)
+        ctx.net_at = at + 1
+        tag, net = ctx.stack_tag, ctx.net
+        price: tuple[ScoreUpdate, ...] = (ScoreUpdate(MINT_STACK, tag, 0.0, hl), ScoreUpdate(MINT_NET, net, 0.0, hl),
+                                          ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl))
+        if ctx.cookie is not None:
+            ctx.solved_at = at + 4
+            price += (ScoreUpdate(SOLVE_SESSION, ctx.cookie.id, 0.0, SOLVED_HALF_LIFE),)
+        else:
+            ctx.solved_at = -1
+        return counters + price
 
     def after(self, ctx: SessionContext, values: Sequence[float]) -> Mapping[str, float]:
         """The counter signals from the counters' values after this request's batch (in
-        `ctx.counters` order); also sets the adaptive difficulty. Returns the counter signals (the
-        engine keeps them as the context's `level_signals`, apart from the event signals in
-        `ctx.signals`, so they never add to a stored score)."""
+        `ctx.counters` order); also sets the adaptive difficulty when the price was read. Returns the
+        counter signals (the engine keeps them as the context's `level_signals`, apart from the
+        event signals in `ctx.signals`, so they never add to a stored score)."""
         s = self.settings
         out: dict[str, float] = {}
-        if ctx.history_at >= 0 and len(values) > ctx.history_at + 1:
-            if values[ctx.history_at] < PAGE_SEEN_AT:
+        n = len(values)
+        at = ctx.history_at
+        if at >= 0 and at + 1 < n:
+            if values[at] < PAGE_SEEN_AT:
                 out[UNVISITED_REFERER] = 1.0
+                ctx.unvisited = True
             else:
-                self._check_history(ctx, values[ctx.history_at + 1])
-        got = {up.score_id: v for up, v in zip(ctx.counters, values, strict=False) if up.score_id not in (PAGE, ASSET)}
+                self._check_history(ctx, values[at + 1])
         # Decayed counters are counts that fade: one just minted counts as about one, so they are
         # compared rounded.
-        if MINT_NS in got and got[MINT_NS] - got.get(BACK_NS, 0.0) + 0.5 >= s.refuser_at:
+        at = ctx.mint_at
+        if at >= 0 and at + 1 < n and values[at] - values[at + 1] + 0.5 >= s.refuser_at:
             out[COOKIE_REFUSER] = 1.0
-        if got.get(HOPS, 0.0) + 0.5 >= s.roaming_at:
+        at = ctx.hops_at
+        if (values[at] if 0 <= at < n else 0.0) + 0.5 >= s.roaming_at:
             out[SESSION_ROAMING] = 1.0
-        if MINT_STACK in got:
-            stack_rate = got[MINT_STACK] + got.get(SOLVE_STACK, 0.0)
-            net_rate = got.get(MINT_NET, 0.0) + got.get(SOLVE_NET, 0.0)
-            if got.get(MINT_NET, 0.0) + 0.5 >= s.burst_net_at:
-                out[NET_MINT_BURST] = 1.0
+        at = ctx.net_at
+        if 0 <= at < n and values[at] + 0.5 >= s.burst_net_at:
+            out[NET_MINT_BURST] = 1.0
+        at = ctx.price_at
+        if at >= 0 and at + 3 < n:
             # The going price, for every request that read it (a spent record budget included).
             ctx.priced = True
-            cold = COLD_RECORD in ctx.signals or UNVISITED_REFERER in out or ctx.renewal
-            ctx.difficulty = s.difficulty.bits(stack_rate, net_rate, cold=cold,
-                                               solved=got.get(SOLVE_SESSION, 0.0))
-        if NEW_STACK in got:
-            new, usual = got[NEW_STACK], got.get(BASE_STACK, 0.0)
+            cold = COLD_RECORD in ctx.signals or ctx.unvisited or ctx.renewal
+            solved_at = ctx.solved_at
+            ctx.difficulty = s.difficulty.bits(values[at] + values[at + 2], values[at + 1] + values[at + 3],
+                                               cold=cold, solved=values[solved_at] if 0 <= solved_at < n else 0.0)
+        at = ctx.new_at
+        if at >= 0 and at + 1 < n:
+            new, usual = values[at], values[at + 1]
             # decayed sums over their half-lives -> rates; a burst is far above the usual rate
             if new + 0.5 >= s.burst_stack_at and new / s.half_life >= BURST_FACTOR * usual / BASELINE_HALF_LIFE:
                 out[STACK_MINT_BURST] = 1.0
