@@ -46,7 +46,7 @@ from .config import DetectorConfig
 from .crowd import CrossSessionWalk, CrowdIndex
 from .distinct import DistinctResources
 from .identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
-from .mirror import LogMirrors
+from .mirror import LogMirror, LogMirrors
 from .probe import ProbeRate, ProbeWindow
 from .sequence import LoggedWalk, SequentialIds, Walk, extract_ids
 from .strength import ramp, stable_hash
@@ -211,7 +211,7 @@ class DetectorSet:
             entry = crowd_log.log_entry(value, now, stable_hash(crowd.who))
             ttl = c.cross_walk_window_s
             for scope in crowd.scopes:
-                log = f"x\x1f{scope}\x1f{stable_hash(series):x}"
+                log = crowd_log.log_name(scope, series)
                 appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now)))
         return LogPlan(tuple(appends), walks, timing) if appends else None
 
@@ -259,6 +259,8 @@ class DetectorSet:
                     timing = self._timing.observe(st, path_hash, now)
         if self._cross is not None and crowd is not None and ids:
             cross = self._crowd_strength(crowd, ids[0], now, plan, logs)
+        if not (distinct or sequence or probe or assets or timing or cross):
+            return _QUIET  # most requests: one read-only value instead of a dict each
         return {
             MANY_DISTINCT_RESOURCES: distinct,
             SEQUENTIAL_IDS: sequence,
@@ -311,9 +313,23 @@ class DetectorSet:
                        for append, read in zip(plan.appends[start:], logs[start:], strict=False)]
         else:  # in process: this replica is the only writer, so the index is the log
             entry = (value, now, stable_hash(crowd.who))
-            tag = stable_hash(series)
-            indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", now, cross.new_index, CrowdIndex.add, entry)
-                       for scope in crowd.scopes]
+            tag = crowd_log.series_tag(series)
+            for scope in crowd.scopes:  # `mirrors.local`, without its callables
+                key = "x\x1f" + scope + tag
+                mirror = mirrors.live(key, now)
+                if mirror is None:
+                    mirror = LogMirror(cross.new_index())
+                    index = mirror.state
+                    index.add(entry)
+                    mirrors.settle(key, mirror, now, len(index.values), True)
+                else:
+                    index = mirror.state
+                    index.add(entry)
+                    mirrors.settle(key, mirror, now, len(index.values), False)
+                s = cross.strength_at(index, value, now)
+                if s > strength:
+                    strength = s
+            return strength
         for index in indexes:
             s = cross.strength_at(index, value, now)
             if s > strength:

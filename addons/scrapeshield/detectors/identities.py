@@ -123,11 +123,10 @@ class IdentityTable[S]:
         `new_state()` renewed at `now`, and True."""
         lru = self._lru
         h = hash(key)
-        slot = lru.find(h)
+        slot = lru.find_touch(h)  # touched before it is known alive: an expired one is removed below
         if slot != NONE:
             renewed = lru.values[slot]
             if now < renewed + self.ttl:
-                lru.touch(slot)
                 if now - renewed >= renew_every:
                     lru.values[slot] = now
                 st = self._states[slot]
