@@ -223,7 +223,8 @@ class DetectorSet:
         """The signals of one request. `ids` are its `record_ids` (computed here if None); with a
         shared store, `plan` and `logs` are its `log_plan` and the store's answer to it."""
         now = obs.now
-        st = self._identity(key, now)
+        self._now = now
+        st = self._table.state(key, now, self._renew_every, IdentityState)  # `_identity`, inlined
         if obs.is_asset:
             if self._assets is not None:
                 st.parts |= LEDGER
@@ -436,4 +437,4 @@ class DetectorSet:
 
     def _identity(self, key: str, now: float) -> IdentityState:
         self._now = now
-        return self._table.seen(key, now, self._renew_every, IdentityState)[0]
+        return self._table.state(key, now, self._renew_every, IdentityState)

@@ -121,6 +121,11 @@ class IdentityTable[S]:
         """The state of `key`, now the most recently seen: (state, False) if it was alive (its TTL
         renewed from `now` if it was last renewed `renew_every` ago or more), else a fresh
         `new_state()` renewed at `now`, and True."""
+        alive = self.get(key, now) is not None
+        return self.state(key, now, renew_every, new_state), not alive
+
+    def state(self, key: str, now: float, renew_every: float, new_state: Callable[[], S]) -> S:
+        """`seen(...)[0]`: what the detectors ask on every request, without a tuple."""
         lru = self._lru
         h = hash(key)
         slot = lru.find_touch(h)  # touched before it is known alive: an expired one is removed below
@@ -131,11 +136,11 @@ class IdentityTable[S]:
                     lru.values[slot] = now
                 st = self._states[slot]
                 assert st is not None
-                return st, False
+                return st
             self._remove(slot)
         st = new_state()
         self._insert(h, st, now)
-        return st, True
+        return st
 
     def put(self, key: str, st: S, now: float) -> None:
         """Insert (or replace) `key`'s state as the most recently seen, renewed at `now`."""
