@@ -313,7 +313,7 @@ class DetectorSet:
             indexes = [mirrors.apply(append.key, read, now, cross.new_index, crowd_log.follow)
                        for append, read in zip(plan.appends[start:], logs[start:], strict=False)]
         else:  # in process: this replica is the only writer, so the index is the log
-            entry = (value, now, stable_hash(crowd.who))
+            who = stable_hash(crowd.who)
             tag = crowd_log.series_tag(series)
             for scope in crowd.scopes:  # `mirrors.local`, without its callables
                 key = "x\x1f" + scope + tag
@@ -321,11 +321,11 @@ class DetectorSet:
                 if mirror is None:
                     mirror = LogMirror(cross.new_index())
                     index = mirror.state
-                    index.add(entry)
+                    index.append(value, now, who)
                     mirrors.settle(key, mirror, now, len(index.values), True)
                 else:
                     index = mirror.state
-                    index.add(entry)
+                    index.append(value, now, who)
                     mirrors.settle(key, mirror, now, len(index.values), False)
                 s = cross.strength_at(index, value, now)
                 if s > strength:

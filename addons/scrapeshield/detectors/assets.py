@@ -37,11 +37,14 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left, insort
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
 
 from .strength import ramp, stable_hash
+
+if TYPE_CHECKING:  # identities.py imports this module
+    from .identities import IdentityState
 
 # Tag names are matched with explicit case classes: re.IGNORECASE makes the whole scan about
 # twice as slow, and lower-casing the body costs a copy.
@@ -118,19 +121,10 @@ class PendingPage:
         self.fetched = 0
 
 
-class LedgerFields(Protocol):
-    """What `MissingAssets` reads and writes: an `AssetLedger`, or an object with the same fields
-    (the detectors' per-identity state holds them inline: one object less an identity)."""
-
-    documents: int
-    assets: int
-    html_pages: int
-    pages: list[PendingPage] | None
-    pending: bytearray | None
-    known: array[int] | None
-    known_old: array[int] | None
-    verdicts: int
-    judged: int
+# What `MissingAssets` reads and writes: a `AssetLedger`, or the detectors' per-identity state, which
+# holds the same fields inline (one object less an identity). A union of the two classes, not a
+# Protocol: compiled (mypyc), a field of either is then read in place instead of looked up by name.
+type LedgerFields = AssetLedger | IdentityState
 
 
 class AssetLedger:

@@ -68,7 +68,7 @@ def follow(index: CrowdIndex, entry: str) -> None:
         except ValueError:
             return
         if 0 <= value < _MAX_ID and 0 <= who < _MAX_WHO:  # what `log_entry` writes; anything else is foreign
-            index.add((value, t, who))
+            index.append(value, t, who)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +126,10 @@ class CrowdIndex:
         return list(zip(self.values, self.times, self.whos, strict=True))
 
     def add(self, entry: CrowdEntry) -> None:
-        value, t, who = entry
+        self.append(entry[0], entry[1], entry[2])
+
+    def append(self, value: int, t: float, who: int) -> None:
+        """`add((value, t, who))`, without the tuple."""
         self.values.append(value)
         self.times.append(t)
         self.whos.append(who)
