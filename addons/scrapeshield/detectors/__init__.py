@@ -31,7 +31,6 @@ both cases (docs/detectors.md says why).
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -396,13 +395,14 @@ class DetectorSet:
         changes nothing here (explain on a live shield)."""
         other = DetectorSet(self.config, shared=self.shared)
         other._now = now = self._now
-        other._crowd_logs = copy.deepcopy(self._crowd_logs)  # bounded (cross_walk_max_logs); explain is rare
+        # Copied by the classes themselves: compiled (mypyc) ones cannot be rebuilt by copy.deepcopy.
+        other._crowd_logs = self._crowd_logs.copy(CrowdIndex.copy)  # bounded (cross_walk_max_logs); explain is rare
         state = self._table.get(key, now)
         renewed = self._table.renewed(key)
         if state is not None and renewed is not None:
-            other._table.put(key, copy.deepcopy(state), renewed)
-        if self._assets is not None:
-            other._assets = copy.deepcopy(self._assets)
+            other._table.put(key, state.copy(), renewed)
+        if self._assets is not None and other._assets is not None:
+            other._assets.copy_shared(self._assets)
         return other
 
     def describe(self, key: str) -> dict[str, object] | None:

@@ -34,6 +34,7 @@ generations of sorted 32-bit arrays of `known_cap` each.
 """
 from __future__ import annotations
 
+import copy
 import re
 from array import array
 from bisect import bisect_left, insort
@@ -120,8 +121,13 @@ class PendingPage:
         self.remaining = remaining  # its refs still in AssetLedger.pending
         self.fetched = 0
 
+    def copy(self) -> PendingPage:
+        page = PendingPage(self.deadline, self.remaining)
+        page.fetched = self.fetched
+        return page
 
-# What `MissingAssets` reads and writes: a `AssetLedger`, or the detectors' per-identity state, which
+
+# What `MissingAssets` reads and writes: an `AssetLedger`, or the detectors' per-identity state, which
 # holds the same fields inline (one object less an identity). A union of the two classes, not a
 # Protocol: compiled (mypyc), a field of either is then read in place instead of looked up by name.
 type LedgerFields = AssetLedger | IdentityState
@@ -195,6 +201,10 @@ class MissingAssets:
     def clear(self) -> None:
         if self._shared is not None:
             self._shared.clear()
+
+    def copy_shared(self, source: MissingAssets) -> None:
+        """Take a copy of `source`'s site-wide references (`DetectorSet.fork`: the same settings)."""
+        self._shared = copy.deepcopy(source._shared)  # a cachetools LRUCache of lists: plain Python
 
     def shared_refs(self) -> int:
         return 0 if self._shared is None else len(self._shared)

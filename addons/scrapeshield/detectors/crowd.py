@@ -112,6 +112,15 @@ class CrowdIndex:
         self.ids: array[int] = array("q")  # distinct ids, sorted
         self.counts: array[int] = array("I")  # entries holding ids[i]
 
+    def copy(self) -> CrowdIndex:
+        index = CrowdIndex(self.keep, self.window_s)
+        index.values.extend(self.values)
+        index.times.extend(self.times)
+        index.whos.extend(self.whos)
+        index.ids.extend(self.ids)
+        index.counts.extend(self.counts)
+        return index
+
     def __len__(self) -> int:
         return len(self.values)
 

@@ -47,6 +47,13 @@ class HyperLogLog:
         alpha = {16: 0.673, 32: 0.697, 64: 0.709}.get(m, 0.7213 / (1.0 + 1.079 / m))
         self._alpha_mm = alpha * m * m
 
+    def copy(self) -> HyperLogLog:
+        sketch = HyperLogLog(self._precision)
+        sketch._registers[:] = self._registers
+        sketch._inverse_sum = self._inverse_sum
+        sketch._zeros = self._zeros
+        return sketch
+
     def add(self, h: int) -> None:
         rest = 32 - self._precision
         index = h >> rest

@@ -161,6 +161,16 @@ class LogMirrors[S]:
         if fresh:
             mirrors[key] = mirror
 
+    def copy(self, copy_state: Callable[[S], S]) -> LogMirrors[S]:
+        """An independent copy, each state copied by `copy_state` (`DetectorSet.fork`)."""
+        other = LogMirrors(self.max_logs, self.ttl, self.max_entries, self._size)
+        for key, mirror in self._mirrors.items():
+            twin = LogMirror(copy_state(mirror.state))
+            twin.appended, twin.updated, twin.entries = mirror.appended, mirror.updated, mirror.entries
+            other._mirrors[key] = twin
+        other._entries, other.expired, other.evicted = self._entries, self.expired, self.evicted
+        return other
+
     def clear(self) -> None:
         self._mirrors.clear()
         self._entries = 0
