@@ -12,6 +12,7 @@ from scrapeshield.detectors import (
     REGULAR_TIMING,
     SEQUENTIAL_IDS,
     SIGNAL_NAMES,
+    CrowdView,
     DetectorConfig,
     DetectorSet,
     Observation,
@@ -195,3 +196,53 @@ def test_from_mapping_accepts_ints_for_float_fields() -> None:
 def test_from_mapping_accepts_probe_statuses_as_a_list() -> None:
     config = DetectorConfig.from_mapping({"probe_statuses": [404, 410]})
     assert config.probe_status_set() == frozenset({404, 410})
+
+
+# -- fork (explain on a live shield) -----------------------------------------------------------
+
+def _busy_identity(detectors: DetectorSet, rng: random.Random, now: float, n: int) -> float:
+    """`n` requests of one client that use every part of its state: two id series (a walks dict), a
+    distinct count past its exact cap (a sketch), pages awaiting their assets, probe answers, timing
+    gaps, and crowd logs of two scopes."""
+    html = b"<html><link rel=stylesheet href=/s/a.css><img src=/i/b.png><script src=/j/c.js></script></html>"
+    for i in range(n):
+        now += rng.choice((0.2, 0.9, 3.0))
+        if rng.random() < 0.2:
+            detectors.observe_request("c", Observation(f"/i/{rng.randint(1, 9)}.png", "", "GET", False, True, now))
+            continue
+        if rng.random() < 0.5:
+            path, query = f"/user/{1000 + i}", ""
+        else:
+            path, query = "/items", f"page={i % 7}"
+        obs = Observation(path, query, "GET", True, False, now)
+        ids = DetectorSet.record_ids(obs)
+        crowd = CrowdView(f"s{i % 5}", ("stack\x1fchrome", "net\x1f198.51.100")) if ids else None
+        detectors.observe_request("c", obs, ids, crowd)
+        detectors.observe_response("c", rng.choice((200, 200, 404)), "text/html", html, now)
+    return now
+
+
+def test_a_fork_decides_like_the_original_and_changes_nothing_in_it() -> None:
+    rng = random.Random(7)
+    detectors = DetectorSet(DetectorConfig(distinct_exact_cap=16, cross_walk_keep=32, assets_grace_s=5.0))
+    now = _busy_identity(detectors, rng, T0, 400)
+    st = detectors._table.get("c", now)  # white box: every part in use, so every part is copied
+    assert st is not None and isinstance(st.walks, dict) and st.sketch is not None and st.pages and st.probe
+    before = detectors.describe("c")
+    fork = detectors.fork("c")
+    assert fork.describe("c") == before
+    # The same requests on both: the same signals, so the copy holds everything the detectors read.
+    seed = rng.random()
+    twin = random.Random(seed), random.Random(seed)
+    later = _busy_identity(detectors, twin[0], now, 1)
+    assert _busy_identity(fork, twin[1], now, 1) == later
+    for i in range(60):
+        obs = Observation(f"/user/{2000 + i}", "", "GET", True, False, later + i)
+        crowd = CrowdView("x", ("stack\x1fchrome", "net\x1f198.51.100"))
+        ids = DetectorSet.record_ids(obs)
+        assert dict(fork.observe_request("c", obs, ids, crowd)) == dict(detectors.observe_request("c", obs, ids, crowd))
+    # ... and what the fork is fed stays in the fork.
+    forked = detectors.fork("c")
+    state = detectors.describe("c")
+    _busy_identity(forked, random.Random(1), later + 100, 50)
+    assert detectors.describe("c") == state != forked.describe("c")

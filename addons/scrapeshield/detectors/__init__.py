@@ -31,7 +31,6 @@ both cases (docs/detectors.md says why).
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -46,7 +45,7 @@ from .config import DetectorConfig
 from .crowd import CrossSessionWalk, CrowdIndex
 from .distinct import DistinctResources
 from .identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
-from .mirror import LogMirrors
+from .mirror import LogMirror, LogMirrors
 from .probe import ProbeRate, ProbeWindow
 from .sequence import LoggedWalk, SequentialIds, Walk, extract_ids
 from .strength import ramp, stable_hash
@@ -211,7 +210,7 @@ class DetectorSet:
             entry = crowd_log.log_entry(value, now, stable_hash(crowd.who))
             ttl = c.cross_walk_window_s
             for scope in crowd.scopes:
-                log = f"x\x1f{scope}\x1f{stable_hash(series):x}"
+                log = crowd_log.log_name(scope, series)
                 appends.append(LogAppend(log, entry, c.cross_walk_keep, ttl, self._crowd_logs.seen(log, now)))
         return LogPlan(tuple(appends), walks, timing) if appends else None
 
@@ -223,7 +222,8 @@ class DetectorSet:
         """The signals of one request. `ids` are its `record_ids` (computed here if None); with a
         shared store, `plan` and `logs` are its `log_plan` and the store's answer to it."""
         now = obs.now
-        st = self._identity(key, now)
+        self._now = now
+        st = self._table.state(key, now, self._renew_every, IdentityState)  # `_identity`, inlined
         if obs.is_asset:
             if self._assets is not None:
                 st.parts |= LEDGER
@@ -259,6 +259,8 @@ class DetectorSet:
                     timing = self._timing.observe(st, path_hash, now)
         if self._cross is not None and crowd is not None and ids:
             cross = self._crowd_strength(crowd, ids[0], now, plan, logs)
+        if not (distinct or sequence or probe or assets or timing or cross):
+            return _QUIET  # most requests: one read-only value instead of a dict each
         return {
             MANY_DISTINCT_RESOURCES: distinct,
             SEQUENTIAL_IDS: sequence,
@@ -310,10 +312,24 @@ class DetectorSet:
             indexes = [mirrors.apply(append.key, read, now, cross.new_index, crowd_log.follow)
                        for append, read in zip(plan.appends[start:], logs[start:], strict=False)]
         else:  # in process: this replica is the only writer, so the index is the log
-            entry = (value, now, stable_hash(crowd.who))
-            tag = stable_hash(series)
-            indexes = [mirrors.local(f"x\x1f{scope}\x1f{tag:x}", now, cross.new_index, CrowdIndex.add, entry)
-                       for scope in crowd.scopes]
+            who = stable_hash(crowd.who)
+            tag = crowd_log.series_tag(series)
+            for scope in crowd.scopes:  # `mirrors.local`, without its callables
+                key = "x\x1f" + scope + tag
+                mirror = mirrors.live(key, now)
+                if mirror is None:
+                    mirror = LogMirror(cross.new_index())
+                    index = mirror.state
+                    index.append(value, now, who)
+                    mirrors.settle(key, mirror, now, len(index.values), True)
+                else:
+                    index = mirror.state
+                    index.append(value, now, who)
+                    mirrors.settle(key, mirror, now, len(index.values), False)
+                s = cross.strength_at(index, value, now)
+                if s > strength:
+                    strength = s
+            return strength
         for index in indexes:
             s = cross.strength_at(index, value, now)
             if s > strength:
@@ -379,13 +395,14 @@ class DetectorSet:
         changes nothing here (explain on a live shield)."""
         other = DetectorSet(self.config, shared=self.shared)
         other._now = now = self._now
-        other._crowd_logs = copy.deepcopy(self._crowd_logs)  # bounded (cross_walk_max_logs); explain is rare
+        # Copied by the classes themselves: compiled (mypyc) ones cannot be rebuilt by copy.deepcopy.
+        other._crowd_logs = self._crowd_logs.copy(CrowdIndex.copy)  # bounded (cross_walk_max_logs); explain is rare
         state = self._table.get(key, now)
         renewed = self._table.renewed(key)
         if state is not None and renewed is not None:
-            other._table.put(key, copy.deepcopy(state), renewed)
-        if self._assets is not None:
-            other._assets = copy.deepcopy(self._assets)
+            other._table.put(key, state.copy(), renewed)
+        if self._assets is not None and other._assets is not None:
+            other._assets.copy_shared(self._assets)
         return other
 
     def describe(self, key: str) -> dict[str, object] | None:
@@ -420,4 +437,4 @@ class DetectorSet:
 
     def _identity(self, key: str, now: float) -> IdentityState:
         self._now = now
-        return self._table.seen(key, now, self._renew_every, IdentityState)[0]
+        return self._table.state(key, now, self._renew_every, IdentityState)

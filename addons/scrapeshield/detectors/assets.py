@@ -34,14 +34,18 @@ generations of sorted 32-bit arrays of `known_cap` each.
 """
 from __future__ import annotations
 
+import copy
 import re
 from array import array
 from bisect import bisect_left, insort
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
 
 from .strength import ramp, stable_hash
+
+if TYPE_CHECKING:  # identities.py imports this module
+    from .identities import IdentityState
 
 # Tag names are matched with explicit case classes: re.IGNORECASE makes the whole scan about
 # twice as slow, and lower-casing the body costs a copy.
@@ -117,20 +121,16 @@ class PendingPage:
         self.remaining = remaining  # its refs still in AssetLedger.pending
         self.fetched = 0
 
+    def copy(self) -> PendingPage:
+        page = PendingPage(self.deadline, self.remaining)
+        page.fetched = self.fetched
+        return page
 
-class LedgerFields(Protocol):
-    """What `MissingAssets` reads and writes: an `AssetLedger`, or an object with the same fields
-    (the detectors' per-identity state holds them inline: one object less an identity)."""
 
-    documents: int
-    assets: int
-    html_pages: int
-    pages: list[PendingPage] | None
-    pending: bytearray | None
-    known: array[int] | None
-    known_old: array[int] | None
-    verdicts: int
-    judged: int
+# What `MissingAssets` reads and writes: an `AssetLedger`, or the detectors' per-identity state, which
+# holds the same fields inline (one object less an identity). A union of the two classes, not a
+# Protocol: compiled (mypyc), a field of either is then read in place instead of looked up by name.
+type LedgerFields = AssetLedger | IdentityState
 
 
 class AssetLedger:
@@ -201,6 +201,10 @@ class MissingAssets:
     def clear(self) -> None:
         if self._shared is not None:
             self._shared.clear()
+
+    def copy_shared(self, source: MissingAssets) -> None:
+        """Take a copy of `source`'s site-wide references (`DetectorSet.fork`: the same settings)."""
+        self._shared = copy.deepcopy(source._shared)  # a cachetools LRUCache of lists: plain Python
 
     def shared_refs(self) -> int:
         return 0 if self._shared is None else len(self._shared)

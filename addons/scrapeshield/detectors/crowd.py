@@ -35,11 +35,24 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import pairwise
 
-from .strength import ramp
+from .strength import ramp, stable_hash
 
 CrowdEntry = tuple[int, float, int]  # (record id, time, who: a 32-bit hash of the session or address)
 _MAX_ID = 1 << 63  # record ids have at most 15 digits (sequence.extract_ids): an int64
 _MAX_WHO = 1 << 32
+
+
+@functools.lru_cache(maxsize=4096)
+def series_tag(series: str) -> str:
+    """The end of a crowd log's name, for an id series: `log_name` without the scope. Cached: every
+    record request names two logs, and the series are a site's few path templates."""
+    return f"\x1f{stable_hash(series):x}"
+
+
+def log_name(scope: str, series: str) -> str:
+    """The crowd log of one scope (stack, network) and id series (a path template is client input:
+    it is kept short as a hash)."""
+    return "x\x1f" + scope + series_tag(series)
 
 
 def log_entry(value: int, now: float, who: int) -> str:
@@ -55,7 +68,7 @@ def follow(index: CrowdIndex, entry: str) -> None:
         except ValueError:
             return
         if 0 <= value < _MAX_ID and 0 <= who < _MAX_WHO:  # what `log_entry` writes; anything else is foreign
-            index.add((value, t, who))
+            index.append(value, t, who)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +112,15 @@ class CrowdIndex:
         self.ids: array[int] = array("q")  # distinct ids, sorted
         self.counts: array[int] = array("I")  # entries holding ids[i]
 
+    def copy(self) -> CrowdIndex:
+        index = CrowdIndex(self.keep, self.window_s)
+        index.values.extend(self.values)
+        index.times.extend(self.times)
+        index.whos.extend(self.whos)
+        index.ids.extend(self.ids)
+        index.counts.extend(self.counts)
+        return index
+
     def __len__(self) -> int:
         return len(self.values)
 
@@ -113,7 +135,10 @@ class CrowdIndex:
         return list(zip(self.values, self.times, self.whos, strict=True))
 
     def add(self, entry: CrowdEntry) -> None:
-        value, t, who = entry
+        self.append(entry[0], entry[1], entry[2])
+
+    def append(self, value: int, t: float, who: int) -> None:
+        """`add((value, t, who))`, without the tuple."""
         self.values.append(value)
         self.times.append(t)
         self.whos.append(who)
@@ -180,18 +205,57 @@ class CrossSessionWalk:
         """`strength(measure(index, x, now))`, reading the log's entries only for a run that can still
         score: one at least `start` long (a shorter one has strength 0 whatever it holds) whose repeat
         share -- known from the ids' entry counts -- is within `max_repeat_share`. A crowd paging
-        through a listing makes long runs of re-read page numbers: they end here."""
-        found = self._run(index, x, now)
-        if found is None:
+        through a listing makes long runs of re-read page numbers: they end here.
+
+        Every record request asks this of two logs, and nearly always the answer is 0: the run is
+        measured here as `_run` does (the same steps), but only counted, not listed."""
+        index.expire(now)
+        ids = index.ids
+        n = len(ids)
+        start = self.start
+        if n <= start:
+            return 0.0  # the run is at most every distinct id: too short (most logs hold a few ids)
+        i = bisect_left(ids, x)
+        if i == n or ids[i] != x:
             return 0.0
-        run, requests = found
-        ids = len(run)
-        if ids <= self.start or (requests - ids) / requests > self.max_repeat_share:
+        max_stride = self.max_stride
+        down = x - ids[i - 1] if i > 0 else max_stride + 1
+        up = ids[i + 1] - x if i + 1 < n else max_stride + 1
+        stride = down if down <= up else up
+        if stride > max_stride:
+            return 0.0
+        counts = index.counts
+        on_run = 1
+        requests = counts[i]
+        reach = self.max_gap * stride
+        edge, j = x, i - 1
+        while j >= 0:
+            v = ids[j]
+            if v < edge - reach:
+                break
+            if (edge - v) % stride == 0:
+                edge = v
+                on_run += 1
+                requests += counts[j]
+            j -= 1
+        edge, j = x, i + 1
+        while j < n:
+            v = ids[j]
+            if v > edge + reach:
+                break
+            if (v - edge) % stride == 0:
+                edge = v
+                on_run += 1
+                requests += counts[j]
+            j += 1
+        if on_run <= start or (requests - on_run) / requests > self.max_repeat_share:
             return 0.0  # at `start` the ramp is 0 too
-        sessions, order = self._who_and_order(index, run)
+        found = self._run(index, x, now)  # a run that may score (rare): listed for its entries
+        assert found is not None
+        sessions, order = self._who_and_order(index, found[0])
         if sessions < self.min_sessions or order < self.min_order_share:
             return 0.0
-        return ramp(ids, self.start, self.full)
+        return ramp(on_run, start, self.full)
 
     def _run(self, index: CrowdIndex, x: int, now: float) -> tuple[list[int], int] | None:
         """The ids on the run through `x` (x first, then down, then up) and how many of the log's

@@ -75,6 +75,28 @@ class IdentityState:
         self.verdicts = 0
         self.judged = 0
 
+    def copy(self) -> IdentityState:
+        """An independent copy (`DetectorSet.fork`; compiled classes do not `copy.deepcopy`)."""
+        st = IdentityState()
+        st.parts = self.parts
+        walks = self.walks
+        st.walks = walks.copy() if isinstance(walks, Walk) else \
+            {series: walk.copy() for series, walk in walks.items()} if walks is not None else None
+        st.probe = self.probe.copy() if self.probe is not None else None
+        st.start, st.previous = self.start, self.previous
+        st.exact = array("I", self.exact) if self.exact is not None else None
+        st.sketch = self.sketch.copy() if self.sketch is not None else None
+        st.gaps = array("d", self.gaps) if self.gaps is not None else None
+        st.index, st.count, st.total, st.total_sq = self.index, self.count, self.total, self.total_sq
+        st.last_t, st.last_path = self.last_t, self.last_path
+        st.documents, st.assets, st.html_pages = self.documents, self.assets, self.html_pages
+        st.pages = [page.copy() for page in self.pages] if self.pages is not None else None
+        st.pending = bytearray(self.pending) if self.pending is not None else None
+        st.known = array("I", self.known) if self.known is not None else None
+        st.known_old = array("I", self.known_old) if self.known_old is not None else None
+        st.verdicts, st.judged = self.verdicts, self.judged
+        return st
+
     def begin_distinct(self, now: float) -> None:
         """As a fresh `DistinctWindow(now)`."""
         self.parts |= DISTINCT
@@ -121,22 +143,26 @@ class IdentityTable[S]:
         """The state of `key`, now the most recently seen: (state, False) if it was alive (its TTL
         renewed from `now` if it was last renewed `renew_every` ago or more), else a fresh
         `new_state()` renewed at `now`, and True."""
+        alive = self.get(key, now) is not None
+        return self.state(key, now, renew_every, new_state), not alive
+
+    def state(self, key: str, now: float, renew_every: float, new_state: Callable[[], S]) -> S:
+        """`seen(...)[0]`: what the detectors ask on every request, without a tuple."""
         lru = self._lru
         h = hash(key)
-        slot = lru.find(h)
+        slot = lru.find_touch(h)  # touched before it is known alive: an expired one is removed below
         if slot != NONE:
             renewed = lru.values[slot]
             if now < renewed + self.ttl:
-                lru.touch(slot)
                 if now - renewed >= renew_every:
                     lru.values[slot] = now
                 st = self._states[slot]
                 assert st is not None
-                return st, False
+                return st
             self._remove(slot)
         st = new_state()
         self._insert(h, st, now)
-        return st, True
+        return st
 
     def put(self, key: str, st: S, now: float) -> None:
         """Insert (or replace) `key`'s state as the most recently seen, renewed at `now`."""

@@ -105,13 +105,71 @@ class LogMirrors[S]:
 
     def local[E](self, key: str, now: float, new_state: Callable[[], S], add: Callable[[S, E], None],
                  entry: E) -> S:
-        """Add `entry` to a log kept only in this process (no shared store) and return its state."""
-        mirror = self._take(key, now)
+        """Add `entry` to a log kept only in this process (no shared store) and return its state:
+        `live`, add, `settle` (also what a caller that knows its state type does without callables)."""
+        mirror = self.live(key, now)
+        fresh = mirror is None
         if mirror is None:
             mirror = LogMirror(new_state())
-        add(mirror.state, entry)
-        self._put(key, mirror, now)
-        return mirror.state
+        state = mirror.state
+        add(state, entry)
+        self.settle(key, mirror, now, self._size(state) if self._size is not None else 0, fresh)
+        return state
+
+    def live(self, key: str, now: float) -> LogMirror[S] | None:
+        """The live mirror of `key`, now the most recently used (moved to the end where it stands,
+        one table operation instead of `_take` and `_put`'s two), or None when there is none or it
+        expired (then it is dropped, as `_take` does). Follow with `settle`."""
+        mirrors = self._mirrors
+        mirror = mirrors.get(key)
+        if mirror is None:
+            return None
+        if now - mirror.updated > self.ttl:
+            del mirrors[key]
+            self._entries -= mirror.entries
+            self.expired += 1
+            return None
+        mirrors.move_to_end(key)
+        return mirror
+
+    def settle(self, key: str, mirror: LogMirror[S], now: float, size: int, fresh: bool) -> None:
+        """After `live` and a change to the state: as `_put`, with the state's `size` in entries
+        (counted with `max_entries` only) measured by the caller. `fresh`: `live` said None, and
+        `mirror` is new, not in the table yet."""
+        if self._size is not None:
+            self._entries += size - mirror.entries
+            mirror.entries = size
+        if now > mirror.updated:  # never back (see `_put`)
+            mirror.updated = now
+        mirrors = self._mirrors
+        # `_put`'s sweep. A live mirror is the last in the table already: it is excluded, and the
+        # table holds one log more than `_put` counts.
+        last = 0 if fresh else 1
+        ttl = self.ttl
+        max_entries = self.max_entries
+        max_logs = self.max_logs + last
+        while len(mirrors) > last:
+            other = next(iter(mirrors.values()))
+            if now - other.updated > ttl:
+                self.expired += 1
+            elif len(mirrors) >= max_logs or (max_entries is not None and self._entries > max_entries):
+                self.evicted += 1
+            else:
+                break
+            mirrors.popitem(last=False)
+            self._entries -= other.entries
+        if fresh:
+            mirrors[key] = mirror
+
+    def copy(self, copy_state: Callable[[S], S]) -> LogMirrors[S]:
+        """An independent copy, each state copied by `copy_state` (`DetectorSet.fork`)."""
+        other = LogMirrors(self.max_logs, self.ttl, self.max_entries, self._size)
+        for key, mirror in self._mirrors.items():
+            twin = LogMirror(copy_state(mirror.state))
+            twin.appended, twin.updated, twin.entries = mirror.appended, mirror.updated, mirror.entries
+            other._mirrors[key] = twin
+        other._entries, other.expired, other.evicted = self._entries, self.expired, self.evicted
+        return other
 
     def clear(self) -> None:
         self._mirrors.clear()

@@ -19,6 +19,11 @@ class ProbeWindow:
         self.bits = 0
         self.count = 0
 
+    def copy(self) -> ProbeWindow:
+        window = ProbeWindow()
+        window.bits, window.count = self.bits, self.count
+        return window
+
 
 class ProbeRate:
     """Detector: signal grows from share `start` to `full` over the last `window` responses."""

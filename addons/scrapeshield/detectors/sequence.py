@@ -95,6 +95,12 @@ class Walk:
         self.seen = 1  # bit i set: position frontier - i was visited
         self.run = 1  # distinct IDs on the walk
 
+    def copy(self) -> Walk:
+        walk = Walk(self.base, self.last_t, self.series)
+        walk.last_id, walk.stride, walk.frontier, walk.seen, walk.run = (
+            self.last_id, self.stride, self.frontier, self.seen, self.run)
+        return walk
+
 
 class LoggedWalk:
     """The walk of one series as the entries of a shared log make it (`SequentialIds.follow`)."""
