@@ -24,6 +24,7 @@ from scrapeshield.policy.compiler import compile_file
 from scrapeshield.policy.model import CompiledPolicy, ScoreDef
 from scrapeshield.session import cookie
 from scrapeshield.session import stage as session_stage
+from scrapeshield.session import state as session_state
 from scrapeshield.session.stage import SessionStage
 from scrapeshield.store.memory import MemoryStore
 
@@ -81,10 +82,32 @@ def test_the_memoised_decoder_remembers_genuine_cookies_and_stays_bounded() -> N
     values = [cookie.mint("203.0.113.0/24", "ja4|browser", 1_800_000_000.0 + i).encode(KEYS) for i in range(10)]
     for value in values:
         assert decode(value) == cookie.decode(KEYS, value)
-    info = decode.cache_info()  # type: ignore[attr-defined]
-    assert info.currsize == 4 and info.maxsize == 4
+    assert len(decode) == 4
+    for value in values:  # issued here: remembered as issued, bounded all the same
+        assert decode.encode(cookie.decode(KEYS, value)) == value  # type: ignore[arg-type]
+    assert len(decode) == 4
     other_ring = cookie.decoder(KeyRing((b"o" * 32,)))
     assert other_ring(values[-1]) == "bad_signature"  # a memo belongs to one key ring
+    assert other_ring("s." + "x" * 5000) == "malformed" and len(other_ring) == 1  # longer than a token: not kept
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="AZaz09_-.!", min_size=0, max_size=18), st.integers(-5, 1 << 41),
+       st.sampled_from(["4" + "n" * 12, "6" + "n" * 12, "4short", "x" + "n" * 12]),
+       st.sampled_from(["s" * 12, "s" * 11, "s" * 12 + "="]), st.sampled_from([0, 1, 2, 3, -1, True]),
+       st.integers(0, 200))
+def test_a_cookie_issued_here_is_remembered_as_decode_reads_it_and_a_changed_value_is_not(
+        sid: str, issued: int, net: str, stack: str, returned: int, flip: int) -> None:
+    """Whatever the fields (genuine or ones decode refuses), the value `encode` gives back reads,
+    through the decoder, as `decode` reads it afresh; one character changed, it reads as decode
+    says too (refused: the encode vouches only for the value it made)."""
+    decode = cookie.decoder(KEYS)
+    session = cookie.SessionCookie(sid, issued, net, stack, returned)
+    value = decode.encode(session)
+    assert decode(value) == cookie.decode(KEYS, value)
+    i = flip % len(value)
+    forged = value[:i] + ("A" if value[i] != "A" else "B") + value[i + 1:]
+    assert decode(forged) == cookie.decode(KEYS, forged) and not isinstance(decode(forged), cookie.SessionCookie)
 
 
 def test_clearance_checks_with_a_lazy_binding_answer_as_with_the_binding_itself() -> None:
@@ -104,23 +127,28 @@ def test_clearance_checks_with_a_lazy_binding_answer_as_with_the_binding_itself(
 
 def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() -> None:
     """The whole engine over the bench's realistic mix (sessions kept like browsers do), once as it is,
-    once with the session decoder memo replaced by the plain `decode`, fresh tags and Referer readings for
-    every request, and neither the fingerprint memo nor the Cookie-header memo: the same decision, rule,
-    key, score and Set-Cookie for every request."""
+    once with the session decoder memo replaced by the plain `decode` (issued values not remembered
+    either), fresh tags and Referer readings for every request, neither the fingerprint memo nor the
+    Cookie-header memo, and the adaptive price read with every request's counters (as a networked
+    store has it) instead of only for a challenge: the same decision, rule, key, score, difficulty
+    and Set-Cookie for every request."""
     sys.path.insert(0, str(REPO / "bench"))
     import bench_engine
 
     def run(plain: bool) -> list[tuple[object, ...]]:
         clock = FakeClock(1_800_000_000.0)
         sessions = SessionStage(KEYS)
+        store = MemoryStore()
         if plain:
             sessions.decode = lambda value: cookie.decode(KEYS, value)
             # No fingerprint memo, no Cookie-header memo (nothing is short enough to be remembered).
             monkeypatch.setattr(fingerprint, "_MEMO_MAX_NAMES", -1)
             monkeypatch.setattr(session_stage, "_MEMO_MAX_HEADER", -1)
-        engine = Engine(DEFAULT, MemoryStore(), clock, sessions=sessions)
+            store = NetworkedMemoryStore()  # the adaptive price read with every request's counters
+        engine = Engine(DEFAULT, store, clock, sessions=sessions)
         traffic = bench_engine.Traffic(seed=3)
-        jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME)
+        # The fast run's Set-Cookie values are remembered as issued, as the runtime's are.
+        jar = bench_engine.SessionJar(traffic, KEYS, cookie.COOKIE_NAME, None if plain else sessions.decoder.encode)
         out: list[tuple[object, ...]] = []
 
         async def go() -> None:
@@ -131,6 +159,7 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
                     cookie.net_tag.cache_clear()
                     cookie.stack_tag.cache_clear()
                     session_stage._remembered_referer.cache_clear()
+                    session_state.page_tag.cache_clear()
                 d = await engine.decide_in(ctx)
                 jar.took(spec[0], ctx)
                 set_cookie = ctx.session.set_cookie if ctx.session is not None else None
@@ -146,6 +175,12 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
         plain = run(True)
     assert fast == plain
     assert len({d[0] for d in fast}) > 1  # the mix is not all one answer
+
+
+class NetworkedMemoryStore(MemoryStore):
+    """A MemoryStore answering as a networked store does (every answer may wait: no sync_apply)."""
+
+    sync_apply = None  # type: ignore[assignment]
 
 
 def _facts():  # type: ignore[no-untyped-def]
@@ -270,12 +305,14 @@ def test_the_crowd_strength_a_request_needs_is_the_strength_of_the_whole_analysi
     cross = CrossSessionWalk(window_s=window_s, keep=keep, max_stride=max_stride, max_gap=max_gap,
                              min_sessions=min_sessions, max_repeat_share=max_repeat_share,
                              min_order_share=min_order_share, start=start, full=start + span)
-    index = cross.new_index()
-    for entry in entries:
-        index.add(entry)
+    def indexed() -> CrowdIndex:  # three equal indexes (built, not deep-copied: compiled classes do not copy)
+        index = cross.new_index()
+        for entry in entries:
+            index.add(entry)
+        return index
+    index, fast = indexed(), indexed()
     now = entries[-1][1]
-    fast = index.copy()  # compiled classes do not deepcopy
-    whole = cross.measure(index.copy(), x, now)
+    whole = cross.measure(indexed(), x, now)
     assert whole == reference_crowd_measure(cross, index, x, now)
     assert cross.strength_at(fast, x, now) == cross.strength(whole)
     assert fast.entries == index.entries  # expired alike
@@ -313,19 +350,32 @@ def test_the_remembered_fingerprint_is_the_fingerprint_computed_afresh(names: li
         assert fingerprint.fingerprint_request(tuple(names), hmap, **args) == fresh
 
 
+T_ISSUE = 1_800_000_000.0
+SESSION_VALUES = ["shield_session=" + cookie.mint("203.0.113.0/24", "ja4|browser", t).encode(KEYS)
+                  for t in (T_ISSUE, T_ISSUE + 3600.0, T_ISSUE + 7 * 86400.0)]
+# The moments a reading changes: a value becomes valid (issued less the skew allowed) or expires.
+EDGES = sorted(t + d for t in (T_ISSUE, T_ISSUE + 3600.0, T_ISSUE + 7 * 86400.0)
+               for d in (-cookie.MAX_CLOCK_SKEW, cookie.DEFAULT_TTL, 3600.0))
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["shield_session=" + cookie.mint("203.0.113.0/24", "ja4|browser",
-                                                                  1_800_000_000.0).encode(KEYS),
-                                 "shield_session=junk", "a=1", "shield_session=", " shield_session = x.y.z",
-                                 "theme=dark"]), max_size=6),
-       st.sampled_from(["ja4|browser", "ja4|library"]), st.floats(1_799_999_000.0, 1_800_900_000.0))
-def test_a_remembered_cookie_header_reads_as_the_header_read_afresh(pairs: list[str], stack: str, now: float) -> None:
+@given(st.lists(st.sampled_from([*SESSION_VALUES, "shield_session=junk", "a=1", "shield_session=",
+                                 " shield_session = x.y.z", "theme=dark"]), max_size=6),
+       st.lists(st.tuples(st.sampled_from(["ja4|browser", "ja4|library"]),
+                          st.one_of(st.floats(T_ISSUE - 1000.0, T_ISSUE + 16 * 86400.0), st.sampled_from(EDGES),
+                                    st.sampled_from(EDGES).map(lambda t: t - 1e-6)),
+                          st.sampled_from([cookie.DEFAULT_TTL, 3600.0])), min_size=1, max_size=8))
+def test_a_remembered_cookie_header_reads_as_the_header_read_afresh(pairs: list[str],
+                                                                   requests: list[tuple[str, float, float]]) -> None:
+    """The same Cookie header request after request, at any moment (across a value's expiry and
+    the clock skew allowed), from either stack, under either TTL: the reading remembered for the
+    header is the reading of the header afresh."""
     header = "; ".join(pairs)
     sessions = SessionStage(KEYS)
-    expected = cookie.read(KEYS, header, stack, now, cookie.DEFAULT_TTL)
-    for _ in range(2):  # decoded, then remembered
-        got = cookie.read_decoded(sessions._decoded(header, cookie.COOKIE_NAME), stack, now, cookie.DEFAULT_TTL)
-        assert got == expected
+    for stack, now, ttl in requests:
+        for _ in range(2):  # decoded or read again, then remembered
+            got = sessions.presented(header, cookie.COOKIE_NAME, stack, now, ttl)
+            assert got == cookie.read(KEYS, header, stack, now, ttl)
 
 
 @settings(max_examples=300, deadline=None)
