@@ -62,6 +62,7 @@ class Status:
     compiled: bool
     detail: str  # what is loaded, or why the Python code runs
     modules: int = 0
+    problem: bool = False  # built, but not usable (stale, damaged): worth a warning, unlike "not built"
 
     def describe(self) -> str:
         return f"compiled core: {self.detail}" if self.compiled else f"compiled core not used: {self.detail}"
@@ -223,22 +224,22 @@ def _install(directory: Path, package_dir: Path) -> Status:
     except FileNotFoundError:
         return Status(False, f"not built ({directory}; scripts/setup builds it)")
     except (OSError, ValueError) as exc:
-        return Status(False, f"unreadable manifest in {directory}: {exc}")
+        return Status(False, f"unreadable manifest in {directory}: {exc}", problem=True)
     if not isinstance(manifest, dict):
-        return Status(False, f"unreadable manifest in {directory}")
+        return Status(False, f"unreadable manifest in {directory}", problem=True)
     reason = stale_reason(manifest, package_dir)
     if reason is not None:
-        return Status(False, f"stale, {reason}; scripts/setup rebuilds it")
+        return Status(False, f"stale, {reason}; scripts/setup rebuilds it", problem=True)
     files = manifest.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        return Status(False, f"unreadable manifest in {directory}")
+        return Status(False, f"unreadable manifest in {directory}", problem=True)
     lib = directory / "lib"
     missing = [rel for rel in files.values() if not (lib / rel).is_file()]
     if missing:
-        return Status(False, f"{missing[0]} is missing from {lib}")
+        return Status(False, f"{missing[0]} is missing from {lib}", problem=True)
     already = sorted(name for name in files if name in sys.modules)
     if already:  # imported before the finder: mixing both would call stale code
-        return Status(False, f"{already[0]} was imported before the compiled core was looked for")
+        return Status(False, f"{already[0]} was imported before the compiled core was looked for", problem=True)
     sys.meta_path.insert(0, CompiledFinder(lib, dict(files), package_dir))
     compiled = [m for m in files if m.startswith(PACKAGE)]
     return Status(True, f"{len(compiled)} modules from {directory}", len(compiled))

@@ -28,7 +28,7 @@ PROBE = """
 import json, scrapeshield
 from scrapeshield import accel
 import scrapeshield.engine.core as core, scrapeshield.store.memory as memory, scrapeshield.detectors.config as config
-print(json.dumps({"compiled": accel.STATUS.compiled, "detail": accel.STATUS.detail,
+print(json.dumps({"compiled": accel.STATUS.compiled, "detail": accel.STATUS.detail, "problem": accel.STATUS.problem,
                   "core": core.__file__, "memory": memory.__file__, "config": config.__file__}))
 """
 
@@ -88,6 +88,7 @@ def test_an_edited_source_turns_the_whole_build_off(copied_sources: Path, edited
     # then every module is the Python file, and the status says which file made the build stale
     assert got["compiled"] is False
     assert f"stale, {edited} changed since the build" in str(got["detail"])
+    assert got["problem"] is True  # `scrapeshield run` says so as a warning
     assert str(got["core"]).endswith("engine/core.py")
     assert str(got["memory"]).endswith("store/memory.py")
 
@@ -106,6 +107,7 @@ def test_scrapeshield_accel_0_runs_the_python_code(copied_sources: Path) -> None
     got = _probe(copied_sources, SCRAPESHIELD_ACCEL="0")
     assert got["compiled"] is False
     assert got["detail"] == "turned off (SCRAPESHIELD_ACCEL=0)"
+    assert got["problem"] is False
     assert str(got["core"]).endswith("engine/core.py")
 
 

@@ -99,7 +99,7 @@ async def serve(runtime: ShieldRuntime, settings: ProxySettings) -> int:
         await admin.start()
     log.info("scrapeshield listening on %s:%s -> %s (policy %s, version %s)", host, port, s.upstream,
              runtime.config.policy_path, runtime.policy.version_hash)
-    log.info("%s", accel.STATUS.describe())
+    log.log(logging.WARNING if accel.STATUS.problem else logging.INFO, "%s", accel.STATUS.describe())
     try:
         await master.run()
     finally:
