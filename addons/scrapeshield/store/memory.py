@@ -159,7 +159,7 @@ class MemoryStore:
         if batch.scores:
             scores = self._apply_scores(batch.scores, now)
         # The bucket states are computed only if read (a refusal, an explain trace).
-        return BatchResult.of_tats(refused, tats, limits, now, scores, allowed_key)
+        return BatchResult(None, 0.0, refused, None, scores, allowed_key, tats, limits, now)  # BatchResult.of_tats
 
     def _apply_buckets(self, checks: tuple[BucketCheck, ...], now: float, tats: list[float | None],
                        limits: list[BucketLimit]) -> int:
