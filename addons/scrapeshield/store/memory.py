@@ -19,6 +19,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from cachetools import LRUCache
 from mypy_extensions import mypyc_attr
@@ -38,9 +39,9 @@ from .base import (
 )
 from .compact import LruTable
 
-_SWEEP_EVERY = 1.0  # seconds of clock time between incremental sweeps
-_SWEEP_BUDGET = 2000  # entries examined per sweep and table
-_SPENT_HOLD = 3600.0  # seconds a spent token is remembered at least
+_SWEEP_EVERY: Final = 1.0  # seconds of clock time between incremental sweeps
+_SWEEP_BUDGET: Final = 2000  # entries examined per sweep and table
+_SPENT_HOLD: Final = 3600.0  # seconds a spent token is remembered at least
 
 
 class DeadlineList:
