@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -169,11 +170,11 @@ class MemoryStore:
         `limits`; returns the index of the first refusing bucket or -1. Every bucket is read
         before any is written, so a bucket twice in one batch is charged once, as in Redis."""
         table = self._tats
-        find_touch, values = table.find_touch, table.values
+        values = table.values  # methods are called through `table`: compiled, a direct native call
         slots: list[int] = []
         refused = -1
         for i, c in enumerate(checks):
-            slot = find_touch(hash((c.bucket_id, c.key)))
+            slot = table.find_touch(hash((c.bucket_id, c.key)))
             slots.append(slot)
             limit = c.limit
             limits.append(limit)
@@ -193,8 +194,10 @@ class MemoryStore:
             tats[:] = [values[slot] if slot else None for slot in slots]
             return refused
         fresh = False
-        for slot, new in zip(slots, tats, strict=True):
+        for i in range(len(slots)):  # an index, not zip(): compiled, a native loop
+            slot = slots[i]
             if slot:
+                new = tats[i]
                 assert new is not None  # every bucket conformed
                 values[slot] = new
             else:
@@ -207,7 +210,9 @@ class MemoryStore:
                     h = hash((c.bucket_id, c.key))
                     new = tats[i]
                     assert new is not None
-                    found = table.find(h) if h in inserted else 0  # the same bucket twice in one batch
+                    found = 0
+                    if h in inserted:  # the same bucket twice in one batch
+                        found = table.find(h)
                     if found:
                         values[found] = new
                     else:
@@ -219,17 +224,17 @@ class MemoryStore:
         """Decay, add and store each score (`base.decay`, inlined). A score at 0 is no entry: a
         missing score that stays at 0 (a read, a negative delta) is not stored."""
         table = self._scores
-        find_touch, values, since = table.find_touch, table.values, table.seconds
+        values, since = table.values, table.seconds
         assert since is not None
         out: list[float] = []
         for up in updates:
             h = hash((up.score_id, up.key))
-            slot = find_touch(h)
+            slot = table.find_touch(h)
             if slot:
                 value = values[slot]
                 last, half_life = since[slot], up.half_life
                 if value != 0.0 and now > last and half_life > 0:
-                    value *= 0.5 ** ((now - last) / half_life)
+                    value *= math.pow(0.5, (now - last) / half_life)
                 value += up.delta
                 if value < 0.0:
                     value = 0.0
