@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:  # compiled (mypyc), an i64 is a native 64-bit integer; interpreted, it is an int
-    from mypy_extensions import i64
+from mypy_extensions import i64  # compiled (mypyc), a native 64-bit integer; interpreted, int
 
 NONE: Final = 0  # no slot: an empty index position, the end of the LRU list, "not found"
 
