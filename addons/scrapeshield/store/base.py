@@ -10,6 +10,7 @@ allow list, both bounded and each entry living until its deadline (`ListEntry`),
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,29 +56,28 @@ class BatchResult:
     __slots__ = ("_buckets", "_limits", "_now", "_tats", "allowed_key", "banned_key", "banned_until", "refused",
                  "scores")
 
-    def __init__(self, banned_key: str | None, banned_until: float, refused: int, buckets: tuple[BucketState, ...],
-                 scores: tuple[float, ...], allowed_key: str | None = None) -> None:
+    def __init__(self, banned_key: str | None, banned_until: float, refused: int,
+                 buckets: tuple[BucketState, ...] | None, scores: tuple[float, ...], allowed_key: str | None = None,
+                 tats: Sequence[float | None] = (), limits: Sequence[BucketLimit] = (), now: float = 0.0) -> None:
         self.banned_key = banned_key  # set when a ban key is in the penalty box; nothing else was applied
         self.banned_until = banned_until
         self.refused = refused  # index of the first bucket that refused the request, -1 when all conformed
-        self._buckets: tuple[BucketState, ...] | None = buckets
+        # None: the states are those of `state_after` over `tats` (see `of_tats`), computed when first read.
+        self._buckets = buckets
         self.scores = scores  # decayed values after the updates, in batch order
         # The first ban key on the allow list: the engine skips enforcement for it. An allowed key is
         # never reported as banned; buckets and scores are applied as usual.
         self.allowed_key = allowed_key
-        self._tats: Sequence[float | None] = ()
-        self._limits: Sequence[BucketLimit] = ()
-        self._now = 0.0
+        self._tats = tats
+        self._limits = limits
+        self._now = now
 
     @classmethod
     def of_tats(cls, refused: int, tats: Sequence[float | None], limits: Sequence[BucketLimit], now: float,
                 scores: tuple[float, ...], allowed_key: str | None = None) -> BatchResult:
         """A result whose bucket states are those of `state_after` over the buckets' TATs after the
         request (the old ones when it was refused), computed when first read."""
-        res = cls(None, 0.0, refused, (), scores, allowed_key)
-        res._buckets = None
-        res._tats, res._limits, res._now = tats, limits, now
-        return res
+        return cls(None, 0.0, refused, None, scores, allowed_key, tats, limits, now)
 
     @property
     def buckets(self) -> tuple[BucketState, ...]:
@@ -223,5 +223,6 @@ class Store(Protocol):
 def decay(value: float, since: float, now: float, half_life: float) -> float:
     if value == 0.0 or now <= since or half_life <= 0:
         return value
-    factor: float = 0.5 ** ((now - since) / half_life)  # a float: the base is positive
-    return value * factor
+    # math.pow is C's pow, as `0.5 ** x` is for a positive base (the same bits), and a float to
+    # mypy (`**` may be complex), so compiled it is a native call.
+    return value * math.pow(0.5, (now - since) / half_life)

@@ -21,13 +21,19 @@ key, so clients cannot aim for a collision, and two of a million live keys share
 probability of about 3e-8 per process lifetime (they would then share one entry). Deletion
 shifts the probe run back (no tombstones), so lookups stay short however much churn there is.
 Freed slots are reused through a free list, so RSS is steady under churn.
+
+Slots, hashes and the list ends are typed `i64`: compiled with mypyc they are native integers
+(the arithmetic and comparisons cost no objects); interpreted, `i64` is `int`.
 """
 from __future__ import annotations
 
 import mmap
 from collections.abc import Iterator
+from typing import Final
 
-NONE = 0  # no slot: an empty index position, the end of the LRU list, "not found"
+from mypy_extensions import i64  # compiled (mypyc), a native 64-bit integer; interpreted, int
+
+NONE: Final = 0  # no slot: an empty index position, the end of the LRU list, "not found"
 
 
 def _zeroed(count: int, size: int) -> mmap.mmap:
@@ -53,15 +59,15 @@ class LruTable:
     def __init__(self, max_entries: int, two_values: bool = False) -> None:
         if max_entries < 1:
             raise ValueError("an LruTable holds at least one entry")
-        self.max_entries = max_entries
+        self.max_entries: i64 = max_entries
         self._allocate(two_values)
 
     def _allocate(self, two_values: bool) -> None:
-        size = 8
+        size: i64 = 8
         while size < 2 * self.max_entries:
             size *= 2
         self._index = _ints(size)
-        self._mask = size - 1
+        self._mask: i64 = size - 1
         slots = self.max_entries + 1  # slot 0 is never used
         self.hashes = _int64s(slots)
         self.values = _floats(slots)
@@ -69,47 +75,50 @@ class LruTable:
         self.tags = _ints(slots)
         self.prev = _ints(slots)
         self.next = _ints(slots)
-        self.head = NONE  # least recently used
-        self.tail = NONE  # most recently used
-        self._free = NONE  # free slots, chained through `next`
-        self._used = 0  # slots ever handed out (the high-water mark)
-        self._size = 0
+        self.head: i64 = NONE  # least recently used
+        self.tail: i64 = NONE  # most recently used
+        self._free: i64 = NONE  # free slots, chained through `next`
+        self._used: i64 = 0  # slots ever handed out (the high-water mark)
+        self._size: i64 = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def find(self, h: int) -> int:
+    def find(self, h: i64) -> i64:
         """The slot holding hash `h`, or NONE (0). Does not touch the LRU order."""
         index, hashes, mask = self._index, self.hashes, self._mask
-        i = h & mask
+        i: i64 = h & mask
+        slot: i64
         while True:
             slot = index[i]
             if slot == NONE or hashes[slot] == h:
                 return slot
             i = (i + 1) & mask
 
-    def touch(self, slot: int) -> None:
+    def touch(self, slot: i64) -> None:
         """Make `slot` the most recently used entry."""
         if slot == self.tail:
             return
         prev, nxt = self.prev, self.next
-        before, after = prev[slot], nxt[slot]
+        before: i64 = prev[slot]
+        after: i64 = nxt[slot]
         if before == NONE:
             self.head = after
         else:
             nxt[before] = after
         prev[after] = before  # `after` exists: slot is not the tail
-        tail = self.tail
+        tail: i64 = self.tail
         nxt[tail] = slot
         prev[slot] = tail
         nxt[slot] = NONE
         self.tail = slot
 
-    def find_touch(self, h: int) -> int:
+    def find_touch(self, h: i64) -> i64:
         """`find(h)`, and when found `touch` it: the store's read-modify-write of an entry in one
         call instead of two (the two methods' code, inlined)."""
         index, hashes, mask = self._index, self.hashes, self._mask
-        i = h & mask
+        i: i64 = h & mask
+        slot: i64
         while True:
             slot = index[i]
             if slot == NONE:
@@ -117,10 +126,11 @@ class LruTable:
             if hashes[slot] == h:
                 break
             i = (i + 1) & mask
-        tail = self.tail
+        tail: i64 = self.tail
         if slot != tail:
             prev, nxt = self.prev, self.next
-            before, after = prev[slot], nxt[slot]
+            before: i64 = prev[slot]
+            after: i64 = nxt[slot]
             if before == NONE:
                 self.head = after
             else:
@@ -132,12 +142,12 @@ class LruTable:
             self.tail = slot
         return slot
 
-    def insert(self, h: int, value: float, tag: int = 0, second: float = 0.0) -> int:
+    def insert(self, h: i64, value: float, tag: i64 = 0, second: float = 0.0) -> i64:
         """Add an entry for hash `h` (not present) as the most recently used; evicts the least
         recently used entry when the table is full. Returns the entry's slot."""
         if self._size >= self.max_entries:
             self.remove(self.head)
-        slot = self._free
+        slot: i64 = self._free
         if slot != NONE:
             self._free = self.next[slot]
         else:
@@ -148,7 +158,7 @@ class LruTable:
         if self.seconds is not None:
             self.seconds[slot] = second
         self.tags[slot] = tag
-        tail = self.tail
+        tail: i64 = self.tail
         self.prev[slot] = tail
         self.next[slot] = NONE
         if tail == NONE:
@@ -157,17 +167,18 @@ class LruTable:
             self.next[tail] = slot
         self.tail = slot
         index, mask = self._index, self._mask
-        i = h & mask
+        i: i64 = h & mask
         while index[i] != NONE:
             i = (i + 1) & mask
         index[i] = slot
         self._size += 1
         return slot
 
-    def remove(self, slot: int) -> None:
+    def remove(self, slot: i64) -> None:
         """Delete the entry in `slot`."""
         prev, nxt = self.prev, self.next
-        before, after = prev[slot], nxt[slot]
+        before: i64 = prev[slot]
+        after: i64 = nxt[slot]
         if before == NONE:
             self.head = after
         else:
@@ -182,10 +193,12 @@ class LruTable:
         self._size -= 1
         # Find the slot in the index, then shift later members of its probe run back into the gap.
         index, hashes, mask = self._index, self.hashes, self._mask
-        i = hashes[slot] & mask
+        i: i64 = hashes[slot] & mask
         while index[i] != slot:
             i = (i + 1) & mask
-        j = i
+        j: i64 = i
+        other: i64
+        home: i64
         while True:
             j = (j + 1) & mask
             other = index[j]
@@ -201,7 +214,8 @@ class LruTable:
 
     def lru_slots(self) -> Iterator[int]:
         """Slots from least to most recently used. Do not insert or remove while iterating."""
-        slot, nxt = self.head, self.next
+        slot: i64 = self.head
+        nxt = self.next
         while slot != NONE:
             yield slot
             slot = nxt[slot]

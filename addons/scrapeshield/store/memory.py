@@ -4,7 +4,11 @@ Memory is the constraint (a million tracked keys must fit in a few dozen MiB), s
 scores and spent tokens live in `LruTable`s (flat arrays, ~34 bytes an entry, see compact.py),
 known by the hash of (definition id, client key). An entry whose TAT has passed is equivalent to
 no entry, and `_sweep` removes such entries from the least recently used end, a bounded number
-at a time. Beyond its bound a table evicts its least recently used entry.
+at a time; a score at 0 is no entry too, so reading a score nobody raised stores nothing. Beyond
+its bound a table evicts its least recently used entry.
+
+`apply_now` is every decision's store call: GCRA and the decay are inlined there (the same
+arithmetic as `gcra.conform_all` and `base.decay`, bit for bit; tests/store/test_memory_model.py).
 
 Bans and allows keep their keys (the control API lists them) in a `DeadlineList`: a dict with a
 heap of deadlines, bounded, each entry gone at its deadline.
@@ -13,19 +17,32 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable
+from typing import Final
 
 from cachetools import LRUCache
 from mypy_extensions import mypyc_attr
 
-from ..gcra import BucketLimit, conform_all, state_after
-from .base import Batch, BatchResult, BucketCheck, KeyInspection, ListEntry, LogAppend, LogRead, Logs, decay
+from ..gcra import BucketLimit, state_after
+from .base import (
+    Batch,
+    BatchResult,
+    BucketCheck,
+    KeyInspection,
+    ListEntry,
+    LogAppend,
+    LogRead,
+    Logs,
+    ScoreUpdate,
+    decay,
+)
 from .compact import LruTable
 
-_SWEEP_EVERY = 1.0  # seconds of clock time between incremental sweeps
-_SWEEP_BUDGET = 2000  # entries examined per sweep and table
-_SPENT_HOLD = 3600.0  # seconds a spent token is remembered at least
+_SWEEP_EVERY: Final = 1.0  # seconds of clock time between incremental sweeps
+_SWEEP_BUDGET: Final = 2000  # entries examined per sweep and table
+_SPENT_HOLD: Final = 3600.0  # seconds a spent token is remembered at least
 
 
 class DeadlineList:
@@ -139,70 +156,98 @@ class MemoryStore:
         tats: list[float | None] = []
         limits: list[BucketLimit] = []
         if checks:
-            table = self._tats
-            find, find_touch, values = table.find, table.find_touch, table.values
-            hashes: list[int] = []
-            slots: list[int] = []
-            old: list[float | None] = []
-            for c in checks:
-                h = hash((c.bucket_id, c.key))
-                slot = find_touch(h)
-                hashes.append(h)
-                slots.append(slot)
-                limits.append(c.limit)
-                if slot:
-                    old.append(values[slot])
-                else:
-                    old.append(None)
-            refused, tats = conform_all(old, now, limits)
-            if refused < 0:
-                fresh = []
-                for i, (slot, tat) in enumerate(zip(slots, tats, strict=True)):
-                    assert tat is not None  # every bucket conformed
-                    if slot:
-                        values[slot] = tat
-                    else:
-                        fresh.append(i)
-                # A bucket missing above is missing still (nothing was inserted since) unless it is in
-                # the batch twice: only then is the table asked again.
-                again = len(fresh) > 1 and len({hashes[i] for i in fresh}) < len(fresh)
-                for i in fresh:  # after the updates: an insert may evict the least recently used entry
-                    h, tat = hashes[i], tats[i]
-                    assert tat is not None
-                    slot = find(h) if again else 0
-                    if slot:  # the same bucket twice in one batch
-                        values[slot] = tat
-                    else:
-                        table.insert(h, tat, self._bucket_tag(checks[i]))
-
+            refused = self._apply_buckets(checks, now, tats, limits)
         scores: tuple[float, ...] = ()
         if batch.scores:
-            table = self._scores
-            find_touch, svalues, since = table.find_touch, table.values, table.seconds
-            assert since is not None
-            out = []
-            for up in batch.scores:
-                h = hash((up.score_id, up.key))
-                slot = find_touch(h)
-                if slot:
-                    value = svalues[slot]
-                    last, half_life = since[slot], up.half_life
-                    if value != 0.0 and now > last and half_life > 0:  # base.decay, inlined
-                        value *= 0.5 ** ((now - last) / half_life)
-                    value += up.delta
-                    if value < 0.0:
-                        value = 0.0
-                    svalues[slot] = value
-                    since[slot] = now
-                else:
-                    value = up.delta
-                    if value < 0.0:
-                        value = 0.0
-                    table.insert(h, value, self._score_tag(up.score_id, up.half_life), now)
-                out.append(value)
-            scores = tuple(out)
+            scores = self._apply_scores(batch.scores, now)
         # The bucket states are computed only if read (a refusal, an explain trace).
-        return BatchResult.of_tats(refused, tats, limits, now, scores, allowed_key)
+        return BatchResult(None, 0.0, refused, None, scores, allowed_key, tats, limits, now)  # BatchResult.of_tats
+
+    def _apply_buckets(self, checks: tuple[BucketCheck, ...], now: float, tats: list[float | None],
+                       limits: list[BucketLimit]) -> int:
+        """GCRA over the batch's buckets, all or nothing (`gcra.conform_all`, inlined): fills `tats`
+        with the TATs after the request (the old ones, None for none, when it is refused) and
+        `limits`; returns the index of the first refusing bucket or -1. Every bucket is read
+        before any is written, so a bucket twice in one batch is charged once, as in Redis."""
+        table = self._tats
+        values = table.values  # methods are called through `table`: compiled, a direct native call
+        slots: list[int] = []
+        refused = -1
+        for i, c in enumerate(checks):
+            slot = table.find_touch(hash((c.bucket_id, c.key)))
+            slots.append(slot)
+            limit = c.limit
+            limits.append(limit)
+            if refused >= 0:
+                continue
+            # gcra.conform: start = max(TAT, now); conforms when start - now <= max_ahead
+            start = now
+            if slot:
+                old = values[slot]
+                if old > now:
+                    start = old
+            if start - now > limit.max_ahead:
+                refused = i
+            else:
+                tats.append(start + limit.interval)
+        if refused >= 0:
+            tats[:] = [values[slot] if slot else None for slot in slots]
+            return refused
+        fresh = False
+        for i in range(len(slots)):  # an index, not zip(): compiled, a native loop
+            slot = slots[i]
+            if slot:
+                new = tats[i]
+                assert new is not None  # every bucket conformed
+                values[slot] = new
+            else:
+                fresh = True
+        if fresh:  # after the updates: an insert may evict the least recently used entry
+            inserted: list[int] = []
+            for i, slot in enumerate(slots):
+                if not slot:
+                    c = checks[i]
+                    h = hash((c.bucket_id, c.key))
+                    new = tats[i]
+                    assert new is not None
+                    found = 0
+                    if h in inserted:  # the same bucket twice in one batch
+                        found = table.find(h)
+                    if found:
+                        values[found] = new
+                    else:
+                        table.insert(h, new, self._bucket_tag(c))
+                        inserted.append(h)
+        return -1
+
+    def _apply_scores(self, updates: tuple[ScoreUpdate, ...], now: float) -> tuple[float, ...]:
+        """Decay, add and store each score (`base.decay`, inlined). A score at 0 is no entry: a
+        missing score that stays at 0 (a read, a negative delta) is not stored."""
+        table = self._scores
+        values, since = table.values, table.seconds
+        assert since is not None
+        out: list[float] = []
+        for up in updates:
+            h = hash((up.score_id, up.key))
+            slot = table.find_touch(h)
+            if slot:
+                value = values[slot]
+                last, half_life = since[slot], up.half_life
+                if value != 0.0 and now > last and half_life > 0:
+                    value *= math.pow(0.5, (now - last) / half_life)
+                value += up.delta
+                if value < 0.0:
+                    value = 0.0
+                values[slot] = value
+                since[slot] = now
+            else:
+                value = 0.0 + up.delta  # what a stored 0 would give (0.0 + -0.0 is 0.0)
+                if value > 0.0:
+                    table.insert(h, value, self._score_tag(up.score_id, up.half_life), now)
+                else:
+                    value = 0.0
+            out.append(value)
+        return tuple(out)
 
     async def apply(self, batch: Batch, now: float) -> BatchResult:
         return self.apply_now(batch, now)

@@ -1,0 +1,85 @@
+"""The memory store's inlined arithmetic is `gcra.conform_all` and `base.decay`, bit for bit.
+
+`MemoryStore.apply_now` inlines GCRA and the score decay for speed; these tests run seeded
+workloads against a plain model that calls the pure functions, and compare every answer."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from scrapeshield.gcra import BucketLimit, conform_all, state_after
+from scrapeshield.store.base import Batch, BucketCheck, ScoreUpdate, decay
+from scrapeshield.store.memory import MemoryStore
+
+LIMITS = [BucketLimit(5, 1.0, 3), BucketLimit(1, 1.0, 0), BucketLimit(30, 60.0, 10), BucketLimit(3, 0.7, 2)]
+HALF_LIVES = [5.0, 30.0, 0.0]
+
+
+class ModelStore:
+    """Unbounded dicts and the pure functions: what the memory store must answer."""
+
+    def __init__(self) -> None:
+        self.tats: dict[tuple[str, str], float] = {}
+        self.scores: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def apply(self, batch: Batch, now: float) -> tuple[object, ...]:
+        ids = [(c.bucket_id, c.key) for c in batch.buckets]
+        limits = [c.limit for c in batch.buckets]
+        refused, tats = conform_all([self.tats.get(i) for i in ids], now, limits)
+        if refused < 0:
+            for i, tat in zip(ids, tats, strict=True):
+                assert tat is not None
+                self.tats[i] = tat
+        states = tuple(state_after(t, now, lim, refused < 0) for t, lim in zip(tats, limits, strict=True))
+        values = []
+        for up in batch.scores:
+            value, since = self.scores.get((up.score_id, up.key), (0.0, now))
+            value = max(0.0, decay(value, since, now, up.half_life) + up.delta)
+            self.scores[up.score_id, up.key] = (value, now)
+            values.append(value)
+        return refused, states, tuple(values)
+
+
+def workload(seed: int, steps: int = 3000) -> list[tuple[Batch, float]]:
+    rng = random.Random(seed)
+    keys = [f"ip:198.51.100.{i}" for i in range(6)]
+    now = 1_700_000_000.0 + rng.random()
+    ops = []
+    for _ in range(steps):
+        now += rng.choice([0.0, 0.0, 0.001, 0.05, 0.13, 0.4, 1.7, 9.0])
+        key = rng.choice(keys)
+        checks = tuple(BucketCheck(f"b{i}", rng.choice(keys[:2]) if i == 3 else key, LIMITS[i])
+                       for i in sorted(rng.sample(range(4), rng.randint(0, 4))))
+        if checks and rng.random() < 0.1:  # a bucket twice in one batch (two rules sharing a limit)
+            checks = (*checks, checks[0])
+        scores = tuple(ScoreUpdate(f"s{i}", rng.choice(keys), rng.choice([0.0, 0.0, -1.0, 0.5, 1.0, 2.5]),
+                                   half_life=HALF_LIVES[i])
+                       for i in range(rng.randint(0, 3)))
+        ops.append((Batch((), checks, scores), now))
+    return ops
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_memory_answers_what_the_pure_functions_answer(seed: int) -> None:
+    # given the memory store and the model, fed the same seeded batches (zero-delta reads included)
+    store, model = MemoryStore(), ModelStore()
+    for batch, now in workload(seed):
+        res = store.apply_now(batch, now)
+        # then every answer is the model's, to the bit
+        assert (res.refused, res.buckets, res.scores) == model.apply(batch, now)
+
+
+def test_a_score_read_at_zero_stores_nothing() -> None:
+    # given a memory store
+    store = MemoryStore()
+    now = 1_700_000_000.0
+    # when a score nobody raised is read (delta 0) or lowered
+    res = store.apply_now(Batch(scores=(ScoreUpdate("s", "ip:198.51.100.1", 0.0, 60.0),
+                                        ScoreUpdate("s", "ip:198.51.100.2", -1.0, 60.0))), now)
+    # then it reads 0 and takes no entry
+    assert res.scores == (0.0, 0.0)
+    assert store.status()["scores"] == 0
+    # and a later raise counts from 0, as from a stored 0
+    assert store.apply_now(Batch(scores=(ScoreUpdate("s", "ip:198.51.100.1", 2.0, 60.0),)), now + 5).scores == (2.0,)
+    assert store.status()["scores"] == 1
