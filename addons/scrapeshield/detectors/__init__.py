@@ -320,7 +320,7 @@ class DetectorSet:
             who = stable_hash(crowd.who)
             tag = crowd_log.series_tag(series)
             for scope in crowd.scopes:  # `mirrors.local`, without its callables
-                key = "x\x1f" + scope + tag
+                key = f"x\x1f{scope}{tag}"  # crowd_log.log_name(scope, series)
                 mirror = mirrors.live(key, now)
                 if mirror is None:
                     mirror = LogMirror(cross.new_index())
