@@ -231,12 +231,16 @@ class DetectorSet:
             return _QUIET
 
         path = obs.path
+        path_hash = -1  # stable_hash(path), once needed
         distinct = sequence = probe = assets = timing = cross = 0.0
         if self._distinct is not None and (obs.is_document or not self._distinct_documents_only):
             if not st.parts & DISTINCT:
                 st.begin_distinct(now)
-            resource = f"{path}?{obs.query}" if obs.query else path
-            distinct = self._distinct.observe(st, stable_hash(resource), now)
+            if obs.query:
+                resource_hash = stable_hash(f"{path}?{obs.query}")
+            else:
+                resource_hash = path_hash = stable_hash(path)
+            distinct = self._distinct.observe(st, resource_hash, now)
         if ids is None:
             ids = extract_ids(path, obs.query)
         if self._sequence is not None and ids:
@@ -252,7 +256,8 @@ class DetectorSet:
                 timing = self._arrival_logs.apply(plan.appends[plan.walks].key, logs[plan.walks], now,
                                                   LoggedArrivals, follow_timing).strength
             else:
-                path_hash = stable_hash(path)
+                if path_hash < 0:
+                    path_hash = stable_hash(path)
                 if not st.parts & TIMING:
                     st.begin_timing(now, path_hash)
                 else:
@@ -315,7 +320,7 @@ class DetectorSet:
             who = stable_hash(crowd.who)
             tag = crowd_log.series_tag(series)
             for scope in crowd.scopes:  # `mirrors.local`, without its callables
-                key = "x\x1f" + scope + tag
+                key = f"x\x1f{scope}{tag}"  # crowd_log.log_name(scope, series)
                 mirror = mirrors.live(key, now)
                 if mirror is None:
                     mirror = LogMirror(cross.new_index())

@@ -52,7 +52,7 @@ def series_tag(series: str) -> str:
 def log_name(scope: str, series: str) -> str:
     """The crowd log of one scope (stack, network) and id series (a path template is client input:
     it is kept short as a hash)."""
-    return "x\x1f" + scope + series_tag(series)
+    return f"x\x1f{scope}{series_tag(series)}"
 
 
 def log_entry(value: int, now: float, who: int) -> str:

@@ -86,7 +86,12 @@ class Walk:
         self.series = series  # set when an identity's only walk is kept without a dict (DetectorSet)
         self.last_id = first_id
         self.last_t = now
-        self.restart(first_id)
+        # restart(first_id), inlined: a walk begins on many record requests
+        self.base = first_id
+        self.stride = 0
+        self.frontier = 0
+        self.seen = 1
+        self.run = 1
 
     def restart(self, first_id: int) -> None:
         self.base = first_id
