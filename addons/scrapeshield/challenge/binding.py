@@ -33,7 +33,7 @@ class ClientBinding:
     def of(cls, ip: str, user_agent: str, v4_bits: int = 24, v6_bits: int = 64,
            session_id: str | None = None) -> ClientBinding:
         return cls(cached_ip_prefix(ip, v4_bits, v6_bits), _ua_hash(user_agent),
-                   short_hash("session\x00" + session_id) if session_id else "")
+                   _session_hash(session_id) if session_id else "")
 
     @property
     def family(self) -> str:
@@ -54,6 +54,15 @@ _remembered_ua_hash = functools.lru_cache(maxsize=4096)(short_hash)
 
 def _ua_hash(user_agent: str) -> str:
     return _remembered_ua_hash(user_agent) if len(user_agent) <= _MEMO_MAX_UA else short_hash(user_agent)
+
+
+def _session_hash(session_id: str) -> str:
+    text = "session\x00" + session_id
+    return _remembered_session_hash(text) if len(session_id) <= 64 else short_hash(text)
+
+
+# A valid session's id is 16 characters (checked when its cookie is decoded).
+_remembered_session_hash = functools.lru_cache(maxsize=16384)(short_hash)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -44,6 +44,7 @@ class _Cookie:
     session: str = ""  # "" for a cookie earned without a session
 
 
+@functools.lru_cache(maxsize=1024)  # pure; a policy's few challenge rules, checked on every cleared request
 def rule_tag(rule: str) -> str:
     return short_hash("rule\x00" + rule)
 
