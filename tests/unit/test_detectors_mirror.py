@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from scrapeshield.clock import FakeClock
 from scrapeshield.detectors import CROSS_SESSION_WALK, CrowdView, DetectorConfig, DetectorSet, Observation
 from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdIndex
-from scrapeshield.detectors.mirror import LogMirrors
+from scrapeshield.detectors.mirror import LogMirror, LogMirrors
 from scrapeshield.detectors.strength import stable_hash
 from scrapeshield.store.base import LogRead
 
@@ -161,3 +164,48 @@ def test_config_refuses_an_entry_bound_below_one_full_log() -> None:
         assert "cross_walk_max_entries must be >= cross_walk_keep" in str(exc)
     else:
         raise AssertionError("accepted")
+
+
+# -- the in-process path is the take-and-put path -------------------------------------------------
+
+def _taken_and_put(mirrors: LogMirrors[list[int]], key: str, now: float, entry: int) -> list[int]:
+    """`LogMirrors.local` as first written: the mirror taken out of the table, added to, put back."""
+    mirror = mirrors._take(key, now)
+    if mirror is None:
+        mirror = LogMirror(list[int]())
+    mirror.state.append(entry)
+    mirrors._put(key, mirror, now)
+    return mirror.state
+
+
+def _table(mirrors: LogMirrors[list[int]]) -> tuple[object, ...]:
+    return (tuple((key, m.state, m.entries, m.updated) for key, m in mirrors._mirrors.items()),
+            mirrors.entries, mirrors.expired, mirrors.evicted)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.sampled_from([0.0, 0.0, 1.0, 5.0, 30.0, -20.0])), max_size=120),
+       st.integers(1, 6), st.one_of(st.none(), st.integers(4, 30)), st.booleans())
+def test_a_local_log_is_moved_in_place_exactly_as_taken_out_and_put_back(
+        uses: list[tuple[int, float]], max_logs: int, max_entries: int | None, by_parts: bool) -> None:
+    """Same table, same order, same counts after every use -- with idle logs, both bounds, and a clock
+    that steps back -- whether through `local` or `live` + `settle` (the crowd path) or the old way."""
+    size = len if max_entries is not None else None
+    fast: LogMirrors[list[int]] = LogMirrors(max_logs, 10.0, max_entries, size)
+    slow: LogMirrors[list[int]] = LogMirrors(max_logs, 10.0, max_entries, size)
+    now = T0
+    for n, (log, step) in enumerate(uses):
+        now += step
+        key = f"log-{log}"
+        if by_parts:
+            mirror = fast.live(key, now)
+            fresh = mirror is None
+            if mirror is None:
+                mirror = LogMirror(list[int]())
+            mirror.state.append(n)
+            fast.settle(key, mirror, now, len(mirror.state), fresh)
+            state = mirror.state
+        else:
+            state = fast.local(key, now, list, list.append, n)
+        assert state == _taken_and_put(slow, key, now, n)
+        assert _table(fast) == _table(slow)
