@@ -35,8 +35,9 @@ print(json.dumps({"compiled": accel.STATUS.compiled, "detail": accel.STATUS.deta
 
 def _probe(addons: Path, **env: str) -> dict[str, object]:
     """Import the engine from `addons` in a fresh interpreter; what got loaded, and why."""
+    inherited = {k: v for k, v in os.environ.items() if k != accel.SWITCH}  # each test says whether it is off
     run = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=False,
-                         env={**os.environ, "PYTHONPATH": str(addons), accel.DIR_VARIABLE: str(accel_dir()), **env})
+                         env={**inherited, "PYTHONPATH": str(addons), accel.DIR_VARIABLE: str(accel_dir()), **env})
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1])
 
