@@ -219,27 +219,36 @@ def install(directory: Path | None = None, package_dir: Path = PACKAGE_DIR) -> S
 def _install(directory: Path, package_dir: Path) -> Status:
     if os.environ.get(SWITCH, "").strip().lower() in ("0", "off", "no", "false"):
         return Status(False, f"turned off ({SWITCH}=0)")
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text())
-    except FileNotFoundError:
-        return Status(False, f"not built ({directory}; scripts/setup builds it)")
-    except (OSError, ValueError) as exc:
-        return Status(False, f"unreadable manifest in {directory}: {exc}", problem=True)
-    if not isinstance(manifest, dict):
-        return Status(False, f"unreadable manifest in {directory}", problem=True)
-    reason = stale_reason(manifest, package_dir)
-    if reason is not None:
-        return Status(False, f"stale, {reason}; scripts/setup rebuilds it", problem=True)
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        return Status(False, f"unreadable manifest in {directory}", problem=True)
-    lib = directory / "lib"
-    missing = [rel for rel in files.values() if not (lib / rel).is_file()]
-    if missing:
-        return Status(False, f"{missing[0]} is missing from {lib}", problem=True)
+    status, files = usable_build(directory, package_dir)
+    if not status.compiled:
+        return status
     already = sorted(name for name in files if name in sys.modules)
     if already:  # imported before the finder: mixing both would call stale code
         return Status(False, f"{already[0]} was imported before the compiled core was looked for", problem=True)
-    sys.meta_path.insert(0, CompiledFinder(lib, dict(files), package_dir))
-    compiled = [m for m in files if m.startswith(PACKAGE)]
-    return Status(True, f"{len(compiled)} modules from {directory}", len(compiled))
+    sys.meta_path.insert(0, CompiledFinder(directory / "lib", files, package_dir))
+    return status
+
+
+def usable_build(directory: Path, package_dir: Path = PACKAGE_DIR) -> tuple[Status, dict[str, str]]:
+    """The build in `directory` checked against the sources in `package_dir`, nothing installed:
+    (why it cannot be used, {}), or (what it holds, its files: module name -> .so path in lib/)."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except FileNotFoundError:
+        return Status(False, f"not built ({directory}; scripts/setup builds it)"), {}
+    except (OSError, ValueError) as exc:
+        return Status(False, f"unreadable manifest in {directory}: {exc}", problem=True), {}
+    if not isinstance(manifest, dict):
+        return Status(False, f"unreadable manifest in {directory}", problem=True), {}
+    reason = stale_reason(manifest, package_dir)
+    if reason is not None:
+        return Status(False, f"stale, {reason}; scripts/setup rebuilds it", problem=True), {}
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        return Status(False, f"unreadable manifest in {directory}", problem=True), {}
+    lib = directory / "lib"
+    missing = [rel for rel in files.values() if not (lib / rel).is_file()]
+    if missing:
+        return Status(False, f"{missing[0]} is missing from {lib}", problem=True), {}
+    compiled = sum(1 for m in files if m.startswith(PACKAGE + "."))
+    return Status(True, f"{compiled} modules from {directory}", compiled), dict(files)

@@ -24,13 +24,11 @@ from .accel import (
     MANIFEST,
     PACKAGE,
     PACKAGE_DIR,
-    Status,
     accel_dir,
     digest,
     ext_suffix,
     module_file,
     source_closure,
-    stale_reason,
 )
 
 
@@ -63,6 +61,9 @@ def build(directory: Path, modules: Sequence[str] = HOT_MODULES, package_dir: Pa
             if stem[-1] == "__init__":
                 stem = stem[:-1]
             files[".".join(stem)] = rel
+        # The digests of what mypyc compiled (the copy), not of the sources now: one edited
+        # during the build must make this build stale, not pass for it.
+        digests = {rel: digest(src / PACKAGE / rel) for rel in sources}
         expected = {f"{PACKAGE}.{m}" for m in modules}
         if not expected <= files.keys():
             raise SystemExit(f"scrapeshield accel: mypyc built no module for {sorted(expected - files.keys())}")
@@ -75,7 +76,7 @@ def build(directory: Path, modules: Sequence[str] = HOT_MODULES, package_dir: Pa
         "format": FORMAT, "ext_suffix": ext_suffix(), "python": sys.version.split()[0],
         "mypy": _mypy_version(), "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "modules": list(modules), "files": files,
-        "sources": {rel: digest(package_dir / rel) for rel in sources},
+        "sources": digests,
     }
     (fresh / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     old = directory.with_name(directory.name + ".old")
@@ -96,13 +97,9 @@ def _mypy_version() -> str:
 
 
 def is_current(directory: Path, modules: Sequence[str] = HOT_MODULES, package_dir: Path = PACKAGE_DIR) -> bool:
-    """Whether the build in `directory` is of `modules` and matches the sources."""
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    return (isinstance(manifest, dict) and manifest.get("modules") == list(modules)
-            and stale_reason(manifest, package_dir) is None)
+    """Whether the build in `directory` is of exactly `modules` and matches the sources."""
+    status, files = accel.usable_build(directory, package_dir)
+    return status.compiled and {m for m in files if m.startswith(PACKAGE + ".")} == {f"{PACKAGE}.{m}" for m in modules}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory = args.dir or accel_dir()
     if args.command == "status":
-        print((accel.STATUS if args.dir is None else _install_check(directory)).describe())
+        print((accel.STATUS if args.dir is None else accel.usable_build(directory)[0]).describe())
         return 0
     if args.if_stale and is_current(directory):
         print(f"scrapeshield: compiled core up to date ({directory})", file=sys.stderr)
@@ -127,16 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     build(directory)
     print(f"scrapeshield: compiled core built in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
-
-
-def _install_check(directory: Path) -> Status:
-    """What `install` would say for `directory`, without installing anything."""
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        return Status(False, f"no usable build in {directory}: {exc}")
-    reason = stale_reason(manifest, PACKAGE_DIR) if isinstance(manifest, dict) else "unreadable manifest"
-    return Status(reason is None, reason or f"up to date in {directory}")
 
 
 if __name__ == "__main__":

@@ -72,13 +72,13 @@ def test_a_score_that_weighs_one_signal_twice_falls_back_to_every_weight_in_orde
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_the_memoised_session_decoder_answers_as_decode_for_any_value(value: str) -> None:
-    decode = cookie.decoder(KEYS, max_entries=8)
+    decode = cookie.Decoder(KEYS, max_entries=8)
     assert decode(value) == cookie.decode(KEYS, value)
     assert decode(value) == cookie.decode(KEYS, value)  # the remembered answer too
 
 
 def test_the_memoised_decoder_remembers_genuine_cookies_and_stays_bounded() -> None:
-    decode = cookie.decoder(KEYS, max_entries=4)
+    decode = cookie.Decoder(KEYS, max_entries=4)
     values = [cookie.mint("203.0.113.0/24", "ja4|browser", 1_800_000_000.0 + i).encode(KEYS) for i in range(10)]
     for value in values:
         assert decode(value) == cookie.decode(KEYS, value)
@@ -86,7 +86,7 @@ def test_the_memoised_decoder_remembers_genuine_cookies_and_stays_bounded() -> N
     for value in values:  # issued here: remembered as issued, bounded all the same
         assert decode.encode(cookie.decode(KEYS, value)) == value  # type: ignore[arg-type]
     assert len(decode) == 4
-    other_ring = cookie.decoder(KeyRing((b"o" * 32,)))
+    other_ring = cookie.Decoder(KeyRing((b"o" * 32,)))
     assert other_ring(values[-1]) == "bad_signature"  # a memo belongs to one key ring
     assert other_ring("s." + "x" * 5000) == "malformed" and len(other_ring) == 1  # longer than a token: not kept
 
@@ -101,7 +101,7 @@ def test_a_cookie_issued_here_is_remembered_as_decode_reads_it_and_a_changed_val
     """Whatever the fields (genuine or ones decode refuses), the value `encode` gives back reads,
     through the decoder, as `decode` reads it afresh; one character changed, it reads as decode
     says too (refused: the encode vouches only for the value it made)."""
-    decode = cookie.decoder(KEYS)
+    decode = cookie.Decoder(KEYS)
     session = cookie.SessionCookie(sid, issued, net, stack, returned)
     value = decode.encode(session)
     assert decode(value) == cookie.decode(KEYS, value)

@@ -175,17 +175,13 @@ class Decoder:
         return len(self._known)
 
 
-def decoder(keys: KeyRing, max_entries: int = 16384) -> Decoder:
-    return Decoder(keys, max_entries)
-
-
 DecodeValue = Callable[[str], "SessionCookie | str"]  # a cookie value -> decode(keys, value)
 
 
 def read(keys: KeyRing | DecodeValue, cookie_header: str | None, stack: str, now: float, ttl: float,
          name: str = COOKIE_NAME) -> PresentedSession:
     """The session a request presents; the first good value wins among a bounded few. `keys`:
-    the key ring, or a `decoder` of it."""
+    the key ring, or a `Decoder` of it."""
     values = cookie_values(cookie_header, name)
     if not values:
         return NO_SESSION
