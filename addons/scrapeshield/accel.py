@@ -51,7 +51,7 @@ HOT_MODULES: tuple[str, ...] = (
     "detectors.strength", "detectors.synthetic", "detectors.timing",
     "engine.core", "engine.stages",
     "fingerprint", "fingerprint.policy",
-    "policy.keys", "policy.plan",
+    "policy.keys", "policy.model", "policy.plan",
     "session.cookie", "session.difficulty", "session.stage", "session.state",
     "store.base", "store.compact", "store.memory",
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from ..challenge.config import ChallengeConfig
 from ..decision import Action
@@ -13,12 +13,19 @@ from ..netaddr import CidrSet
 
 if TYPE_CHECKING:
     from ..context import DecisionContext
-    from .plan import RulePlan
     from .registry import Section, SignalSource
 
 T = TypeVar("T")
 Predicate = Callable[["DecisionContext"], bool]
 KeyFunc = Callable[["DecisionContext"], str]
+
+
+class RuleCandidates(Protocol):
+    """Which rules one request can match at all, in policy order: `plan.RulePlan`. A protocol, not
+    the class: plan.py imports this module, so naming its class here would make a cycle that the
+    compiled core cannot load (a compiled module's class annotations are evaluated at import)."""
+
+    def candidates(self, ctx: DecisionContext) -> tuple[Rule, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +112,7 @@ class CompiledPolicy:
     max_keys: int
     hash_ips: bool
     challenge: ChallengeConfig
-    plan: RulePlan = field(compare=False, repr=False)  # which rules a request can match at all
+    plan: RuleCandidates = field(compare=False, repr=False)  # which rules a request can match at all
     sections: Mapping[str, Any] = field(default_factory=dict, compare=False)  # name -> compiled section
     signal_sources: tuple[SignalSource, ...] = field(default=(), compare=False)
     # What the rules' conditions need before matching (CompileEnv.needs), e.g. "session_counters":
