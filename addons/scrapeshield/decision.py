@@ -19,7 +19,7 @@ class Action(StrEnum):
 ANSWERED = (Action.THROTTLE, Action.CHALLENGE, Action.BLOCK, Action.DROP)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RateInfo:
     """The bucket that decided, for RateLimit / RateLimit-Policy / Retry-After headers."""
 
@@ -31,8 +31,19 @@ class RateInfo:
     reset: float
     retry_after: float
 
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, policy_name: str, quota: int, window: float, burst: int, remaining: int, reset: float,
+                 retry_after: float) -> None:
+        object.__setattr__(self, "policy_name", policy_name)
+        object.__setattr__(self, "quota", quota)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "burst", burst)
+        object.__setattr__(self, "remaining", remaining)
+        object.__setattr__(self, "reset", reset)
+        object.__setattr__(self, "retry_after", retry_after)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
     action: Action
     rule: str  # rule name, "default", "ban", "score:<name>", "error"
@@ -47,6 +58,23 @@ class Decision:
     score: float | None = None
     # Decisions of monitored rules that would have acted: logged and counted, not enforced.
     shadowed: tuple[Decision, ...] = field(default=())
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, action: Action, rule: str, reason: str, key: str = "", enforced: bool = True, status: int = 0,
+                 rate: RateInfo | None = None, delay: float = 0.0, difficulty: int = 0, no_js: bool = False,
+                 score: float | None = None, shadowed: tuple[Decision, ...] = ()) -> None:
+        object.__setattr__(self, "action", action)
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "enforced", enforced)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "delay", delay)
+        object.__setattr__(self, "difficulty", difficulty)
+        object.__setattr__(self, "no_js", no_js)
+        object.__setattr__(self, "score", score)
+        object.__setattr__(self, "shadowed", shadowed)
 
     @property
     def effective(self) -> Action:

@@ -53,7 +53,7 @@ class BucketLimit:
         return f"{per} burst {self.burst}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class BucketState:
     """What one bucket said about one request."""
 
@@ -61,6 +61,13 @@ class BucketState:
     remaining: int  # requests still acceptable right now
     reset: float  # seconds until the bucket is full again
     retry_after: float  # seconds until a refused request would conform (0 if allowed)
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, allowed: bool, remaining: int, reset: float, retry_after: float) -> None:
+        object.__setattr__(self, "allowed", allowed)
+        object.__setattr__(self, "remaining", remaining)
+        object.__setattr__(self, "reset", reset)
+        object.__setattr__(self, "retry_after", retry_after)
 
 
 def conform(tat: float | None, now: float, limit: BucketLimit) -> float | None:

@@ -81,7 +81,7 @@ _QUIET: Mapping[str, float] = MappingProxyType(dict.fromkeys(SIGNAL_NAMES, 0.0))
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Observation:
     """What the detectors need to know about one request."""
 
@@ -92,8 +92,17 @@ class Observation:
     is_asset: bool  # CSS/JS/image/font/media (see is_asset_request)
     now: float  # epoch seconds
 
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, path: str, query: str, method: str, is_document: bool, is_asset: bool, now: float) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "query", query)
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "is_document", is_document)
+        object.__setattr__(self, "is_asset", is_asset)
+        object.__setattr__(self, "now", now)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class CrowdView:
     """Where a record request stands in the crowd (`cross_session_walk`): who fetches it (a
     session id, or the address without one) and the scopes whose walks it may extend (its client
@@ -102,8 +111,13 @@ class CrowdView:
     who: str
     scopes: tuple[str, ...]
 
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, who: str, scopes: tuple[str, ...]) -> None:
+        object.__setattr__(self, "who", who)
+        object.__setattr__(self, "scopes", scopes)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class LogPlan:
     """The shared logs one request appends to (one store call), and which answer is which:
     first one log per id series (walks), then the timing log if `timing`, then the crowd logs."""
@@ -111,6 +125,12 @@ class LogPlan:
     appends: tuple[LogAppend, ...]
     walks: int
     timing: bool
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, appends: tuple[LogAppend, ...], walks: int, timing: bool) -> None:
+        object.__setattr__(self, "appends", appends)
+        object.__setattr__(self, "walks", walks)
+        object.__setattr__(self, "timing", timing)
 
 
 class DetectorSet:

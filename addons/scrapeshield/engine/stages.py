@@ -67,7 +67,7 @@ def crowd_view(policy: CompiledPolicy, ctx: DecisionContext) -> CrowdView:
 
 
 # -- match -----------------------------------------------------------------------------------
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Matches:
     """What the policy's rules said about one request, before the store is asked."""
 
@@ -78,6 +78,18 @@ class Matches:
     shadowed: list[Decision] = field(default_factory=list)  # log rules, monitored rules that would act
     terminal: Rule | None = None  # the rule that decides directly (allow, block, ...), if any
     cleared: bool = False  # a challenge rule matched and the client holds its clearance
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, rule_scores: dict[str, float] | None = None, checks: list[BucketCheck] | None = None,
+                 owners: list[Rule] | None = None, monitored_limits: list[Rule] | None = None,
+                 shadowed: list[Decision] | None = None, terminal: Rule | None = None, cleared: bool = False) -> None:
+        self.rule_scores = {} if rule_scores is None else rule_scores
+        self.checks = [] if checks is None else checks
+        self.owners = [] if owners is None else owners
+        self.monitored_limits = [] if monitored_limits is None else monitored_limits
+        self.shadowed = [] if shadowed is None else shadowed
+        self.terminal = terminal
+        self.cleared = cleared
 
     @property
     def refused_outright(self) -> bool:
@@ -198,10 +210,15 @@ def _weighted(score: ScoreDef, fired: list[tuple[str, float]], signals: Mapping[
 
 
 # -- resolve ---------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Outcome:
     decision: Decision
     ban: tuple[str, float] | None = None  # (key, seconds) to put into the penalty box
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, decision: Decision, ban: tuple[str, float] | None = None) -> None:
+        object.__setattr__(self, "decision", decision)
+        object.__setattr__(self, "ban", ban)
 
 
 ALLOWED_BY_DEFAULT = Outcome(ALLOW_DEFAULT)  # most requests' outcome: one value, not one per request

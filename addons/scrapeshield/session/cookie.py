@@ -44,13 +44,21 @@ _TAG = re.compile(r"[A-Za-z0-9_-]{12}")
 _NET = re.compile(r"[46][A-Za-z0-9_-]{12}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SessionCookie:
     id: str
     issued: int
     net: str  # "4" or "6" + short_hash(prefix)
     stack: str  # short_hash of the stack text
     returned: int  # 0 never presented back, 1 presented back, HISTORY: presented back with a person's history
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, id: str, issued: int, net: str, stack: str, returned: int) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "issued", issued)
+        object.__setattr__(self, "net", net)
+        object.__setattr__(self, "stack", stack)
+        object.__setattr__(self, "returned", returned)
 
     @property
     def has_history(self) -> bool:
@@ -63,7 +71,7 @@ class SessionCookie:
         return [self.id, self.issued, self.net, self.stack, int(self.returned)]
 
 
-@dataclass(slots=True)  # not frozen: one per request (see store.base.BucketCheck); a value, never changed
+@dataclass(slots=True)  # not frozen: one per request (see store.base.BucketCheck, init=False); a value, never changed
 class PresentedSession:
     """What the request's Cookie header says about its session.
 
@@ -74,6 +82,12 @@ class PresentedSession:
     cookie: SessionCookie | None
     reason: str  # ok, missing, malformed, bad_signature, expired, other_stack
     other_stack: SessionCookie | None = None
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, cookie: SessionCookie | None, reason: str, other_stack: SessionCookie | None = None) -> None:
+        self.cookie = cookie
+        self.reason = reason
+        self.other_stack = other_stack
 
 
 NO_SESSION = PresentedSession(None, "missing")

@@ -21,28 +21,48 @@ from ..gcra import BucketLimit, BucketState, state_after
 # The per-request values below are built for every bucket and score of every request: they are
 # slotted but not frozen (a frozen dataclass's __init__ sets each field through object.__setattr__,
 # ~0.35 us more per object). They are values all the same: nothing writes to one after it is made.
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class BucketCheck:
     bucket_id: str  # stable identity of the bucket definition (rule name + parameters), short
     key: str  # the client key, e.g. "ip:203.0.113.7"
     limit: BucketLimit
 
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, bucket_id: str, key: str, limit: BucketLimit) -> None:
+        self.bucket_id = bucket_id
+        self.key = key
+        self.limit = limit
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class ScoreUpdate:
     score_id: str
     key: str
     delta: float
     half_life: float  # seconds; the stored value halves every half_life
 
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, score_id: str, key: str, delta: float, half_life: float) -> None:
+        self.score_id = score_id
+        self.key = key
+        self.delta = delta
+        self.half_life = half_life
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Batch:
     """Everything one request needs from the store."""
 
     ban_keys: tuple[str, ...] = ()
     buckets: tuple[BucketCheck, ...] = ()
     scores: tuple[ScoreUpdate, ...] = ()
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, ban_keys: tuple[str, ...] = (), buckets: tuple[BucketCheck, ...] = (),
+                 scores: tuple[ScoreUpdate, ...] = ()) -> None:
+        self.ban_keys = ban_keys
+        self.buckets = buckets
+        self.scores = scores
 
 
 class BatchResult:
@@ -104,7 +124,7 @@ class BatchResult:
 EMPTY_RESULT = BatchResult(None, 0.0, -1, (), ())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LogAppend:
     """Append one entry to a short, expiring log and read what is new in it: detector state
     (recent record ids, arrival times) that every replica must see, kept where the buckets are.
@@ -116,6 +136,14 @@ class LogAppend:
     keep: int  # the newest `keep` entries stay, older ones are dropped
     ttl: float  # seconds; a log without an append for this long is gone (the detector's memory)
     seen: int = 0
+
+    # init=False, this __init__: native when compiled (docs/architecture.md, "The compiled core")
+    def __init__(self, key: str, entry: str, keep: int, ttl: float, seen: int = 0) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "entry", entry)
+        object.__setattr__(self, "keep", keep)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "seen", seen)
 
 
 @dataclass(frozen=True, slots=True)
