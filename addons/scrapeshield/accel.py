@@ -45,14 +45,15 @@ FORMAT = 1
 # Every name here must compile with mypyc and behave the same compiled and not (the whole test
 # suite runs compiled; tests/accel runs the engine's reference tests on the Python code too).
 HOT_MODULES: tuple[str, ...] = (
-    "challenge.binding", "context", "decision", "facts", "gcra", "netaddr", "urlpath",
+    "challenge.binding", "challenge.clearance", "challenge.tokens", "context", "decision", "facts", "gcra",
+    "netaddr", "urlpath",
     "detectors", "detectors.assets", "detectors.classify", "detectors.crowd", "detectors.distinct",
     "detectors.identities", "detectors.mirror", "detectors.probe", "detectors.sequence",
     "detectors.strength", "detectors.synthetic", "detectors.timing",
     "engine.core", "engine.stages",
-    "fingerprint", "fingerprint.policy",
+    "fingerprint", "fingerprint.goodbots", "fingerprint.policy",
     "policy.keys", "policy.model", "policy.plan",
-    "session.cookie", "session.difficulty", "session.stage", "session.state",
+    "session.cookie", "session.difficulty", "session.policy", "session.stage", "session.state",
     "store.base", "store.compact", "store.memory",
 )
 
