@@ -346,11 +346,11 @@ class DetectorSet:
                     mirror = LogMirror(cross.new_index())
                     index = mirror.state
                     index.append(value, now, who)
-                    mirrors.settle(key, mirror, now, len(index.values), True)
+                    mirrors.settle(key, mirror, now, index.size, True)
                 else:
                     index = mirror.state
                     index.append(value, now, who)
-                    mirrors.settle(key, mirror, now, len(index.values), False)
+                    mirrors.settle(key, mirror, now, index.size, False)
                 s = cross.strength_at(index, value, now)
                 if s > strength:
                     strength = s
