@@ -91,6 +91,27 @@ def test_an_index_holds_the_newest_entries_of_its_log_within_its_window(
         assert index.copy().entries == log
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.sampled_from([0.0, 1.0, 4.0, 30.0, -8.0]), st.integers(0, 9)),
+                min_size=1, max_size=150),
+       st.integers(2, 10), st.integers(1, 3))
+def test_the_strength_of_a_request_just_added_is_the_same_with_the_position_append_gave(
+        steps: list[tuple[int, float, int]], start: int, max_stride: int) -> None:
+    """What the detectors do per record request (append, then `strength_at` told where the id went)
+    says what `strength_at` says searching for it -- with entries expiring in between or not."""
+    cross = CrossSessionWalk(window_s=20.0, keep=32, max_stride=max_stride, max_gap=2, min_sessions=2,
+                             max_repeat_share=0.5, min_order_share=0.5, start=start, full=start + 6)
+    hinted, searched = cross.new_index(), cross.new_index()
+    now = T0
+    for value, dt, who in steps:
+        now += dt
+        at = hinted.append(value, now, who)
+        searched.append(value, now, who)
+        assert hinted.ids[at] == value
+        assert cross.strength_at(hinted, value, now, at) == cross.strength_at(searched, value, now)
+        assert hinted.entries == searched.entries
+
+
 def test_a_run_counts_distinct_ids_through_the_newest_id_and_the_sessions_that_fetched_them() -> None:
     walk = CrossSessionWalk(window_s=600, keep=128, max_stride=1000, max_gap=3, min_sessions=3,
                             max_repeat_share=0.5, min_order_share=0.8, start=8, full=24)

@@ -42,6 +42,10 @@ CrowdEntry = tuple[int, float, int]  # (record id, time, who: a 32-bit hash of t
 _MAX_ID = 1 << 63  # record ids have at most 15 digits (sequence.extract_ids): an int64
 _MAX_WHO = 1 << 32
 _NEVER = float("inf")  # an empty log's oldest time: nothing in it expires
+_GROW = 4  # entries a log's ring grows by (arrays keep about as much room spare themselves)
+_ID_ROOM: Final = array("q", bytes(8 * _GROW))
+_TIME_ROOM: Final = array("d", bytes(8 * _GROW))
+_WHO_ROOM: Final = array("I", bytes(4 * _GROW))
 
 
 _TAGS: Final[dict[str, str]] = {}
@@ -160,31 +164,25 @@ class CrowdIndex:
     def add(self, entry: CrowdEntry) -> None:
         self.append(entry[0], entry[1], entry[2])
 
-    def append(self, value: int, t: float, who: int) -> None:
-        """`add((value, t, who))`, without the tuple."""
+    def append(self, value: int, t: float, who: int) -> int:
+        """`add((value, t, who))`, without the tuple; returns where `value` now is in `ids` (a
+        hint for `CrossSessionWalk.strength_at`)."""
         values = self.values
         cap = len(values)
         size = self.size
         if size == self.keep:
             self._drop_oldest()  # before, not after as a log would: the same entries and counts after
             size -= 1
-        if size < cap:  # a free place in the ring (a full log's oldest, or one expiry left)
-            pos = self.first + size
-            if pos >= cap:
-                pos -= cap
-            values[pos] = value
-            self.times[pos] = t
-            self.whos[pos] = who
-        else:  # the ring grows (up to `keep`), its entries first put in log order if they wrapped
-            first = self.first
-            if first:
-                self.values = values = values[first:] + values[:first]
-                self.times = self.times[first:] + self.times[:first]
-                self.whos = self.whos[first:] + self.whos[:first]
-                self.first = 0
-            values.append(value)
-            self.times.append(t)
-            self.whos.append(who)
+        if size == cap:  # no free place in the ring: it grows (up to `keep`)
+            self._grow()
+            values = self.values
+            cap = len(values)
+        pos = self.first + size
+        if pos >= cap:
+            pos -= cap
+        values[pos] = value
+        self.times[pos] = t
+        self.whos[pos] = who
         if size == 0:
             self.first_t = t
         self.size = size + 1
@@ -195,11 +193,32 @@ class CrowdIndex:
         else:
             ids.insert(i, value)
             self.counts.insert(i, 1)
+        return i
 
-    def expire(self, now: float) -> None:
+    def _grow(self) -> None:
+        """Room for `_GROW` more entries (fewer up to `keep`): one call each array instead of one
+        each array and entry. The entries are put in log order first if they wrapped."""
+        first = self.first
+        if first:
+            self.values = self.values[first:] + self.values[:first]
+            self.times = self.times[first:] + self.times[:first]
+            self.whos = self.whos[first:] + self.whos[:first]
+            self.first = 0
+        more = self.keep - len(self.values)
+        if more > _GROW:
+            more = _GROW
+        self.values.extend(_ID_ROOM[:more])
+        self.times.extend(_TIME_ROOM[:more])
+        self.whos.extend(_WHO_ROOM[:more])
+
+    def expire(self, now: float) -> int:
+        """Drop the entries older than the window from the front of the log; returns how many."""
         oldest = now - self.window_s
+        dropped = 0
         while self.first_t < oldest:  # _NEVER when empty
             self._drop_oldest()
+            dropped += 1
+        return dropped
 
     def _drop_oldest(self) -> None:
         values = self.values
@@ -254,23 +273,29 @@ class CrossSessionWalk:
         sessions, order = self._who_and_order(index, run)
         return CrowdRun(len(run), sessions, (requests - len(run)) / requests, order)
 
-    def strength_at(self, index: CrowdIndex, x: int, now: float) -> float:
+    def strength_at(self, index: CrowdIndex, x: int, now: float, at: int = -1) -> float:
         """`strength(measure(index, x, now))`, reading the log's entries only for a run that can still
         score: one at least `start` long (a shorter one has strength 0 whatever it holds) whose repeat
         share -- known from the ids' entry counts -- is within `max_repeat_share`. A crowd paging
         through a listing makes long runs of re-read page numbers: they end here.
 
         Every record request asks this of two logs, and nearly always the answer is 0: the run is
-        measured here as `_run` does (the same steps), but only counted, not listed."""
-        index.expire(now)
+        measured here as `_run` does (the same steps), but only counted, not listed.
+
+        `at`: where `x` is in the index's ids, as `CrowdIndex.append` just said (-1: unknown); still
+        true when expiring drops nothing, which spares a search."""
+        dropped = index.expire(now)
         ids = index.ids
         n = len(ids)
         start = self.start
         if n <= start:
             return 0.0  # the run is at most every distinct id: too short (most logs hold a few ids)
-        i = bisect_left(ids, x)
-        if i == n or ids[i] != x:
-            return 0.0
+        if at >= 0 and not dropped:
+            i = at
+        else:
+            i = bisect_left(ids, x)
+            if i == n or ids[i] != x:
+                return 0.0
         max_stride = self.max_stride
         down = x - ids[i - 1] if i > 0 else max_stride + 1
         up = ids[i + 1] - x if i + 1 < n else max_stride + 1

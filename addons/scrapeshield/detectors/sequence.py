@@ -148,12 +148,13 @@ class SequentialIds:
         """Feed one request's `extract_ids`; `walks` is the identity's series -> walk map (LRU order)."""
         longest = 0
         for series, value in ids:
-            walk = walks.pop(series, None)
+            walk = walks.get(series)
             if walk is None:
                 if len(walks) >= self.max_series:
                     del walks[next(iter(walks))]
                 walk = Walk(value, now)
             else:
+                del walks[series]  # put back last: the most recently used
                 self._step(walk, value, now)
             walks[series] = walk
             if walk.run > longest:
