@@ -6,9 +6,11 @@ import random
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scrapeshield.detectors import CROSS_SESSION_WALK, CrowdView, DetectorConfig, DetectorSet, Observation
-from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdEntry, CrowdRun
+from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdEntry, CrowdIndex, CrowdRun
 from scrapeshield.store.memory import MemoryStore
 
 T0 = 1_700_000_000.0
@@ -56,6 +58,58 @@ def measure(walk: CrossSessionWalk, entries: list[CrowdEntry], now: float) -> Cr
     for entry in entries:
         index.add(entry)
     return walk.measure(index, entries[-1][0], now)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.integers(0, 30), st.sampled_from([0.0, 0.5, 3.0, 12.0, -4.0]),
+                                    st.integers(0, 5)),
+                          st.just(None)), max_size=200),
+       st.integers(8, 24))
+def test_an_index_holds_the_newest_entries_of_its_log_within_its_window(
+        steps: list[tuple[int, float, int] | None], keep: int) -> None:
+    """Given appends (a clock that also steps back) and expiries (None) in any order, the index holds
+    what a plain log would: its last `keep` entries less those that expired from its front, in log
+    order, and every distinct id with how many of them hold it -- whether its ring wrapped, grew or
+    was emptied."""
+    index = CrowdIndex(keep, 10.0)
+    log: list[CrowdEntry] = []
+    now = T0
+    for step in steps:
+        if step is None:
+            index.expire(now)
+            while log and log[0][1] < now - 10.0:
+                log.pop(0)
+        else:
+            value, dt, who = step
+            now += dt
+            index.append(value, now, who)
+            log = [*log, (value, now, who)][-keep:]
+        assert index.entries == log
+        assert len(index) == len(log)
+        assert index.ids == sorted({v for v, _, _ in log})
+        assert index.counts == [sum(v == i for v, _, _ in log) for i in index.ids]
+        assert index.copy().entries == log
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.sampled_from([0.0, 1.0, 4.0, 30.0, -8.0]), st.integers(0, 9)),
+                min_size=1, max_size=150),
+       st.integers(2, 10), st.integers(1, 3))
+def test_the_strength_of_a_request_just_added_is_the_same_with_the_position_append_gave(
+        steps: list[tuple[int, float, int]], start: int, max_stride: int) -> None:
+    """What the detectors do per record request (append, then `strength_at` told where the id went)
+    says what `strength_at` says searching for it -- with entries expiring in between or not."""
+    cross = CrossSessionWalk(window_s=20.0, keep=32, max_stride=max_stride, max_gap=2, min_sessions=2,
+                             max_repeat_share=0.5, min_order_share=0.5, start=start, full=start + 6)
+    hinted, searched = cross.new_index(), cross.new_index()
+    now = T0
+    for value, dt, who in steps:
+        now += dt
+        at = hinted.append(value, now, who)
+        searched.append(value, now, who)
+        assert hinted.ids[at] == value
+        assert cross.strength_at(hinted, value, now, at) == cross.strength_at(searched, value, now)
+        assert hinted.entries == searched.entries
 
 
 def test_a_run_counts_distinct_ids_through_the_newest_id_and_the_sessions_that_fetched_them() -> None:

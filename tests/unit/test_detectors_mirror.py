@@ -3,6 +3,8 @@ and entry bounds evict least recently used, and neither changes what the detecto
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,7 +96,7 @@ def test_the_entry_bound_holds_for_logs_of_any_size() -> None:
 
 
 def _states(mirrors: LogMirrors[list[int]]) -> list[list[int]]:
-    return [m.state for m in mirrors._mirrors.values()]  # the table's own view (white box)
+    return [m.state for _, m in mirrors.items()]
 
 
 # -- the detectors on it ---------------------------------------------------------------------------
@@ -166,20 +168,83 @@ def test_config_refuses_an_entry_bound_below_one_full_log() -> None:
         raise AssertionError("accepted")
 
 
-# -- the in-process path is the take-and-put path -------------------------------------------------
+# -- the table is the take-and-put table it was first written as -------------------------------------
 
-def _taken_and_put(mirrors: LogMirrors[list[int]], key: str, now: float, entry: int) -> list[int]:
-    """`LogMirrors.local` as first written: the mirror taken out of the table, added to, put back."""
-    mirror = mirrors._take(key, now)
-    if mirror is None:
-        mirror = LogMirror(list[int]())
-    mirror.state.append(entry)
-    mirrors._put(key, mirror, now)
-    return mirror.state
+@dataclass
+class PlainMirror:
+    state: list[str]
+    appended: int = 0
+    updated: float = 0.0
+    entries: int = 0
 
 
-def _table(mirrors: LogMirrors[list[int]]) -> tuple[object, ...]:
-    return (tuple((key, m.state, m.entries, m.updated) for key, m in mirrors._mirrors.items()),
+class TakenAndPut:
+    """`LogMirrors` as first written: an OrderedDict in use order, a mirror taken out of it
+    (`_take`), brought up to date, and put back (`_put`). The reference the table is held to."""
+
+    def __init__(self, max_logs: int, ttl: float, max_entries: int | None) -> None:
+        self.max_logs, self.ttl, self.max_entries = max_logs, ttl, max_entries
+        self.mirrors: OrderedDict[str, PlainMirror] = OrderedDict()
+        self.entries = self.expired = self.evicted = 0
+
+    def local(self, key: str, now: float, entry: str) -> list[str]:
+        mirror = self._take(key, now)
+        if mirror is None:
+            mirror = PlainMirror([])
+        mirror.state.append(entry)
+        self._put(key, mirror, now)
+        return mirror.state
+
+    def apply(self, key: str, read: LogRead, now: float) -> list[str]:
+        mirror = self._take(key, now)
+        if read.whole or mirror is None:
+            if mirror is None or read.appended != mirror.appended:
+                if mirror is not None:
+                    self.entries -= mirror.entries
+                mirror = PlainMirror(list(read.entries), read.appended)
+        else:
+            first = read.appended - len(read.entries) + 1
+            mirror.state.extend(read.entries[max(0, mirror.appended + 1 - first):])
+            mirror.appended = max(mirror.appended, read.appended)
+        self._put(key, mirror, now)
+        return mirror.state
+
+    def _take(self, key: str, now: float) -> PlainMirror | None:
+        mirror = self.mirrors.pop(key, None)
+        if mirror is None:
+            return None
+        if now - mirror.updated > self.ttl:
+            self.entries -= mirror.entries
+            self.expired += 1
+            return None
+        return mirror
+
+    def _put(self, key: str, mirror: PlainMirror, now: float) -> None:
+        if self.max_entries is not None:
+            self.entries += len(mirror.state) - mirror.entries
+            mirror.entries = len(mirror.state)
+        mirror.updated = max(mirror.updated, now)
+        while self.mirrors:
+            head = next(iter(self.mirrors))
+            other = self.mirrors[head]
+            if now - other.updated > self.ttl:
+                self.expired += 1
+            elif len(self.mirrors) >= self.max_logs or (self.max_entries is not None
+                                                         and self.entries > self.max_entries):
+                self.evicted += 1
+            else:
+                break
+            del self.mirrors[head]
+            self.entries -= other.entries
+        self.mirrors[key] = mirror
+
+    def table(self) -> tuple[object, ...]:
+        return (tuple((key, m.state, m.entries, m.updated) for key, m in self.mirrors.items()),
+                self.entries, self.expired, self.evicted)
+
+
+def _table(mirrors: LogMirrors[list[str]]) -> tuple[object, ...]:
+    return (tuple((key, m.state, m.entries, m.updated) for key, m in mirrors.items()),
             mirrors.entries, mirrors.expired, mirrors.evicted)
 
 
@@ -191,8 +256,8 @@ def test_a_local_log_is_moved_in_place_exactly_as_taken_out_and_put_back(
     """Same table, same order, same counts after every use -- with idle logs, both bounds, and a clock
     that steps back -- whether through `local` or `live` + `settle` (the crowd path) or the old way."""
     size = len if max_entries is not None else None
-    fast: LogMirrors[list[int]] = LogMirrors(max_logs, 10.0, max_entries, size)
-    slow: LogMirrors[list[int]] = LogMirrors(max_logs, 10.0, max_entries, size)
+    fast: LogMirrors[list[str]] = LogMirrors(max_logs, 10.0, max_entries, size)
+    slow = TakenAndPut(max_logs, 10.0, max_entries)
     now = T0
     for n, (log, step) in enumerate(uses):
         now += step
@@ -201,11 +266,45 @@ def test_a_local_log_is_moved_in_place_exactly_as_taken_out_and_put_back(
             mirror = fast.live(key, now)
             fresh = mirror is None
             if mirror is None:
-                mirror = LogMirror(list[int]())
-            mirror.state.append(n)
+                mirror = LogMirror(list[str]())
+            mirror.state.append(str(n))
             fast.settle(key, mirror, now, len(mirror.state), fresh)
             state = mirror.state
         else:
-            state = fast.local(key, now, list, list.append, n)
-        assert state == _taken_and_put(slow, key, now, n)
-        assert _table(fast) == _table(slow)
+            state = fast.local(key, now, list, list.append, str(n))
+        assert state == slow.local(key, now, str(n))
+        assert _table(fast) == slow.table()
+
+
+@st.composite
+def log_reads(draw: st.DrawFn) -> tuple[int, LogRead]:
+    """A store's answer about one of a few logs: the whole log or what came since an append, racing
+    replies (an older whole log after a newer one) included."""
+    appended = draw(st.integers(1, 12))
+    count = draw(st.integers(0, min(appended, 4)))
+    entries = tuple(f"e{k}" for k in range(appended - count + 1, appended + 1))
+    return draw(st.integers(0, 5)), LogRead(appended, entries, draw(st.booleans()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(log_reads(), st.sampled_from([0.0, 0.0, 1.0, 5.0, 30.0, -20.0]), st.booleans()),
+                max_size=100),
+       st.integers(1, 6), st.one_of(st.none(), st.integers(4, 30)))
+def test_a_shared_log_is_brought_up_to_date_in_place_exactly_as_taken_out_and_put_back(
+        reads: list[tuple[tuple[int, LogRead], float, bool]], max_logs: int, max_entries: int | None) -> None:
+    """`apply` (whole logs, increments, stale and racing replies, rebuilt logs) mixed with local
+    uses: the same states, order and counts as the table first written."""
+    size = len if max_entries is not None else None
+    fast: LogMirrors[list[str]] = LogMirrors(max_logs, 10.0, max_entries, size)
+    slow = TakenAndPut(max_logs, 10.0, max_entries)
+    now = T0
+    for n, ((log, read), step, local) in enumerate(reads):
+        now += step
+        key = f"log-{log}"
+        if local:
+            assert fast.local(key, now, list, list.append, f"l{n}") == slow.local(key, now, f"l{n}")
+        else:
+            assert fast.apply(key, read, now, list, list.append) == slow.apply(key, read, now)
+        assert _table(fast) == slow.table()
+        kept = slow.mirrors[key]
+        assert fast.seen(key, now) == (0 if now - kept.updated >= 10.0 else kept.appended)

@@ -219,7 +219,7 @@ def reference_crowd_measure(cross: CrossSessionWalk, index: CrowdIndex, x: int, 
     first: dict[int, float] = {}
     requests = 0
     sessions: set[int] = set()
-    for v, t, who in zip(index.values, index.times, index.whos, strict=True):
+    for v, t, who in index.entries:
         if v in on_run:
             requests += 1
             sessions.add(who)

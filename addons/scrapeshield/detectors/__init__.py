@@ -345,13 +345,13 @@ class DetectorSet:
                 if mirror is None:
                     mirror = LogMirror(cross.new_index())
                     index = mirror.state
-                    index.append(value, now, who)
-                    mirrors.settle(key, mirror, now, len(index.values), True)
+                    at = index.append(value, now, who)
+                    mirrors.settle(key, mirror, now, index.size, True)
                 else:
                     index = mirror.state
-                    index.append(value, now, who)
-                    mirrors.settle(key, mirror, now, len(index.values), False)
-                s = cross.strength_at(index, value, now)
+                    at = index.append(value, now, who)
+                    mirrors.settle(key, mirror, now, index.size, False)
+                s = cross.strength_at(index, value, now, at)
                 if s > strength:
                     strength = s
             return strength

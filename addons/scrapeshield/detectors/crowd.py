@@ -34,19 +34,33 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Final
 
-from .strength import ramp, stable_hash
+from .strength import MEMO_SIZE, ramp, stable_hash
 
 CrowdEntry = tuple[int, float, int]  # (record id, time, who: a 32-bit hash of the session or address)
 _MAX_ID = 1 << 63  # record ids have at most 15 digits (sequence.extract_ids): an int64
 _MAX_WHO = 1 << 32
+_NEVER = float("inf")  # an empty log's oldest time: nothing in it expires
+_GROW = 4  # entries a log's ring grows by (arrays keep about as much room spare themselves)
+_ID_ROOM: Final = array("q", bytes(8 * _GROW))
+_TIME_ROOM: Final = array("d", bytes(8 * _GROW))
+_WHO_ROOM: Final = array("I", bytes(4 * _GROW))
 
 
-@functools.lru_cache(maxsize=4096)
+_TAGS: Final[dict[str, str]] = {}
+
+
 def series_tag(series: str) -> str:
-    """The end of a crowd log's name, for an id series: `log_name` without the scope. Cached: every
-    record request names two logs, and the series are a site's few path templates."""
-    return f"\x1f{stable_hash(series):x}"
+    """The end of a crowd log's name, for an id series: `log_name` without the scope. Memoised
+    (as `stable_hash`): every record request names two logs, and the series are a site's few path
+    templates."""
+    tag = _TAGS.get(series)
+    if tag is None:
+        if len(_TAGS) >= MEMO_SIZE:
+            _TAGS.clear()
+        tag = _TAGS[series] = f"\x1f{stable_hash(series):x}"
+    return tag
 
 
 def log_name(scope: str, series: str) -> str:
@@ -97,51 +111,81 @@ class CrowdIndex:
     so the many requests that extend no run (a crowd's random ids) stay cheap; who fetched a run's
     ids and when is read off the entries only for a run long enough to matter.
 
-    Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. The entries are
-    three flat arrays (id, time, who: 20 bytes an entry) and the distinct ids two more (12 bytes),
-    no object per entry or per id."""
+    Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. The entries are a
+    ring over three flat arrays (id, time, who: 20 bytes an entry, no object per entry), grown up
+    to `keep` and then overwritten oldest first, so a full log's append moves no memory. The
+    distinct ids and their counts are lists: every request looks its id up and walks its
+    neighbours, and list items are read in place by compiled code where an array's go through the
+    generic item protocol (an int object made per read)."""
 
-    __slots__ = ("counts", "ids", "keep", "times", "values", "whos", "window_s")
+    __slots__ = ("counts", "first", "first_t", "ids", "keep", "size", "times", "values", "whos", "window_s")
 
     def __init__(self, keep: int, window_s: float) -> None:
         self.keep = keep
         self.window_s = window_s
-        self.values: array[int] = array("q")  # the entries, oldest first: record id
+        self.values: array[int] = array("q")  # the entries' ring: record id
         self.times: array[float] = array("d")  # ... time
         self.whos: array[int] = array("I")  # ... who
-        self.ids: array[int] = array("q")  # distinct ids, sorted
-        self.counts: array[int] = array("I")  # entries holding ids[i]
+        self.first = 0  # the ring position of the oldest entry
+        self.size = 0  # entries held (at most len(values), which is at most `keep`)
+        self.first_t = _NEVER  # the oldest entry's time (what `expire` compares), _NEVER without one
+        self.ids: list[int] = []  # distinct ids, sorted
+        self.counts: list[int] = []  # entries holding ids[i]
 
     def copy(self) -> CrowdIndex:
         index = CrowdIndex(self.keep, self.window_s)
         index.values.extend(self.values)
         index.times.extend(self.times)
         index.whos.extend(self.whos)
+        index.first, index.size, index.first_t = self.first, self.size, self.first_t
         index.ids.extend(self.ids)
         index.counts.extend(self.counts)
         return index
 
     def __len__(self) -> int:
-        return len(self.values)
+        return self.size
 
     def __contains__(self, value: int) -> bool:
         ids = self.ids
         i = bisect_left(ids, value)
         return i < len(ids) and ids[i] == value
 
+    def positions(self) -> range:
+        """The entries' ring positions in log order (`p % len(self.values)`)."""
+        return range(self.first, self.first + self.size)
+
     @property
     def entries(self) -> list[CrowdEntry]:
         """The entries in log order (tests, debugging)."""
-        return list(zip(self.values, self.times, self.whos, strict=True))
+        values, times, whos = self.values, self.times, self.whos
+        cap = len(values)
+        return [(values[p % cap], times[p % cap], whos[p % cap]) for p in self.positions()]
 
     def add(self, entry: CrowdEntry) -> None:
         self.append(entry[0], entry[1], entry[2])
 
-    def append(self, value: int, t: float, who: int) -> None:
-        """`add((value, t, who))`, without the tuple."""
-        self.values.append(value)
-        self.times.append(t)
-        self.whos.append(who)
+    def append(self, value: int, t: float, who: int) -> int:
+        """`add((value, t, who))`, without the tuple; returns where `value` now is in `ids` (a
+        hint for `CrossSessionWalk.strength_at`)."""
+        values = self.values
+        cap = len(values)
+        size = self.size
+        if size == self.keep:
+            self._drop_oldest()  # before, not after as a log would: the same entries and counts after
+            size -= 1
+        if size == cap:  # no free place in the ring: it grows (up to `keep`)
+            self._grow()
+            values = self.values
+            cap = len(values)
+        pos = self.first + size
+        if pos >= cap:
+            pos -= cap
+        values[pos] = value
+        self.times[pos] = t
+        self.whos[pos] = who
+        if size == 0:
+            self.first_t = t
+        self.size = size + 1
         ids = self.ids
         i = bisect_left(ids, value)
         if i < len(ids) and ids[i] == value:
@@ -149,23 +193,51 @@ class CrowdIndex:
         else:
             ids.insert(i, value)
             self.counts.insert(i, 1)
-        if len(self.values) > self.keep:
-            self._drop_oldest()
+        return i
 
-    def expire(self, now: float) -> None:
+    def _grow(self) -> None:
+        """Room for `_GROW` more entries (fewer up to `keep`): one call each array instead of one
+        each array and entry. The entries are put in log order first if they wrapped."""
+        first = self.first
+        if first:
+            self.values = self.values[first:] + self.values[:first]
+            self.times = self.times[first:] + self.times[:first]
+            self.whos = self.whos[first:] + self.whos[:first]
+            self.first = 0
+        more = self.keep - len(self.values)
+        if more > _GROW:
+            more = _GROW
+        self.values.extend(_ID_ROOM[:more])
+        self.times.extend(_TIME_ROOM[:more])
+        self.whos.extend(_WHO_ROOM[:more])
+
+    def expire(self, now: float) -> int:
+        """Drop the entries older than the window from the front of the log; returns how many."""
         oldest = now - self.window_s
-        times = self.times
-        while times and times[0] < oldest:
+        dropped = 0
+        while self.first_t < oldest:  # _NEVER when empty
             self._drop_oldest()
+            dropped += 1
+        return dropped
 
     def _drop_oldest(self) -> None:
-        value = self.values[0]
-        del self.values[0], self.times[0], self.whos[0]  # a memmove of at most `keep` items
-        i = bisect_left(self.ids, value)
-        if self.counts[i] == 1:
-            del self.ids[i], self.counts[i]
+        values = self.values
+        first = self.first
+        value = values[first]
+        first += 1
+        if first == len(values):
+            first = 0
+        self.first = first
+        size = self.size - 1
+        self.size = size
+        self.first_t = self.times[first] if size else _NEVER
+        ids = self.ids
+        i = bisect_left(ids, value)
+        counts = self.counts
+        if counts[i] == 1:
+            del ids[i], counts[i]
         else:
-            self.counts[i] -= 1
+            counts[i] -= 1
 
 
 class CrossSessionWalk:
@@ -201,23 +273,29 @@ class CrossSessionWalk:
         sessions, order = self._who_and_order(index, run)
         return CrowdRun(len(run), sessions, (requests - len(run)) / requests, order)
 
-    def strength_at(self, index: CrowdIndex, x: int, now: float) -> float:
+    def strength_at(self, index: CrowdIndex, x: int, now: float, at: int = -1) -> float:
         """`strength(measure(index, x, now))`, reading the log's entries only for a run that can still
         score: one at least `start` long (a shorter one has strength 0 whatever it holds) whose repeat
         share -- known from the ids' entry counts -- is within `max_repeat_share`. A crowd paging
         through a listing makes long runs of re-read page numbers: they end here.
 
         Every record request asks this of two logs, and nearly always the answer is 0: the run is
-        measured here as `_run` does (the same steps), but only counted, not listed."""
-        index.expire(now)
+        measured here as `_run` does (the same steps), but only counted, not listed.
+
+        `at`: where `x` is in the index's ids, as `CrowdIndex.append` just said (-1: unknown); still
+        true when expiring drops nothing, which spares a search."""
+        dropped = index.expire(now)
         ids = index.ids
         n = len(ids)
         start = self.start
         if n <= start:
             return 0.0  # the run is at most every distinct id: too short (most logs hold a few ids)
-        i = bisect_left(ids, x)
-        if i == n or ids[i] != x:
-            return 0.0
+        if at >= 0 and not dropped:
+            i = at
+        else:
+            i = bisect_left(ids, x)
+            if i == n or ids[i] != x:
+                return 0.0
         max_stride = self.max_stride
         down = x - ids[i - 1] if i > 0 else max_stride + 1
         up = ids[i + 1] - x if i + 1 < n else max_stride + 1
@@ -302,11 +380,15 @@ class CrossSessionWalk:
         on_run = set(run)
         first: dict[int, float] = {}  # id -> time of its oldest entry (log order)
         sessions: set[int] = set()
-        for v, t, who in zip(index.values, index.times, index.whos, strict=True):
+        values, times, whos = index.values, index.times, index.whos
+        cap = len(values)
+        for p in index.positions():
+            p %= cap
+            v = values[p]
             if v in on_run:
-                sessions.add(who)
+                sessions.add(whos[p])
                 if v not in first:
-                    first[v] = t
+                    first[v] = times[p]
         run.sort()
         ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
         pairs = len(run) - 1

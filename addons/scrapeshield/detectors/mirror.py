@@ -20,33 +20,39 @@ Bounds. A mirror is dropped when
 - there are `max_logs` mirrors, or their states hold more than `max_entries` entries together
   (evicted, least recently used first: memory is entries, and a table of many small logs and one
   of a few full ones cost alike per entry).
-Both are counted (`expired`, `evicted`). The table is an OrderedDict in least-recently-used order
-(a use moves a log to the end), so both sweeps start at its front and stop at the first log kept:
-amortised O(1) a use. (A plain dict would do the same, but finding its first key after many
-front deletions walks over their dummies.)
+Both are counted (`expired`, `evicted`). The table is a dict from log name to mirror, and the
+mirrors form a list in least-recently-used order through their own `older`/`newer` links (a use
+moves a log to the newest end), so both sweeps start at the oldest and stop at the first log kept:
+amortised O(1) a use. The links are plain fields, read and written in place by compiled code,
+where an OrderedDict's `move_to_end` and first key cost a method call and an iterator a use.
+(A plain dict in insertion order would do too, but finding its first key after many front
+deletions walks over their dummies.)
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
 from ..store.base import LogRead
 
 
 class LogMirror[S]:
-    __slots__ = ("appended", "entries", "state", "updated")
+    __slots__ = ("appended", "entries", "key", "newer", "older", "state", "updated")
 
     def __init__(self, state: S) -> None:
         self.state = state
         self.appended = 0  # appends to the log this mirror has applied
         self.updated = 0.0  # when this mirror last heard from the log
         self.entries = 0  # the state's size as of its last use (what `max_entries` counts)
+        self.key = ""  # its name in the table, once in it
+        self.older: LogMirror[S] | None = None  # its neighbours in the table's use order
+        self.newer: LogMirror[S] | None = None
 
 
 class LogMirrors[S]:
     """Mirrors of one kind of log, bounded by count, by entries and by idle time (module doc)."""
 
-    __slots__ = ("_entries", "_mirrors", "_size", "evicted", "expired", "max_entries", "max_logs", "ttl")
+    __slots__ = ("_entries", "_mirrors", "_newest", "_oldest", "_size", "evicted", "expired", "max_entries",
+                 "max_logs", "ttl")
 
     def __init__(self, max_logs: int, ttl: float, max_entries: int | None = None,
                  size: Callable[[S], int] | None = None) -> None:
@@ -59,7 +65,9 @@ class LogMirrors[S]:
         self.ttl = ttl
         self.max_entries = max_entries
         self._size = size
-        self._mirrors: OrderedDict[str, LogMirror[S]] = OrderedDict()  # least recently used first
+        self._mirrors: dict[str, LogMirror[S]] = {}
+        self._oldest: LogMirror[S] | None = None  # the least recently used end of the use order
+        self._newest: LogMirror[S] | None = None
         self._entries = 0  # sum of the mirrors' `entries`
         self.expired = 0  # mirrors dropped for idling past `ttl`
         self.evicted = 0  # mirrors dropped for `max_logs` or `max_entries`
@@ -72,6 +80,15 @@ class LogMirrors[S]:
         """Entries held, as of each log's last use (expired entries not measured away yet included)."""
         return self._entries
 
+    def items(self) -> list[tuple[str, LogMirror[S]]]:
+        """The table, least recently used first (tests, `copy`)."""
+        out: list[tuple[str, LogMirror[S]]] = []
+        mirror = self._oldest
+        while mirror is not None:
+            out.append((mirror.key, mirror))
+            mirror = mirror.newer
+        return out
+
     def seen(self, key: str, now: float) -> int:
         """What to tell the store this replica has read of log `key`: 0 (send the whole log) when it
         knows nothing, or heard nothing for `ttl` (the log may have expired and begun anew)."""
@@ -83,16 +100,24 @@ class LogMirrors[S]:
     def apply(self, key: str, read: LogRead, now: float, new_state: Callable[[], S],
               add: Callable[[S, str], None]) -> S:
         """Bring the mirror of `key` up to `read` and return its state."""
-        mirror = self._take(key, now)
-        if read.whole or mirror is None:
+        mirror = self.live(key, now)
+        fresh = mirror is None
+        if mirror is None:
+            mirror = LogMirror(new_state())
+            for entry in read.entries:
+                add(mirror.state, entry)
+            mirror.appended = read.appended
+        elif read.whole:
             # A reply that raced a later one may bring an older whole log: rebuilt from it, the
             # mirror asks from there next time and gets what it lacks.
-            if mirror is None or read.appended != mirror.appended:
-                if mirror is not None:
-                    self._entries -= mirror.entries
-                mirror = LogMirror(new_state())
+            if read.appended != mirror.appended:
+                # Begun anew in its place, as a new mirror would be: nothing counted, never updated.
+                self._entries -= mirror.entries
+                mirror.entries = 0
+                mirror.updated = 0.0
+                mirror.state = state = new_state()
                 for entry in read.entries:
-                    add(mirror.state, entry)
+                    add(state, entry)
                 mirror.appended = read.appended
         else:
             first = read.appended - len(read.entries) + 1  # the append number of entries[0]
@@ -100,7 +125,7 @@ class LogMirrors[S]:
                 add(mirror.state, read.entries[i])
             if read.appended > mirror.appended:
                 mirror.appended = read.appended
-        self._put(key, mirror, now)
+        self.settle(key, mirror, now, self._size(mirror.state) if self._size is not None else 0, fresh)
         return mirror.state
 
     def local[E](self, key: str, now: float, new_state: Callable[[], S], add: Callable[[S, E], None],
@@ -117,97 +142,102 @@ class LogMirrors[S]:
         return state
 
     def live(self, key: str, now: float) -> LogMirror[S] | None:
-        """The live mirror of `key`, now the most recently used (moved to the end where it stands,
-        one table operation instead of `_take` and `_put`'s two), or None when there is none or it
-        expired (then it is dropped, as `_take` does). Follow with `settle`."""
-        mirrors = self._mirrors
-        mirror = mirrors.get(key)
+        """The live mirror of `key`, now the most recently used, or None when there is none or it
+        expired (then it is dropped and counted). Follow with `settle`."""
+        mirror = self._mirrors.get(key)
         if mirror is None:
             return None
         if now - mirror.updated > self.ttl:
-            del mirrors[key]
-            self._entries -= mirror.entries
+            self._drop(mirror)
             self.expired += 1
             return None
-        mirrors.move_to_end(key)
+        newest = self._newest
+        if mirror is not newest:
+            assert newest is not None
+            older, newer = mirror.older, mirror.newer
+            assert newer is not None  # not the newest
+            newer.older = older
+            if older is None:
+                self._oldest = newer
+            else:
+                older.newer = newer
+            mirror.older = newest
+            mirror.newer = None
+            newest.newer = mirror
+            self._newest = mirror
         return mirror
 
     def settle(self, key: str, mirror: LogMirror[S], now: float, size: int, fresh: bool) -> None:
-        """After `live` and a change to the state: as `_put`, with the state's `size` in entries
-        (counted with `max_entries` only) measured by the caller. `fresh`: `live` said None, and
-        `mirror` is new, not in the table yet."""
+        """After `live` (or a new mirror for a log it said None to: `fresh`) and a change to the
+        state: count the state's `size` in entries (with `max_entries` only; measured by the caller),
+        note the use, restore the bounds (expired and least recently used logs dropped, oldest
+        first; never this one), and put a fresh mirror in the table as the most recently used."""
         if self._size is not None:
             self._entries += size - mirror.entries
             mirror.entries = size
-        if now > mirror.updated:  # never back (see `_put`)
-            mirror.updated = now
-        mirrors = self._mirrors
-        # `_put`'s sweep. A live mirror is the last in the table already: it is excluded, and the
-        # table holds one log more than `_put` counts.
-        last = 0 if fresh else 1
+        if now > mirror.updated:  # never back: with a clock that steps back (a replay out of order)
+            mirror.updated = now  # an entry may be newer than `now`, and must not be dropped before it expires
+        # Counted without this log: a live one is in the table already, a fresh one not yet.
+        max_logs = self.max_logs if fresh else self.max_logs + 1
         ttl = self.ttl
         max_entries = self.max_entries
-        max_logs = self.max_logs + last
-        while len(mirrors) > last:
-            other = next(iter(mirrors.values()))
+        mirrors = self._mirrors
+        other = self._oldest
+        while other is not None and other is not mirror:
             if now - other.updated > ttl:
                 self.expired += 1
             elif len(mirrors) >= max_logs or (max_entries is not None and self._entries > max_entries):
                 self.evicted += 1
             else:
                 break
-            mirrors.popitem(last=False)
-            self._entries -= other.entries
+            self._drop(other)
+            other = self._oldest
         if fresh:
-            mirrors[key] = mirror
+            self._link_newest(key, mirror)
 
     def copy(self, copy_state: Callable[[S], S]) -> LogMirrors[S]:
         """An independent copy, each state copied by `copy_state` (`DetectorSet.fork`)."""
         other = LogMirrors(self.max_logs, self.ttl, self.max_entries, self._size)
-        for key, mirror in self._mirrors.items():
+        for key, mirror in self.items():
             twin = LogMirror(copy_state(mirror.state))
             twin.appended, twin.updated, twin.entries = mirror.appended, mirror.updated, mirror.entries
-            other._mirrors[key] = twin
+            other._link_newest(key, twin)
         other._entries, other.expired, other.evicted = self._entries, self.expired, self.evicted
         return other
 
     def clear(self) -> None:
+        mirror = self._oldest
+        while mirror is not None:  # unlinked, so that each is freed at once rather than by the cycle collector
+            newer = mirror.newer
+            mirror.older = mirror.newer = None
+            mirror = newer
         self._mirrors.clear()
+        self._oldest = self._newest = None
         self._entries = 0
 
-    def _take(self, key: str, now: float) -> LogMirror[S] | None:
-        """Remove `key`'s mirror from the table and return it, or None (also when it expired)."""
-        mirror = self._mirrors.pop(key, None)
-        if mirror is None:
-            return None
-        if now - mirror.updated > self.ttl:
-            self._entries -= mirror.entries
-            self.expired += 1
-            return None
-        return mirror
+    def _link_newest(self, key: str, mirror: LogMirror[S]) -> None:
+        """Put a mirror not in the table in it, as the most recently used."""
+        mirror.key = key
+        self._mirrors[key] = mirror
+        newest = self._newest
+        mirror.older = newest
+        if newest is None:
+            self._oldest = mirror
+        else:
+            newest.newer = mirror
+        self._newest = mirror
 
-    def _put(self, key: str, mirror: LogMirror[S], now: float) -> None:
-        """(Re)insert a taken or new mirror as the most recently used and restore the bounds."""
-        if self._size is not None:
-            size = self._size(mirror.state)
-            self._entries += size - mirror.entries
-            mirror.entries = size
-        if now > mirror.updated:  # never back: with a clock that steps back (a replay out of order)
-            mirror.updated = now  # an entry may be newer than `now`, and must not be dropped before it expires
-        mirrors = self._mirrors
-        # Sweep from the least recently used end before inserting, so `key` is never swept itself.
-        ttl = self.ttl
-        max_entries = self.max_entries
-        while mirrors:
-            head = next(iter(mirrors))
-            other = mirrors[head]
-            if now - other.updated > ttl:
-                self.expired += 1
-            elif (len(mirrors) >= self.max_logs
-                  or (max_entries is not None and self._entries > max_entries)):
-                self.evicted += 1
-            else:
-                break
-            del mirrors[head]
-            self._entries -= other.entries
-        mirrors[key] = mirror
+    def _drop(self, mirror: LogMirror[S]) -> None:
+        """Remove a mirror from the table (its entries no longer counted)."""
+        del self._mirrors[mirror.key]
+        older, newer = mirror.older, mirror.newer
+        if older is None:
+            self._oldest = newer
+        else:
+            older.newer = newer
+        if newer is None:
+            self._newest = older
+        else:
+            newer.older = older
+        mirror.older = mirror.newer = None
+        self._entries -= mirror.entries

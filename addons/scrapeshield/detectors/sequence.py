@@ -19,9 +19,9 @@ after `max_pause_s` without a step.
 """
 from __future__ import annotations
 
-import functools
 import math
 import re
+from typing import Final
 
 from .strength import ramp
 
@@ -32,11 +32,20 @@ _SEEN_MASK = (1 << 64) - 1
 MAX_IDS_PER_REQUEST = 8
 
 
-@functools.lru_cache(maxsize=4096)
+_SERIES: Final[dict[str, str]] = {}
+_MAX_SERIES_NAMES: Final = 4096
+
+
 def _one_copy(series: str) -> str:
     """One string object per series name in use: every identity's walks dict keys it, so a hundred
-    thousand identities on one template share one string instead of holding one each. Bounded."""
-    return series
+    thousand identities on one template share one string instead of holding one each. Bounded
+    (emptied when full, as `strength.stable_hash`'s memo: a dict lookup, not an lru_cache call)."""
+    kept = _SERIES.get(series)
+    if kept is None:
+        if len(_SERIES) >= _MAX_SERIES_NAMES:
+            _SERIES.clear()
+        kept = _SERIES[series] = series
+    return kept
 
 
 def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
@@ -139,12 +148,13 @@ class SequentialIds:
         """Feed one request's `extract_ids`; `walks` is the identity's series -> walk map (LRU order)."""
         longest = 0
         for series, value in ids:
-            walk = walks.pop(series, None)
+            walk = walks.get(series)
             if walk is None:
                 if len(walks) >= self.max_series:
                     del walks[next(iter(walks))]
                 walk = Walk(value, now)
             else:
+                del walks[series]  # put back last: the most recently used
                 self._step(walk, value, now)
             walks[series] = walk
             if walk.run > longest:
