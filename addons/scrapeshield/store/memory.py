@@ -214,7 +214,7 @@ class MemoryStore:
                     if h in inserted:  # the same bucket twice in one batch
                         found = table.find(h)
                     if found:
-                        values[found] = new
+                        table.values[found] = new  # read again: an insert may have replaced the column
                     else:
                         table.insert(h, new, self._bucket_tag(c))
                         inserted.append(h)
@@ -225,7 +225,6 @@ class MemoryStore:
         missing score that stays at 0 (a read, a negative delta) is not stored."""
         table = self._scores
         values, since = table.values, table.seconds
-        assert since is not None
         out: list[float] = []
         for up in updates:
             h = hash((up.score_id, up.key))
@@ -244,6 +243,7 @@ class MemoryStore:
                 value = 0.0 + up.delta  # what a stored 0 would give (0.0 + -0.0 is 0.0)
                 if value > 0.0:
                     table.insert(h, value, self._score_tag(up.score_id, up.half_life), now)
+                    values, since = table.values, table.seconds  # the insert may have replaced them
                 else:
                     value = 0.0
             out.append(value)
@@ -328,7 +328,6 @@ class MemoryStore:
                 buckets[bucket_id] = state_after(self._tats.values[slot], now, limit, True)
         scores = {}
         since = self._scores.seconds
-        assert since is not None
         for score_id, (_tag, half_life) in self._score_defs.items():
             slot = self._scores.find(hash((score_id, key)))
             if slot:
