@@ -14,12 +14,12 @@ LRU link object); this table costs ~34 bytes an entry and allocates no object pe
 The arrays are `librt.vecs.vec`s (mypyc's packed vectors): compiled, an item read or write is a
 direct load or store (a memoryview's goes through the generic buffer C API, ~10x slower);
 interpreted, a vec is a C sequence as fast as a memoryview. They grow with the table instead of
-being sized for `max_entries` up front, so a small table costs little: the per-slot columns gain
-one item whenever a slot is first handed out (amortised doubling; the slack past the used length
-is never written, so never resident), and the index doubles, rehashing the live entries, whenever
-it would become more than half full -- at most up to the smallest power of two >= 2 x
-`max_entries`, the size it always had. A full table holds exactly what it held before. Entry slots
-are numbered from 1 so that 0 means "none" everywhere (an empty index position, no neighbour).
+being sized for `max_entries` up front, so a small table costs little: the per-slot columns double
+(zero-filled, at most to `max_entries` + 1 slots) when the slots handed out reach their end, and
+the index doubles, rehashing the live entries, whenever it would become more than half full -- at
+most up to the smallest power of two >= 2 x `max_entries`, the size it always had. A full table
+holds exactly what it held before. Entry slots are numbered from 1 so that 0 means "none"
+everywhere (an empty index position, no neighbour).
 
 A column read into a local is a snapshot: an `insert` may replace the column (growth), so code
 that inserts reads the column from the table again afterwards.
@@ -40,16 +40,26 @@ import mmap
 from collections.abc import Iterator
 from typing import Final
 
-from librt.vecs import append, vec
+from librt.vecs import extend, vec
 from mypy_extensions import i32, i64  # compiled (mypyc), native integers; interpreted, int
 
 NONE: Final = 0  # no slot: an empty index position, the end of the LRU list, "not found"
 _MIN_INDEX: Final = 8  # index positions of an empty table
+_MIN_SLOTS: Final = 64  # slots of a table's first columns (slot 0 included)
+
+
+# Zeros to make or extend a vec from: an anonymous map's zero pages are read, never made resident,
+# so the copy in the vec is all the memory it costs.
+def _int_zeros(count: i64, size: i64) -> memoryview[int]:
+    return memoryview(mmap.mmap(-1, count * size)).cast("q" if size == 8 else "i")
+
+
+def _float_zeros(count: i64) -> memoryview[float]:
+    return memoryview(mmap.mmap(-1, count * 8)).cast("d")
 
 
 def _zeroed_index(count: i64) -> vec[i32]:
-    # Copied from an anonymous map: its zero pages are read, never made resident.
-    return vec[i32](memoryview(mmap.mmap(-1, 4 * count)).cast("i"))
+    return vec[i32](_int_zeros(count, 4))
 
 
 class LruTable:
@@ -66,17 +76,17 @@ class LruTable:
     def _allocate(self) -> None:
         self._index = _zeroed_index(_MIN_INDEX)
         self._mask: i64 = _MIN_INDEX - 1
-        # Slot 0 is never used: every column starts with it.
-        self.hashes = vec[i64]([0])
-        self.values = vec[float]([0.0])
-        self.seconds = vec[float]([0.0])  # stays at slot 0 alone unless `two_values`
-        self.tags = vec[i32]([0])
-        self.prev = vec[i32]([0])
-        self.next = vec[i32]([0])
+        # Slot 0 is never used; the columns grow as slots are handed out (`_grow_columns`).
+        self.hashes = vec[i64]()
+        self.values = vec[float]()
+        self.seconds = vec[float]()  # stays empty unless `two_values`
+        self.tags = vec[i32]()
+        self.prev = vec[i32]()
+        self.next = vec[i32]()
         self.head: int = NONE  # least recently used
         self.tail: int = NONE  # most recently used
         self._free: int = NONE  # free slots, chained through `next`
-        self._used: int = 0  # slots ever handed out (the high-water mark, the columns' length - 1)
+        self._used: int = 0  # slots ever handed out (the high-water mark)
         self._size: i64 = 0
 
     def __len__(self) -> int:
@@ -148,27 +158,22 @@ class LruTable:
             self.remove(self.head)
         if 2 * (self._size + 1) > self._mask + 1:
             self._grow_index()
-        tail = self.tail
         slot = self._free
         if slot != NONE:
             self._free = self.next[slot]
-            self.hashes[slot] = h
-            self.values[slot] = value
-            if self._two_values:
-                self.seconds[slot] = second
-            self.tags[slot] = tag
-            self.prev[slot] = tail
-            self.next[slot] = NONE
         else:
             self._used += 1
             slot = self._used
-            self.hashes = append(self.hashes, h)
-            self.values = append(self.values, value)
-            if self._two_values:
-                self.seconds = append(self.seconds, second)
-            self.tags = append(self.tags, tag)
-            self.prev = append(self.prev, tail)
-            self.next = append(self.next, NONE)
+            if slot >= len(self.hashes):
+                self._grow_columns()
+        self.hashes[slot] = h
+        self.values[slot] = value
+        if self._two_values:
+            self.seconds[slot] = second
+        self.tags[slot] = tag
+        tail = self.tail
+        self.prev[slot] = tail
+        self.next[slot] = NONE
         if tail == NONE:
             self.head = slot
         else:
@@ -181,6 +186,18 @@ class LruTable:
         index[i] = slot
         self._size += 1
         return slot
+
+    def _grow_columns(self) -> None:
+        """Double the per-slot columns (zero-filled), to at most `max_entries` + 1 slots."""
+        have: i64 = len(self.hashes)
+        more: i64 = min(max(have, _MIN_SLOTS), self.max_entries + 1 - have)
+        self.hashes = extend(self.hashes, _int_zeros(more, 8))
+        self.values = extend(self.values, _float_zeros(more))
+        if self._two_values:
+            self.seconds = extend(self.seconds, _float_zeros(more))
+        self.tags = extend(self.tags, _int_zeros(more, 4))
+        self.prev = extend(self.prev, _int_zeros(more, 4))
+        self.next = extend(self.next, _int_zeros(more, 4))
 
     def _grow_index(self) -> None:
         """Double the index and place every live entry in it again."""
