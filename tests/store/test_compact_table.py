@@ -78,7 +78,6 @@ def test_churn_reuses_freed_slots_instead_of_growing() -> None:
 def test_a_second_value_column_is_kept_per_entry() -> None:
     table = LruTable(10, two_values=True)
     slot = table.insert(42, 1.5, tag=7, second=9.0)
-    assert table.seconds is not None
     assert (table.values[slot], table.seconds[slot], table.tags[slot]) == (1.5, 9.0, 7)
 
 
@@ -107,3 +106,46 @@ def test_find_touch_is_find_then_touch(seed: int) -> None:
         assert (fused.head, fused.tail, len(fused)) == (plain.head, plain.tail, len(plain))
     assert contents(fused) == contents(plain)
     assert fused.find_touch(-1) == 0 and contents(fused) == contents(plain)  # a miss touches nothing
+
+
+def test_a_large_table_starts_small_and_grows_with_its_entries() -> None:
+    # given a table bounded at a million entries
+    table = LruTable(1_000_000, two_values=True)
+    # then an empty one holds no per-slot column items
+    assert len(table.hashes) == len(table.values) == len(table.prev) == 0
+    # when a thousand entries arrive
+    for h in range(1000):
+        table.insert(h * 2654435761, float(h), second=-float(h))
+    # then its columns hold about as many slots (doubling), not a million, and every entry is found
+    assert 1000 < len(table.hashes) <= 2048
+    assert len(table.seconds) == len(table.hashes)
+    assert all(table.values[table.find(h * 2654435761)] == float(h) for h in range(1000))
+    assert all(table.seconds[table.find(h * 2654435761)] == -float(h) for h in range(1000))
+
+
+def test_columns_never_grow_past_the_bound_under_churn() -> None:
+    # given a table of 100 entries
+    table = LruTable(100)
+    # when ten thousand distinct keys pass through it
+    for h in range(10_000):
+        table.insert(h, 0.0)
+    # then its columns hold exactly 100 slots (and the unused slot 0)
+    assert len(table.hashes) == len(table.values) == len(table.next) == 101
+    assert len(table) == 100 and all(table.find(h) for h in range(9_900, 10_000))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_entries_stay_findable_across_index_growth_and_removals(seed: int) -> None:
+    # given random (colliding, negative) hashes inserted into a table large enough never to evict
+    rng = random.Random(seed)
+    table = LruTable(20_000)
+    hashes = list({rng.choice([rng.randrange(-2**63, 2**63), rng.randrange(4096) * 64]) for _ in range(6000)})
+    for h in hashes:
+        table.insert(h, float(h % 1000))
+    # when half of them are removed again
+    for h in hashes[::2]:
+        table.remove(table.find(h))
+    # then exactly the other half is found, with its values, in insertion order
+    assert all(table.find(h) == 0 for h in hashes[::2])
+    assert [table.hashes[s] for s in table.lru_slots()] == hashes[1::2]
+    assert all(table.values[table.find(h)] == float(h % 1000) for h in hashes[1::2])

@@ -83,3 +83,19 @@ def test_a_score_read_at_zero_stores_nothing() -> None:
     # and a later raise counts from 0, as from a stored 0
     assert store.apply_now(Batch(scores=(ScoreUpdate("s", "ip:198.51.100.1", 2.0, 60.0),)), now + 5).scores == (2.0,)
     assert store.status()["scores"] == 1
+
+
+def test_a_batch_that_grows_the_tables_answers_what_the_pure_functions_answer() -> None:
+    # given batches of 300 new bucket and score keys each (the tables' columns and index grow
+    # while the batch is applied), some keys twice in one batch
+    store, model = MemoryStore(), ModelStore()
+    now = 1_700_000_000.0
+    for step in range(4):
+        keys = [f"ip=10.{step}.{i // 256}.{i % 256}" for i in range(300)]
+        batch = Batch((), tuple(BucketCheck("b0", k, LIMITS[0]) for k in [*keys, *keys[:5]]),
+                      tuple(ScoreUpdate("s0", k, 1.0, HALF_LIVES[0]) for k in [*keys, *keys[::7]]))
+        for _ in range(2):
+            now += 0.05
+            res = store.apply_now(batch, now)
+            # then every answer is the model's, to the bit
+            assert (res.refused, res.buckets, res.scores) == model.apply(batch, now)

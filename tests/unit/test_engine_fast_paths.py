@@ -392,6 +392,7 @@ def test_the_remembered_referer_reading_is_the_reading_afresh(referer: str | Non
 def test_bucket_states_computed_when_read_are_those_computed_at_once() -> None:
     from scrapeshield.gcra import parse_rate, state_after
     from scrapeshield.store.base import Batch, BatchResult, BucketCheck
+    from scrapeshield.store.memory import entry_hash
 
     store = MemoryStore()
     limits = [parse_rate("2/s burst 1"), parse_rate("5/m")]
@@ -399,7 +400,7 @@ def test_bucket_states_computed_when_read_are_those_computed_at_once() -> None:
     for step in range(12):
         now += 0.2
         res = store.apply_now(Batch((), tuple(BucketCheck(f"b{i}", "ip=1", lim) for i, lim in enumerate(limits))), now)
-        inspected = [store._tats.values[store._tats.find(hash((f"b{i}", "ip=1")))] for i in range(2)]
+        inspected = [store._tats.values[store._tats.find(entry_hash(f"b{i}", "ip=1"))] for i in range(2)]
         eager = BatchResult(None, 0.0, res.refused,
                             tuple(state_after(t, now, lim, res.refused < 0)
                                   for t, lim in zip(inspected, limits, strict=True)), ())

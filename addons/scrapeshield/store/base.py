@@ -69,16 +69,17 @@ class BatchResult:
     """What the store said about one request's batch.
 
     `buckets` (one `BucketState` per bucket) is what a refusal or an explain trace reads; a store
-    that keeps TATs may hand over the new TATs instead (`of_tats`) and the states are computed on
-    first read -- nearly every request is allowed and never reads them. A value: never changed
-    after it is made (the computed states are a cache of a pure function of the TATs)."""
+    that keeps TATs may hand over the new TATs and the batch's checks instead (`of_tats`) and the
+    states are computed on first read -- nearly every request is allowed and never reads them. A
+    value: never changed after it is made (the computed states are a cache of a pure function of
+    the TATs)."""
 
-    __slots__ = ("_buckets", "_limits", "_now", "_tats", "allowed_key", "banned_key", "banned_until", "refused",
+    __slots__ = ("_buckets", "_checks", "_now", "_tats", "allowed_key", "banned_key", "banned_until", "refused",
                  "scores")
 
     def __init__(self, banned_key: str | None, banned_until: float, refused: int,
                  buckets: tuple[BucketState, ...] | None, scores: tuple[float, ...], allowed_key: str | None = None,
-                 tats: Sequence[float | None] = (), limits: Sequence[BucketLimit] = (), now: float = 0.0) -> None:
+                 tats: Sequence[float | None] = (), checks: Sequence[BucketCheck] = (), now: float = 0.0) -> None:
         self.banned_key = banned_key  # set when a ban key is in the penalty box; nothing else was applied
         self.banned_until = banned_until
         self.refused = refused  # index of the first bucket that refused the request, -1 when all conformed
@@ -89,23 +90,24 @@ class BatchResult:
         # never reported as banned; buckets and scores are applied as usual.
         self.allowed_key = allowed_key
         self._tats = tats
-        self._limits = limits
+        self._checks = checks  # the batch's own: their limits, without a list of them per request
         self._now = now
 
     @classmethod
-    def of_tats(cls, refused: int, tats: Sequence[float | None], limits: Sequence[BucketLimit], now: float,
+    def of_tats(cls, refused: int, tats: Sequence[float | None], checks: Sequence[BucketCheck], now: float,
                 scores: tuple[float, ...], allowed_key: str | None = None) -> BatchResult:
         """A result whose bucket states are those of `state_after` over the buckets' TATs after the
-        request (the old ones when it was refused), computed when first read."""
-        return cls(None, 0.0, refused, None, scores, allowed_key, tats, limits, now)
+        request (the old ones when it was refused) and their checks' limits, computed when first
+        read."""
+        return cls(None, 0.0, refused, None, scores, allowed_key, tats, checks, now)
 
     @property
     def buckets(self) -> tuple[BucketState, ...]:
         states = self._buckets
         if states is None:
             now, allowed = self._now, self.refused < 0
-            states = self._buckets = tuple([state_after(t, now, lim, allowed)
-                                            for t, lim in zip(self._tats, self._limits, strict=True)])
+            states = self._buckets = tuple([state_after(t, now, c.limit, allowed)
+                                            for t, c in zip(self._tats, self._checks, strict=True)])
         return states
 
     def _fields(self) -> tuple[object, ...]:

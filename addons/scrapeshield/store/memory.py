@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Final
 
 from cachetools import LRUCache
-from mypy_extensions import mypyc_attr
+from mypy_extensions import i64, mypyc_attr
 
 from ..gcra import BucketLimit, state_after
 from .base import (
@@ -43,6 +43,12 @@ from .compact import LruTable
 _SWEEP_EVERY: Final = 1.0  # seconds of clock time between incremental sweeps
 _SWEEP_BUDGET: Final = 2000  # entries examined per sweep and table
 _SPENT_HOLD: Final = 3600.0  # seconds a spent token is remembered at least
+
+
+def entry_hash(definition: str, key: str) -> i64:
+    """The table hash of one bucket's or score's entry: its definition id and client key (the hot
+    paths inline it)."""
+    return hash((definition, key))
 
 
 class DeadlineList:
@@ -154,33 +160,30 @@ class MemoryStore:
         refused = -1
         checks = batch.buckets
         tats: list[float | None] = []
-        limits: list[BucketLimit] = []
         if checks:
-            refused = self._apply_buckets(checks, now, tats, limits)
+            refused = self._apply_buckets(checks, now, tats)
         scores: tuple[float, ...] = ()
         if batch.scores:
             scores = self._apply_scores(batch.scores, now)
         # The bucket states are computed only if read (a refusal, an explain trace).
-        return BatchResult(None, 0.0, refused, None, scores, allowed_key, tats, limits, now)  # BatchResult.of_tats
+        return BatchResult(None, 0.0, refused, None, scores, allowed_key, tats, checks, now)  # BatchResult.of_tats
 
-    def _apply_buckets(self, checks: tuple[BucketCheck, ...], now: float, tats: list[float | None],
-                       limits: list[BucketLimit]) -> int:
+    def _apply_buckets(self, checks: tuple[BucketCheck, ...], now: float, tats: list[float | None]) -> int:
         """GCRA over the batch's buckets, all or nothing (`gcra.conform_all`, inlined): fills `tats`
-        with the TATs after the request (the old ones, None for none, when it is refused) and
-        `limits`; returns the index of the first refusing bucket or -1. Every bucket is read
-        before any is written, so a bucket twice in one batch is charged once, as in Redis."""
+        with the TATs after the request (the old ones, None for none, when it is refused);
+        returns the index of the first refusing bucket or -1. Every bucket is read before any is
+        written, so a bucket twice in one batch is charged once, as in Redis."""
         table = self._tats
         values = table.values  # methods are called through `table`: compiled, a direct native call
         slots: list[int] = []
         refused = -1
         for i, c in enumerate(checks):
-            slot = table.find_touch(hash((c.bucket_id, c.key)))
+            slot = table.find_touch(hash((c.bucket_id, c.key)))  # entry_hash, inlined
             slots.append(slot)
-            limit = c.limit
-            limits.append(limit)
             if refused >= 0:
                 continue
             # gcra.conform: start = max(TAT, now); conforms when start - now <= max_ahead
+            limit = c.limit
             start = now
             if slot:
                 old = values[slot]
@@ -207,14 +210,14 @@ class MemoryStore:
             for i, slot in enumerate(slots):
                 if not slot:
                     c = checks[i]
-                    h = hash((c.bucket_id, c.key))
+                    h = entry_hash(c.bucket_id, c.key)
                     new = tats[i]
                     assert new is not None
                     found = 0
                     if h in inserted:  # the same bucket twice in one batch
                         found = table.find(h)
                     if found:
-                        values[found] = new
+                        table.values[found] = new  # read again: an insert may have replaced the column
                     else:
                         table.insert(h, new, self._bucket_tag(c))
                         inserted.append(h)
@@ -225,10 +228,9 @@ class MemoryStore:
         missing score that stays at 0 (a read, a negative delta) is not stored."""
         table = self._scores
         values, since = table.values, table.seconds
-        assert since is not None
         out: list[float] = []
         for up in updates:
-            h = hash((up.score_id, up.key))
+            h = hash((up.score_id, up.key))  # entry_hash, inlined
             slot = table.find_touch(h)
             if slot:
                 value = values[slot]
@@ -244,6 +246,7 @@ class MemoryStore:
                 value = 0.0 + up.delta  # what a stored 0 would give (0.0 + -0.0 is 0.0)
                 if value > 0.0:
                     table.insert(h, value, self._score_tag(up.score_id, up.half_life), now)
+                    values, since = table.values, table.seconds  # the insert may have replaced them
                 else:
                     value = 0.0
             out.append(value)
@@ -323,14 +326,13 @@ class MemoryStore:
     async def inspect(self, key: str, now: float) -> KeyInspection:
         buckets = {}
         for bucket_id, (_tag, limit) in self._bucket_defs.items():
-            slot = self._tats.find(hash((bucket_id, key)))
+            slot = self._tats.find(entry_hash(bucket_id, key))
             if slot and self._tats.values[slot] > now:
                 buckets[bucket_id] = state_after(self._tats.values[slot], now, limit, True)
         scores = {}
         since = self._scores.seconds
-        assert since is not None
         for score_id, (_tag, half_life) in self._score_defs.items():
-            slot = self._scores.find(hash((score_id, key)))
+            slot = self._scores.find(entry_hash(score_id, key))
             if slot:
                 scores[score_id] = decay(self._scores.values[slot], since[slot], now, half_life)
         return KeyInspection(key, buckets, scores, self._bans.get(key, now), self._allows.get(key, now))
