@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from ..store.base import LogAppend, Logs
 from . import crowd as crowd_log
@@ -77,7 +76,9 @@ REGULAR_TIMING = "regular_timing"
 CROSS_SESSION_WALK = "cross_session_walk"
 SIGNAL_NAMES = (MANY_DISTINCT_RESOURCES, SEQUENTIAL_IDS, PROBE_RATE, NO_ASSETS, REGULAR_TIMING, CROSS_SESSION_WALK)
 
-_QUIET: Mapping[str, float] = MappingProxyType(dict.fromkeys(SIGNAL_NAMES, 0.0))
+# Every quiet request's signals: one value, never written. A dict, not a read-only proxy: the
+# engine merges it into the request's signals, and only a dict merges on the C fast path.
+_QUIET: Mapping[str, float] = dict.fromkeys(SIGNAL_NAMES, 0.0)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 

@@ -115,10 +115,15 @@ class Engine:
                                      self.store.sync_apply is None)
             if session.counters and SESSION_COUNTERS in policy.needs:
                 early = await self._read_counters(policy, ctx, session, sessions.tracker(settings))
+        store = self.store
+        # The memory store, called directly: compiled, a native call instead of a bound method looked
+        # up through the Store protocol (`sync_apply`) and called through the interpreter's C API.
+        # Its exact class only: a subclass may answer as a networked store does (the tests' do).
+        local = store if type(store) is MemoryStore else None
         section = policy.section(DETECTORS)
         detectors = self.detectors
         if detectors is not None and section is not None:
-            if self.store.sync_append_logs is not None:  # in-process logs: no coroutine
+            if local is not None or store.sync_append_logs is not None:  # in-process logs: no coroutine
                 self._observe_now(detectors, section, policy, ctx)
             else:
                 await self._observe(detectors, section, policy, ctx)
@@ -141,8 +146,11 @@ class Engine:
             batch = _with_session(sessions, batch, ctx, m, session, settings, len(early))
         res: BatchResult | None = None
         if batch is not stages.NO_BATCH:
-            sync_apply = self.store.sync_apply  # `_apply` inlined: one coroutine less per decision
-            res = sync_apply(batch, ctx.now) if sync_apply is not None else await self.store.apply(batch, ctx.now)
+            if local is not None:
+                res = local.apply_now(batch, ctx.now)
+            else:
+                sync_apply = store.sync_apply  # `_apply` inlined: one coroutine less per decision
+                res = sync_apply(batch, ctx.now) if sync_apply is not None else await store.apply(batch, ctx.now)
         if trace is not None and res is not None:
             _trace_store(trace, policy, m, batch, res)
         if session is not None and len(session.counters) > len(early) and res is not None \
@@ -193,9 +201,15 @@ class Engine:
         """`_observe` for a store that never waits (its logs, if any, are appended in process)."""
         obs, key, ids, crowd = self._observation(detectors, section, policy, ctx)
         plan = detectors.log_plan(key, obs, ids, crowd)
-        sync_logs = self.store.sync_append_logs
-        assert sync_logs is not None
-        logs = sync_logs(plan.appends, ctx.now) if plan is not None else ()
+        logs: Logs = ()
+        if plan is not None:
+            store = self.store
+            if type(store) is MemoryStore:  # a native call compiled (see `_run`)
+                logs = store.append_logs_now(plan.appends, ctx.now)
+            else:
+                sync_logs = store.sync_append_logs
+                assert sync_logs is not None
+                logs = sync_logs(plan.appends, ctx.now)
         ctx.detector_signals = detectors.observe_request(key, obs, ids, crowd, plan, logs)
 
     def _observation(self, detectors: DetectorSet, section: DetectorsSection, policy: CompiledPolicy,

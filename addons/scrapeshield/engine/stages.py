@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from ..context import DecisionContext
 from ..decision import ALLOW_DEFAULT, Action, Decision, RateInfo
@@ -23,6 +24,7 @@ from ..detectors.policy import DetectorsSection
 from ..facts import RequestFacts
 from ..netaddr import cached_ip_prefix
 from ..policy.model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
+from ..policy.plan import RulePlan
 from ..policy.registry import SignalSource
 from ..store.base import Batch, BatchResult, BucketCheck, ScoreUpdate
 from ..store.memory import MemoryStore
@@ -101,7 +103,9 @@ def match(policy: CompiledPolicy, ctx: DecisionContext, clearance: ClearanceChec
     the pass; `log` rules, monitored rules and rate-limit rules only collect."""
     m = Matches()
     rule_scores, checks, owners = m.rule_scores, m.checks, m.owners
-    for rule in policy.plan.candidates(ctx):
+    # The compiled policy names its plan by a protocol (model.py cannot import plan.py); the cast
+    # lets compiled code call RulePlan.candidates directly instead of looking the method up.
+    for rule in cast(RulePlan, policy.plan).candidates(ctx):
         if not rule.match(ctx):
             continue
         for sname, delta in rule.scores:
@@ -152,7 +156,9 @@ def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
     """Every named strength a score may weigh: the policy's sources, the engine's, the detectors'."""
     signals: dict[str, float] = {}
     for source in policy.signal_sources:
-        signals.update(source(ctx, policy))
+        found = source(ctx, policy)
+        if found:  # most sources find nothing for most requests (often the shared, empty NO_SIGNALS)
+            signals.update(found)
     for source in extra_sources:
         signals.update(source(ctx, policy))
     signals.update(ctx.detector_signals)
@@ -255,7 +261,9 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
 
     if res is not None and batch.scores:
         level = ctx.level_signals
-        for score, up, value in zip(policy.scores, batch.scores, res.scores, strict=False):
+        scores, ups, values = policy.scores, batch.scores, res.scores
+        for i in range(min(len(scores), len(ups), len(values))):  # zip(), without an iterator a decision
+            score, up, value = scores[i], ups[i], values[i]
             if level:
                 # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
                 value += sum(w * level[sig] for sig, w in score.weights if sig in level)
