@@ -223,12 +223,15 @@ class CrowdIndex:
             self.times = self.times[first:] + self.times[:first]
             self.whos = self.whos[first:] + self.whos[:first]
             self.first = 0
-        more = self.keep - len(self.values)
-        if more > _GROW:
-            more = _GROW
-        self.values.extend(_ID_ROOM[:more])
-        self.times.extend(_TIME_ROOM[:more])
-        self.whos.extend(_WHO_ROOM[:more])
+        if self.keep - len(self.values) >= _GROW:
+            self.values.extend(_ID_ROOM)
+            self.times.extend(_TIME_ROOM)
+            self.whos.extend(_WHO_ROOM)
+        else:  # the last few up to `keep`
+            more = self.keep - len(self.values)
+            self.values.extend(_ID_ROOM[:more])
+            self.times.extend(_TIME_ROOM[:more])
+            self.whos.extend(_WHO_ROOM[:more])
 
     def expire(self, now: float) -> int:
         """Drop the entries older than the window from the front of the log; returns how many."""
