@@ -3,6 +3,7 @@ stack (or one network), and the crowds that must not look like one (docs/detecto
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scrapeshield.detectors import CROSS_SESSION_WALK, CrowdView, DetectorConfig, DetectorSet, Observation
-from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdEntry, CrowdIndex, CrowdRun
+from scrapeshield.detectors.crowd import CrossSessionWalk, CrowdEntry, CrowdIndex, CrowdRun, search
 from scrapeshield.store.memory import MemoryStore
 
 T0 = 1_700_000_000.0
@@ -58,6 +59,14 @@ def measure(walk: CrossSessionWalk, entries: list[CrowdEntry], now: float) -> Cr
     for entry in entries:
         index.add(entry)
     return walk.measure(index, entries[-1][0], now)
+
+
+@given(st.lists(st.integers(-(1 << 62), 1 << 62)), st.integers(-(1 << 63), 1 << 63))
+def test_the_compiled_search_finds_where_bisect_left_does(ids: list[int], x: int) -> None:
+    ids.sort()
+    assert search(ids, x) == bisect_left(ids, x)
+    for v in ids[:5]:
+        assert search(ids, v) == bisect_left(ids, v)
 
 
 @settings(max_examples=300, deadline=None)

@@ -34,6 +34,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import pairwise
+from types import FunctionType
 from typing import Final
 
 from .strength import MEMO_SIZE, ramp, stable_hash
@@ -104,6 +105,24 @@ def _short_run(ids: int) -> CrowdRun:
     return CrowdRun(ids, 0, 0.0, 0.0)
 
 
+def search(ids: list[int], x: int) -> int:
+    """`bisect_left(ids, x)`, as a loop. Compiled, it is a native loop over the list's items, several
+    times cheaper than reaching the C function through a generic call that compares int objects;
+    interpreted, the C function is the faster, so the callers use it then (`SEARCH_IN_C`)."""
+    lo = 0
+    hi = len(ids)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ids[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+SEARCH_IN_C: Final = isinstance(search, FunctionType)  # this module is the Python file, not compiled
+
+
 class CrowdIndex:
     """One log's recent record requests, indexed for `CrossSessionWalk.measure`: the entries in
     log order (at most `keep`, none older than `window_s`) and the distinct ids sorted with how
@@ -147,7 +166,7 @@ class CrowdIndex:
 
     def __contains__(self, value: int) -> bool:
         ids = self.ids
-        i = bisect_left(ids, value)
+        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
         return i < len(ids) and ids[i] == value
 
     def positions(self) -> range:
@@ -187,7 +206,7 @@ class CrowdIndex:
             self.first_t = t
         self.size = size + 1
         ids = self.ids
-        i = bisect_left(ids, value)
+        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
         if i < len(ids) and ids[i] == value:
             self.counts[i] += 1
         else:
@@ -204,12 +223,15 @@ class CrowdIndex:
             self.times = self.times[first:] + self.times[:first]
             self.whos = self.whos[first:] + self.whos[:first]
             self.first = 0
-        more = self.keep - len(self.values)
-        if more > _GROW:
-            more = _GROW
-        self.values.extend(_ID_ROOM[:more])
-        self.times.extend(_TIME_ROOM[:more])
-        self.whos.extend(_WHO_ROOM[:more])
+        if self.keep - len(self.values) >= _GROW:
+            self.values.extend(_ID_ROOM)
+            self.times.extend(_TIME_ROOM)
+            self.whos.extend(_WHO_ROOM)
+        else:  # the last few up to `keep`
+            more = self.keep - len(self.values)
+            self.values.extend(_ID_ROOM[:more])
+            self.times.extend(_TIME_ROOM[:more])
+            self.whos.extend(_WHO_ROOM[:more])
 
     def expire(self, now: float) -> int:
         """Drop the entries older than the window from the front of the log; returns how many."""
@@ -232,7 +254,7 @@ class CrowdIndex:
         self.size = size
         self.first_t = self.times[first] if size else _NEVER
         ids = self.ids
-        i = bisect_left(ids, value)
+        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
         counts = self.counts
         if counts[i] == 1:
             del ids[i], counts[i]
@@ -293,7 +315,7 @@ class CrossSessionWalk:
         if at >= 0 and not dropped:
             i = at
         else:
-            i = bisect_left(ids, x)
+            i = (bisect_left(ids, x) if SEARCH_IN_C else search(ids, x))
             if i == n or ids[i] != x:
                 return 0.0
         max_stride = self.max_stride
@@ -341,7 +363,7 @@ class CrossSessionWalk:
         index.expire(now)
         ids = index.ids
         n = len(ids)
-        i = bisect_left(ids, x)
+        i = (bisect_left(ids, x) if SEARCH_IN_C else search(ids, x))
         if i == n or ids[i] != x or n < 2:  # `x not in index`, without a method call
             return None
         stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
