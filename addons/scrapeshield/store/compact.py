@@ -16,9 +16,10 @@ direct load or store (a memoryview's goes through the generic buffer C API, ~10x
 interpreted, a vec is a C sequence as fast as a memoryview. They grow with the table instead of
 being sized for `max_entries` up front, so a small table costs little: the per-slot columns double
 (zero-filled, at most to `max_entries` + 1 slots) when the slots handed out reach their end, and
-the index doubles, rehashing the live entries, whenever it would become more than half full -- at
-most up to the smallest power of two >= 2 x `max_entries`, the size it always had. A full table
-holds exactly what it held before. Entry slots are numbered from 1 so that 0 means "none"
+the index grows fourfold, rehashing the live entries, whenever it would become more than half
+full (fourfold: a table filling up places each entry about a third of a time more, not once) --
+at most up to the smallest power of two >= 2 x `max_entries`, the size it always had. A full
+table holds exactly what it held before. Entry slots are numbered from 1 so that 0 means "none"
 everywhere (an empty index position, no neighbour).
 
 A column read into a local is a snapshot: an `insert` may replace the column (growth), so code
@@ -63,14 +64,18 @@ def _zeroed_index(count: i64) -> vec[i32]:
 
 
 class LruTable:
-    __slots__ = ("_free", "_index", "_mask", "_size", "_two_values", "_used", "hashes", "head", "max_entries",
-                 "next", "prev", "seconds", "tags", "tail", "values")
+    __slots__ = ("_free", "_index", "_index_bound", "_mask", "_size", "_two_values", "_used", "hashes", "head",
+                 "max_entries", "next", "prev", "seconds", "tags", "tail", "values")
 
     def __init__(self, max_entries: int, two_values: bool = False) -> None:
         if max_entries < 1:
             raise ValueError("an LruTable holds at least one entry")
         self.max_entries: i64 = max_entries
         self._two_values = two_values
+        bound: i64 = _MIN_INDEX
+        while bound < 2 * self.max_entries:
+            bound *= 2
+        self._index_bound = bound  # the index of a full table: at most half full
         self._allocate()
 
     def _allocate(self) -> None:
@@ -200,8 +205,8 @@ class LruTable:
         self.next = extend(self.next, _int_zeros(more, 4))
 
     def _grow_index(self) -> None:
-        """Double the index and place every live entry in it again."""
-        size: i64 = 2 * (self._mask + 1)
+        """Grow the index fourfold (to at most its bound) and place every live entry in it again."""
+        size: i64 = min(4 * (self._mask + 1), self._index_bound)
         index = _zeroed_index(size)
         mask: i64 = size - 1
         hashes, nxt = self.hashes, self.next
