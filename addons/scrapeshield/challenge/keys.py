@@ -41,6 +41,8 @@ class KeyRing:
     keys: tuple[bytes, ...]
     source: str = "inline"
     _by_id: dict[str, bytes] = field(init=False, repr=False, compare=False)
+    # The signing key's id, hashed once: every cookie and token issued names it.
+    _signing_id: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -53,6 +55,7 @@ class KeyRing:
                     f"(make one with: python -c 'import secrets; print(secrets.token_hex(32))')")
             by_id.setdefault(key_id(key), key)
         object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_signing_id", key_id(self.keys[0]))
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -96,12 +99,11 @@ class KeyRing:
     # -- use -------------------------------------------------------------------------------------
     @property
     def signing_id(self) -> str:
-        return key_id(self.keys[0])
+        return self._signing_id
 
     def sign(self, message: bytes) -> tuple[str, bytes]:
         """(key id, MAC) of `message` under the signing key."""
-        key = self.keys[0]
-        return key_id(key), hmac.digest(key, _DOMAIN + message, "sha256")
+        return self._signing_id, hmac.digest(self.keys[0], _DOMAIN + message, "sha256")
 
     def verify(self, kid: str, message: bytes, mac: bytes) -> bool:
         key = self._by_id.get(kid)

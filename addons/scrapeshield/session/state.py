@@ -31,7 +31,6 @@ established session browsing from its own network adds nothing to the batch.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,8 +73,19 @@ BURST_FACTOR = 4.0  # new sessions at this many times the stack's usual rate (an
 
 # A page's part of its `ss.page` / `ss.asset` key. Pure, and a site's few pages are fetched and
 # named as Referer request after request: remembered (bounded: 4096 pages of at most MAX_PAGE
-# characters, see stage.py).
-page_tag = functools.lru_cache(maxsize=4096)(short_hash)
+# characters, see stage.py; emptied when full).
+_PAGE_TAGS: dict[str, str] = {}
+_MAX_PAGE_TAGS = 4096
+
+
+def page_tag(page: str) -> str:
+    tag = _PAGE_TAGS.get(page)
+    if tag is None:
+        tag = short_hash(page)
+        if len(_PAGE_TAGS) >= _MAX_PAGE_TAGS:
+            _PAGE_TAGS.clear()
+        _PAGE_TAGS[page] = tag
+    return tag
 
 
 @dataclass(frozen=True, slots=True)
