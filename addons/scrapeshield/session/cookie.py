@@ -156,22 +156,26 @@ def _cookie_of(fields: list[Any]) -> SessionCookie | str:
 
 
 def seal_payload(cookie: SessionCookie) -> str:
-    """The cookie's payload as `seal` writes it: b64e of its fields' compact JSON. A cookie `decode`
-    accepts holds only URL-safe text and small integers, which JSON writes as they are: formatted
-    directly (what the JSON encoder would write, at a fraction of its cost); anything else through it."""
-    if _canonical(cookie):
-        text = f'["{cookie.id}",{cookie.issued},"{cookie.net}","{cookie.stack}",{cookie.returned}]'
-    else:
-        text = json.dumps(cookie._fields(), separators=(",", ":"), ensure_ascii=True)
-    return b64e(text.encode("ascii"))
+    """The cookie's payload as `seal` writes it: b64e of its fields' compact JSON."""
+    return b64e(_json_of(cookie, _canonical_json(cookie)).encode("ascii"))
 
 
-def _canonical(cookie: SessionCookie) -> bool:
-    """Whether `_cookie_of` accepts the cookie's fields as they are (exact types and alphabets)."""
+def _json_of(cookie: SessionCookie, canonical: str | None) -> str:
+    if canonical is not None:
+        return canonical
+    return json.dumps(cookie._fields(), separators=(",", ":"), ensure_ascii=True)
+
+
+def _canonical_json(cookie: SessionCookie) -> str | None:
+    """The fields' compact JSON if `_cookie_of` accepts them as they are (exact types and alphabets),
+    else None. Such fields are URL-safe text and small integers, which JSON writes as they are:
+    formatted directly, what the JSON encoder would write at a fraction of its cost."""
     issued, returned = cookie.issued, cookie.returned
-    return (type(issued) is int and 0 <= issued < 1 << 40 and type(returned) is int and returned in (0, 1, HISTORY)
+    if (type(issued) is int and 0 <= issued < 1 << 40 and type(returned) is int and returned in (0, 1, HISTORY)
             and _ID.fullmatch(cookie.id) is not None and _NET.fullmatch(cookie.net) is not None
-            and _TAG.fullmatch(cookie.stack) is not None)
+            and _TAG.fullmatch(cookie.stack) is not None):
+        return f'["{cookie.id}",{issued},"{cookie.net}","{cookie.stack}",{returned}]'
+    return None
 
 
 class Decoder:
@@ -206,8 +210,9 @@ class Decoder:
     def encode(self, cookie: SessionCookie) -> str:
         """`cookie.encode(keys)`; the value is remembered as `decode` reads it (the same cookie,
         unless its fields are ones `decode` refuses: then it is not remembered)."""
-        value = cookie.encode(self.keys)
-        if len(value) <= MAX_TOKEN_LEN and _canonical(cookie):
+        canonical = _canonical_json(cookie)
+        value = seal_encoded(self.keys, KIND, b64e(_json_of(cookie, canonical).encode("ascii")))
+        if len(value) <= MAX_TOKEN_LEN and canonical is not None:
             self._remember(value, cookie)
         return value
 
