@@ -33,7 +33,7 @@ _MEMO_MAX = 4096  # Cookie headers whose session values are remembered decoded (
 _MEMO_MAX_HEADER = 2048  # characters; longer headers are decoded every time (a browser's are shorter)
 _MEMO_MAX_CLIENTS = 16384  # client addresses whose network prefix is remembered
 _MEMO_MAX_ADDRESS = 64  # characters; an address is shorter (anything longer is not remembered)
-_MEMO_MAX_REFERERS = 4096  # Referer readings remembered (at most MAX_PAGE characters each: ~10 MiB)
+_MEMO_MAX_REFERERS = 4096  # Referer readings remembered (keys and pages of at most MAX_PAGE characters)
 # The value of the request's valid clearance cookie, given the request's valid session id (if any).
 ClearanceToken = Callable[[RequestFacts, "str | None"], "str | None"]
 
