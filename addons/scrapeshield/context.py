@@ -20,9 +20,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .facts import RequestFacts
+from .fingerprint import ClientFingerprint, fingerprint_fields
 
 if TYPE_CHECKING:
-    from .fingerprint import ClientFingerprint
     from .policy.model import KeyFunc, KeySpec
     from .session.state import SessionContext
 
@@ -30,17 +30,10 @@ NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
 
 
 @functools.cache
-def _fingerprint_request() -> Callable[..., ClientFingerprint]:
-    # Imported on first use (the fingerprint package imports this module), once: an import
-    # statement in the property would cost a module lookup on every request.
-    from .fingerprint import fingerprint_request
-
-    return fingerprint_request
-
-
-@functools.cache
 def _request_kind() -> Callable[[str, str, Mapping[str, str]], tuple[bool, bool]]:
-    from .detectors.classify import is_asset_request, is_document_request  # first use, as above
+    # Imported on first use, once (a policy without detectors never loads them): an import
+    # statement in the property would cost a module lookup on every request.
+    from .detectors.classify import is_asset_request, is_document_request
 
     def kind(method: str, path: str, headers: Mapping[str, str]) -> tuple[bool, bool]:
         asset = is_asset_request(method, path, headers)
@@ -82,10 +75,8 @@ class DecisionContext:
         fp = self._fingerprint
         if fp is None:
             f = self.facts
-            fp = self._fingerprint = _fingerprint_request()(
-                tuple([name for name, _ in f.headers]), f.header_map, http_version=f.http_version, alpn=f.alpn,
-                is_tls=f.is_tls, tls=f.tls,
-            )
+            fp = self._fingerprint = fingerprint_fields(f.headers, f.header_map, http_version=f.http_version,
+                                                        alpn=f.alpn, is_tls=f.is_tls, tls=f.tls)
         return fp
 
     @property

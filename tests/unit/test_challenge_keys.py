@@ -90,3 +90,18 @@ def test_mac_checks_under_the_key_the_id_names():
     assert new.verify(kid, b"message", mac)
     assert not new.verify(kid, b"messagE", mac)
     assert not KeyRing.from_lines([HEX_KEY]).verify(kid, b"message", mac)
+
+
+def test_a_mac_is_the_hmac_sha256_of_the_domain_and_message_under_the_key_however_often_it_is_made():
+    import hashlib
+    import hmac
+
+    old, new = b"o" * 32, b"n" * 32
+    ring = KeyRing((new, old))
+    for message in (b"", b"s.abcd1234.payload", b"x" * 1000, b"s.abcd1234.payload"):
+        kid, mac = ring.sign(message)
+        assert kid == key_id(new) == ring.signing_id
+        assert mac == hmac.new(new, b"scrapeshield/challenge/v1\x00" + message, hashlib.sha256).digest()
+        assert ring.verify(kid, message, mac) and not ring.verify(kid, message + b"!", mac)
+        under_old = hmac.new(old, b"scrapeshield/challenge/v1\x00" + message, hashlib.sha256).digest()
+        assert ring.verify(key_id(old), message, under_old) and not ring.verify(key_id(new), message, under_old)

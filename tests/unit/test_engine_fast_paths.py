@@ -3,6 +3,7 @@ compared with a reference written the plain way, on generated inputs and on the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from bisect import bisect_left
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from scrapeshield.clock import FakeClock
 from scrapeshield.context import DecisionContext
 from scrapeshield.detectors.crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from scrapeshield.engine import Engine, stages
+from scrapeshield.fingerprint.tls import TlsFingerprint
 from scrapeshield.policy.compiler import compile_file
 from scrapeshield.policy.model import CompiledPolicy, ScoreDef
 from scrapeshield.session import cookie
@@ -156,10 +158,11 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
                 clock.advance(0.005)
                 ctx = DecisionContext(jar.facts(spec))
                 if plain:
-                    cookie.net_tag.cache_clear()
-                    cookie.stack_tag.cache_clear()
-                    session_stage._remembered_referer.cache_clear()
-                    session_state.page_tag.cache_clear()
+                    cookie._NET_TAGS.clear()
+                    cookie._STACK_TAGS.clear()
+                    session_stage._REFERERS.clear()
+                    session_state._PAGE_TAGS.clear()
+                    sessions._prefixes.clear()
                 d = await engine.decide_in(ctx)
                 jar.took(spec[0], ctx)
                 set_cookie = ctx.session.set_cookie if ctx.session is not None else None
@@ -348,6 +351,78 @@ def test_the_remembered_fingerprint_is_the_fingerprint_computed_afresh(names: li
         fresh = fingerprint._fingerprint(tuple(names), hmap, http_version, alpn, is_tls, None, hmap.get("user-agent"),
                                          None, None)
         assert fingerprint.fingerprint_request(tuple(names), hmap, **args) == fresh
+
+
+TLS_CHROME = TlsFingerprint("771,4865-4866,0-23,29,0", "0" * 32, "t13d1516h2_8daaf6152771_02713d6af862",
+                            "t13d1516h2_1301,1302_0017,001d", ("h2", "http/1.1"), "shop.example.com", "chromium")
+TLS_CHROME_RESUMED = TlsFingerprint(TLS_CHROME.ja3, TLS_CHROME.ja3_hash, "t13d1517h2_8daaf6152771_b0da82dd1658",
+                                    TLS_CHROME.ja4_r, ("h2", "http/1.1"), "shop.example.com", "chromium")
+TLS_CURL = TlsFingerprint("771,4865,0,29,0", "1" * 32, "t13d3112h1_e8f1e7e78f70_ce5650b735ce",
+                          "t13d3112h1_1301_0017", ("http/1.1",), None, "openssl")
+# Equal to TLS_CHROME, another object (another connection of the same browser).
+TLS_VALUES = [None, TLS_CHROME, dataclasses.replace(TLS_CHROME), TLS_CHROME_RESUMED, TLS_CURL]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(HEADER_NAMES), st.data()), max_size=9), st.data(),
+       st.sampled_from(["HTTP/1.1", "HTTP/2.0"]), st.sampled_from([None, "h2", "http/1.1"]),
+       st.sampled_from(["http", "https"]))
+def test_a_context_s_remembered_fingerprint_is_the_fingerprint_computed_afresh(
+        fields: list[tuple[str, st.DataObject]], data: st.DataObject, http_version: str, alpn: str | None,
+        scheme: str) -> None:
+    """Requests with the same header names (repeated ones too) and different values, over the
+    same or another connection: each context's fingerprint, perhaps remembered from an earlier
+    request, is the one computed afresh; its stack is the session's reading of its JA4 and UA class."""
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.fingerprint.ja4 import session_ja4
+
+    fingerprint._MEMO.clear()
+    names = [name for name, _ in fields]
+    for _ in range(3):
+        values = [data.draw(st.sampled_from(HEADER_VALUES[name])) for name in names]
+        tls = data.draw(st.sampled_from(TLS_VALUES))
+        facts = RequestFacts(peer_ip="203.0.113.7", scheme=scheme, headers=tuple(zip(names, values, strict=True)),
+                             http_version=http_version, alpn=alpn, tls=tls)
+        hmap = facts.header_map
+        fresh = fingerprint._fingerprint(tuple(names), hmap, http_version, alpn, facts.is_tls, tls,
+                                         hmap.get("user-agent"), None, None)
+        got = DecisionContext(facts).fingerprint
+        assert got == fresh
+        assert got.stack == session_ja4(got.field("ja4")) + "|" + got.field("ua_class")
+        assert fingerprint.fingerprint_request(tuple(names), hmap, http_version=http_version, alpn=alpn,
+                                               is_tls=facts.is_tls, tls=tls) == fresh
+
+
+def test_the_fingerprint_memo_stays_bounded_for_clients_rotating_user_agents_and_header_orders() -> None:
+    from scrapeshield.facts import RequestFacts
+
+    fingerprint._MEMO.clear()
+    for i in range(fingerprint._MEMO_MAX + 50):  # a new User-Agent every request
+        facts = RequestFacts(peer_ip="203.0.113.7", headers=(("Host", "x"), ("User-Agent", f"bot/{i}")))
+        assert DecisionContext(facts).fingerprint.ua.kind == "unknown"
+        assert len(fingerprint._MEMO) <= fingerprint._MEMO_MAX
+    fingerprint._MEMO.clear()
+    names = [f"X-H{i}" for i in range(8)]
+    for i in range(200):  # one User-Agent, a new header order every request
+        order = names[i % 8:] + names[:i % 8] + [f"X-Extra{i}"]
+        facts = RequestFacts(peer_ip="203.0.113.7", headers=(("User-Agent", CHROME), *((n, "1") for n in order)))
+        fresh = fingerprint._fingerprint(("User-Agent", *order), facts.header_map, "HTTP/1.1", None, False,
+                                         None, CHROME, None, None)
+        assert DecisionContext(facts).fingerprint == fresh
+        assert max(len(variants) for variants in fingerprint._MEMO.by_key.values()) <= fingerprint._MEMO_MAX_VARIANTS
+    assert len(fingerprint._MEMO) == fingerprint._MEMO_MAX_VARIANTS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["203.0.113.7", "203.0.113.200", "2001:db8::1", "2001:db8:0:1::1",
+                                           "not an address"]),
+                          st.sampled_from([8, 24, 32]), st.sampled_from([48, 64, 128])), min_size=1, max_size=12))
+def test_the_session_stage_s_remembered_prefix_is_the_prefix_afresh(asks: list[tuple[str, int, int]]) -> None:
+    from scrapeshield.netaddr import ip_prefix
+
+    sessions = SessionStage(KEYS)
+    for ip, v4, v6 in asks:
+        assert sessions.prefix(ip, v4, v6) == ip_prefix(ip, v4, v6)
 
 
 T_ISSUE = 1_800_000_000.0

@@ -140,3 +140,44 @@ def test_the_session_is_found_among_any_other_cookies(others: list[tuple[str, st
     pairs = [f"{k}={v.replace(';', '')}" for k, v in others if k != cookie.COOKIE_NAME]
     header = "; ".join([*pairs[:10], _header(minted.encode(KEYS)), *pairs[10:]])
     assert cookie.read(KEYS, header, STACK, NOW, TTL).cookie == minted
+
+
+URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(URL_SAFE, min_size=16, max_size=16), st.integers(0, (1 << 40) - 1), st.sampled_from("46"),
+       st.text(URL_SAFE, min_size=12, max_size=12), st.text(URL_SAFE, min_size=12, max_size=12),
+       st.sampled_from([0, 1, cookie.HISTORY]))
+def test_a_cookie_is_sealed_exactly_as_the_json_token_format_seals_its_fields(
+        sid: str, issued: int, family: str, net: str, stack: str, returned: int) -> None:
+    """The payload written directly is the one `seal` writes through the JSON encoder, and it
+    decodes back to the same cookie (remembered as issued, too)."""
+    session = SessionCookie(sid, issued, family + net, stack, returned)
+    assert session.encode(KEYS) == seal(KEYS, cookie.KIND, [sid, issued, family + net, stack, returned])
+    decoder = cookie.Decoder(KEYS)
+    value = decoder.encode(session)
+    assert cookie.decode(KEYS, value) == session == decoder(value)
+
+
+@pytest.mark.parametrize("session", [
+    SessionCookie("A" * 16, 1, "4" + "b" * 12, "c\"é" * 4, 1),  # text JSON must escape
+    SessionCookie("A" * 15, -1, "x", "c" * 12, 3),
+])
+def test_a_cookie_decode_would_refuse_is_sealed_through_the_json_encoder_and_never_remembered(
+        session: SessionCookie) -> None:
+    decoder = cookie.Decoder(KEYS)
+    value = decoder.encode(session)
+    assert value == seal(KEYS, cookie.KIND, session._fields()) and len(decoder) == 0
+
+
+def test_a_session_cookie_is_a_value_equal_by_its_fields() -> None:
+    a = SessionCookie("A" * 16, 7, "4" + "b" * 12, "c" * 12, 1)
+    same = SessionCookie("A" * 16, 7, "4" + "b" * 12, "c" * 12, 1)
+    assert a == same and hash(a) == hash(same) and len({a, same}) == 1
+    for other in (SessionCookie("B" * 16, 7, a.net, a.stack, 1), SessionCookie(a.id, 8, a.net, a.stack, 1),
+                  SessionCookie(a.id, 7, "6" + "b" * 12, a.stack, 1), SessionCookie(a.id, 7, a.net, "d" * 12, 1),
+                  SessionCookie(a.id, 7, a.net, a.stack, 2)):
+        assert a != other
+    assert a != (a.id, a.issued, a.net, a.stack, a.returned)
+    assert repr(a) == f"SessionCookie(id='{'A' * 16}', issued=7, net='4{'b' * 12}', stack='{'c' * 12}', returned=1)"

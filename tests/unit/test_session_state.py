@@ -333,7 +333,7 @@ def test_a_record_with_no_referer_from_a_session_without_history_prices_the_stac
 
 
 def test_a_browser_s_full_and_resumed_tls_handshakes_are_one_session_stack() -> None:
-    from scrapeshield.session.stage import session_ja4
+    from scrapeshield.fingerprint.ja4 import session_ja4
 
     full, resumed = "t13i1515h2_8daaf6152771_02713d6af862", "t13i1516h2_8daaf6152771_b0da82dd1658"
     assert session_ja4(full) == session_ja4(resumed)  # a pre_shared_key extension more on resumption

@@ -88,3 +88,15 @@ def ja4(info: ClientHelloInfo, *, quic: bool = False) -> tuple[str, str]:
     b_hash = _sha12(cipher_list) if cipher_list else _EMPTY_HASH
     c_hash = _sha12(c) if ext_list else _EMPTY_HASH
     return f"{a}_{b_hash}_{c_hash}", f"{a}_{cipher_list}_{c}"
+
+
+def session_ja4(ja4: str) -> str:
+    """The part of a JA4 that stays the same across one browser's handshakes: protocol, TLS
+    version, SNI kind, cipher count, ALPN and the cipher hash -- without the extension count and
+    hash, which change when the browser resumes a TLS session (a `pre_shared_key` extension more):
+    Chrome's full and resumed handshakes differ there, and a person's session must survive both."""
+    a, sep, rest = ja4.partition("_")
+    ciphers = rest.partition("_")[0]
+    if not sep or len(a) != 10 or not ciphers:
+        return ja4
+    return a[:6] + a[8:] + "_" + ciphers

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..challenge.binding import same, short_hash
 from ..challenge.keys import KeyRing
-from ..challenge.tokens import MAX_TOKEN_LEN, b64e, seal, unseal
+from ..challenge.tokens import MAX_TOKEN_LEN, b64e, seal_encoded, unseal
 
 KIND = "s"
 COOKIE_NAME = "shield_session"
@@ -65,7 +65,7 @@ class SessionCookie:
         return self.returned >= HISTORY
 
     def encode(self, keys: KeyRing) -> str:
-        return seal(keys, KIND, self._fields())
+        return seal_encoded(keys, KIND, seal_payload(self))
 
     def _fields(self) -> list[object]:
         return [self.id, self.issued, self.net, self.stack, int(self.returned)]
@@ -97,15 +97,32 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-# Pure and asked on every request for the same few networks and stacks: memoised, bounded.
-@functools.lru_cache(maxsize=16384)
+# Pure and asked on every request for the same few networks and stacks: remembered, bounded
+# (emptied when full; a dict lookup costs a fraction of an lru_cache call).
+_NET_TAGS: dict[str, str] = {}
+_STACK_TAGS: dict[str, str] = {}
+_MAX_NET_TAGS = 16384
+_MAX_STACK_TAGS = 4096
+
+
 def net_tag(prefix: str) -> str:
-    return ("6" if ":" in prefix else "4") + short_hash(prefix)
+    tag = _NET_TAGS.get(prefix)
+    if tag is None:
+        tag = ("6" if ":" in prefix else "4") + short_hash(prefix)
+        if len(_NET_TAGS) >= _MAX_NET_TAGS:
+            _NET_TAGS.clear()
+        _NET_TAGS[prefix] = tag
+    return tag
 
 
-@functools.lru_cache(maxsize=4096)
 def stack_tag(stack: str) -> str:
-    return short_hash("stack\x00" + stack)
+    tag = _STACK_TAGS.get(stack)
+    if tag is None:
+        tag = short_hash("stack\x00" + stack)
+        if len(_STACK_TAGS) >= _MAX_STACK_TAGS:
+            _STACK_TAGS.clear()
+        _STACK_TAGS[stack] = tag
+    return tag
 
 
 def mint(prefix: str, stack: str, now: float) -> SessionCookie:
@@ -139,7 +156,26 @@ def _cookie_of(fields: list[Any]) -> SessionCookie | str:
 
 
 def seal_payload(cookie: SessionCookie) -> str:
-    return b64e(json.dumps(cookie._fields(), separators=(",", ":"), ensure_ascii=True).encode("ascii"))
+    """The cookie's payload as `seal` writes it: b64e of its fields' compact JSON."""
+    return b64e(_json_of(cookie, _canonical_json(cookie)).encode("ascii"))
+
+
+def _json_of(cookie: SessionCookie, canonical: str | None) -> str:
+    if canonical is not None:
+        return canonical
+    return json.dumps(cookie._fields(), separators=(",", ":"), ensure_ascii=True)
+
+
+def _canonical_json(cookie: SessionCookie) -> str | None:
+    """The fields' compact JSON if `_cookie_of` accepts them as they are (exact types and alphabets),
+    else None. Such fields are URL-safe text and small integers, which JSON writes as they are:
+    formatted directly, what the JSON encoder would write at a fraction of its cost."""
+    issued, returned = cookie.issued, cookie.returned
+    if (type(issued) is int and 0 <= issued < 1 << 40 and type(returned) is int and returned in (0, 1, HISTORY)
+            and _ID.fullmatch(cookie.id) is not None and _NET.fullmatch(cookie.net) is not None
+            and _TAG.fullmatch(cookie.stack) is not None):
+        return f'["{cookie.id}",{issued},"{cookie.net}","{cookie.stack}",{returned}]'
+    return None
 
 
 class Decoder:
@@ -174,8 +210,9 @@ class Decoder:
     def encode(self, cookie: SessionCookie) -> str:
         """`cookie.encode(keys)`; the value is remembered as `decode` reads it (the same cookie,
         unless its fields are ones `decode` refuses: then it is not remembered)."""
-        value = cookie.encode(self.keys)
-        if len(value) <= MAX_TOKEN_LEN and _cookie_of(cookie._fields()) == cookie:
+        canonical = _canonical_json(cookie)
+        value = seal_encoded(self.keys, KIND, b64e(_json_of(cookie, canonical).encode("ascii")))
+        if len(value) <= MAX_TOKEN_LEN and canonical is not None:
             self._remember(value, cookie)
         return value
 

@@ -5,7 +5,6 @@ Pure: the key ring, clock values and the clearance check come in from the runtim
 """
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -16,7 +15,7 @@ from ..context import DecisionContext
 from ..decision import Action
 from ..facts import RequestFacts
 from ..gcra import BucketLimit
-from ..netaddr import cached_ip_prefix
+from ..netaddr import ip_prefix
 from ..policy.model import BucketDef, Rule
 from ..store.base import BucketCheck
 from . import cookie
@@ -32,6 +31,9 @@ BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
 MAX_PAGE = 2048  # characters of a page's URL (or a Referer) looked at
 _MEMO_MAX = 4096  # Cookie headers whose session values are remembered decoded (at most ~8 MiB)
 _MEMO_MAX_HEADER = 2048  # characters; longer headers are decoded every time (a browser's are shorter)
+_MEMO_MAX_CLIENTS = 16384  # client addresses whose network prefix is remembered
+_MEMO_MAX_ADDRESS = 64  # characters; an address is shorter (anything longer is not remembered)
+_MEMO_MAX_REFERERS = 4096  # Referer readings remembered (keys and pages of at most MAX_PAGE characters)
 # The value of the request's valid clearance cookie, given the request's valid session id (if any).
 ClearanceToken = Callable[[RequestFacts, "str | None"], "str | None"]
 
@@ -46,6 +48,7 @@ class SessionStage:
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
         self._headers: dict[str, _HeaderReading] = {}  # Cookie header -> its session values (`presented`)
+        self._prefixes: dict[str, tuple[int, int, str]] = {}  # client address -> (v4, v6, its prefix)
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
         last = self._last
@@ -62,8 +65,10 @@ class SessionStage:
               price: bool = True) -> SessionContext:
         """`price`: read the adaptive price with the request's counters (see `SessionTracker.begin`)."""
         facts, now = c.facts, c.now
-        stack = stack_of(c)
-        prefix = cached_ip_prefix(facts.client_ip, v4, v6)
+        stack = c.fingerprint.stack
+        known = self._prefixes.get(facts.client_ip)  # `prefix`, its memo read here first (cheaper)
+        prefix = known[2] if known is not None and known[0] == v4 and known[1] == v6 else \
+            self.prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
         presented = self.presented(hmap.get("cookie"), settings.cookie_name, stack, now, settings.ttl)
         is_asset, is_document = c.asset_request, c.document_request
@@ -128,9 +133,17 @@ class SessionStage:
         value = self.decoder.encode(ctx.set_cookie)  # remembered: it comes back with the next request
         return cookie.set_cookie_header(value, int(settings.ttl), secure, settings.cookie_name)
 
-    @staticmethod
-    def prefix(ip: str, v4: int, v6: int) -> str:
-        return cached_ip_prefix(ip, v4, v6)
+    def prefix(self, ip: str, v4: int, v6: int) -> str:
+        """`ip_prefix`, remembered per client address (bounded; emptied when full): clients come back."""
+        found = self._prefixes.get(ip)
+        if found is not None and found[0] == v4 and found[1] == v6:
+            return found[2]
+        prefix = ip_prefix(ip, v4, v6)
+        if len(ip) <= _MEMO_MAX_ADDRESS:
+            if len(self._prefixes) >= _MEMO_MAX_CLIENTS:
+                self._prefixes.clear()
+            self._prefixes[ip] = (v4, v6, prefix)
+        return prefix
 
 
 class _HeaderReading:
@@ -167,22 +180,9 @@ class _HeaderReading:
 
 
 def stack_of(c: DecisionContext) -> str:
-    """What a session is issued to: the client's TLS stack (`session_ja4`) and the UA class."""
-    fp = c.fingerprint
-    return session_ja4(fp.field("ja4")) + "|" + fp.field("ua_class")
-
-
-@functools.lru_cache(maxsize=4096)
-def session_ja4(ja4: str) -> str:
-    """The part of a JA4 that stays the same across one browser's handshakes: protocol, TLS
-    version, SNI kind, cipher count, ALPN and the cipher hash -- without the extension count and
-    hash, which change when the browser resumes a TLS session (a `pre_shared_key` extension more):
-    Chrome's full and resumed handshakes differ there, and a person's session must survive both."""
-    a, sep, rest = ja4.partition("_")
-    ciphers = rest.partition("_")[0]
-    if not sep or len(a) != 10 or not ciphers:
-        return ja4
-    return a[:6] + a[8:] + "_" + ciphers
+    """What a session is issued to: the client's TLS stack (`fingerprint.ja4.session_ja4`) and the
+    UA class (`ClientFingerprint.stack`)."""
+    return c.fingerprint.stack
 
 
 def _referer(referer: str | None, host: str) -> tuple[str, str]:
@@ -190,9 +190,16 @@ def _referer(referer: str | None, host: str) -> tuple[str, str]:
     for any other."""
     if not referer:
         return "", ""
-    if len(host) > MAX_PAGE:
-        return _read_referer(referer[:MAX_PAGE], host)
-    return _remembered_referer(referer[:MAX_PAGE], host)  # only the first MAX_PAGE characters count
+    referer = referer[:MAX_PAGE]  # only the first MAX_PAGE characters count
+    found = _REFERERS.get(referer)
+    if found is not None and found[0] == host:
+        return found[1], found[2]
+    kind, page = _read_referer(referer, host)
+    if len(host) <= MAX_PAGE:  # remembered keys and values stay bounded
+        if len(_REFERERS) >= _MEMO_MAX_REFERERS:
+            _REFERERS.clear()
+        _REFERERS[referer] = (host, kind, page)
+    return kind, page
 
 
 def _read_referer(referer: str, host: str) -> tuple[str, str]:
@@ -206,6 +213,6 @@ def _read_referer(referer: str, host: str) -> tuple[str, str]:
     return "same", path + "?" + url.query if url.query else path
 
 
-# Pure, and a site's few pages are the Referer of most requests: remembered (bounded keys: at most
-# MAX_PAGE characters each).
-_remembered_referer = functools.lru_cache(maxsize=4096)(_read_referer)
+# Pure, and a site's few pages are the Referer of most requests: Referer -> (host, its reading for
+# that host), bounded (emptied when full).
+_REFERERS: dict[str, tuple[str, str, str]] = {}

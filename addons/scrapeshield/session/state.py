@@ -31,13 +31,23 @@ established session browsing from its own network adds nothing to the batch.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..challenge.binding import short_hash
 from ..store.base import ScoreUpdate
-from .cookie import COOKIE_NAME, DEFAULT_TTL, HISTORY, PresentedSession, SessionCookie, mint, net_tag, stack_tag
+from .cookie import (
+    _NET_TAGS,
+    _STACK_TAGS,
+    COOKIE_NAME,
+    DEFAULT_TTL,
+    HISTORY,
+    PresentedSession,
+    SessionCookie,
+    mint,
+    net_tag,
+    stack_tag,
+)
 from .difficulty import DifficultyCurve
 
 # Signals (names a score weighs, a `session_signal:` condition names).
@@ -74,8 +84,19 @@ BURST_FACTOR = 4.0  # new sessions at this many times the stack's usual rate (an
 
 # A page's part of its `ss.page` / `ss.asset` key. Pure, and a site's few pages are fetched and
 # named as Referer request after request: remembered (bounded: 4096 pages of at most MAX_PAGE
-# characters, see stage.py).
-page_tag = functools.lru_cache(maxsize=4096)(short_hash)
+# characters, see stage.py; emptied when full).
+_PAGE_TAGS: dict[str, str] = {}
+_MAX_PAGE_TAGS = 4096
+
+
+def page_tag(page: str) -> str:
+    tag = _PAGE_TAGS.get(page)
+    if tag is None:
+        tag = short_hash(page)
+        if len(_PAGE_TAGS) >= _MAX_PAGE_TAGS:
+            _PAGE_TAGS.clear()
+        _PAGE_TAGS[page] = tag
+    return tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +156,9 @@ class SessionContext:
         self.set_cookie: SessionCookie | None = None  # what the response must set, if anything
         self.prefix = prefix
         self.stack = stack
-        self.net: str = net_tag(prefix)
-        self.stack_tag: str = stack_tag(stack)
+        # The memo read here first: a call to the function costs more than the lookup (interpreted).
+        self.net: str = _NET_TAGS.get(prefix) or net_tag(prefix)
+        self.stack_tag: str = _STACK_TAGS.get(stack) or stack_tag(stack)
         self.fresh = False
         self.is_document = False
         self.is_record = False
@@ -235,9 +257,9 @@ class SessionTracker:
         else:
             # No history yet: remember its pages, the assets loaded for them and check where it navigates from.
             if is_document and page:
-                ups.append(ScoreUpdate(PAGE, sid + page_tag(page), 1.0, hl))
+                ups.append(ScoreUpdate(PAGE, sid + (_PAGE_TAGS.get(page) or page_tag(page)), 1.0, hl))
             if referer_page and cookie is not None:
-                ref = sid + page_tag(referer_page)
+                ref = sid + (_PAGE_TAGS.get(referer_page) or page_tag(referer_page))
                 if is_asset:
                     ups.append(ScoreUpdate(ASSET, ref, 1.0, hl))
                 elif is_document:
