@@ -1,7 +1,6 @@
 """IP parsing, CIDR sets and client-IP resolution behind trusted proxies. Pure and fast."""
 from __future__ import annotations
 
-import functools
 import ipaddress
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
@@ -83,8 +82,25 @@ class CidrSet:
 
 
 # ip_prefix() goes through the ipaddress module (~10 us); clients come back, so the hot path asks
-# this bounded memo of the same pure function.
-cached_ip_prefix = functools.lru_cache(maxsize=16384)(ip_prefix)
+# this memo of the same pure function: client address -> (v4 bits, v6 bits, its prefix). Bounded
+# (emptied when full; longer strings than an address are never kept). A dict lookup by the address
+# alone costs a fraction of an lru_cache call with three arguments.
+_PREFIXES: dict[str, tuple[int, int, str]] = {}
+_MAX_PREFIXES = 16384
+_MAX_ADDRESS = 64
+
+
+def cached_ip_prefix(ip: str, v4: int, v6: int) -> str:
+    """`ip_prefix`, remembered per client address."""
+    found = _PREFIXES.get(ip)
+    if found is not None and found[0] == v4 and found[1] == v6:
+        return found[2]
+    prefix = ip_prefix(ip, v4, v6)
+    if len(ip) <= _MAX_ADDRESS:
+        if len(_PREFIXES) >= _MAX_PREFIXES:
+            _PREFIXES.clear()
+        _PREFIXES[ip] = (v4, v6, prefix)
+    return prefix
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scrapeshield import fingerprint
+from scrapeshield import fingerprint, netaddr
 from scrapeshield.challenge.binding import ClientBinding
 from scrapeshield.challenge.endpoints import ChallengeService
 from scrapeshield.challenge.keys import KeyRing
@@ -162,7 +162,7 @@ def test_the_bench_traffic_gets_the_same_decisions_with_and_without_the_memos() 
                     cookie._STACK_TAGS.clear()
                     session_stage._REFERERS.clear()
                     session_state._PAGE_TAGS.clear()
-                    sessions._prefixes.clear()
+                    netaddr._PREFIXES.clear()
                 d = await engine.decide_in(ctx)
                 jar.took(spec[0], ctx)
                 set_cookie = ctx.session.set_cookie if ctx.session is not None else None
@@ -417,7 +417,7 @@ def test_the_fingerprint_memo_stays_bounded_for_clients_rotating_user_agents_and
 @given(st.lists(st.tuples(st.sampled_from(["203.0.113.7", "203.0.113.200", "2001:db8::1", "2001:db8:0:1::1",
                                            "not an address"]),
                           st.sampled_from([8, 24, 32]), st.sampled_from([48, 64, 128])), min_size=1, max_size=12))
-def test_the_session_stage_s_remembered_prefix_is_the_prefix_afresh(asks: list[tuple[str, int, int]]) -> None:
+def test_the_remembered_prefix_is_the_prefix_afresh(asks: list[tuple[str, int, int]]) -> None:
     from scrapeshield.netaddr import ip_prefix
 
     sessions = SessionStage(KEYS)

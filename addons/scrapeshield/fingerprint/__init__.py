@@ -188,8 +188,7 @@ def fingerprint_fields(
     if len(fields) > _MEMO_MAX_NAMES or (user_agent is not None and len(user_agent) > _MEMO_MAX_UA):
         names = tuple([name for name, _ in fields])
         return _fingerprint(names, headers, http_version, alpn, is_tls, tls, user_agent, None, None)
-    accept = headers.get("accept")
-    key = (user_agent, headers.get("sec-fetch-mode"), accept is not None and "text/html" in accept, len(fields))
+    key = _memo_key(user_agent, headers, len(fields))
     variants = _MEMO.by_key.get(key)
     if variants is not None:
         for entry in variants:
@@ -199,6 +198,11 @@ def fingerprint_fields(
     fp = _fingerprint(names, headers, http_version, alpn, is_tls, tls, user_agent, None, None)
     _MEMO.add(key, _Remembered(names, http_version, alpn, is_tls, tls, fp))
     return fp
+
+
+def _memo_key(user_agent: str | None, headers: Mapping[str, str], count: int) -> _MemoKey:
+    accept = headers.get("accept")
+    return user_agent, headers.get("sec-fetch-mode"), accept is not None and "text/html" in accept, count
 
 
 # Compiled (mypyc), this module's `__file__` is the extension module's, not its source.
@@ -239,7 +243,7 @@ def fingerprint_request(
             (user_agent is not None and len(user_agent) > _MEMO_MAX_UA):
         return _fingerprint(header_names, headers, http_version, alpn, is_tls, tls, user_agent, client_ip, goodbots)
     names = header_names if isinstance(header_names, tuple) else tuple(header_names)
-    key = (user_agent, headers.get("sec-fetch-mode"), "text/html" in headers.get("accept", ""), len(names))
+    key = _memo_key(user_agent, headers, len(names))
     variants = _MEMO.by_key.get(key)
     if variants is not None:
         for entry in variants:

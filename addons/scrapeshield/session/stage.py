@@ -15,7 +15,7 @@ from ..context import DecisionContext
 from ..decision import Action
 from ..facts import RequestFacts
 from ..gcra import BucketLimit
-from ..netaddr import ip_prefix
+from ..netaddr import cached_ip_prefix
 from ..policy.model import BucketDef, Rule
 from ..store.base import BucketCheck
 from . import cookie
@@ -31,8 +31,6 @@ BUDGET_RULE = Rule(name=BUDGET_RULE_NAME, match=lambda c: True, action=None,
 MAX_PAGE = 2048  # characters of a page's URL (or a Referer) looked at
 _MEMO_MAX = 4096  # Cookie headers whose session values are remembered decoded (at most ~8 MiB)
 _MEMO_MAX_HEADER = 2048  # characters; longer headers are decoded every time (a browser's are shorter)
-_MEMO_MAX_CLIENTS = 16384  # client addresses whose network prefix is remembered
-_MEMO_MAX_ADDRESS = 64  # characters; an address is shorter (anything longer is not remembered)
 _MEMO_MAX_REFERERS = 4096  # Referer readings remembered (keys and pages of at most MAX_PAGE characters)
 # The value of the request's valid clearance cookie, given the request's valid session id (if any).
 ClearanceToken = Callable[[RequestFacts, "str | None"], "str | None"]
@@ -48,7 +46,6 @@ class SessionStage:
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
         self._headers: dict[str, _HeaderReading] = {}  # Cookie header -> its session values (`presented`)
-        self._prefixes: dict[str, tuple[int, int, str]] = {}  # client address -> (v4, v6, its prefix)
 
     def tracker(self, settings: SessionSettings) -> SessionTracker:
         last = self._last
@@ -66,9 +63,7 @@ class SessionStage:
         """`price`: read the adaptive price with the request's counters (see `SessionTracker.begin`)."""
         facts, now = c.facts, c.now
         stack = c.fingerprint.stack
-        known = self._prefixes.get(facts.client_ip)  # `prefix`, its memo read here first (cheaper)
-        prefix = known[2] if known is not None and known[0] == v4 and known[1] == v6 else \
-            self.prefix(facts.client_ip, v4, v6)
+        prefix = cached_ip_prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
         presented = self.presented(hmap.get("cookie"), settings.cookie_name, stack, now, settings.ttl)
         is_asset, is_document = c.asset_request, c.document_request
@@ -133,17 +128,9 @@ class SessionStage:
         value = self.decoder.encode(ctx.set_cookie)  # remembered: it comes back with the next request
         return cookie.set_cookie_header(value, int(settings.ttl), secure, settings.cookie_name)
 
-    def prefix(self, ip: str, v4: int, v6: int) -> str:
-        """`ip_prefix`, remembered per client address (bounded; emptied when full): clients come back."""
-        found = self._prefixes.get(ip)
-        if found is not None and found[0] == v4 and found[1] == v6:
-            return found[2]
-        prefix = ip_prefix(ip, v4, v6)
-        if len(ip) <= _MEMO_MAX_ADDRESS:
-            if len(self._prefixes) >= _MEMO_MAX_CLIENTS:
-                self._prefixes.clear()
-            self._prefixes[ip] = (v4, v6, prefix)
-        return prefix
+    @staticmethod
+    def prefix(ip: str, v4: int, v6: int) -> str:
+        return cached_ip_prefix(ip, v4, v6)
 
 
 class _HeaderReading:

@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from ..challenge.binding import short_hash
 from ..store.base import ScoreUpdate
 from .cookie import (
-    _NET_TAGS,
-    _STACK_TAGS,
     COOKIE_NAME,
     DEFAULT_TTL,
     HISTORY,
@@ -156,9 +154,8 @@ class SessionContext:
         self.set_cookie: SessionCookie | None = None  # what the response must set, if anything
         self.prefix = prefix
         self.stack = stack
-        # The memo read here first: a call to the function costs more than the lookup (interpreted).
-        self.net: str = _NET_TAGS.get(prefix) or net_tag(prefix)
-        self.stack_tag: str = _STACK_TAGS.get(stack) or stack_tag(stack)
+        self.net: str = net_tag(prefix)
+        self.stack_tag: str = stack_tag(stack)
         self.fresh = False
         self.is_document = False
         self.is_record = False
@@ -257,9 +254,9 @@ class SessionTracker:
         else:
             # No history yet: remember its pages, the assets loaded for them and check where it navigates from.
             if is_document and page:
-                ups.append(ScoreUpdate(PAGE, sid + (_PAGE_TAGS.get(page) or page_tag(page)), 1.0, hl))
+                ups.append(ScoreUpdate(PAGE, sid + page_tag(page), 1.0, hl))
             if referer_page and cookie is not None:
-                ref = sid + (_PAGE_TAGS.get(referer_page) or page_tag(referer_page))
+                ref = sid + page_tag(referer_page)
                 if is_asset:
                     ups.append(ScoreUpdate(ASSET, ref, 1.0, hl))
                 elif is_document:
