@@ -14,11 +14,12 @@ it never pays for it, and `fork()` shares it with a shadow decision.
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from .detectors.classify import is_asset_request, is_document_request
+from .detectors.sequence import extract_ids
 from .facts import RequestFacts
 from .fingerprint import ClientFingerprint, fingerprint_fields
 
@@ -29,23 +30,10 @@ if TYPE_CHECKING:
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
 
 
-@functools.cache
-def _request_kind() -> Callable[[str, str, Mapping[str, str]], tuple[bool, bool]]:
-    # Imported on first use, once (a policy without detectors never loads them): an import
-    # statement in the property would cost a module lookup on every request.
-    from .detectors.classify import is_asset_request, is_document_request
-
-    def kind(method: str, path: str, headers: Mapping[str, str]) -> tuple[bool, bool]:
-        asset = is_asset_request(method, path, headers)
-        return asset, not asset and is_document_request(method, path, headers)
-    return kind
-
-
-@functools.cache
-def _extract_ids() -> Callable[[str, str], list[tuple[str, int]]]:
-    from .detectors.sequence import extract_ids  # first use, as above
-
-    return extract_ids
+# The request's kind as (asset, document), one constant per answer: nothing allocated per request.
+_ASSET: tuple[bool, bool] = (True, False)
+_DOCUMENT: tuple[bool, bool] = (False, True)
+_OTHER: tuple[bool, bool] = (False, False)
 
 
 class DecisionContext:
@@ -91,7 +79,14 @@ class DecisionContext:
 
     def _classify(self) -> tuple[bool, bool]:
         f = self.facts
-        kind = self._kind = _request_kind()(f.method, f.path, f.header_map)
+        method, path, headers = f.method, f.path, f.header_map
+        if is_asset_request(method, path, headers):
+            kind = _ASSET
+        elif is_document_request(method, path, headers):
+            kind = _DOCUMENT
+        else:
+            kind = _OTHER
+        self._kind = kind
         return kind
 
     @property
@@ -101,7 +96,7 @@ class DecisionContext:
         ids = self._path_ids
         if ids is None:
             f = self.facts
-            ids = self._path_ids = _extract_ids()(f.path, f.query)
+            ids = self._path_ids = extract_ids(f.path, f.query)
         return ids
 
     def key(self, spec: KeySpec) -> str:
