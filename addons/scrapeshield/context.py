@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .detectors.classify import is_asset_request, is_document_request
+from .detectors.classify import request_kind
 from .detectors.sequence import extract_ids
 from .facts import RequestFacts
 from .fingerprint import ClientFingerprint, fingerprint_fields
@@ -28,12 +28,6 @@ if TYPE_CHECKING:
     from .session.state import SessionContext
 
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
-
-
-# The request's kind as (asset, document), one constant per answer: nothing allocated per request.
-_ASSET: tuple[bool, bool] = (True, False)
-_DOCUMENT: tuple[bool, bool] = (False, True)
-_OTHER: tuple[bool, bool] = (False, False)
 
 
 class DecisionContext:
@@ -69,24 +63,17 @@ class DecisionContext:
 
     @property
     def asset_request(self) -> bool:
-        """A sub-resource (CSS/JS/image/font/media): `detectors.is_asset_request` of the facts, computed once."""
+        """A sub-resource (CSS/JS/image/font/media): `detectors.classify.request_kind` of the facts, computed once."""
         return (self._kind or self._classify())[0]
 
     @property
     def document_request(self) -> bool:
-        """A page navigation: `detectors.is_document_request` of the facts (never for an asset), computed once."""
+        """A page navigation: `detectors.classify.request_kind` of the facts, computed once."""
         return (self._kind or self._classify())[1]
 
     def _classify(self) -> tuple[bool, bool]:
         f = self.facts
-        method, path, headers = f.method, f.path, f.header_map
-        if is_asset_request(method, path, headers):
-            kind = _ASSET
-        elif is_document_request(method, path, headers):
-            kind = _DOCUMENT
-        else:
-            kind = _OTHER
-        self._kind = kind
+        kind = self._kind = request_kind(f.method, f.path, f.header_map)
         return kind
 
     @property
