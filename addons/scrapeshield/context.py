@@ -14,11 +14,12 @@ it never pays for it, and `fork()` shares it with a shadow decision.
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from .detectors.classify import request_kind
+from .detectors.sequence import extract_ids
 from .facts import RequestFacts
 from .fingerprint import ClientFingerprint, fingerprint_fields
 
@@ -27,25 +28,6 @@ if TYPE_CHECKING:
     from .session.state import SessionContext
 
 NO_SIGNALS: Mapping[str, float] = MappingProxyType({})
-
-
-@functools.cache
-def _request_kind() -> Callable[[str, str, Mapping[str, str]], tuple[bool, bool]]:
-    # Imported on first use, once (a policy without detectors never loads them): an import
-    # statement in the property would cost a module lookup on every request.
-    from .detectors.classify import is_asset_request, is_document_request
-
-    def kind(method: str, path: str, headers: Mapping[str, str]) -> tuple[bool, bool]:
-        asset = is_asset_request(method, path, headers)
-        return asset, not asset and is_document_request(method, path, headers)
-    return kind
-
-
-@functools.cache
-def _extract_ids() -> Callable[[str, str], list[tuple[str, int]]]:
-    from .detectors.sequence import extract_ids  # first use, as above
-
-    return extract_ids
 
 
 class DecisionContext:
@@ -81,17 +63,17 @@ class DecisionContext:
 
     @property
     def asset_request(self) -> bool:
-        """A sub-resource (CSS/JS/image/font/media): `detectors.is_asset_request` of the facts, computed once."""
+        """A sub-resource (CSS/JS/image/font/media): `detectors.classify.request_kind` of the facts, computed once."""
         return (self._kind or self._classify())[0]
 
     @property
     def document_request(self) -> bool:
-        """A page navigation: `detectors.is_document_request` of the facts (never for an asset), computed once."""
+        """A page navigation: `detectors.classify.request_kind` of the facts, computed once."""
         return (self._kind or self._classify())[1]
 
     def _classify(self) -> tuple[bool, bool]:
         f = self.facts
-        kind = self._kind = _request_kind()(f.method, f.path, f.header_map)
+        kind = self._kind = request_kind(f.method, f.path, f.header_map)
         return kind
 
     @property
@@ -101,7 +83,7 @@ class DecisionContext:
         ids = self._path_ids
         if ids is None:
             f = self.facts
-            ids = self._path_ids = _extract_ids()(f.path, f.query)
+            ids = self._path_ids = extract_ids(f.path, f.query)
         return ids
 
     def key(self, spec: KeySpec) -> str:

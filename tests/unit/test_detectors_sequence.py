@@ -1,6 +1,11 @@
 """sequential_ids: one client walking record IDs in order."""
 from __future__ import annotations
 
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from scrapeshield.clock import FakeClock
 from scrapeshield.detectors import SEQUENTIAL_IDS, DetectorConfig, DetectorSet, Observation
 from scrapeshield.detectors.sequence import SequentialIds, Walk, extract_ids
@@ -138,3 +143,27 @@ def test_extract_ids_ignores_hashes_uuids_and_pages_without_digits() -> None:
     assert extract_ids("/products/blue-shoes", "q=red") == []
     assert extract_ids("/doc/3f2a9c1e-77b0-4c1d-9a0e-5d2c6b1a0f44", "") == []
     assert extract_ids("/2024-06-15/post", "") == []
+
+
+# The rule a path segment follows, as a regex: one run of 1-15 ASCII digits with at most 32 other
+# characters before and after it is an id; a segment with digits in any other shape is `*`.
+_ID_SEGMENT_SPEC = re.compile(r"([^0-9]{0,32})([0-9]{1,15})([^0-9]{0,32})")
+
+
+@given(st.text(alphabet="0123456789ab-._%\u0663\u00b2\u00e9", max_size=70))
+def test_a_path_segment_is_an_id_exactly_when_it_has_the_shape_of_one(segment: str) -> None:
+    ids = extract_ids("/t/" + segment, "")
+    spec = _ID_SEGMENT_SPEC.fullmatch(segment)
+    if spec is not None:
+        assert ids == [(f"/t/{spec[1]}{{}}{spec[3]}#0", int(spec[2]))]
+    else:
+        assert ids == []
+
+
+def test_an_id_s_prefix_and_suffix_are_at_most_32_characters_and_its_digits_at_most_15() -> None:
+    assert extract_ids("/" + "x" * 32 + "7" + "y" * 32, "") == [("/" + "x" * 32 + "{}" + "y" * 32 + "#0", 7)]
+    assert extract_ids("/" + "x" * 33 + "7/8", "") == [("/*/{}#0", 8)]
+    assert extract_ids("/7" + "y" * 33 + "/8", "") == [("/*/{}#0", 8)]
+    assert extract_ids("/p" + "1" * 15, "") == [("/p{}#0", int("1" * 15))]
+    assert extract_ids("/p" + "1" * 16 + "/8", "") == [("/*/{}#0", 8)]
+    assert extract_ids("/v2-3/8", "") == [("/*/{}#0", 8)]  # two runs in one segment

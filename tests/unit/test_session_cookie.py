@@ -84,6 +84,11 @@ def test_a_non_canonical_payload_with_a_valid_signature_is_refused() -> None:
     ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 3],           # returned: 0, 1 or 2 (HISTORY)
     ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA"],              # arity
     ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 0, "extra"],
+    ["A" * 15 + "=", int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 0],     # alphabet: URL-safe base64 only
+    ["\u00e9" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAA", 0],      # letters, but not ASCII ones
+    ["A" * 16, int(NOW), "4AAAAAAAAAAA\uff11", "AAAAAAAAAAAA", 0],     # a digit, but not an ASCII one
+    ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAA.A", 0],
+    ["A" * 16, int(NOW), "4AAAAAAAAAAAA", "AAAAAAAAAAAAA", 0],           # a tag's length
 ])
 def test_signed_fields_of_the_wrong_shape_are_refused(fields: list[object]) -> None:
     assert cookie.decode(KEYS, seal(KEYS, "s", fields)) == "malformed"

@@ -5,21 +5,35 @@ from collections.abc import Mapping
 
 import pytest
 
-from scrapeshield.session.cookie import HISTORY, NO_SESSION, PresentedSession, SessionCookie, mint, net_tag
+from scrapeshield.session.cookie import (
+    HISTORY,
+    NO_SESSION,
+    PresentedSession,
+    SessionCookie,
+    mint,
+    net_tag,
+    stack_tag,
+)
 from scrapeshield.session.state import (
     ABSENT,
     COLD_RECORD,
     COOKIE_REFUSER,
     DEEP_RECORD,
     FRESH,
+    MINT_NET,
+    MINT_STACK,
     NET_MINT_BURST,
     OTHER_STACK,
     SESSION_ROAMING,
+    SOLVE_NET,
+    SOLVE_SESSION,
+    SOLVE_STACK,
+    SOLVED_HALF_LIFE,
     SessionContext,
     SessionSettings,
     SessionTracker,
 )
-from scrapeshield.store.base import Batch
+from scrapeshield.store.base import Batch, ScoreUpdate
 from scrapeshield.store.memory import MemoryStore
 
 STACK = "t13d1516h2_8daaf6152771_e5627efa2ab1|browser"
@@ -339,3 +353,62 @@ def test_a_browser_s_full_and_resumed_tls_handshakes_are_one_session_stack() -> 
     assert session_ja4(full) == session_ja4(resumed)  # a pre_shared_key extension more on resumption
     assert session_ja4("t13d1812h1_cf6ef5ef7a9d_9b5b8a0e6e3c") != session_ja4(full)  # another TLS library
     assert session_ja4("-") == "-" and session_ja4("odd") == "odd"
+
+
+def test_a_session_with_standing_browsing_by_links_writes_and_reads_nothing() -> None:
+    visit = Visit(SessionSettings(fresh_for=10.0))
+    cookie = _person_with_a_history(visit)
+    for record, asset in ((True, False), (False, False), (False, True)):
+        ctx = visit.tracker.begin(_ok(cookie), NET, STACK, T0 + 60, is_document=not asset, is_record=record,
+                                  referer="same", is_asset=asset)
+        assert ctx.standing and not ctx.deep and ctx.set_cookie is None
+        assert ctx.counters == () and not ctx.signals
+
+
+@pytest.mark.parametrize("price", [True, False])
+def test_a_record_a_session_with_standing_fetches_by_url_reads_the_network_s_mints_and_its_price(price: bool) -> None:
+    settings = SessionSettings(fresh_for=10.0)
+    visit = Visit(settings)
+    cookie = _person_with_a_history(visit)
+    hl, net, tag = settings.half_life, net_tag(NET), stack_tag(STACK)
+    for _ in range(2):  # the second request reads the same counters as the first
+        ctx = visit.tracker.begin(_ok(cookie), NET, STACK, T0 + 60, is_document=True, is_record=True, referer="",
+                                  price=price)
+        assert ctx.standing and ctx.deep and dict(ctx.signals) == {DEEP_RECORD: 1.0}
+        if price:
+            assert ctx.counters == (ScoreUpdate(MINT_STACK, tag, 0.0, hl), ScoreUpdate(MINT_NET, net, 0.0, hl),
+                                    ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl),
+                                    ScoreUpdate(SOLVE_SESSION, cookie.id, 0.0, SOLVED_HALF_LIFE))
+            assert (ctx.price_at, ctx.net_at, ctx.solved_at) == (0, 1, 4) and not ctx.price_later
+        else:
+            assert ctx.counters == (ScoreUpdate(MINT_NET, net, 0.0, hl),)
+            assert (ctx.price_at, ctx.net_at) == (-1, 0) and ctx.price_later
+        visit.tracker.after(ctx, visit.store.apply_now(Batch(scores=ctx.counters), T0 + 60).scores)
+        assert ctx.priced is price
+
+
+def test_a_record_is_checked_for_a_clearance_only_when_the_request_carries_the_clearance_cookie() -> None:
+    from scrapeshield.challenge.keys import KeyRing
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.session.stage import SessionStage
+
+    asked: list[str | None] = []
+
+    def clearance_token(facts: RequestFacts, session_id: str | None) -> str | None:
+        asked.append(session_id)
+        return "clearance-token"
+
+    settings = SessionSettings(record_budget=20)
+    stage = SessionStage(KeyRing((b"k" * 32,)), clearance_token)
+    stage.clearance_cookie = "shield_clearance"
+    record = Visit(settings).request(record=True)[0]
+
+    def facts(cookie_header: str) -> RequestFacts:
+        return RequestFacts(peer_ip="203.0.113.7", method="GET", host="shop.example", path="/user/42",
+                            headers=(("Cookie", cookie_header),) if cookie_header else ())
+
+    assert stage.budget_check(facts(""), record, settings) is None
+    assert stage.budget_check(facts("theme=dark; other_clearance=1"), record, settings) is None
+    assert asked == []
+    spent = stage.budget_check(facts("theme=dark; shield_clearance=abc"), record, settings)
+    assert spent is not None and asked == [record.id]

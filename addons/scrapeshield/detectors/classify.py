@@ -37,33 +37,45 @@ def is_asset_path(path: str) -> bool:
     return path_extension(path) in ASSET_EXTENSIONS
 
 
-def is_asset_request(method: str, path: str, headers: Mapping[str, str]) -> bool:
-    """Sub-resource a browser loads for a page. `Sec-Fetch-Dest` wins over the extension."""
-    dest = headers.get("sec-fetch-dest")
-    if dest:
-        return dest in _ASSET_DESTS
-    return is_asset_path(path)
+# What `request_kind` answers, (asset, document): one constant each, nothing allocated per request.
+ASSET: tuple[bool, bool] = (True, False)
+DOCUMENT: tuple[bool, bool] = (False, True)
+OTHER: tuple[bool, bool] = (False, False)  # neither: an API call, a form post, ...
 
 
-def is_document_request(method: str, path: str, headers: Mapping[str, str]) -> bool:
-    """A page navigation (HTML document), as opposed to an asset or an API call.
+def request_kind(method: str, path: str, headers: Mapping[str, str]) -> tuple[bool, bool]:
+    """ASSET, DOCUMENT or OTHER: `Sec-Fetch-Dest` and the path's extension read once for both questions.
 
-    Without `Sec-Fetch-Dest`: an `Accept` naming HTML decides; a client sending
-    `*/*` or no `Accept` (curl, python-requests, most harvesters) fetching an
-    extension-less or .html/.php-like path is treated as fetching a page; a
-    specific non-HTML `Accept` (application/json) is an API call.
+    An asset is a sub-resource a browser loads for a page; `Sec-Fetch-Dest` wins over the
+    extension. A document is a page navigation (HTML), as opposed to an asset or an API call.
+    Without `Sec-Fetch-Dest`: an `Accept` naming HTML decides; a client sending `*/*` or no
+    `Accept` (curl, python-requests, most harvesters) fetching an extension-less or
+    .html/.php-like path is treated as fetching a page; a specific non-HTML `Accept`
+    (application/json) is an API call.
     """
     dest = headers.get("sec-fetch-dest")
     if dest:
-        return dest in _DOCUMENT_DESTS
-    if method != "GET" and method != "HEAD":
-        return False
+        if dest in _ASSET_DESTS:
+            return ASSET
+        return DOCUMENT if dest in _DOCUMENT_DESTS else OTHER
     extension = path_extension(path)
     if extension in ASSET_EXTENSIONS:
-        return False
+        return ASSET
+    if method != "GET" and method != "HEAD":
+        return OTHER
     accept = headers.get("accept", "")
     if "text/html" in accept or "application/xhtml+xml" in accept:
-        return True
+        return DOCUMENT
     if accept and "*/*" not in accept:
-        return False
-    return extension in DOCUMENT_EXTENSIONS
+        return OTHER
+    return DOCUMENT if extension in DOCUMENT_EXTENSIONS else OTHER
+
+
+def is_asset_request(method: str, path: str, headers: Mapping[str, str]) -> bool:
+    """Sub-resource a browser loads for a page (`request_kind`)."""
+    return request_kind(method, path, headers)[0]
+
+
+def is_document_request(method: str, path: str, headers: Mapping[str, str]) -> bool:
+    """A page navigation (HTML document), as opposed to an asset or an API call (`request_kind`)."""
+    return request_kind(method, path, headers)[1]

@@ -26,8 +26,10 @@ from typing import Final
 from .strength import ramp
 
 _DIGIT = re.compile(r"[0-9]")
-# one run of ASCII digits, with short non-digit prefix/suffix: `1001`, `item-1001.html`, `p42`
-_ID_SEGMENT = re.compile(r"([^0-9]{0,32})([0-9]{1,15})([^0-9]{0,32})")
+# A segment holding an id: one run of at most _MAX_ID_DIGITS ASCII digits, with at most _MAX_AFFIX
+# other characters before and after it: `1001`, `item-1001.html`, `p42`.
+_MAX_ID_DIGITS: Final = 15
+_MAX_AFFIX: Final = 32
 _SEEN_MASK = (1 << 64) - 1
 MAX_IDS_PER_REQUEST = 8
 
@@ -58,7 +60,7 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
         parts = path.split("/")
         positions: list[int] = []
         for i, segment in enumerate(parts):
-            if not segment:
+            if not segment or segment.isalpha():  # no digit in it: most segments (`products`, `user`)
                 continue
             if segment.isascii() and segment.isdigit():
                 if len(segment) <= 15:
@@ -66,13 +68,16 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
                     parts[i] = "{}"
                 else:
                     parts[i] = "*"
-            elif _DIGIT.search(segment) is not None:
-                m = _ID_SEGMENT.fullmatch(segment)
-                if m is None:
+                continue
+            start, end = _digit_run(segment)
+            if start < 0:
+                if end < 0:
                     parts[i] = "*"
-                else:
-                    positions.append(int(m[2]))
-                    parts[i] = m[1] + "{}" + m[3]
+            elif start > _MAX_AFFIX or end - start > _MAX_ID_DIGITS or len(segment) - end > _MAX_AFFIX:
+                parts[i] = "*"
+            else:
+                positions.append(int(segment[start:end]))
+                parts[i] = segment[:start] + "{}" + segment[end:]
         template = "/".join(parts)
         for j, number in enumerate(positions[:MAX_IDS_PER_REQUEST]):
             ids.append((_one_copy(f"{template}#{j}"), number))
@@ -84,6 +89,25 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
                 if len(ids) >= MAX_IDS_PER_REQUEST:
                     break
     return ids
+
+
+def _digit_run(segment: str) -> tuple[int, int]:
+    """(start, end) of the segment's one run of ASCII digits; (-1, 0) without a digit, (-1, -1)
+    with two runs or more. A character loop: compiled, a fraction of the cost of the regex calls
+    it replaces (`([^0-9]{0,32})([0-9]{1,15})([^0-9]{0,32})` and a digit search)."""
+    n = len(segment)
+    start = 0
+    while start < n and not 48 <= ord(segment[start]) <= 57:
+        start += 1
+    if start == n:
+        return -1, 0
+    end = start + 1
+    while end < n and 48 <= ord(segment[end]) <= 57:
+        end += 1
+    for k in range(end + 1, n):
+        if 48 <= ord(segment[k]) <= 57:
+            return -1, -1
+    return start, end
 
 
 class Walk:

@@ -105,21 +105,22 @@ class Engine:
         return recorder.freeze(decision, rules, key, state)
 
     async def _run(self, policy: CompiledPolicy, ctx: DecisionContext, trace: TraceRecorder | None) -> Decision:
-        settings, sessions = policy.section(SESSION), self.sessions
-        session: SessionContext | None = None
-        early: tuple[float, ...] = ()  # counter values read before matching (policies whose rules name one)
-        if settings is not None and sessions is not None:
-            # The price is read with the counters on a networked store (one round trip), and only for
-            # a challenge on one in process (no round trip: a store operation per counter less).
-            session = sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix,
-                                     self.store.sync_apply is None)
-            if session.counters and SESSION_COUNTERS in policy.needs:
-                early = await self._read_counters(policy, ctx, session, sessions.tracker(settings))
         store = self.store
         # The memory store, called directly: compiled, a native call instead of a bound method looked
         # up through the Store protocol (`sync_apply`) and called through the interpreter's C API.
         # Its exact class only: a subclass may answer as a networked store does (the tests' do).
         local = store if type(store) is MemoryStore else None
+        settings, sessions = policy.section(SESSION), self.sessions
+        session: SessionContext | None = None
+        early: tuple[float, ...] = ()  # counter values read before matching (policies whose rules name one)
+        if settings is not None and sessions is not None:
+            # The price is read with the counters on a networked store (one round trip), and only for
+            # a challenge on one in process (no round trip: a store operation per counter less). The
+            # memory store is in process: its `sync_apply` (a bound method made per read) is not asked.
+            session = sessions.begin(ctx, settings, policy.ipv4_prefix, policy.ipv6_prefix,
+                                     local is None and store.sync_apply is None)
+            if session.counters and SESSION_COUNTERS in policy.needs:
+                early = await self._read_counters(policy, ctx, session, sessions.tracker(settings))
         section = policy.section(DETECTORS)
         detectors = self.detectors
         if detectors is not None and section is not None:

@@ -32,6 +32,7 @@ class ChallengeGate:
         self.service = ChallengeService(keys, policy.challenge)
         # Sessions are signed with the challenge key ring: one secret to rotate, shared by replicas.
         self.sessions = SessionStage(keys, self.clearance_token)
+        self.sessions.clearance_cookie = policy.challenge.cookie_name  # spares the budget check a call here
         self._policy = policy
         self._store = store  # single-use tokens are spent here (shared by replicas)
         self._clock = clock
@@ -41,6 +42,7 @@ class ChallengeGate:
 
     def policy_changed(self, policy: CompiledPolicy) -> None:
         self.service.config = policy.challenge
+        self.sessions.clearance_cookie = policy.challenge.cookie_name
         self._policy = policy
 
     # -- clearance -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ..netaddr import cached_ip_prefix
 from ..policy.model import BucketDef, Rule
 from ..store.base import BucketCheck
 from . import cookie
+from .cookie import HISTORY
 from .state import SessionContext, SessionSettings, SessionTracker
 
 BUDGET_BUCKET = "ss.budget"
@@ -43,6 +44,10 @@ class SessionStage:
         self.decoder = cookie.Decoder(keys)  # memoised: the same cookie comes back on every request
         self.decode: cookie.DecodeValue = self.decoder
         self.clearance_token = clearance_token
+        # The clearance cookie's name (the policy's `challenge.cookie_name`, kept by the gate): a
+        # request whose Cookie header does not name it carries no clearance. "": always ask
+        # `clearance_token`.
+        self.clearance_cookie = ""
         self._trackers: dict[SessionSettings, SessionTracker] = {}
         self._last: SessionTracker | None = None
         self._headers: dict[str, _HeaderReading] = {}  # Cookie header -> its session values (`presented`)
@@ -68,12 +73,19 @@ class SessionStage:
         presented = self.presented(hmap.get("cookie"), settings.cookie_name, stack, now, settings.ttl)
         is_asset, is_document = c.asset_request, c.document_request
         is_record = is_document and bool(c.path_ids)
-        referer, referer_page = _referer(hmap.get("referer"), facts.host)
-        query = facts.query
-        page = facts.raw_path + "?" + query if query else facts.raw_path
+        cookie = presented.cookie
+        referer = referer_page = page = ""
+        if cookie is None or cookie.returned < HISTORY:
+            # Without a history the session's pages and same-site Referers are counted.
+            referer, referer_page = _referer(hmap.get("referer"), facts.host)
+            if is_document:
+                query = facts.query
+                page = (facts.raw_path + "?" + query if query else facts.raw_path)[:MAX_PAGE]
+        elif is_record:  # with one, the Referer tells only whether a record was fetched straight by URL
+            referer = _referer(hmap.get("referer"), facts.host)[0]
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
                                            is_record=is_record, referer=referer, is_asset=is_asset,
-                                           page=page[:MAX_PAGE], referer_page=referer_page, price=price)
+                                           page=page, referer_page=referer_page, price=price)
         c.session = ctx
         return ctx
 
@@ -104,6 +116,11 @@ class SessionStage:
         """A record fetched under a clearance spends one of the clearance's records."""
         if not settings.record_budget or not ctx.is_record or self.clearance_token is None:
             return None
+        name = self.clearance_cookie
+        if name:  # most requests carry no clearance cookie: the token is not looked for
+            cookie_header = facts.header_map.get("cookie")
+            if not cookie_header or name not in cookie_header:
+                return None
         token = self.clearance_token(facts, ctx.id)
         if token is None:
             return None

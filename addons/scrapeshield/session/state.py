@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..challenge.binding import short_hash
+from ..context import NO_SIGNALS
 from ..store.base import ScoreUpdate
 from .cookie import (
     COOKIE_NAME,
@@ -78,6 +79,7 @@ PAGE_SEEN_AT = 0.2
 # The stack's usual rate of new sessions is learnt over hours, so a burst is judged against the
 # site's own traffic: a busy site's steady stream of new Chrome visitors is no burst.
 BASELINE_HALF_LIFE = 6 * 3600.0
+_MAX_KEPT_READS = 4096  # networks (and stacks) whose read-only counters a tracker keeps built
 BURST_FACTOR = 4.0  # new sessions at this many times the stack's usual rate (and at least burst_stack_at)
 
 # A page's part of its `ss.page` / `ss.asset` key. Pure, and a site's few pages are fetched and
@@ -167,7 +169,7 @@ class SessionContext:
         # The price is read with the request's counters, or only for a challenge (`begin`'s `price`).
         self.price_later = False
         self.priced = False  # the adaptive difficulty was read (`after`)
-        self.signals: dict[str, float] = {}
+        self.signals: Mapping[str, float] = NO_SIGNALS  # a dict of its own when a signal holds
         self.counters: tuple[ScoreUpdate, ...] = ()
         self.difficulty = 0  # adaptive difficulty for a challenge of this request; 0 = the rule's
         # Where `after` finds each counter's value in `counters` (-1: not read by this request).
@@ -196,6 +198,9 @@ class SessionTracker:
 
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
+        self._net_reads: dict[str, tuple[ScoreUpdate, ...]] = {}
+        self._stack_reads_kept: dict[str, tuple[ScoreUpdate, ...]] = {}
+        self._price_reads_kept: dict[str, tuple[ScoreUpdate, ...]] = {}
 
     def begin(self, presented: PresentedSession, prefix: str, stack: str, now: float, *,
               is_document: bool, is_record: bool, referer: str, is_asset: bool = False, page: str = "",
@@ -209,8 +214,26 @@ class SessionTracker:
         ctx = SessionContext(presented, prefix, stack)
         ctx.is_document = is_document
         ctx.is_record = is_record
+        ctx.price_later = not price
         deep = ctx.deep = is_record and referer != "same"
         cookie = ctx.cookie
+        net, tag = ctx.net, ctx.stack_tag
+        if (cookie is not None and cookie.returned >= HISTORY and cookie.net == net
+                and not now - cookie.issued < s.fresh_for and presented.other_stack is None):
+            # Most requests: a session with standing, from the network its cookie names. Nothing to
+            # write but what a record fetched straight by URL reads (what the general path below
+            # finds for it, with the counters' tuples kept per network and stack).
+            ctx.standing = True
+            if deep:
+                ctx.signals = {DEEP_RECORD: 1.0}
+                if price:
+                    ctx.price_at, ctx.net_at, ctx.solved_at = 0, 1, 4
+                    ctx.counters = (*self._price_reads(net, tag),
+                                    ScoreUpdate(SOLVE_SESSION, cookie.id, 0.0, SOLVED_HALF_LIFE))
+                else:
+                    ctx.net_at = 0
+                    ctx.counters = self._net_read(net)
+            return ctx
         # No history: no session, or one whose cookie comes back for the first time (a person's page
         # view returns it with the page's assets before they click on). A person arriving from a
         # search result has a Referer of another site; a same-site one without a history is written.
@@ -221,10 +244,9 @@ class SessionTracker:
         # like a cold record. Not a signal: a crowd keeping cookies must not weigh on its network.
         priced_cold = cold or (is_record and referer == "" and not (returned and cookie is not None
                                                                       and cookie.returned >= HISTORY))
-        signals = ctx.signals
+        signals: dict[str, float] = {}
         ups: list[ScoreUpdate] = []
         hl = s.half_life
-        net, tag = ctx.net, ctx.stack_tag
         if cookie is None:
             minted = ctx.set_cookie = mint(prefix, stack, now)
             sid = minted.id
@@ -248,7 +270,7 @@ class SessionTracker:
                 ups.append(ScoreUpdate(HOPS, sid, 1.0, hl))
             if fresh:  # a fresh session is priced by the stack's burst too
                 ctx.new_at = len(ups)
-                ups += [ScoreUpdate(NEW_STACK, tag, 0.0, hl), ScoreUpdate(BASE_STACK, tag, 0.0, BASELINE_HALF_LIFE)]
+                ups += self._stack_reads(tag)
         if cookie is not None and cookie.returned >= HISTORY:
             ctx.standing = not ctx.fresh
         else:
@@ -273,9 +295,12 @@ class SessionTracker:
             if price:
                 at = ctx.price_at = len(ups)
                 ctx.net_at = at + 1
-                ups += [ScoreUpdate(MINT_STACK, tag, 1.0 if priced_cold else 0.0, hl),
-                        ScoreUpdate(MINT_NET, net, minted_here, hl),
-                        ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl)]
+                if priced_cold or cookie is None:
+                    ups += [ScoreUpdate(MINT_STACK, tag, 1.0 if priced_cold else 0.0, hl),
+                            ScoreUpdate(MINT_NET, net, minted_here, hl),
+                            ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl)]
+                else:
+                    ups += self._price_reads(net, tag)
                 if cookie is not None:
                     ctx.solved_at = at + 4
                     ups.append(ScoreUpdate(SOLVE_SESSION, sid, 0.0, SOLVED_HALF_LIFE))
@@ -283,10 +308,49 @@ class SessionTracker:
                 if priced_cold:
                     ups.append(ScoreUpdate(MINT_STACK, tag, 1.0, hl))
                 ctx.net_at = len(ups)
-                ups.append(ScoreUpdate(MINT_NET, net, minted_here, hl))
-        ctx.price_later = not price
+                if cookie is None:
+                    ups.append(ScoreUpdate(MINT_NET, net, minted_here, hl))
+                else:
+                    ups += self._net_read(net)
+        if signals:
+            ctx.signals = signals
         ctx.counters = tuple(ups)
         return ctx
+
+    # The counters most requests only read, built once per network and stack (bounded, emptied when
+    # full): a request's batch holds them as they are, read-only like every ScoreUpdate.
+    def _net_read(self, net: str) -> tuple[ScoreUpdate, ...]:
+        """`ss.mint.net` of the network, read (what a request priced later reads)."""
+        found = self._net_reads.get(net)
+        if found is None:
+            if len(self._net_reads) >= _MAX_KEPT_READS:
+                self._net_reads.clear()
+            found = self._net_reads[net] = (ScoreUpdate(MINT_NET, net, 0.0, self.settings.half_life),)
+        return found
+
+    def _stack_reads(self, tag: str) -> tuple[ScoreUpdate, ...]:
+        """`ss.new.stack` and `ss.base.stack` of the stack, read (what a fresh session reads)."""
+        found = self._stack_reads_kept.get(tag)
+        if found is None:
+            if len(self._stack_reads_kept) >= _MAX_KEPT_READS:
+                self._stack_reads_kept.clear()
+            hl = self.settings.half_life
+            found = self._stack_reads_kept[tag] = (ScoreUpdate(NEW_STACK, tag, 0.0, hl),
+                                                   ScoreUpdate(BASE_STACK, tag, 0.0, BASELINE_HALF_LIFE))
+        return found
+
+    def _price_reads(self, net: str, tag: str) -> tuple[ScoreUpdate, ...]:
+        """The price's four counters of the network and stack, read (nothing minted, not cold)."""
+        key = net + tag
+        found = self._price_reads_kept.get(key)
+        if found is None:
+            if len(self._price_reads_kept) >= _MAX_KEPT_READS:
+                self._price_reads_kept.clear()
+            hl = self.settings.half_life
+            found = self._price_reads_kept[key] = (
+                ScoreUpdate(MINT_STACK, tag, 0.0, hl), ScoreUpdate(MINT_NET, net, 0.0, hl),
+                ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl))
+        return found
 
     def price_counters(self, ctx: SessionContext) -> None:
         """Make sure this request reads what the adaptive difficulty needs (a record fetched under
