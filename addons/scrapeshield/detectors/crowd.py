@@ -34,7 +34,6 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import pairwise
-from types import FunctionType
 from typing import Final
 
 from .strength import MEMO_SIZE, ramp, stable_hash
@@ -105,24 +104,6 @@ def _short_run(ids: int) -> CrowdRun:
     return CrowdRun(ids, 0, 0.0, 0.0)
 
 
-def search(ids: list[int], x: int) -> int:
-    """`bisect_left(ids, x)`, as a loop. Compiled, it is a native loop over the list's items, several
-    times cheaper than reaching the C function through a generic call that compares int objects;
-    interpreted, the C function is the faster, so the callers use it then (`SEARCH_IN_C`)."""
-    lo = 0
-    hi = len(ids)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if ids[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-SEARCH_IN_C: Final = isinstance(search, FunctionType)  # this module is the Python file, not compiled
-
-
 class CrowdIndex:
     """One log's recent record requests, indexed for `CrossSessionWalk.measure`: the entries in
     log order (at most `keep`, none older than `window_s`) and the distinct ids sorted with how
@@ -133,9 +114,11 @@ class CrowdIndex:
     Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. The entries are a
     ring over three flat arrays (id, time, who: 20 bytes an entry, no object per entry), grown up
     to `keep` and then overwritten oldest first, so a full log's append moves no memory. The
-    distinct ids and their counts are lists: every request looks its id up and walks its
-    neighbours, and list items are read in place by compiled code where an array's go through the
-    generic item protocol (an int object made per read)."""
+    distinct ids and their counts are flat arrays too. Not lists, though compiled code reads a
+    list's items in place: a list of ids holds an int object per id, and every full garbage
+    collection visits each of them (a cache miss apiece, scattered over the heap): with lists, the
+    crowd logs were two thirds of a full collection's time and ~1.5 us of every decision. An array
+    holds no object, so the collector never looks inside it; a lookup is C's `bisect_left`."""
 
     __slots__ = ("counts", "first", "first_t", "ids", "keep", "size", "times", "values", "whos", "window_s")
 
@@ -148,8 +131,8 @@ class CrowdIndex:
         self.first = 0  # the ring position of the oldest entry
         self.size = 0  # entries held (at most len(values), which is at most `keep`)
         self.first_t = _NEVER  # the oldest entry's time (what `expire` compares), _NEVER without one
-        self.ids: list[int] = []  # distinct ids, sorted
-        self.counts: list[int] = []  # entries holding ids[i]
+        self.ids: array[int] = array("q")  # distinct ids, sorted
+        self.counts: array[int] = array("I")  # entries holding ids[i]
 
     def copy(self) -> CrowdIndex:
         index = CrowdIndex(self.keep, self.window_s)
@@ -166,7 +149,7 @@ class CrowdIndex:
 
     def __contains__(self, value: int) -> bool:
         ids = self.ids
-        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
+        i = bisect_left(ids, value)
         return i < len(ids) and ids[i] == value
 
     def positions(self) -> range:
@@ -206,7 +189,7 @@ class CrowdIndex:
             self.first_t = t
         self.size = size + 1
         ids = self.ids
-        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
+        i = bisect_left(ids, value)
         if i < len(ids) and ids[i] == value:
             self.counts[i] += 1
         else:
@@ -254,7 +237,7 @@ class CrowdIndex:
         self.size = size
         self.first_t = self.times[first] if size else _NEVER
         ids = self.ids
-        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
+        i = bisect_left(ids, value)
         counts = self.counts
         if counts[i] == 1:
             del ids[i], counts[i]
@@ -315,7 +298,7 @@ class CrossSessionWalk:
         if at >= 0 and not dropped:
             i = at
         else:
-            i = (bisect_left(ids, x) if SEARCH_IN_C else search(ids, x))
+            i = bisect_left(ids, x)
             if i == n or ids[i] != x:
                 return 0.0
         max_stride = self.max_stride
@@ -363,7 +346,7 @@ class CrossSessionWalk:
         index.expire(now)
         ids = index.ids
         n = len(ids)
-        i = (bisect_left(ids, x) if SEARCH_IN_C else search(ids, x))
+        i = bisect_left(ids, x)
         if i == n or ids[i] != x or n < 2:  # `x not in index`, without a method call
             return None
         stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
