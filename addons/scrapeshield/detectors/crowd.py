@@ -199,8 +199,8 @@ class CrowdIndex:
             pos -= cap
         at = pos * 3
         ring[at] = t
-        ring[at + 1] = float(value)
-        ring[at + 2] = float(who)
+        ring[at + 1] = value  # an int is stored as a double (exact below 2**53) without a float() call
+        ring[at + 2] = who
         if size == 0:
             self.first_t = t
         self.size = size + 1
