@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scrapeshield.detectors import strength
-from scrapeshield.detectors.strength import MEMO_SIZE, stable_hash
+from scrapeshield.detectors.strength import MEMO_SIZE, stable_hash, unmemoised_hash
 
 
 def blake2b_32(text: str) -> int:
@@ -20,6 +20,15 @@ def blake2b_32(text: str) -> int:
 def test_the_stable_hash_is_the_first_four_bytes_of_blake2b_of_the_utf8_text(text: str) -> None:
     assert stable_hash(text) == blake2b_32(text)
     assert stable_hash(text) == blake2b_32(text)  # and again, from the memo
+    assert unmemoised_hash(text) == blake2b_32(text)
+
+
+def test_a_record_path_is_hashed_without_filling_the_memo() -> None:
+    strength._HASHES.clear()
+    assert unmemoised_hash("/user/9001") == stable_hash("/user/9001") == blake2b_32("/user/9001")
+    strength._HASHES.clear()
+    unmemoised_hash("/user/9002")
+    assert strength._HASHES == {}
 
 
 def test_known_values_do_not_change_between_versions() -> None:

@@ -47,7 +47,7 @@ from .identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
 from .mirror import LogMirror, LogMirrors
 from .probe import ProbeRate, ProbeWindow
 from .sequence import LoggedWalk, SequentialIds, Walk, extract_ids
-from .strength import ramp, stable_hash
+from .strength import ramp, stable_hash, unmemoised_hash
 from .timing import LoggedArrivals, RegularTiming
 
 __all__ = [
@@ -254,16 +254,18 @@ class DetectorSet:
         path = obs.path
         path_hash = -1  # stable_hash(path), once needed
         distinct = sequence = probe = assets = timing = cross = 0.0
+        if ids is None:
+            ids = extract_ids(path, obs.query)
         if self._distinct is not None and (obs.is_document or not self._distinct_documents_only):
             if not st.parts & DISTINCT:
                 st.begin_distinct(now)
+            # A record's resource (its ids) seldom repeats: hashed without the memo.
             if obs.query:
-                resource_hash = stable_hash(f"{path}?{obs.query}")
+                resource = f"{path}?{obs.query}"
+                resource_hash = unmemoised_hash(resource) if ids else stable_hash(resource)
             else:
-                resource_hash = path_hash = stable_hash(path)
+                resource_hash = path_hash = unmemoised_hash(path) if ids else stable_hash(path)
             distinct = self._distinct.observe(st, resource_hash, now)
-        if ids is None:
-            ids = extract_ids(path, obs.query)
         if self._sequence is not None and ids:
             sequence = self._shared_walks(plan, logs, now) if plan is not None else self._walk(st, ids, now)
         if self._probe is not None and st.probe is not None:

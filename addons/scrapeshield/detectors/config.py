@@ -44,7 +44,7 @@ class DetectorConfig:
     cross_walk_window_s: float = 600.0  # record requests older than this are forgotten
     cross_walk_keep: int = 128  # record requests remembered per scope (stack, network) and id series
     cross_walk_max_logs: int = 20_000  # (scope, series) logs kept in process; least recently used evicted
-    cross_walk_max_entries: int = 131_072  # record requests held in all those logs together (<= ~74 bytes each)
+    cross_walk_max_entries: int = 131_072  # record requests held in all those logs together (~38-66 bytes each)
     cross_walk_max_gap: int = 3  # neighbours on a run are at most this many strides apart
     cross_walk_min_sessions: int = 3  # different sessions (or addresses) on the run, at least
     cross_walk_max_repeat_share: float = 0.5  # more re-fetches of the run's ids than this: a crowd, not a walk

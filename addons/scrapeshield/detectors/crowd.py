@@ -34,19 +34,22 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import pairwise
-from types import FunctionType
 from typing import Final
 
 from .strength import MEMO_SIZE, ramp, stable_hash
 
 CrowdEntry = tuple[int, float, int]  # (record id, time, who: a 32-bit hash of the session or address)
-_MAX_ID = 1 << 63  # record ids have at most 15 digits (sequence.extract_ids): an int64
+# Record ids have at most 15 digits (sequence.extract_ids): below 2**50, so exact as a double, and
+# an id shifted left by _COUNT_BITS with its entry count (at most `keep`, 4096) below fits an int64.
+_MAX_ID = 10**15
 _MAX_WHO = 1 << 32
-_NEVER = float("inf")  # an empty log's oldest time: nothing in it expires
-_GROW = 4  # entries a log's ring grows by (arrays keep about as much room spare themselves)
-_ID_ROOM: Final = array("q", bytes(8 * _GROW))
-_TIME_ROOM: Final = array("d", bytes(8 * _GROW))
-_WHO_ROOM: Final = array("I", bytes(4 * _GROW))
+_COUNT_BITS: Final = 13
+_COUNT_MASK: Final = (1 << _COUNT_BITS) - 1
+_NEVER: Final = float("inf")  # an empty log's oldest time: nothing in it expires
+_GROW: Final = 4  # entries a log's ring grows by (arrays keep about as much room spare themselves)
+_RING_ROOM: Final = array("d", bytes(8 * 3 * _GROW))
+# Called through a constant: compiled, a module global is looked up in the module dict per call.
+_bisect_left: Final = bisect_left
 
 
 _TAGS: Final[dict[str, str]] = {}
@@ -105,24 +108,6 @@ def _short_run(ids: int) -> CrowdRun:
     return CrowdRun(ids, 0, 0.0, 0.0)
 
 
-def search(ids: list[int], x: int) -> int:
-    """`bisect_left(ids, x)`, as a loop. Compiled, it is a native loop over the list's items, several
-    times cheaper than reaching the C function through a generic call that compares int objects;
-    interpreted, the C function is the faster, so the callers use it then (`SEARCH_IN_C`)."""
-    lo = 0
-    hi = len(ids)
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if ids[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-SEARCH_IN_C: Final = isinstance(search, FunctionType)  # this module is the Python file, not compiled
-
-
 class CrowdIndex:
     """One log's recent record requests, indexed for `CrossSessionWalk.measure`: the entries in
     log order (at most `keep`, none older than `window_s`) and the distinct ids sorted with how
@@ -130,108 +115,119 @@ class CrowdIndex:
     so the many requests that extend no run (a crowd's random ids) stay cheap; who fetched a run's
     ids and when is read off the entries only for a run long enough to matter.
 
-    Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. The entries are a
-    ring over three flat arrays (id, time, who: 20 bytes an entry, no object per entry), grown up
-    to `keep` and then overwritten oldest first, so a full log's append moves no memory. The
-    distinct ids and their counts are lists: every request looks its id up and walks its
-    neighbours, and list items are read in place by compiled code where an array's go through the
-    generic item protocol (an int object made per read)."""
+    Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. Two flat arrays:
+    - `ring`, the entries: a ring of (time, id, who) triples of doubles (exact: ids are below
+      2**50, who below 2**32), grown up to `keep` entries and then overwritten oldest first, so a
+      full log's append moves no memory;
+    - `slots`, the distinct ids sorted, each as `id << 13 | the entries holding it`: an id is
+      looked up, added, counted and dropped in one array (C's `bisect_left` finds it).
+    No object per entry or per id, and few objects per log: a full garbage collection visits
+    every object a container holds and every tracked object, each a cache miss on a busy heap.
+    The distinct ids as a list of int objects, and five arrays a log (ids, times and whos of the
+    entries, distinct ids, counts), made the crowd logs two thirds of a full collection's time
+    (~1.5 us of every decision)."""
 
-    __slots__ = ("counts", "first", "first_t", "ids", "keep", "size", "times", "values", "whos", "window_s")
+    __slots__ = ("cap", "first", "first_t", "keep", "ring", "size", "slots", "window_s")
 
     def __init__(self, keep: int, window_s: float) -> None:
         self.keep = keep
         self.window_s = window_s
-        self.values: array[int] = array("q")  # the entries' ring: record id
-        self.times: array[float] = array("d")  # ... time
-        self.whos: array[int] = array("I")  # ... who
-        self.first = 0  # the ring position of the oldest entry
-        self.size = 0  # entries held (at most len(values), which is at most `keep`)
+        self.ring: array[float] = array("d")  # (time, id, who) per entry
+        self.cap = 0  # the ring's capacity in entries: len(ring) // 3 (at most `keep`)
+        self.first = 0  # the ring position (entry number) of the oldest entry
+        self.size = 0  # entries held (at most the ring's capacity, which is at most `keep`)
         self.first_t = _NEVER  # the oldest entry's time (what `expire` compares), _NEVER without one
-        self.ids: list[int] = []  # distinct ids, sorted
-        self.counts: list[int] = []  # entries holding ids[i]
+        self.slots: array[int] = array("q")  # distinct ids sorted, each `id << _COUNT_BITS | entries holding it`
 
     def copy(self) -> CrowdIndex:
         index = CrowdIndex(self.keep, self.window_s)
-        index.values.extend(self.values)
-        index.times.extend(self.times)
-        index.whos.extend(self.whos)
-        index.first, index.size, index.first_t = self.first, self.size, self.first_t
-        index.ids.extend(self.ids)
-        index.counts.extend(self.counts)
+        index.ring.extend(self.ring)
+        index.slots.extend(self.slots)
+        index.cap, index.first, index.size, index.first_t = self.cap, self.first, self.size, self.first_t
         return index
 
     def __len__(self) -> int:
         return self.size
 
     def __contains__(self, value: int) -> bool:
-        ids = self.ids
-        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
-        return i < len(ids) and ids[i] == value
+        slots = self.slots
+        i = _bisect_left(slots, value << _COUNT_BITS)
+        return i < len(slots) and slots[i] >> _COUNT_BITS == value
+
+    @property
+    def ids(self) -> list[int]:
+        """The distinct ids, sorted (tests, debugging)."""
+        return [slot >> _COUNT_BITS for slot in self.slots]
+
+    @property
+    def counts(self) -> list[int]:
+        """How many entries hold each of `ids` (tests, debugging)."""
+        return [slot & _COUNT_MASK for slot in self.slots]
 
     def positions(self) -> range:
-        """The entries' ring positions in log order (`p % len(self.values)`)."""
+        """The entries' ring positions in log order (`p % capacity`, times 3 for the ring's index)."""
         return range(self.first, self.first + self.size)
 
     @property
     def entries(self) -> list[CrowdEntry]:
         """The entries in log order (tests, debugging)."""
-        values, times, whos = self.values, self.times, self.whos
-        cap = len(values)
-        return [(values[p % cap], times[p % cap], whos[p % cap]) for p in self.positions()]
+        ring = self.ring
+        cap = self.cap
+        out: list[CrowdEntry] = []
+        for p in self.positions():
+            at = p % cap * 3
+            out.append((int(ring[at + 1]), ring[at], int(ring[at + 2])))
+        return out
 
     def add(self, entry: CrowdEntry) -> None:
         self.append(entry[0], entry[1], entry[2])
 
     def append(self, value: int, t: float, who: int) -> int:
-        """`add((value, t, who))`, without the tuple; returns where `value` now is in `ids` (a
+        """`add((value, t, who))`, without the tuple; returns where `value` now is in `slots` (a
         hint for `CrossSessionWalk.strength_at`)."""
-        values = self.values
-        cap = len(values)
         size = self.size
         if size == self.keep:
             self._drop_oldest()  # before, not after as a log would: the same entries and counts after
             size -= 1
+        cap = self.cap
         if size == cap:  # no free place in the ring: it grows (up to `keep`)
             self._grow()
-            values = self.values
-            cap = len(values)
+            cap = self.cap
+        ring = self.ring
         pos = self.first + size
         if pos >= cap:
             pos -= cap
-        values[pos] = value
-        self.times[pos] = t
-        self.whos[pos] = who
+        at = pos * 3
+        ring[at] = t
+        ring[at + 1] = value  # an int is stored as a double (exact below 2**53) without a float() call
+        ring[at + 2] = who
         if size == 0:
             self.first_t = t
         self.size = size + 1
-        ids = self.ids
-        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
-        if i < len(ids) and ids[i] == value:
-            self.counts[i] += 1
+        slots = self.slots
+        key = value << _COUNT_BITS
+        i = _bisect_left(slots, key)
+        if i < len(slots) and slots[i] >> _COUNT_BITS == value:
+            slots[i] += 1
         else:
-            ids.insert(i, value)
-            self.counts.insert(i, 1)
+            slots.insert(i, key | 1)
         return i
 
     def _grow(self) -> None:
-        """Room for `_GROW` more entries (fewer up to `keep`): one call each array instead of one
-        each array and entry. The entries are put in log order first if they wrapped."""
+        """Room for `_GROW` more entries (fewer up to `keep`): one call instead of one an entry.
+        The entries are put in log order first if they wrapped."""
         first = self.first
         if first:
-            self.values = self.values[first:] + self.values[:first]
-            self.times = self.times[first:] + self.times[:first]
-            self.whos = self.whos[first:] + self.whos[:first]
+            ring = self.ring
+            self.ring = ring[first * 3:] + ring[:first * 3]
             self.first = 0
-        if self.keep - len(self.values) >= _GROW:
-            self.values.extend(_ID_ROOM)
-            self.times.extend(_TIME_ROOM)
-            self.whos.extend(_WHO_ROOM)
-        else:  # the last few up to `keep`
-            more = self.keep - len(self.values)
-            self.values.extend(_ID_ROOM[:more])
-            self.times.extend(_TIME_ROOM[:more])
-            self.whos.extend(_WHO_ROOM[:more])
+        more = self.keep - self.cap
+        if more >= _GROW:
+            self.ring.extend(_RING_ROOM)
+            self.cap += _GROW
+        else:
+            self.ring.extend(_RING_ROOM[:more * 3])
+            self.cap += more
 
     def expire(self, now: float) -> int:
         """Drop the entries older than the window from the front of the log; returns how many."""
@@ -243,23 +239,23 @@ class CrowdIndex:
         return dropped
 
     def _drop_oldest(self) -> None:
-        values = self.values
+        ring = self.ring
         first = self.first
-        value = values[first]
+        value = int(ring[first * 3 + 1])
         first += 1
-        if first == len(values):
+        if first == self.cap:
             first = 0
         self.first = first
         size = self.size - 1
         self.size = size
-        self.first_t = self.times[first] if size else _NEVER
-        ids = self.ids
-        i = (bisect_left(ids, value) if SEARCH_IN_C else search(ids, value))
-        counts = self.counts
-        if counts[i] == 1:
-            del ids[i], counts[i]
+        self.first_t = ring[first * 3] if size else _NEVER
+        slots = self.slots
+        i = _bisect_left(slots, value << _COUNT_BITS)
+        slot = slots[i]
+        if slot & _COUNT_MASK == 1:
+            del slots[i]
         else:
-            counts[i] -= 1
+            slots[i] = slot - 1
 
 
 class CrossSessionWalk:
@@ -307,47 +303,54 @@ class CrossSessionWalk:
         `at`: where `x` is in the index's ids, as `CrowdIndex.append` just said (-1: unknown); still
         true when expiring drops nothing, which spares a search."""
         dropped = index.expire(now)
-        ids = index.ids
-        n = len(ids)
+        slots = index.slots
+        n = len(slots)
         start = self.start
         if n <= start:
             return 0.0  # the run is at most every distinct id: too short (most logs hold a few ids)
         if at >= 0 and not dropped:
             i = at
         else:
-            i = (bisect_left(ids, x) if SEARCH_IN_C else search(ids, x))
-            if i == n or ids[i] != x:
+            i = _bisect_left(slots, x << _COUNT_BITS)
+            if i == n or slots[i] >> _COUNT_BITS != x:
                 return 0.0
+        # Compiled, an array item is read through the generic item protocol (an int object made per
+        # read): the neighbours read for the stride are the scans' first steps, not read again.
         max_stride = self.max_stride
-        down = x - ids[i - 1] if i > 0 else max_stride + 1
-        up = ids[i + 1] - x if i + 1 < n else max_stride + 1
+        below = slots[i - 1] if i > 0 else -1
+        above = slots[i + 1] if i + 1 < n else -1
+        down = x - (below >> _COUNT_BITS) if below >= 0 else max_stride + 1
+        up = (above >> _COUNT_BITS) - x if above >= 0 else max_stride + 1
         stride = down if down <= up else up
         if stride > max_stride:
             return 0.0
-        counts = index.counts
         on_run = 1
-        requests = counts[i]
+        requests = slots[i] & _COUNT_MASK
         reach = self.max_gap * stride
-        edge, j = x, i - 1
+        edge, j, slot = x, i - 1, below
         while j >= 0:
-            v = ids[j]
+            v = slot >> _COUNT_BITS
             if v < edge - reach:
                 break
             if (edge - v) % stride == 0:
                 edge = v
                 on_run += 1
-                requests += counts[j]
+                requests += slot & _COUNT_MASK
             j -= 1
-        edge, j = x, i + 1
+            if j >= 0:
+                slot = slots[j]
+        edge, j, slot = x, i + 1, above
         while j < n:
-            v = ids[j]
+            v = slot >> _COUNT_BITS
             if v > edge + reach:
                 break
             if (v - edge) % stride == 0:
                 edge = v
                 on_run += 1
-                requests += counts[j]
+                requests += slot & _COUNT_MASK
             j += 1
+            if j < n:
+                slot = slots[j]
         if on_run <= start or (requests - on_run) / requests > self.max_repeat_share:
             return 0.0  # at `start` the ramp is 0 too
         found = self._run(index, x, now)  # a run that may score (rare): listed for its entries
@@ -361,9 +364,10 @@ class CrossSessionWalk:
         """The ids on the run through `x` (x first, then down, then up) and how many of the log's
         entries hold them; None when `x` has no other id within `max_stride`."""
         index.expire(now)
-        ids = index.ids
+        ids = index.ids  # rare (`measure`, a run that may score): plain lists
+        counts = index.counts
         n = len(ids)
-        i = (bisect_left(ids, x) if SEARCH_IN_C else search(ids, x))
+        i = bisect_left(ids, x)
         if i == n or ids[i] != x or n < 2:  # `x not in index`, without a method call
             return None
         stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
@@ -373,7 +377,6 @@ class CrossSessionWalk:
         # The run: from x, step to the nearest id k * stride away (k <= max_gap), down then up. The ids
         # are sorted, so the nearest such id is the first one on the way that lies a whole number of
         # strides from the edge -- found by walking the array from x's place, no lookup per k.
-        counts = index.counts
         run = [x]
         requests = counts[i]
         reach = self.max_gap * stride
@@ -402,15 +405,15 @@ class CrossSessionWalk:
         on_run = set(run)
         first: dict[int, float] = {}  # id -> time of its oldest entry (log order)
         sessions: set[int] = set()
-        values, times, whos = index.values, index.times, index.whos
-        cap = len(values)
+        ring = index.ring
+        cap = index.cap
         for p in index.positions():
-            p %= cap
-            v = values[p]
+            at = p % cap * 3
+            v = int(ring[at + 1])
             if v in on_run:
-                sessions.add(whos[p])
+                sessions.add(int(ring[at + 2]))
                 if v not in first:
-                    first[v] = times[p]
+                    first[v] = ring[at]
         run.sort()
         ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
         pairs = len(run) - 1

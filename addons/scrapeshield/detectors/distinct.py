@@ -15,12 +15,15 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .strength import ramp, stable_hash
 
 if TYPE_CHECKING:  # identities.py imports this module
     from .identities import IdentityState
+
+# Called through a constant: compiled, a module global is looked up in the module dict per call.
+_bisect_left: Final = bisect_left
 
 
 def resource_hash(resource: str) -> int:
@@ -138,7 +141,7 @@ class DistinctResources:
             w.sketch = None
         exact = w.exact
         if exact is not None:
-            i = bisect_left(exact, h)
+            i = _bisect_left(exact, h)
             if i == len(exact) or exact[i] != h:
                 if len(exact) < self.exact_cap:
                     exact.insert(i, h)

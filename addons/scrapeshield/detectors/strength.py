@@ -43,6 +43,13 @@ def stable_hash(text: str) -> int:
 _EMPTY_BLAKE2B_32: Final = blake2b(digest_size=4)
 
 
+def unmemoised_hash(text: str) -> int:
+    """`stable_hash` without its memo, for text that seldom repeats (a record's path: one of
+    thousands of ids). The same value; it spares the memo a lookup that misses and an entry that
+    would crowd out the paths that do repeat (the memo is emptied when full)."""
+    return _blake2b_32(text)
+
+
 def _blake2b_32(text: str) -> int:
     """The first 4 bytes of BLAKE2b of `text` in UTF-8 (lone surrogates encoded as such), as a
     little-endian int. A copy of an empty hasher is updated: about a third cheaper than building

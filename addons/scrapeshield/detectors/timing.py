@@ -21,23 +21,16 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import TYPE_CHECKING
 
 from .strength import ramp
-
-if TYPE_CHECKING:  # identities.py imports this module
-    from .identities import IdentityState
 
 _ZEROS = (0.0,)
 
 
-# What `RegularTiming` reads and writes: a `ArrivalGaps`, or the detectors' per-identity state, which
-# holds the same fields inline (one object less an identity). A union of the two classes, not a
-# Protocol: compiled (mypyc), a field of either is then read in place instead of looked up by name.
-type GapRing = ArrivalGaps | IdentityState
-
-
 class ArrivalGaps:
+    """One identity's recent gaps. Also the base of the detectors' per-identity state
+    (`identities.IdentityState`), which holds these fields inline: one object less an identity."""
+
     __slots__ = ("count", "gaps", "index", "last_path", "last_t", "total", "total_sq")
 
     def __init__(self, now: float, path_hash: int) -> None:
@@ -81,7 +74,7 @@ class RegularTiming:
     def new_state(self, now: float, path_hash: int) -> ArrivalGaps:
         return ArrivalGaps(now, path_hash)
 
-    def observe(self, g: GapRing, path_hash: int, now: float) -> float:
+    def observe(self, g: ArrivalGaps, path_hash: int, now: float) -> float:
         if path_hash == g.last_path:
             return self.strength(g)
         gap = now - g.last_t
@@ -132,7 +125,7 @@ class RegularTiming:
         else:
             log.strength = self.observe(log.gaps, path_hash, now)
 
-    def cv(self, g: GapRing) -> float | None:
+    def cv(self, g: ArrivalGaps) -> float | None:
         """Coefficient of variation of the sampled gaps; None while too few or all zero."""
         n = g.count
         if n < 2:
@@ -143,7 +136,7 @@ class RegularTiming:
         variance = g.total_sq / n - mean * mean
         return math.sqrt(variance) / mean if variance > 0.0 else 0.0
 
-    def strength(self, g: GapRing) -> float:
+    def strength(self, g: ArrivalGaps) -> float:
         if g.count < self.min_samples or g.total / g.count > self.max_mean_s:
             return 0.0
         cv = self.cv(g)
