@@ -87,6 +87,33 @@ def test_the_weighted_signals_of_the_sources_score_as_all_of_them_merged(
         policy, rule_scores, merged)
 
 
+def reference_level_weights(policy: CompiledPolicy, level: Mapping[str, float]) -> list[float]:
+    """What the levels added to each score's value before: every weight looked up, the terms added
+    one after another from 0 (the compiled sum() of a generator)."""
+    out = []
+    for score in policy.scores:
+        total = 0.0
+        for signal, weight in score.weights:
+            if signal in level:
+                total += weight * level[signal]
+        out.append(total)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(SIGNAL_NAMES), st.floats(-3.0, 3.0, allow_nan=False), max_size=8),
+       st.booleans())
+def test_level_weights_are_bit_for_bit_those_of_a_lookup_of_every_weight(level: dict[str, float],
+                                                                         twice: bool) -> None:
+    policy = DEFAULT
+    if twice:  # a score that weighs one signal twice: every weight, in order
+        score = DEFAULT.scores[0]
+        doubled = ScoreDef(score.name, score.uid, score.key, score.half_life,
+                           (*score.weights, score.weights[0], ("cookie_refuser", 0.1)), score.thresholds)
+        policy = dataclasses.replace(DEFAULT, scores=(doubled, *DEFAULT.scores[1:]))
+    assert stages.level_weights(policy, level) == reference_level_weights(policy, level)
+
+
 def _source(found: dict[str, float]):  # type: ignore[no-untyped-def]
     return lambda ctx, policy: found
 

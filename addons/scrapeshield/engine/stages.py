@@ -170,7 +170,7 @@ def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
 
 
 def weighted_signals(policy: CompiledPolicy, ctx: DecisionContext,
-                     extra_sources: Iterable[SignalSource] = ()) -> dict[str, float] | None:
+                     extra_sources: tuple[SignalSource, ...] = ()) -> dict[str, float] | None:
     """The signals of `collect_signals` that some score weighs, the same strengths (a later
     source's wins), without copying the rest; None when there are none."""
     refs = policy.score_plan.refs
@@ -209,17 +209,20 @@ def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: dic
     `signals` may hold signals no score weighs (`collect_signals`) or only those (`weighted_signals`)."""
     scores = policy.scores
     plan = policy.score_plan
-    hits: list[WeightRef] = []  # (score index, weight position, weight x strength): a few, often none
+    hits: list[WeightRef] | None = None  # (score index, weight position, weight x strength): a few, often none
     if signals:
         refs = plan.refs
         for signal, strength in signals.items():
             if strength:
                 found = refs.get(signal)
                 if found:
+                    if hits is None:
+                        hits = []
                     for i, at, weight in found:
                         hits.append((i, at, weight * strength))
-        if len(hits) > 1:
+        if hits is not None and len(hits) > 1:
             hits.sort()  # by score, then weight position: (score, position) pairs are unique
+    n_hits = len(hits) if hits is not None else 0
     per_weight = plan.per_weight
     # A score keyed like the detectors (e.g. both `client`) reuses the key the observe stage computed.
     known = ctx.detector_key if detector_key is not None else None
@@ -228,7 +231,7 @@ def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: dic
     for i in range(len(scores)):  # an index, not zip(): compiled, a native loop
         score = scores[i]
         delta = rule_scores.get(score.name, 0.0) if rule_scores else 0.0
-        while h < len(hits) and hits[h][0] == i:
+        while h < n_hits and hits is not None and hits[h][0] == i:
             delta += hits[h][2]
             h += 1
         if per_weight and signals and i in per_weight:
@@ -300,6 +303,8 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
 
     if res is not None and batch.scores:
         level = ctx.level_signals
+        # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
+        levels = level_weights(policy, level) if level else None
         scores, ups, values = policy.scores, batch.scores, res.scores
         n = len(scores)  # zip()'s length, without an iterator or a generic min() call a decision
         if len(ups) < n:
@@ -308,9 +313,8 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
             n = len(values)
         for i in range(n):
             score, up, value = scores[i], ups[i], values[i]
-            if level:
-                # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
-                value += sum(w * level[sig] for sig, w in score.weights if sig in level)
+            if levels is not None:
+                value += levels[i]
             thresholds = score.thresholds
             if not thresholds or value < thresholds[0].at:  # below the lowest: `reached_threshold` says None
                 continue
@@ -332,6 +336,34 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
         return ALLOWED_BY_DEFAULT
     return Outcome(Decision(policy.default_action, "default", "no rule matched", enforced=enforced,
                             difficulty=policy.challenge.difficulty))
+
+
+def level_weights(policy: CompiledPolicy, level: Mapping[str, float]) -> list[float]:
+    """Per score, 0.0 + w x level of each weighted level signal, added one after another in the
+    order of the score's weights (what the compiled `sum(w * level[sig] for sig, w in score.weights
+    if sig in level)` added; the interpreter's sum() rounds differently past a few terms), from the
+    level signals' few entries instead of a lookup per weight."""
+    scores = policy.scores
+    plan = policy.score_plan
+    refs = plan.refs
+    terms: list[WeightRef] = []
+    for signal, strength in level.items():
+        found = refs.get(signal)
+        if found:
+            for i, at, weight in found:
+                terms.append((i, at, weight * strength))
+    if len(terms) > 1:
+        terms.sort()
+    totals = [0.0] * len(scores)
+    for i, _, term in terms:
+        totals[i] += term
+    for i in plan.per_weight:
+        total = 0.0
+        for signal, weight in scores[i].weights:
+            if signal in level:
+                total += weight * level[signal]
+        totals[i] = total
+    return totals
 
 
 def with_shadow(decision: Decision, shadowed: list[Decision]) -> Decision:
