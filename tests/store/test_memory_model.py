@@ -131,9 +131,9 @@ class LruScoreModel:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_a_full_score_table_evicts_within_a_batch_as_one_update_after_another(seed: int) -> None:
-    # given a score table of 5 entries and batches of up to 40 updates over 12 entries: the
-    # store looks every entry of a batch up before updating any, and an insert in the batch
-    # may evict an entry a later update of the same batch had found (or the same entry twice)
+    # given a score table of 5 entries and batches of up to 40 updates over 12 entries: an
+    # insert in a batch may evict an entry a later update of the same batch updates (or the
+    # same entry is updated twice)
     rng = random.Random(seed)
     store, model = MemoryStore(max_scores=5), LruScoreModel(5)
     now = 1_700_000_000.0

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Final
 
 from cachetools import LRUCache
-from librt.vecs import vec
 from mypy_extensions import i64, mypyc_attr
 
 from ..gcra import BucketLimit, state_after
@@ -44,7 +43,6 @@ from .compact import LruTable
 _SWEEP_EVERY: Final = 1.0  # seconds of clock time between incremental sweeps
 _SWEEP_BUDGET: Final = 2000  # entries examined per sweep and table
 _SPENT_HOLD: Final = 3600.0  # seconds a spent token is remembered at least
-_SCORES_PER_BATCH: Final = 32  # score updates the scratch columns hold at first (they grow)
 
 
 def entry_hash(definition: str, key: str) -> i64:
@@ -130,9 +128,6 @@ class MemoryStore:
                  max_spent: int = 200_000, max_allows: int = 100_000, max_logs: int = 100_000) -> None:
         self._tats = LruTable(max_keys)
         self._scores = LruTable(max_scores, two_values=True)
-        # Scratch columns of `_apply_scores` (an entry's hash and slot per update), reused.
-        self._score_hashes = vec[i64]([0] * _SCORES_PER_BATCH)
-        self._score_slots = vec[i64]([0] * _SCORES_PER_BATCH)
         self._spent = LruTable(max_spent)
         self._bans = DeadlineList(max_bans)
         self._allows = DeadlineList(max_allows)
@@ -230,38 +225,13 @@ class MemoryStore:
 
     def _apply_scores(self, updates: tuple[ScoreUpdate, ...], now: float) -> tuple[float, ...]:
         """Decay, add and store each score (`base.decay`, inlined). A score at 0 is no entry: a
-        missing score that stays at 0 (a read, a negative delta) is not stored.
-
-        Every entry is looked up first, then updated in order: the lookups do not depend on one
-        another, so the CPU overlaps their cache misses (the table outgrows the L2 cache; a miss
-        after a miss was most of this method's time). The LRU order is the one-pass order: each
-        entry is touched when it is updated. An insert (which may evict) makes the later updates
-        look their entry up again."""
+        missing score that stays at 0 (a read, a negative delta) is not stored."""
         table = self._scores
-        n: i64 = len(updates)
-        hashes, slots = self._score_hashes, self._score_slots
-        if n > len(hashes):
-            hashes = self._score_hashes = vec[i64]([0] * n)
-            slots = self._score_slots = vec[i64]([0] * n)
-        i: i64
-        h: i64
-        for i in range(n):
-            up = updates[i]
-            hashes[i] = hash((up.score_id, up.key))  # entry_hash, inlined
-        for i in range(n):  # nothing but the lookups: their misses overlap
-            slots[i] = table.find(hashes[i])
         values, since = table.values, table.seconds
         out: list[float] = []
-        inserted = False
-        for i in range(n):
-            up = updates[i]
-            h = hashes[i]
-            if inserted:
-                slot = table.find_touch(h)
-            else:
-                slot = slots[i]
-                if slot:
-                    table.touch(slot)
+        for up in updates:
+            h = hash((up.score_id, up.key))  # entry_hash, inlined
+            slot = table.find_touch(h)
             if slot:
                 value = values[slot]
                 last, half_life = since[slot], up.half_life
@@ -277,7 +247,6 @@ class MemoryStore:
                 if value > 0.0:
                     table.insert(h, value, self._score_tag(up.score_id, up.half_life), now)
                     values, since = table.values, table.seconds  # the insert may have replaced them
-                    inserted = True
                 else:
                     value = 0.0
             out.append(value)
