@@ -5,6 +5,7 @@ workloads against a plain model that calls the pure functions, and compare every
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 
 import pytest
 
@@ -99,3 +100,50 @@ def test_a_batch_that_grows_the_tables_answers_what_the_pure_functions_answer() 
             res = store.apply_now(batch, now)
             # then every answer is the model's, to the bit
             assert (res.refused, res.buckets, res.scores) == model.apply(batch, now)
+
+
+class LruScoreModel:
+    """Scores in an OrderedDict bounded by `max_scores`, each update applied in turn: a found
+    entry becomes the most recently used, a new one evicts the least recently used when full."""
+
+    def __init__(self, max_scores: int) -> None:
+        self.max_scores = max_scores
+        self.scores: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+
+    def apply(self, updates: tuple[ScoreUpdate, ...], now: float) -> tuple[float, ...]:
+        values = []
+        for up in updates:
+            entry = (up.score_id, up.key)
+            known = self.scores.get(entry)
+            if known is not None:
+                self.scores.move_to_end(entry)
+                value = max(0.0, decay(known[0], known[1], now, up.half_life) + up.delta)
+                self.scores[entry] = (value, now)
+            else:
+                value = max(0.0, 0.0 + up.delta)
+                if value > 0.0:
+                    if len(self.scores) >= self.max_scores:
+                        self.scores.popitem(last=False)
+                    self.scores[entry] = (value, now)
+            values.append(value)
+        return tuple(values)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_full_score_table_evicts_within_a_batch_as_one_update_after_another(seed: int) -> None:
+    # given a score table of 5 entries and batches of up to 40 updates over 12 entries: an
+    # insert in a batch may evict an entry a later update of the same batch updates (or the
+    # same entry is updated twice)
+    rng = random.Random(seed)
+    store, model = MemoryStore(max_scores=5), LruScoreModel(5)
+    now = 1_700_000_000.0
+    for _ in range(400):
+        now += rng.choice([0.0, 0.01, 0.3, 2.0])
+        updates = tuple(ScoreUpdate(f"s{rng.randint(0, 2)}", f"ip:198.51.100.{rng.randint(0, 3)}",
+                                    rng.choice([0.0, -1.0, 0.5, 1.0, 2.5]), 30.0)
+                        for _ in range(rng.randint(1, 40)))
+        # then every value is the one-update-after-another model's, to the bit, and so is
+        # what the table keeps, in its least-recently-used order
+        assert store.apply_now(Batch(scores=updates), now).scores == model.apply(updates, now)
+        table = store._scores
+        assert [(table.values[s], table.seconds[s]) for s in table.lru_slots()] == list(model.scores.values())

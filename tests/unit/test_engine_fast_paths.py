@@ -58,17 +58,76 @@ strengths = st.one_of(st.just(0.0), st.just(1.0), st.floats(-3.0, 3.0, allow_nan
        st.dictionaries(st.sampled_from([s.name for s in DEFAULT.scores]), st.floats(-50, 50), max_size=2))
 def test_score_deltas_are_bit_for_bit_those_of_a_lookup_of_every_weight(signals: dict[str, float],
                                                                          rule_scores: dict[str, float]) -> None:
+    assert _deltas(DEFAULT, rule_scores, signals) == reference_score_updates(DEFAULT, rule_scores, signals)
+
+
+def _deltas(policy: CompiledPolicy, rule_scores: dict[str, float], signals: dict[str, float] | None) -> list[float]:
+    return [up.delta for up in stages.score_updates(policy, DecisionContext(_facts()), rule_scores, signals, None)]
+
+
+signal_maps = st.dictionaries(st.sampled_from(SIGNAL_NAMES), strengths, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(signal_maps, max_size=3), st.lists(signal_maps, max_size=2), signal_maps,
+       st.dictionaries(st.sampled_from([s.name for s in DEFAULT.scores]), st.floats(-50, 50), max_size=2))
+def test_the_weighted_signals_of_the_sources_score_as_all_of_them_merged(
+        policy_found: list[dict[str, float]], extra_found: list[dict[str, float]], detector_found: dict[str, float],
+        rule_scores: dict[str, float]) -> None:
+    """A plain decision merges only the signals some score weighs (a name in several sources: the
+    later source's strength, as `collect_signals` merges them): the same deltas, bit for bit."""
+    policy = dataclasses.replace(DEFAULT, signal_sources=tuple(_source(found) for found in policy_found))
+    extra = tuple(_source(found) for found in extra_found)
     ctx = DecisionContext(_facts())
-    ups = stages.score_updates(DEFAULT, ctx, rule_scores, signals, None)
-    assert [up.delta for up in ups] == reference_score_updates(DEFAULT, rule_scores, signals)
+    ctx.detector_signals = detector_found
+    merged = stages.collect_signals(policy, ctx, extra)
+    weighted = stages.weighted_signals(policy, ctx, extra)
+    assert weighted == ({name: v for name, v in merged.items() if name in policy.score_plan.refs} or None)
+    assert _deltas(policy, rule_scores, weighted) == _deltas(policy, rule_scores, merged) == reference_score_updates(
+        policy, rule_scores, merged)
+
+
+def reference_level_weights(policy: CompiledPolicy, level: Mapping[str, float]) -> list[float]:
+    """What the levels added to each score's value before: every weight looked up, the terms added
+    one after another from 0 (the compiled sum() of a generator)."""
+    out = []
+    for score in policy.scores:
+        total = 0.0
+        for signal, weight in score.weights:
+            if signal in level:
+                total += weight * level[signal]
+        out.append(total)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(SIGNAL_NAMES), st.floats(-3.0, 3.0, allow_nan=False), max_size=8),
+       st.booleans())
+def test_level_weights_are_bit_for_bit_those_of_a_lookup_of_every_weight(level: dict[str, float],
+                                                                         twice: bool) -> None:
+    policy = DEFAULT
+    if twice:  # a score that weighs one signal twice: every weight, in order
+        score = DEFAULT.scores[0]
+        doubled = ScoreDef(score.name, score.uid, score.key, score.half_life,
+                           (*score.weights, score.weights[0], ("cookie_refuser", 0.1)), score.thresholds)
+        policy = dataclasses.replace(DEFAULT, scores=(doubled, *DEFAULT.scores[1:]))
+    assert stages.level_weights(policy, level) == reference_level_weights(policy, level)
+
+
+def _source(found: dict[str, float]):  # type: ignore[no-untyped-def]
+    return lambda ctx, policy: found
 
 
 def test_a_score_that_weighs_one_signal_twice_falls_back_to_every_weight_in_order() -> None:
     score = DEFAULT.scores[0]
     twice = ScoreDef(score.name, score.uid, score.key, score.half_life, (("a", 1.5), ("b", 2.0), ("a", 0.25)),
                      score.thresholds)
-    assert twice.weight_index is None
-    assert stages._weighted(twice, [("a", 2.0), ("b", 1.0)], {"a": 2.0, "b": 1.0}, 0.0) == 1.5 * 2.0 + 2.0 + 0.25 * 2.0
+    policy = dataclasses.replace(DEFAULT, scores=(twice, *DEFAULT.scores[1:]))
+    assert policy.score_plan.per_weight == (0,) and policy.score_plan.refs["a"] == ()
+    signals = {"a": 2.0, "b": 1.0, "good_bot": 1.0}
+    deltas = _deltas(policy, {score.name: 0.5}, signals)
+    assert deltas[0] == 0.5 + 1.5 * 2.0 + 2.0 + 0.25 * 2.0
+    assert deltas == reference_score_updates(policy, {score.name: 0.5}, signals)
 
 
 @settings(max_examples=200, deadline=None)

@@ -126,7 +126,7 @@ def test_resolve_lets_a_refusing_bucket_win_and_asks_for_its_ban() -> None:
 def test_resolve_takes_the_highest_threshold_a_score_reached() -> None:
     ctx = context("/api/x")
     m = stages.match(POLICY, ctx, never_cleared)
-    ups = stages.score_updates(POLICY, ctx, m.rule_scores, {}, None)
+    ups = stages.score_updates(POLICY, ctx, m.rule_scores, None, None)
     batch = stages.build_batch(POLICY, ctx, m, ups)
     outcome = stages.resolve(POLICY, ctx, m, batch, _result(scores=(4.0,)), never_cleared)
     assert (outcome.decision.rule, outcome.decision.action, outcome.decision.score) == (

@@ -137,11 +137,12 @@ class Engine:
 
         scores: tuple[ScoreUpdate, ...] = ()
         if m.terminal is None and policy.scores:
-            signals = stages.collect_signals(policy, ctx, self.signal_sources)
+            if trace is None:  # only the signals some score weighs
+                signals = stages.weighted_signals(policy, ctx, self.signal_sources)
+            else:
+                signals = trace.signals = stages.collect_signals(policy, ctx, self.signal_sources)
             scores = stages.score_updates(policy, ctx, m.rule_scores, signals,
                                           section.key if section is not None else None)
-            if trace is not None:
-                trace.signals = signals
         batch = stages.build_batch(policy, ctx, m, scores)
         if session is not None and settings is not None and sessions is not None:
             batch = _with_session(sessions, batch, ctx, m, session, settings, len(early))

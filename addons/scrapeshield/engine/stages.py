@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import cast
 
-from ..context import DecisionContext
+from ..context import NO_SIGNALS, DecisionContext
 from ..decision import ALLOW_DEFAULT, Action, Decision, RateInfo
 from ..detectors import CrowdView, DetectorSet, Observation
 from ..detectors.policy import DetectorsSection
 from ..facts import RequestFacts
 from ..netaddr import cached_ip_prefix
-from ..policy.model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold
+from ..policy.model import BucketDef, CompiledPolicy, KeySpec, Rule, ScoreDef, Threshold, WeightRef
 from ..policy.plan import RulePlan
 from ..policy.registry import SignalSource
 from ..store.base import Batch, BatchResult, BucketCheck, ScoreUpdate
@@ -153,7 +153,9 @@ def count_monitored(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, mo
 # -- signals and batch -------------------------------------------------------------------------
 def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
                     extra_sources: Iterable[SignalSource] = ()) -> dict[str, float]:
-    """Every named strength a score may weigh: the policy's sources, the engine's, the detectors'."""
+    """Every named strength a score may weigh: the policy's sources, the engine's, the detectors'
+    (a later source's strength for a name wins). What `explain` shows; a plain decision merges
+    only the weighted ones (`weighted_signals`)."""
     signals: dict[str, float] = {}
     for source in policy.signal_sources:
         found = source(ctx, policy)
@@ -161,22 +163,84 @@ def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
             signals.update(found)
     for source in extra_sources:
         signals.update(source(ctx, policy))
-    signals.update(ctx.detector_signals)
+    found = ctx.detector_signals
+    if found is not NO_SIGNALS:
+        signals.update(found)
     return signals
 
 
-def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: Mapping[str, float],
-                  signals: Mapping[str, float], detector_key: KeySpec | None) -> tuple[ScoreUpdate, ...]:
+def weighted_signals(policy: CompiledPolicy, ctx: DecisionContext,
+                     extra_sources: tuple[SignalSource, ...] = ()) -> dict[str, float] | None:
+    """The signals of `collect_signals` that some score weighs, the same strengths (a later
+    source's wins), without copying the rest; None when there are none."""
+    refs = policy.score_plan.refs
+    picked: dict[str, float] | None = None
+    for source in policy.signal_sources:
+        found = source(ctx, policy)
+        if found:
+            picked = _pick(refs, found, picked)
+    for source in extra_sources:
+        found = source(ctx, policy)
+        if found:
+            picked = _pick(refs, found, picked)
+    found = ctx.detector_signals
+    if found is not NO_SIGNALS and found:
+        picked = _pick(refs, found, picked)
+    return picked
+
+
+def _pick(refs: dict[str, tuple[WeightRef, ...]], found: Mapping[str, float],
+          picked: dict[str, float] | None) -> dict[str, float] | None:
+    """`picked` plus the weighted signals of `found` (compiled, a native loop over a dict)."""
+    signals = found if isinstance(found, dict) else dict(found)
+    for signal, strength in signals.items():
+        if signal in refs:
+            if picked is None:
+                picked = {}
+            picked[signal] = strength
+    return picked
+
+
+def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: dict[str, float],
+                  signals: dict[str, float] | None, detector_key: KeySpec | None) -> tuple[ScoreUpdate, ...]:
+    """One store update per score, under the score's key for this request: its matched rules'
+    deltas plus weight x strength of every weighted signal that fired, added in the order of the
+    score's weights (floating-point sums depend on the order: the same order, the same bits).
+    `signals` may hold signals no score weighs (`collect_signals`) or only those (`weighted_signals`)."""
+    scores = policy.scores
+    plan = policy.score_plan
+    hits: list[WeightRef] | None = None  # (score index, weight position, weight x strength): a few, often none
+    if signals:
+        refs = plan.refs
+        for signal, strength in signals.items():
+            if strength:
+                found = refs.get(signal)
+                if found:
+                    if hits is None:
+                        hits = []
+                    for i, at, weight in found:
+                        hits.append((i, at, weight * strength))
+        if hits is not None and len(hits) > 1:
+            hits.sort()  # by score, then weight position: (score, position) pairs are unique
+    n_hits = len(hits) if hits is not None else 0
+    per_weight = plan.per_weight
+    # A score keyed like the detectors (e.g. both `client`) reuses the key the observe stage computed.
+    known = ctx.detector_key if detector_key is not None else None
     ups = []
-    fired = [(signal, strength) for signal, strength in signals.items() if strength]  # a few of many
-    for score in policy.scores:
-        delta = rule_scores.get(score.name, 0.0)
-        delta = _weighted(score, fired, signals, delta)
-        # A score keyed like the detectors (e.g. both `stack`) reuses the key the observe stage computed.
-        if detector_key is not None and score.key is detector_key and ctx.detector_key is not None:
-            key = ctx.detector_key
-        else:
-            key = ctx.key(score.key)
+    h = 0  # the next hit
+    for i in range(len(scores)):  # an index, not zip(): compiled, a native loop
+        score = scores[i]
+        delta = rule_scores.get(score.name, 0.0) if rule_scores else 0.0
+        while h < n_hits and hits is not None and hits[h][0] == i:
+            delta += hits[h][2]
+            h += 1
+        if per_weight and signals and i in per_weight:
+            for signal, weight in score.weights:  # every weight, in order
+                value = signals.get(signal)
+                if value:
+                    delta += weight * value
+        spec = score.key
+        key = known if known is not None and spec is detector_key else ctx.key(spec)
         ups.append(ScoreUpdate(score.uid, key, delta, score.half_life))
     return tuple(ups)
 
@@ -191,28 +255,6 @@ def build_batch(policy: CompiledPolicy, ctx: DecisionContext, m: Matches,
     if not ban_keys and not m.checks and not scores:
         return NO_BATCH
     return Batch(ban_keys, tuple(m.checks), scores)
-
-
-def _weighted(score: ScoreDef, fired: list[tuple[str, float]], signals: Mapping[str, float], delta: float) -> float:
-    """`delta` plus weight x strength of every weighted signal that fired, added in the order of
-    the score's weights (floating-point sums depend on the order: the same order, the same bits)."""
-    index = score.weight_index
-    if index is None:  # a signal weighted twice: every weight, in order
-        for signal, weight in score.weights:
-            strength = signals.get(signal)
-            if strength:
-                delta += weight * strength
-        return delta
-    hits = []
-    for signal, strength in fired:
-        found = index.get(signal)
-        if found is not None:
-            hits.append((found[0], found[1] * strength))
-    if len(hits) > 1:
-        hits.sort()
-    for _, contribution in hits:
-        delta += contribution
-    return delta
 
 
 # -- resolve ---------------------------------------------------------------------------------
@@ -261,12 +303,18 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
 
     if res is not None and batch.scores:
         level = ctx.level_signals
+        # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
+        levels = level_weights(policy, level) if level else None
         scores, ups, values = policy.scores, batch.scores, res.scores
-        for i in range(min(len(scores), len(ups), len(values))):  # zip(), without an iterator a decision
+        n = len(scores)  # zip()'s length, without an iterator or a generic min() call a decision
+        if len(ups) < n:
+            n = len(ups)
+        if len(values) < n:
+            n = len(values)
+        for i in range(n):
             score, up, value = scores[i], ups[i], values[i]
-            if level:
-                # Levels (e.g. session counters) weigh on this decision; the counters are the memory.
-                value += sum(w * level[sig] for sig, w in score.weights if sig in level)
+            if levels is not None:
+                value += levels[i]
             thresholds = score.thresholds
             if not thresholds or value < thresholds[0].at:  # below the lowest: `reached_threshold` says None
                 continue
@@ -288,6 +336,34 @@ def resolve(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, batch: Bat
         return ALLOWED_BY_DEFAULT
     return Outcome(Decision(policy.default_action, "default", "no rule matched", enforced=enforced,
                             difficulty=policy.challenge.difficulty))
+
+
+def level_weights(policy: CompiledPolicy, level: Mapping[str, float]) -> list[float]:
+    """Per score, 0.0 + w x level of each weighted level signal, added one after another in the
+    order of the score's weights (what the compiled `sum(w * level[sig] for sig, w in score.weights
+    if sig in level)` added; the interpreter's sum() rounds differently past a few terms), from the
+    level signals' few entries instead of a lookup per weight."""
+    scores = policy.scores
+    plan = policy.score_plan
+    refs = plan.refs
+    terms: list[WeightRef] = []
+    for signal, strength in level.items():
+        found = refs.get(signal)
+        if found:
+            for i, at, weight in found:
+                terms.append((i, at, weight * strength))
+    if len(terms) > 1:
+        terms.sort()
+    totals = [0.0] * len(scores)
+    for i, _, term in terms:
+        totals[i] += term
+    for i in plan.per_weight:
+        total = 0.0
+        for signal, weight in scores[i].weights:
+            if signal in level:
+                total += weight * level[signal]
+        totals[i] = total
+    return totals
 
 
 def with_shadow(decision: Decision, shadowed: list[Decision]) -> Decision:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import Final, cast
 
 from yaml.nodes import Node, ScalarNode
 
@@ -28,7 +29,7 @@ def good_bot_of(c: DecisionContext, goodbots: GoodBotRegistry | None) -> str | N
     if known is not None and known[0] is goodbots:
         return known[1]
     f = c.facts
-    bot = goodbots.verify(f.header_map.get("user-agent"), f.client_ip)
+    bot = goodbots.verify_agent(f.header_map.get("user-agent"), f.client_ip)
     c.good_bot = (goodbots, bot)
     return bot
 
@@ -55,7 +56,8 @@ def _compile_goodbots(sc: SectionContext, node: Node) -> GoodBotRegistry | None:
         return None
 
 
-GOODBOTS: Section[GoodBotRegistry] = Section("goodbots", _compile_goodbots)
+_GOODBOTS_NAME: Final = "goodbots"
+GOODBOTS: Section[GoodBotRegistry] = Section(_GOODBOTS_NAME, _compile_goodbots)
 
 
 # -- match conditions -----------------------------------------------------------------------
@@ -112,37 +114,39 @@ def fingerprint_signals(c: DecisionContext, policy: CompiledPolicy) -> Mapping[s
     `tls_family:<family>`, `good_bot` (verified) and `unverified_crawler` (claims a crawler the
     registry cannot vouch for -- a UA alone never earns trust). Read-only: may be shared."""
     fp = c.fingerprint
-    base = _fingerprint_part(fp)
-    if good_bot_of(c, policy.section(GOODBOTS)):
+    known = _PARTS.get(id(fp))
+    if known is None or known[0] is not fp:
+        known = _fingerprint_part(fp)
+    base = known[1]
+    # policy.section(GOODBOTS), without the method call and the spec's attribute read
+    if good_bot_of(c, cast("GoodBotRegistry | None", policy.sections.get(_GOODBOTS_NAME))):
         out = dict(base)
         out["good_bot"] = 1.0
         return out
-    if fp.ua.kind == "crawler":
+    if known[2]:
         out = dict(base)
         out["unverified_crawler"] = 1.0
         return out
     return base
 
 
-# The part of `fingerprint_signals` that is the fingerprint's alone, per fingerprint object (the
-# fingerprint memo hands one client the same object request after request). Keyed by identity, the
-# object held in the entry so its id cannot be reused while remembered; bounded, emptied when full.
-_PARTS: dict[int, tuple[ClientFingerprint, dict[str, float]]] = {}
+# The part of `fingerprint_signals` that is the fingerprint's alone, and whether its UA claims a
+# crawler, per fingerprint object (the fingerprint memo hands one client the same object request
+# after request). Keyed by identity, the object held in the entry so its id cannot be reused while
+# remembered; bounded, emptied when full.
+_PARTS: dict[int, tuple[ClientFingerprint, dict[str, float], bool]] = {}
 _PARTS_MAX = 8192
 
 
-def _fingerprint_part(fp: ClientFingerprint) -> dict[str, float]:
-    known = _PARTS.get(id(fp))
-    if known is not None and known[0] is fp:
-        return known[1]
+def _fingerprint_part(fp: ClientFingerprint) -> tuple[ClientFingerprint, dict[str, float], bool]:
     out = dict.fromkeys(fp.signals, 1.0)
     out["ua_class:" + fp.ua.kind] = 1.0
     if fp.tls is not None:
         out["tls_family:" + fp.tls.tls_family] = 1.0
     if len(_PARTS) >= _PARTS_MAX:
         _PARTS.clear()
-    _PARTS[id(fp)] = (fp, out)
-    return out
+    known = _PARTS[id(fp)] = (fp, out, fp.ua.kind == "crawler")
+    return known
 
 
 def register(registry: Registry) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from ..challenge.config import ChallengeConfig
@@ -82,14 +81,37 @@ class ScoreDef:
     half_life: float
     weights: tuple[tuple[str, float], ...]  # (signal name, weight)
     thresholds: tuple[Threshold, ...]  # ascending by `at`
-    # signal name -> (position in `weights`, weight): a request's few non-zero signals are looked
-    # up here instead of every weight being looked up in the request's signals. None when a
-    # signal is weighted twice (the compiler never makes such a score).
-    weight_index: Mapping[str, tuple[int, float]] | None = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        index = {signal: (i, weight) for i, (signal, weight) in enumerate(self.weights)}
-        object.__setattr__(self, "weight_index", MappingProxyType(index) if len(index) == len(self.weights) else None)
+
+# (score index in the policy, position in that score's `weights`, weight)
+WeightRef = tuple[int, int, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ScorePlan:
+    """The policy's score weights arranged for one request, at compile time: a request looks up
+    each of its few signals once here, instead of merging its sources' signals into one dict and
+    each score looking up its weights in it."""
+
+    # signal -> where each score weighs it; every signal some score weighs is a key (its refs may
+    # be empty: only the `per_weight` scores weigh it)
+    refs: dict[str, tuple[WeightRef, ...]]
+    # scores that weigh one signal twice (the compiler never makes one): every weight, in order
+    per_weight: tuple[int, ...]
+
+    @staticmethod
+    def of(scores: tuple[ScoreDef, ...]) -> ScorePlan:
+        refs: dict[str, list[WeightRef]] = {}
+        per_weight: list[int] = []
+        for i, score in enumerate(scores):
+            exact = len({signal for signal, _ in score.weights}) == len(score.weights)
+            if not exact:
+                per_weight.append(i)
+            for at, (signal, weight) in enumerate(score.weights):
+                found = refs.setdefault(signal, [])
+                if exact:
+                    found.append((i, at, weight))
+        return ScorePlan({signal: tuple(found) for signal, found in refs.items()}, tuple(per_weight))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +140,10 @@ class CompiledPolicy:
     # What the rules' conditions need before matching (CompileEnv.needs), e.g. "session_counters":
     # a stage that costs something runs early only for a policy that names it.
     needs: frozenset[str] = field(default=frozenset(), compare=False)
+    score_plan: ScorePlan = field(init=False, repr=False, compare=False)  # made from `scores`
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "score_plan", ScorePlan.of(self.scores))
 
     def section(self, spec: Section[T]) -> T | None:
         """A package's compiled section (e.g. `detectors`), or None when the policy has none."""
