@@ -124,8 +124,8 @@ class CrowdIndex:
     No object per entry or per id, and few objects per log: a full garbage collection visits
     every object a container holds and every tracked object, each a cache miss on a busy heap.
     The distinct ids as a list of int objects, and five arrays a log (ids, times and whos of the
-    entries, distinct ids, counts), made the crowd logs two thirds of a full collection's time
-    (~1.5 us of every decision)."""
+    entries, distinct ids, counts), made the crowd logs two thirds of a full collection's time in
+    the engine bench's heap (measured when this changed)."""
 
     __slots__ = ("cap", "first", "first_t", "keep", "ring", "size", "slots", "window_s")
 
