@@ -15,7 +15,7 @@ from ..context import DecisionContext
 from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
 from ..policy.registry import CompileEnv, ConditionCompiler, KeyContext, Registry, Section, SectionContext
-from . import FIELDS, SIGNALS, TLS_FAMILIES, UA_KINDS, ClientFingerprint, GoodBotRegistry
+from . import FIELDS, SIGNALS, TLS_FAMILIES, UA_KINDS, ClientFingerprint, GoodBotRegistry, field_getter
 
 _REGISTRIES: dict[tuple[str, float], GoodBotRegistry] = {}
 
@@ -105,7 +105,8 @@ def _c_good_bot(r: Reader, node: Node, env: CompileEnv) -> Predicate | None:
 
 # -- key parts ------------------------------------------------------------------------------------
 def _field_part(field: str) -> KeyFunc:
-    return lambda c: c.fingerprint.field(field)
+    get = field_getter(field)  # e.g. the `stack` key's ja4 and ua_class: no lookup per request
+    return lambda c: get(c.fingerprint)
 
 
 # -- score signals ----------------------------------------------------------------------------------
