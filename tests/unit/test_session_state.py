@@ -440,3 +440,22 @@ def test_one_cookie_header_sent_from_two_networks_is_read_with_each_request_s_ow
         moved = prefix != "203.0.113.0/24"
         assert session.standing and (session.hops_at >= 0) is moved  # a network change is counted
         assert (session.set_cookie is not None and session.set_cookie.net == net_tag(prefix)) is moved
+
+
+def test_a_cookie_header_sent_again_after_the_response_replaced_its_cookie_reads_the_same() -> None:
+    from scrapeshield.challenge.keys import KeyRing
+    from scrapeshield.context import DecisionContext
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.session.stage import SessionStage
+
+    stage = SessionStage(KeyRing((b"k" * 32,)))
+    settings = SessionSettings(fresh_for=10.0)
+    headers = (("User-Agent", "Mozilla/5.0 Firefox/128.0"),)
+    stack = DecisionContext(RequestFacts(peer_ip="203.0.113.7", headers=headers)).fingerprint.stack
+    minted = mint("203.0.113.0/24", stack, T0)
+    header = f"shield_session={stage.decoder.encode(minted)}"
+    for _ in range(3):  # a client replaying the header it was first given
+        c = DecisionContext(RequestFacts(peer_ip="203.0.113.7", path="/", headers=(*headers, ("Cookie", header))))
+        c.now = T0 + 1
+        session = stage.begin(c, settings, 24, 64, price=False)
+        assert session.cookie == minted and session.set_cookie is not None and session.set_cookie.returned == 1

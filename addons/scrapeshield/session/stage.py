@@ -95,6 +95,11 @@ class SessionStage:
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
                                            is_record=is_record, referer=referer, is_asset=is_asset,
                                            page=page, referer_page=referer_page, price=price, net=net)
+        if ctx.set_cookie is not None and found is not None:
+            # The client's next Cookie header holds the new cookie: this one's reading is forgotten
+            # rather than kept, one more long-lived object for the garbage collector to walk, until
+            # the memo is emptied (a client that sends it again has it read again).
+            self._forget(hmap.get("cookie"), found)
         c.session = ctx
         return ctx
 
@@ -108,6 +113,10 @@ class SessionStage:
         always the reading of now."""
         found = self._reading(cookie_header, name)
         return cookie.NO_SESSION if found is None else found.reading_at(stack, now, ttl)
+
+    def _forget(self, cookie_header: str | None, found: _HeaderReading) -> None:
+        if cookie_header and self._headers.get(cookie_header) is found:
+            del self._headers[cookie_header]
 
     def _reading(self, cookie_header: str | None, name: str) -> _HeaderReading | None:
         """The remembered reading of a Cookie header (a new one for a header too long to keep);
