@@ -6,7 +6,7 @@ that each backend gives the tracker the same values within one batch per request
 from __future__ import annotations
 
 from scrapeshield.clock import FakeClock
-from scrapeshield.session.cookie import NO_SESSION, PresentedSession, SessionCookie
+from scrapeshield.session.cookie import HISTORY, NO_SESSION, PresentedSession, SessionCookie, net_tag, stack_tag
 from scrapeshield.session.state import COOKIE_REFUSER, SESSION_ROAMING, SessionContext, SessionSettings, SessionTracker
 from scrapeshield.store.base import Batch, Store
 
@@ -70,3 +70,28 @@ async def test_a_person_s_history_is_seen_alike_on_every_backend(store: Store, c
     assert not forged.standing
     person = await request(cookie, page="/people/2", referer_page="/")
     assert person.standing and person.set_cookie is not None and person.set_cookie.has_history
+
+
+async def test_a_record_fetched_by_url_by_a_session_with_standing_reads_the_going_price_alike_on_every_backend(
+        store: Store, clock: FakeClock) -> None:
+    """The counters such a request reads are kept built per network and stack: the same values on
+    every backend, request after request."""
+    settings = SessionSettings(fresh_for=10.0)
+    tracker = SessionTracker(settings)
+    for _ in range(3):  # three sessions minted on the network
+        await _request(store, tracker, clock)
+    cookie = SessionCookie("A" * 16, int(clock.now()) - 100, net_tag("203.0.113.0/24"), stack_tag(STACK), HISTORY)
+    read = []
+    for _ in range(2):
+        clock.advance(1)
+        ctx = tracker.begin(PresentedSession(cookie, "ok"), "203.0.113.0/24", STACK, clock.now(), is_document=True,
+                            is_record=True, referer="", price=True)
+        res = await store.apply(Batch(scores=ctx.counters), clock.now())
+        tracker.after(ctx, res.scores)
+        assert ctx.standing and ctx.priced and len(res.scores) == 5
+        minted_here = res.scores[1]
+        assert 2.5 < minted_here <= 3.0  # the three mints, decayed a little; this request mints none
+        assert ctx.difficulty == settings.difficulty.bits(res.scores[0] + res.scores[2], minted_here + res.scores[3],
+                                                          cold=False, solved=res.scores[4])
+        read.append(ctx.difficulty)
+    assert read[0] == read[1]

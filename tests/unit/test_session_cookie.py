@@ -186,3 +186,14 @@ def test_a_session_cookie_is_a_value_equal_by_its_fields() -> None:
         assert a != other
     assert a != (a.id, a.issued, a.net, a.stack, a.returned)
     assert repr(a) == f"SessionCookie(id='{'A' * 16}', issued=7, net='4{'b' * 12}', stack='{'c' * 12}', returned=1)"
+
+
+def test_a_new_session_s_first_cookie_is_remembered_only_once_it_comes_back() -> None:
+    decoder = cookie.Decoder(KEYS)
+    minted = cookie.mint("203.0.113.0/24", "stack", NOW)
+    value = decoder.encode(minted)
+    assert len(decoder) == 0  # a client keeping no cookies gets one per request: none is kept
+    assert decoder(value) == minted and len(decoder) == 1  # it came back: decoded once, then remembered
+    returned = SessionCookie(minted.id, minted.issued, minted.net, minted.stack, 1)
+    again = decoder.encode(returned)
+    assert len(decoder) == 2 and decoder(again) == returned

@@ -412,3 +412,50 @@ def test_a_record_is_checked_for_a_clearance_only_when_the_request_carries_the_c
     assert asked == []
     spent = stage.budget_check(facts("theme=dark; shield_clearance=abc"), record, settings)
     assert spent is not None and asked == [record.id]
+
+
+def test_one_cookie_header_sent_from_two_networks_is_read_with_each_request_s_own_network() -> None:
+    from scrapeshield.challenge.keys import KeyRing
+    from scrapeshield.context import DecisionContext
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.netaddr import ip_prefix
+    from scrapeshield.session.stage import SessionStage
+
+    stage = SessionStage(KeyRing((b"k" * 32,)))
+    settings = SessionSettings(fresh_for=10.0)
+
+    def facts(ip: str, cookie_header: str) -> RequestFacts:
+        return RequestFacts(peer_ip=ip, method="GET", host="shop.example", path="/",
+                            headers=(("User-Agent", "Mozilla/5.0 Firefox/128.0"), ("Cookie", cookie_header)))
+
+    stack = DecisionContext(facts("203.0.113.7", "")).fingerprint.stack
+    issued = SessionCookie("A" * 16, int(T0), net_tag("203.0.113.0/24"), stack_tag(stack), HISTORY)
+    header = f"theme=dark; shield_session={stage.decoder.encode(issued)}"
+    for ip in ("203.0.113.7", "198.51.100.7", "203.0.113.9", "198.51.100.7", "2001:db8::1"):
+        c = DecisionContext(facts(ip, header))
+        c.now = T0 + 60
+        session = stage.begin(c, settings, 24, 64, price=False)
+        prefix = ip_prefix(ip, 24, 64)
+        assert session.cookie == issued and (session.prefix, session.net) == (prefix, net_tag(prefix))
+        moved = prefix != "203.0.113.0/24"
+        assert session.standing and (session.hops_at >= 0) is moved  # a network change is counted
+        assert (session.set_cookie is not None and session.set_cookie.net == net_tag(prefix)) is moved
+
+
+def test_a_cookie_header_sent_again_after_the_response_replaced_its_cookie_reads_the_same() -> None:
+    from scrapeshield.challenge.keys import KeyRing
+    from scrapeshield.context import DecisionContext
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.session.stage import SessionStage
+
+    stage = SessionStage(KeyRing((b"k" * 32,)))
+    settings = SessionSettings(fresh_for=10.0)
+    headers = (("User-Agent", "Mozilla/5.0 Firefox/128.0"),)
+    stack = DecisionContext(RequestFacts(peer_ip="203.0.113.7", headers=headers)).fingerprint.stack
+    minted = mint("203.0.113.0/24", stack, T0)
+    header = f"shield_session={stage.decoder.encode(minted)}"
+    for _ in range(3):  # a client replaying the header it was first given
+        c = DecisionContext(RequestFacts(peer_ip="203.0.113.7", path="/", headers=(*headers, ("Cookie", header))))
+        c.now = T0 + 1
+        session = stage.begin(c, settings, 24, 64, price=False)
+        assert session.cookie == minted and session.set_cookie is not None and session.set_cookie.returned == 1

@@ -204,7 +204,10 @@ class Decoder:
 
     `encode` remembers the values this shield issues as they decode: the cookie itself (a value
     sealed here moments ago carries this ring's MAC over exactly these fields), so a session's
-    new cookie costs no decode when it comes back."""
+    new cookie costs no decode when it comes back. Except a new session's first cookie: a client
+    that keeps no cookies is given one on every request and never sends it back, and each kept
+    would be one more long-lived object for the garbage collector to walk; one that does come
+    back costs one decode, once per session."""
 
     __slots__ = ("_known", "keys", "max_entries")
 
@@ -229,7 +232,7 @@ class Decoder:
         unless its fields are ones `decode` refuses: then it is not remembered)."""
         canonical = _canonical_json(cookie)
         value = seal_encoded(self.keys, KIND, b64e(_json_of(cookie, canonical).encode("ascii")))
-        if len(value) <= MAX_TOKEN_LEN and canonical is not None:
+        if cookie.returned and len(value) <= MAX_TOKEN_LEN and canonical is not None:
             self._remember(value, cookie)
         return value
 

@@ -19,7 +19,7 @@ from ..netaddr import cached_ip_prefix
 from ..policy.model import BucketDef, Rule
 from ..store.base import BucketCheck
 from . import cookie
-from .cookie import HISTORY
+from .cookie import HISTORY, net_tag
 from .state import SessionContext, SessionSettings, SessionTracker
 
 BUDGET_BUCKET = "ss.budget"
@@ -68,14 +68,23 @@ class SessionStage:
         """`price`: read the adaptive price with the request's counters (see `SessionTracker.begin`)."""
         facts, now = c.facts, c.now
         stack = c.fingerprint.stack
-        prefix = cached_ip_prefix(facts.client_ip, v4, v6)
         hmap = facts.header_map
-        presented = self.presented(hmap.get("cookie"), settings.cookie_name, stack, now, settings.ttl)
+        ip = facts.client_ip
+        found = self._reading(hmap.get("cookie"), settings.cookie_name)
+        if found is None:
+            presented = cookie.NO_SESSION
+            prefix = cached_ip_prefix(ip, v4, v6)
+            net = ""  # the tracker's (net_tag)
+        else:
+            presented = found.reading_at(stack, now, settings.ttl)
+            if found.ip != ip or found.v4 != v4 or found.v6 != v6:
+                found.client(ip, v4, v6, cached_ip_prefix(ip, v4, v6))
+            prefix, net = found.prefix, found.net
         is_asset, is_document = c.asset_request, c.document_request
         is_record = is_document and bool(c.path_ids)
-        cookie = presented.cookie
+        session = presented.cookie
         referer = referer_page = page = ""
-        if cookie is None or cookie.returned < HISTORY:
+        if session is None or session.returned < HISTORY:
             # Without a history the session's pages and same-site Referers are counted.
             referer, referer_page = _referer(hmap.get("referer"), facts.host)
             if is_document:
@@ -85,7 +94,12 @@ class SessionStage:
             referer = _referer(hmap.get("referer"), facts.host)[0]
         ctx = self.tracker(settings).begin(presented, prefix, stack, now, is_document=is_document,
                                            is_record=is_record, referer=referer, is_asset=is_asset,
-                                           page=page, referer_page=referer_page, price=price)
+                                           page=page, referer_page=referer_page, price=price, net=net)
+        if ctx.set_cookie is not None and found is not None:
+            # The client's next Cookie header holds the new cookie: this one's reading is forgotten
+            # rather than kept, one more long-lived object for the garbage collector to walk, until
+            # the memo is emptied (a client that sends it again has it read again).
+            self._forget(hmap.get("cookie"), found)
         c.session = ctx
         return ctx
 
@@ -97,8 +111,18 @@ class SessionStage:
         stack -- is kept with the span of time over which it holds; outside it, or for another
         stack or TTL, the remembered decoded values are read again. So a remembered reading is
         always the reading of now."""
+        found = self._reading(cookie_header, name)
+        return cookie.NO_SESSION if found is None else found.reading_at(stack, now, ttl)
+
+    def _forget(self, cookie_header: str | None, found: _HeaderReading) -> None:
+        if cookie_header and self._headers.get(cookie_header) is found:
+            del self._headers[cookie_header]
+
+    def _reading(self, cookie_header: str | None, name: str) -> _HeaderReading | None:
+        """The remembered reading of a Cookie header (a new one for a header too long to keep);
+        None without a header."""
         if not cookie_header:
-            return cookie.NO_SESSION
+            return None
         found = self._headers.get(cookie_header)
         if found is None or found.name != name:
             values = cookie.cookie_values(cookie_header, name)
@@ -108,9 +132,7 @@ class SessionStage:
                 if len(self._headers) >= _MEMO_MAX:
                     self._headers.clear()
                 self._headers[cookie_header] = found
-        elif found.valid_from <= now < found.valid_until and found.stack == stack and found.ttl == ttl:
-            return found.reading
-        return found.read(stack, now, ttl)
+        return found
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
         """A record fetched under a clearance spends one of the clearance's records."""
@@ -151,9 +173,13 @@ class SessionStage:
 
 
 class _HeaderReading:
-    """A Cookie header's session values, decoded, and its last reading (`SessionStage.presented`)."""
+    """A Cookie header's session values, decoded, and its last reading (`SessionStage.presented`);
+    with the client that last sent it, its network prefix and the prefix's tag: a client sends the
+    same header from the same address request after request, so the session stage reads them here
+    instead of in two memos elsewhere (`cached_ip_prefix`, `net_tag`), both pure."""
 
-    __slots__ = ("decoded", "name", "reading", "stack", "ttl", "valid_from", "valid_until")
+    __slots__ = ("decoded", "ip", "name", "net", "prefix", "reading", "stack", "ttl", "v4", "v6", "valid_from",
+                 "valid_until")
 
     def __init__(self, name: str, decoded: tuple[cookie.SessionCookie | str, ...]) -> None:
         self.name = name
@@ -163,6 +189,18 @@ class _HeaderReading:
         self.ttl = -1.0
         self.valid_from = math.inf  # the reading holds while valid_from <= now < valid_until
         self.valid_until = -math.inf
+        self.ip = ""  # the client address last read with this header ("": none yet), and its prefix
+        self.v4 = self.v6 = -1  # as `cached_ip_prefix(ip, v4, v6)` and the prefix's `net_tag`
+        self.prefix = self.net = ""
+
+    def reading_at(self, stack: str, now: float, ttl: float) -> cookie.PresentedSession:
+        """The reading of now, for this stack and TTL (the last one while it holds)."""
+        if self.valid_from <= now < self.valid_until and self.stack == stack and self.ttl == ttl:
+            return self.reading
+        return self.read(stack, now, ttl)
+
+    def client(self, ip: str, v4: int, v6: int, prefix: str) -> None:
+        self.ip, self.v4, self.v6, self.prefix, self.net = ip, v4, v6, prefix, net_tag(prefix)
 
     def read(self, stack: str, now: float, ttl: float) -> cookie.PresentedSession:
         """`cookie.read_decoded`, kept with the span of time over which its answer stays the same:

@@ -150,13 +150,14 @@ class SessionContext:
         "unvisited",
     )
 
-    def __init__(self, presented: PresentedSession, prefix: str, stack: str) -> None:
+    def __init__(self, presented: PresentedSession, prefix: str, stack: str, net: str = "") -> None:
+        """`net`: `net_tag(prefix)`, when the caller has it ("": computed here)."""
         self.presented = presented
         self.cookie: SessionCookie | None = presented.cookie  # the valid session, if any
         self.set_cookie: SessionCookie | None = None  # what the response must set, if anything
         self.prefix = prefix
         self.stack = stack
-        self.net: str = net_tag(prefix)
+        self.net: str = net or net_tag(prefix)
         self.stack_tag: str = stack_tag(stack)
         self.fresh = False
         self.is_document = False
@@ -204,14 +205,15 @@ class SessionTracker:
 
     def begin(self, presented: PresentedSession, prefix: str, stack: str, now: float, *,
               is_document: bool, is_record: bool, referer: str, is_asset: bool = False, page: str = "",
-              referer_page: str = "", price: bool = True) -> SessionContext:
+              referer_page: str = "", price: bool = True, net: str = "") -> SessionContext:
         """`referer`: "" (none), "same" (this site) or "other"; `page`: this request's path and query;
         `referer_page`: the same-site Referer's path and query ("" for none or another site's).
         `price`: read the adaptive difficulty's counters with this request's (one batch: what a
         networked store wants); False: only what the signals need -- a challenge reads the price
-        afterwards (`price_updates`), at no round trip on an in-process store."""
+        afterwards (`price_updates`), at no round trip on an in-process store. `net`:
+        `net_tag(prefix)` when the caller has it."""
         s = self.settings
-        ctx = SessionContext(presented, prefix, stack)
+        ctx = SessionContext(presented, prefix, stack, net)
         ctx.is_document = is_document
         ctx.is_record = is_record
         ctx.price_later = not price
