@@ -63,7 +63,7 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
             if not segment or segment.isalpha():  # no digit in it: most segments (`products`, `user`)
                 continue
             if segment.isascii() and segment.isdigit():
-                if len(segment) <= 15:
+                if len(segment) <= _MAX_ID_DIGITS:
                     positions.append(int(segment))
                     parts[i] = "{}"
                 else:
@@ -84,7 +84,7 @@ def extract_ids(path: str, query: str) -> list[tuple[str, int]]:
     if query and _DIGIT.search(query) is not None:
         for pair in query.split("&"):
             name, _, value = pair.partition("=")
-            if value and len(value) <= 15 and value.isascii() and value.isdigit():
+            if value and len(value) <= _MAX_ID_DIGITS and value.isascii() and value.isdigit():
                 ids.append((_one_copy(f"{template}?{name}"), int(value)))
                 if len(ids) >= MAX_IDS_PER_REQUEST:
                     break

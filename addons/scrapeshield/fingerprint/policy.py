@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Final, cast
 
 from yaml.nodes import Node, ScalarNode
 
@@ -56,8 +55,7 @@ def _compile_goodbots(sc: SectionContext, node: Node) -> GoodBotRegistry | None:
         return None
 
 
-_GOODBOTS_NAME: Final = "goodbots"
-GOODBOTS: Section[GoodBotRegistry] = Section(_GOODBOTS_NAME, _compile_goodbots)
+GOODBOTS: Section[GoodBotRegistry] = Section("goodbots", _compile_goodbots)
 
 
 # -- match conditions -----------------------------------------------------------------------
@@ -119,8 +117,7 @@ def fingerprint_signals(c: DecisionContext, policy: CompiledPolicy) -> Mapping[s
     if known is None or known[0] is not fp:
         known = _fingerprint_part(fp)
     base = known[1]
-    # policy.section(GOODBOTS), without the method call and the spec's attribute read
-    if good_bot_of(c, cast("GoodBotRegistry | None", policy.sections.get(_GOODBOTS_NAME))):
+    if good_bot_of(c, policy.section(GOODBOTS)):
         out = dict(base)
         out["good_bot"] = 1.0
         return out

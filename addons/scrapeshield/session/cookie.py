@@ -18,10 +18,9 @@ another stack -- reads as *no session*: never an error, never a credential.
 """
 from __future__ import annotations
 
-import base64
 import functools
 import json
-import os
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,9 +109,8 @@ NO_SESSION = PresentedSession(None, "missing")
 
 
 def new_session_id() -> str:
-    """`secrets.token_urlsafe(12)`: 96 random bits as ID_LEN URL-safe characters (no padding), in
-    one call less."""
-    return base64.urlsafe_b64encode(os.urandom(12)).decode("ascii")
+    """96 random bits as ID_LEN URL-safe characters."""
+    return secrets.token_urlsafe(12)
 
 
 # Pure and asked on every request for the same few networks and stacks: remembered, bounded

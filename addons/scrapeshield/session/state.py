@@ -194,6 +194,15 @@ class SessionContext:
         return "fresh" if self.fresh else "established"
 
 
+def _kept(table: dict[str, tuple[ScoreUpdate, ...]], key: str,
+          reads: tuple[ScoreUpdate, ...]) -> tuple[ScoreUpdate, ...]:
+    """`reads` remembered under `key` in one of a tracker's read memos (emptied when full)."""
+    if len(table) >= _MAX_KEPT_READS:
+        table.clear()
+    table[key] = reads
+    return reads
+
+
 class SessionTracker:
     """Session bookkeeping around the engine's decision; pure and stateless itself."""
 
@@ -325,20 +334,16 @@ class SessionTracker:
         """`ss.mint.net` of the network, read (what a request priced later reads)."""
         found = self._net_reads.get(net)
         if found is None:
-            if len(self._net_reads) >= _MAX_KEPT_READS:
-                self._net_reads.clear()
-            found = self._net_reads[net] = (ScoreUpdate(MINT_NET, net, 0.0, self.settings.half_life),)
+            found = _kept(self._net_reads, net, (ScoreUpdate(MINT_NET, net, 0.0, self.settings.half_life),))
         return found
 
     def _stack_reads(self, tag: str) -> tuple[ScoreUpdate, ...]:
         """`ss.new.stack` and `ss.base.stack` of the stack, read (what a fresh session reads)."""
         found = self._stack_reads_kept.get(tag)
         if found is None:
-            if len(self._stack_reads_kept) >= _MAX_KEPT_READS:
-                self._stack_reads_kept.clear()
             hl = self.settings.half_life
-            found = self._stack_reads_kept[tag] = (ScoreUpdate(NEW_STACK, tag, 0.0, hl),
-                                                   ScoreUpdate(BASE_STACK, tag, 0.0, BASELINE_HALF_LIFE))
+            found = _kept(self._stack_reads_kept, tag, (ScoreUpdate(NEW_STACK, tag, 0.0, hl),
+                                                        ScoreUpdate(BASE_STACK, tag, 0.0, BASELINE_HALF_LIFE)))
         return found
 
     def _price_reads(self, net: str, tag: str) -> tuple[ScoreUpdate, ...]:
@@ -346,12 +351,10 @@ class SessionTracker:
         key = net + tag
         found = self._price_reads_kept.get(key)
         if found is None:
-            if len(self._price_reads_kept) >= _MAX_KEPT_READS:
-                self._price_reads_kept.clear()
             hl = self.settings.half_life
-            found = self._price_reads_kept[key] = (
+            found = _kept(self._price_reads_kept, key, (
                 ScoreUpdate(MINT_STACK, tag, 0.0, hl), ScoreUpdate(MINT_NET, net, 0.0, hl),
-                ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl))
+                ScoreUpdate(SOLVE_STACK, tag, 0.0, hl), ScoreUpdate(SOLVE_NET, net, 0.0, hl)))
         return found
 
     def price_counters(self, ctx: SessionContext) -> None:
