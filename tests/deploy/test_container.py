@@ -4,8 +4,8 @@ No registry image can be pulled here, so the base is built from Debian packages
 (deploy/container/build-base: debootstrap of trixie, cached under .cache/) and handed to the
 Dockerfile through its BASE build argument. Build and run use podman with the runc runtime and
 host networking (what works on this machine). One container, several checks in order: the proxy
-answers, a refusal happens, /healthz and the HEALTHCHECK pass, the process is PID 1 and not root,
-an edit of the mounted policy is picked up, SIGTERM stops it cleanly.
+answers, a refusal happens, /healthz and the HEALTHCHECK pass, the compiled core runs, the process
+is PID 1 and not root, an edit of the mounted policy is picked up, SIGTERM stops it cleanly.
 """
 from __future__ import annotations
 
@@ -115,6 +115,9 @@ def test_the_image_runs_the_shield_as_an_operator_deploys_it(container: dict[str
         pytest.fail(podman("logs", name, check=False).stdout)
     assert health.json()["ok"] is True
     assert _get(f"{admin}/readyz").status_code == 200  # what a readiness probe asks
+    # the image ships the compiled core, and it is the one running (built for the image's Python)
+    compiled = _get(f"{admin}/status").json()["compiled_core"]
+    assert compiled["used"] is True, compiled
 
     # the proxy answers from the origin, and refuses what the mounted policy refuses
     page = _get(f"{proxy}/")
@@ -134,8 +137,9 @@ def test_the_image_runs_the_shield_as_an_operator_deploys_it(container: dict[str
     assert podman("exec", name, "cat", "/proc/1/comm").stdout.strip().startswith(("python", "scrapeshield"))
 
     # the final image carries no build tools: no compiler, no pip
-    tools = podman("exec", name, "sh", "-c", "command -v gcc cc make pip pip3; ls /opt/scrapeshield/bin/pip*",
-                   check=False)
+    # (the compiled core's build tools included: no mypy either)
+    tools = podman("exec", name, "sh", "-c", "command -v gcc cc make pip pip3 mypy mypyc; "
+                   "ls /opt/scrapeshield/bin/pip* /opt/scrapeshield/bin/mypy*", check=False)
     assert tools.stdout.strip() == "", tools.stdout
 
     # an edit of the mounted policy (written aside and renamed over, as editors do) is picked up
