@@ -22,7 +22,7 @@ from scrapeshield.challenge.endpoints import ChallengeService
 from scrapeshield.challenge.keys import KeyRing
 from scrapeshield.clock import FakeClock
 from scrapeshield.context import DecisionContext
-from scrapeshield.detectors import crowd
+from scrapeshield.detectors import crowd, distinct
 from scrapeshield.detectors.crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from scrapeshield.engine import Engine, stages
 from scrapeshield.fingerprint.tls import TlsFingerprint
@@ -401,6 +401,26 @@ def test_the_crowd_logs_search_and_insert_on_a_vector_do_what_bisect_and_insert_
         slots = crowd._inserted(grown, at, key, room)
         ordered.insert(at, key)
         assert list(slots) == ordered
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, (1 << 32) - 1), max_size=300))
+def test_the_exact_distinct_hashes_in_a_vector_are_the_sorted_set_of_those_seen(hashes: list[int]) -> None:
+    """`many_distinct_resources` keeps its exact hashes in a `vec[i32]` (less 2**31, searched and
+    inserted into by hand): the same set, in the same order, as a sorted list of them, kept in no
+    more room than `_room` says."""
+    exact = distinct.no_hashes()
+    seen: list[int] = []
+    for h in hashes:
+        key = h - (1 << 31)
+        at = distinct._search(exact, key)
+        assert at == bisect_left(seen, h)
+        if at == len(seen) or seen[at] != h:
+            exact = distinct._inserted(exact, at, key)
+            seen.insert(at, h)
+        assert [x + (1 << 31) for x in exact] == seen
+    assert list(distinct.hashes_copy(exact)) == list(exact)
+    assert all(distinct._room(n) >= n and (n < 32 or distinct._room(n) <= n * 9 // 8 + 1) for n in range(1, 600))
 
 
 def test_a_full_crowd_log_holds_its_ids_and_entries_in_vectors_no_larger_than_they_need() -> None:
