@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Callable, Iterator
 
 from librt.vecs import vec
-from mypy_extensions import i32
+from mypy_extensions import i32  # compiled (mypyc), a native integer; interpreted, int
 
 from ..store.compact import NONE, LruTable
 from .assets import PendingPage
@@ -64,7 +64,7 @@ class IdentityState(ArrivalGaps):
         self.sketch: HyperLogLog | None = None
         self.previous = 0.0
         # regular_timing (ArrivalGaps)
-        self.gaps: array[float] | None = None
+        self.gaps: vec[float] | None = None
         self.index = 0
         self.count = 0
         self.total = 0.0
@@ -93,7 +93,7 @@ class IdentityState(ArrivalGaps):
         st.start, st.previous = self.start, self.previous
         st.exact = hashes_copy(self.exact) if self.exact is not None else None
         st.sketch = self.sketch.copy() if self.sketch is not None else None
-        st.gaps = array("d", self.gaps) if self.gaps is not None else None
+        st.gaps = vec[float](self.gaps) if self.gaps is not None else None
         st.index, st.count, st.total, st.total_sq = self.index, self.count, self.total, self.total_sq
         st.last_t, st.last_path = self.last_t, self.last_path
         st.documents, st.assets, st.html_pages = self.documents, self.assets, self.html_pages

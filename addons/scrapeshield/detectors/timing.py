@@ -14,17 +14,18 @@ previous sampled one. Why:
 The signal also needs `min_samples` gaps and a mean gap below `max_mean_s`, so
 slow, steady reading or polling never fires.
 
-The last `samples` gaps live in a ring buffer (array of doubles) with running
-sums, re-summed exactly each time the ring wraps so float error can't build up.
+The last `samples` gaps live in a ring buffer (a `librt.vecs.vec[float]`: compiled,
+a native load and store per gap, where an `array`'s went through the generic item
+protocol) with running sums, re-summed exactly each time the ring wraps so float
+error can't build up.
 """
 from __future__ import annotations
 
 import math
-from array import array
+
+from librt.vecs import vec
 
 from .strength import ramp
-
-_ZEROS = (0.0,)
 
 
 class ArrivalGaps:
@@ -36,7 +37,7 @@ class ArrivalGaps:
     def __init__(self, now: float, path_hash: int) -> None:
         # The ring is made with the first gap: most identities make one page request, and a
         # ring of 16 doubles is most of an idle identity's memory.
-        self.gaps: array[float] | None = None
+        self.gaps: vec[float] | None = None
         self.index = 0
         self.count = 0
         self.total = 0.0
@@ -84,7 +85,7 @@ class RegularTiming:
         g.last_path = path_hash
         gaps = g.gaps
         if gaps is None:
-            g.gaps = gaps = array("d", _ZEROS) * self.samples
+            g.gaps = gaps = vec[float]([0.0] * self.samples)
         i = g.index
         old = gaps[i]
         gaps[i] = gap
