@@ -36,7 +36,7 @@ from itertools import pairwise
 from typing import Final
 
 from librt.vecs import append, extend, pop, vec
-from mypy_extensions import i64  # compiled (mypyc), a native integer; interpreted, int
+from mypy_extensions import i64, mypyc_attr  # compiled (mypyc), a native integer; interpreted, int
 
 from .strength import MEMO_SIZE, ramp, stable_hash
 
@@ -112,6 +112,7 @@ def _short_run(ids: int) -> CrowdRun:
     return CrowdRun(ids, 0, 0.0, 0.0)
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class CrowdIndex:
     """One log's recent record requests, indexed for `CrossSessionWalk.measure`: the entries in
     log order (at most `keep`, none older than `window_s`) and the distinct ids sorted with how

@@ -22,7 +22,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Final
 
 from librt.vecs import append, extend, vec
-from mypy_extensions import i32, i64  # compiled (mypyc), native integers; interpreted, int
+from mypy_extensions import i32, i64, mypyc_attr  # compiled (mypyc), native integers; interpreted, int
 
 from .strength import ramp, stable_hash
 
@@ -95,6 +95,7 @@ def resource_hash(resource: str) -> int:
     return stable_hash(resource)
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class HyperLogLog:
     """Cardinality sketch over 32-bit hashes; O(1) add and O(1) estimate.
 
@@ -156,6 +157,7 @@ def current(w: DistinctCounts) -> float:
     return w.sketch.estimate()
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class DistinctWindow:
     """One identity's counting state."""
 

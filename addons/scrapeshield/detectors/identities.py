@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Callable, Iterator
 
 from librt.vecs import vec
-from mypy_extensions import i32  # compiled (mypyc), a native integer; interpreted, int
+from mypy_extensions import i32, mypyc_attr  # compiled (mypyc), a native integer; interpreted, int
 
 from ..store.compact import NONE, LruTable
 from .assets import PendingPage
@@ -38,6 +38,7 @@ TIMING = 2
 LEDGER = 4
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class IdentityState(ArrivalGaps):
     """Everything the detectors remember about one identity, in ONE object: the fields of a
     `DistinctWindow` (a `DistinctCounts`), an `ArrivalGaps` and an `AssetLedger` (a

@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 
 from librt.vecs import vec
+from mypy_extensions import mypyc_attr
 
 from .strength import ramp
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class ArrivalGaps:
     """One identity's recent gaps. Also the base of the detectors' per-identity state
     (`identities.IdentityState`), which holds these fields inline: one object less an identity."""
@@ -46,6 +48,7 @@ class ArrivalGaps:
         self.last_path = path_hash
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class LoggedArrivals:
     """An identity's arrivals as the entries of a shared log make them (`RegularTiming.follow`)."""
 
