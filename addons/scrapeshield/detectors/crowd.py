@@ -217,7 +217,8 @@ class CrowdIndex:
         self.size = size + 1
         slots = self.slots
         key: i64 = value << _COUNT_BITS
-        i = _search(slots, key)
+        # Interpreted, C's bisect over a view, without `_search`'s Python frame (here and below).
+        i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
         if i < len(slots) and slots[i] >> _COUNT_BITS == value:
             slots[i] += 1
         else:
@@ -274,7 +275,8 @@ class CrowdIndex:
         self.size = size
         self.first_t = ring[first * 3] if size else _NEVER
         slots = self.slots
-        i = _search(slots, value << _COUNT_BITS)
+        key: i64 = value << _COUNT_BITS
+        i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
         slot = slots[i]
         if slot & _COUNT_MASK == 1:
             self.slots = pop(slots, i)[0]
@@ -370,7 +372,8 @@ class CrossSessionWalk:
         if at >= 0 and not dropped:
             i = at
         else:
-            i = _search(slots, value << _COUNT_BITS)
+            key: i64 = value << _COUNT_BITS
+            i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
             if i == n or slots[i] >> _COUNT_BITS != value:
                 return 0.0
         max_stride: i64 = self.max_stride
