@@ -243,7 +243,7 @@ class CrowdIndex:
         room = _RING_ROOM if more == _GROW else _RING_ROOM[:more * 3]
         old = self.ring
         if not self.cap:
-            self.ring = vec[float](room)  # (an empty vector extended to its room grows anyway)
+            self.ring = vec[float](room)  # a copy: an empty vector extended to exactly its capacity grows past it
         else:
             cut = self.first * 3
             if cut:
