@@ -1,11 +1,12 @@
 """The detectors' identity table (detectors/identities.py): bounded by count and idle time."""
 from __future__ import annotations
 
+import gc
 import random
 
 import pytest
 
-from scrapeshield.detectors import DetectorConfig, DetectorSet, Observation
+from scrapeshield.detectors import CrowdView, DetectorConfig, DetectorSet, Observation, crowd
 from scrapeshield.detectors.assets import AssetLedger, name_hash
 from scrapeshield.detectors.distinct import DistinctWindow
 from scrapeshield.detectors.identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
@@ -184,3 +185,23 @@ def test_the_detectors_measure_on_the_inline_parts_what_they_measure_on_part_obj
         sketched += st.sketch is not None
         judged = st.judged
     assert sketched and judged  # the sketch and the verdicts were reached
+
+
+@pytest.mark.skipif(not crowd._COMPILED, reason="a property of the compiled core (mypyc's acyclic classes)")
+def test_compiled_an_identity_s_state_its_walks_and_the_crowd_logs_are_not_tracked_by_the_gc() -> None:
+    """Every tracked object is visited by each full collection (and every one that survives
+    counts toward the next): the detectors' per-identity state, walks, timing ring, distinct
+    set and crowd logs hold no reference cycle, so compiled they are not tracked at all, and a
+    dict of walks holds nothing the collector needs to see either."""
+    detectors = DetectorSet(DetectorConfig())
+    for i in range(40):
+        obs = Observation(f"/user/{1000 + i}" if i % 2 else f"/item/{i}/photo/{i}", "", "GET", True, False, T0 + i)
+        ids = detectors.record_ids(obs)
+        detectors.observe_request("walker", obs, ids, CrowdView(f"s{i % 4}", ("stack\x1fa", "net\x1fb")))
+    st = detectors._table.get("walker", T0 + 40)  # white box
+    assert st is not None and isinstance(st.walks, dict) and st.gaps is not None and st.exact is not None
+    assert not gc.is_tracked(st)
+    assert not gc.is_tracked(st.walks)
+    assert not any(gc.is_tracked(walk) for walk in st.walks.values())
+    logs = detectors._crowd_logs.items()
+    assert logs and not any(gc.is_tracked(mirror.state) for _, mirror in logs)

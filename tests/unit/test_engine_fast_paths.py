@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
+import tracemalloc
 from bisect import bisect_left
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from librt.vecs import vec
+from mypy_extensions import i64
 
 from scrapeshield import fingerprint, netaddr
 from scrapeshield.challenge.binding import ClientBinding
@@ -19,6 +22,7 @@ from scrapeshield.challenge.endpoints import ChallengeService
 from scrapeshield.challenge.keys import KeyRing
 from scrapeshield.clock import FakeClock
 from scrapeshield.context import DecisionContext
+from scrapeshield.detectors import crowd, distinct
 from scrapeshield.detectors.crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from scrapeshield.engine import Engine, stages
 from scrapeshield.fingerprint.tls import TlsFingerprint
@@ -378,6 +382,64 @@ def test_the_crowd_strength_a_request_needs_is_the_strength_of_the_whole_analysi
     assert whole == reference_crowd_measure(cross, index, x, now)
     assert cross.strength_at(fast, x, now) == cross.strength(whole)
     assert fast.entries == index.entries  # expired alike
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-(1 << 62), 1 << 62), max_size=80), st.lists(st.integers(-(1 << 62), 1 << 62),
+                                                                          min_size=1, max_size=40))
+def test_the_crowd_logs_search_and_insert_on_a_vector_do_what_bisect_and_insert_do_on_a_list(
+        items: list[int], probes: list[int]) -> None:
+    """A crowd log's ids live in a `vec[i64]` (no insert, no bisect: compiled, native loops written
+    for it; interpreted, C over a view and slices): searched and inserted into as a sorted list is."""
+    ordered = sorted(items)
+    slots = vec[i64](ordered)
+    room = len(ordered)
+    for key in probes:
+        at = crowd._search(slots, key)
+        assert at == bisect_left(ordered, key)
+        room += 1 + key % 3  # more than it needs, sometimes
+        grown = vec[i64](slots, capacity=room)
+        slots = crowd._inserted(grown, at, key, room)
+        ordered.insert(at, key)
+        assert list(slots) == ordered
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, (1 << 32) - 1), max_size=300))
+def test_the_exact_distinct_hashes_in_a_vector_are_the_sorted_set_of_those_seen(hashes: list[int]) -> None:
+    """`many_distinct_resources` keeps its exact hashes in a `vec[i32]` (less 2**31, searched and
+    inserted into by hand): the same set, in the same order, as a sorted list of them, kept in no
+    more room than `_room` says."""
+    exact = distinct.no_hashes()
+    seen: list[int] = []
+    for h in hashes:
+        key = h - (1 << 31)
+        at = distinct._search(exact, key)
+        assert at == bisect_left(seen, h)
+        if at == len(seen) or seen[at] != h:
+            exact = distinct._inserted(exact, at, key)
+            seen.insert(at, h)
+        assert [x + (1 << 31) for x in exact] == seen
+    assert list(distinct.hashes_copy(exact)) == list(exact)
+    assert all(distinct._room(n) >= n and (n < 32 or distinct._room(n) <= n * 9 // 8 + 1) for n in range(1, 600))
+
+
+def test_a_full_crowd_log_holds_its_ids_and_entries_in_vectors_no_larger_than_they_need() -> None:
+    """A vector grown by its own `append`/`extend` doubles its room: a full log of 128 different ids
+    would cost ~41 bytes an entry, not ~34 (docs/detectors.md's figures)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        logs = []
+        for k in range(50):
+            index = CrowdIndex(128, 600.0)
+            for i in range(200):  # full, wrapped, grown and worn
+                index.append(1_000_000 + 7919 * i + k, 1.7e9 + i, i)
+            logs.append(index)
+        per_entry = (tracemalloc.get_traced_memory()[0] - before) / (50 * 128)
+    finally:
+        tracemalloc.stop()
+    assert per_entry < 36
+
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 "
           "Safari/537.36")

@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from ..store.base import LogAppend, Logs
 from . import crowd as crowd_log
 from . import sequence as walk_log
@@ -82,6 +84,7 @@ _QUIET: Mapping[str, float] = dict.fromkeys(SIGNAL_NAMES, 0.0)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
+@mypyc_attr(acyclic=True)  # made per request: not tracked by the GC (compiled), so not counted toward a collection
 @dataclass(frozen=True, slots=True, init=False)
 class Observation:
     """What the detectors need to know about one request."""
@@ -103,6 +106,7 @@ class Observation:
         object.__setattr__(self, "now", now)
 
 
+@mypyc_attr(acyclic=True)  # made per request: not tracked by the GC (compiled), so not counted toward a collection
 @dataclass(frozen=True, slots=True, init=False)
 class CrowdView:
     """Where a record request stands in the crowd (`cross_session_walk`): who fetches it (a

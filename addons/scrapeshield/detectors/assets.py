@@ -41,6 +41,7 @@ from bisect import bisect_left, insort
 from typing import TYPE_CHECKING
 
 from cachetools import LRUCache
+from mypy_extensions import mypyc_attr
 
 from .strength import ramp, stable_hash
 
@@ -113,6 +114,7 @@ def asset_refs(body: bytes, scan_bytes: int, max_refs: int) -> list[str]:
     return refs
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class PendingPage:
     __slots__ = ("deadline", "fetched", "remaining")
 
@@ -133,6 +135,7 @@ class PendingPage:
 type LedgerFields = AssetLedger | IdentityState
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class AssetLedger:
     """One identity's pages, pending refs, fetched assets and verdicts."""
 

@@ -30,11 +30,13 @@ stack's walk), else in process; either way a `CrowdIndex` holds it for measuring
 from __future__ import annotations
 
 import functools
-from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Final
+
+from librt.vecs import append, extend, pop, vec
+from mypy_extensions import i64, mypyc_attr  # compiled (mypyc), a native integer; interpreted, int
 
 from .strength import MEMO_SIZE, ramp, stable_hash
 
@@ -46,10 +48,15 @@ _MAX_WHO = 1 << 32
 _COUNT_BITS: Final = 13
 _COUNT_MASK: Final = (1 << _COUNT_BITS) - 1
 _NEVER: Final = float("inf")  # an empty log's oldest time: nothing in it expires
-_GROW: Final = 4  # entries a log's ring grows by (arrays keep about as much room spare themselves)
-_RING_ROOM: Final = array("d", bytes(8 * 3 * _GROW))
+_GROW: Final = 4  # entries a log's ring grows by
+_RING_ROOM: Final = vec[float]([0.0] * (3 * _GROW))
 # Called through a constant: compiled, a module global is looked up in the module dict per call.
 _bisect_left: Final = bisect_left
+# Compiled (mypyc), this module's `__file__` is the extension module's, not its source.
+_COMPILED: Final = not __file__.endswith(".py")
+# Interpreted, `vec[i64]` builds its alias on every use (~0.2 us): the class, once. (Compiled code
+# writes `vec[i64](...)`, a native operation.)
+_I64S: Final = type(vec[i64]())
 
 
 _TAGS: Final[dict[str, str]] = {}
@@ -108,41 +115,48 @@ def _short_run(ids: int) -> CrowdRun:
     return CrowdRun(ids, 0, 0.0, 0.0)
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class CrowdIndex:
     """One log's recent record requests, indexed for `CrossSessionWalk.measure`: the entries in
     log order (at most `keep`, none older than `window_s`) and the distinct ids sorted with how
-    many entries hold each. Adding, expiring and finding a run cost O(log n) plus the run's length,
-    so the many requests that extend no run (a crowd's random ids) stay cheap; who fetched a run's
-    ids and when is read off the entries only for a run long enough to matter.
+    many entries hold each. Adding, expiring and finding a run cost O(log n) plus the run's length
+    (and a shift of the ids after a new one), so the many requests that extend no run (a crowd's
+    random ids) stay cheap; who fetched a run's ids and when is read off the entries only for a run
+    long enough to matter.
 
-    Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. Two flat arrays:
+    Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. Two flat vectors
+    (`librt.vecs.vec`, as store/compact.py's columns: compiled, an item read or write is a direct
+    load or store, where an `array`'s goes through the generic item protocol and makes an int
+    object per read):
     - `ring`, the entries: a ring of (time, id, who) triples of doubles (exact: ids are below
       2**50, who below 2**32), grown up to `keep` entries and then overwritten oldest first, so a
       full log's append moves no memory;
     - `slots`, the distinct ids sorted, each as `id << 13 | the entries holding it`: an id is
-      looked up, added, counted and dropped in one array (C's `bisect_left` finds it).
+      looked up, added, counted and dropped in one vector (`_search`, `_inserted`).
     No object per entry or per id, and few objects per log: a full garbage collection visits
     every object a container holds and every tracked object, each a cache miss on a busy heap.
     The distinct ids as a list of int objects, and five arrays a log (ids, times and whos of the
     entries, distinct ids, counts), made the crowd logs two thirds of a full collection's time in
     the engine bench's heap (measured when this changed)."""
 
-    __slots__ = ("cap", "first", "first_t", "keep", "ring", "size", "slots", "window_s")
+    __slots__ = ("cap", "first", "first_t", "keep", "ring", "room", "size", "slots", "window_s")
 
     def __init__(self, keep: int, window_s: float) -> None:
-        self.keep = keep
+        self.keep: i64 = keep
         self.window_s = window_s
-        self.ring: array[float] = array("d")  # (time, id, who) per entry
-        self.cap = 0  # the ring's capacity in entries: len(ring) // 3 (at most `keep`)
-        self.first = 0  # the ring position (entry number) of the oldest entry
-        self.size = 0  # entries held (at most the ring's capacity, which is at most `keep`)
+        self.ring = vec[float]()  # (time, id, who) per entry
+        self.cap: i64 = 0  # the ring's capacity in entries: len(ring) // 3 (at most `keep`)
+        self.first: i64 = 0  # the ring position (entry number) of the oldest entry
+        self.size: i64 = 0  # entries held (at most the ring's capacity, which is at most `keep`)
         self.first_t = _NEVER  # the oldest entry's time (what `expire` compares), _NEVER without one
-        self.slots: array[int] = array("q")  # distinct ids sorted, each `id << _COUNT_BITS | entries holding it`
+        self.slots = vec[i64]()  # distinct ids sorted, each `id << _COUNT_BITS | entries holding it`
+        self.room: i64 = 0  # the slots' capacity (`_inserted`)
 
     def copy(self) -> CrowdIndex:
         index = CrowdIndex(self.keep, self.window_s)
-        index.ring.extend(self.ring)
-        index.slots.extend(self.slots)
+        index.ring = vec[float](self.ring)
+        index.slots = slots = vec[i64](self.slots)
+        index.room = len(slots)
         index.cap, index.first, index.size, index.first_t = self.cap, self.first, self.size, self.first_t
         return index
 
@@ -151,7 +165,7 @@ class CrowdIndex:
 
     def __contains__(self, value: int) -> bool:
         slots = self.slots
-        i = _bisect_left(slots, value << _COUNT_BITS)
+        i = _search(slots, value << _COUNT_BITS)
         return i < len(slots) and slots[i] >> _COUNT_BITS == value
 
     @property
@@ -199,35 +213,50 @@ class CrowdIndex:
             pos -= cap
         at = pos * 3
         ring[at] = t
-        ring[at + 1] = value  # an int is stored as a double (exact below 2**53) without a float() call
+        ring[at + 1] = value  # exact as a double below 2**53
         ring[at + 2] = who
         if size == 0:
             self.first_t = t
         self.size = size + 1
         slots = self.slots
-        key = value << _COUNT_BITS
-        i = _bisect_left(slots, key)
+        key: i64 = value << _COUNT_BITS
+        # Interpreted, C's bisect over a view, without `_search`'s Python frame (here and below).
+        i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
         if i < len(slots) and slots[i] >> _COUNT_BITS == value:
             slots[i] += 1
         else:
-            slots.insert(i, key | 1)
+            room = self.room
+            if len(slots) == room:
+                # Grown here by about an eighth (as a list grows): a full vector's own growth doubles it.
+                room += (room >> 3) + _GROW
+                if room > self.keep:
+                    room = self.keep
+                self.room = room
+                if _COMPILED:  # (interpreted, `_inserted` makes a new vector anyway)
+                    slots = vec[i64](slots, capacity=room)
+            self.slots = _inserted(slots, i, key | 1, room)
         return i
 
     def _grow(self) -> None:
         """Room for `_GROW` more entries (fewer up to `keep`): one call instead of one an entry.
-        The entries are put in log order first if they wrapped."""
-        first = self.first
-        if first:
-            ring = self.ring
-            self.ring = ring[first * 3:] + ring[:first * 3]
-            self.first = 0
+        The entries are put in log order first if they wrapped. The new ring is made with exactly
+        the room it needs: a vector's own growth (`append`, `extend` past its room) doubles it."""
         more = self.keep - self.cap
-        if more >= _GROW:
-            self.ring.extend(_RING_ROOM)
-            self.cap += _GROW
+        if more > _GROW:
+            more = _GROW
+        room = _RING_ROOM if more == _GROW else _RING_ROOM[:more * 3]
+        old = self.ring
+        if not self.cap:
+            self.ring = vec[float](room)  # a copy: an empty vector extended to exactly its capacity grows past it
         else:
-            self.ring.extend(_RING_ROOM[:more * 3])
-            self.cap += more
+            cut = self.first * 3
+            if cut:
+                ring = extend(vec[float](old[cut:], capacity=len(old) + more * 3), old[:cut])
+                self.first = 0
+            else:
+                ring = vec[float](old, capacity=len(old) + more * 3)
+            self.ring = extend(ring, room)
+        self.cap += more
 
     def expire(self, now: float) -> int:
         """Drop the entries older than the window from the front of the log; returns how many."""
@@ -241,7 +270,7 @@ class CrowdIndex:
     def _drop_oldest(self) -> None:
         ring = self.ring
         first = self.first
-        value = int(ring[first * 3 + 1])
+        value: i64 = int(ring[first * 3 + 1])
         first += 1
         if first == self.cap:
             first = 0
@@ -250,12 +279,46 @@ class CrowdIndex:
         self.size = size
         self.first_t = ring[first * 3] if size else _NEVER
         slots = self.slots
-        i = _bisect_left(slots, value << _COUNT_BITS)
+        key: i64 = value << _COUNT_BITS
+        i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
         slot = slots[i]
         if slot & _COUNT_MASK == 1:
-            del slots[i]
+            self.slots = pop(slots, i)[0]
         else:
             slots[i] = slot - 1
+
+
+def _search(slots: vec[i64], key: i64) -> i64:
+    """`bisect_left(slots, key)`: where `key` is, or would be inserted, in the sorted `slots`.
+    Compiled, a native loop over the vector's items; interpreted, C's `bisect_left` over a view
+    of it (a vector is no sequence to it)."""
+    if not _COMPILED:
+        return _bisect_left(memoryview(slots), key)
+    lo: i64 = 0
+    hi: i64 = len(slots)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if slots[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _inserted(slots: vec[i64], i: i64, item: i64, room: i64) -> vec[i64]:
+    """`slots` with `item` inserted before position `i` (the vector to use from then on; a vector
+    has no insert), in a vector of capacity `room` (more than `len(slots)`). Compiled, a native
+    loop shifts the items after `i` up by one; interpreted, the vector is rebuilt from its two
+    halves in C (a Python loop costs a few microseconds)."""
+    if not _COMPILED:
+        return extend(append(_I64S(slots[:i], capacity=room), item), slots[i:])
+    slots = append(slots, item)
+    j = len(slots) - 1
+    while j > i:
+        slots[j] = slots[j - 1]
+        j -= 1
+    slots[i] = item
+    return slots
 
 
 class CrossSessionWalk:
@@ -304,31 +367,34 @@ class CrossSessionWalk:
         true when expiring drops nothing, which spares a search."""
         dropped = index.expire(now)
         slots = index.slots
-        n = len(slots)
+        n: i64 = len(slots)
         start = self.start
-        if n <= start:
+        if float(n) <= start:
             return 0.0  # the run is at most every distinct id: too short (most logs hold a few ids)
+        value: i64 = x
+        i: i64
         if at >= 0 and not dropped:
             i = at
         else:
-            i = _bisect_left(slots, x << _COUNT_BITS)
-            if i == n or slots[i] >> _COUNT_BITS != x:
+            key: i64 = value << _COUNT_BITS
+            i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
+            if i == n or slots[i] >> _COUNT_BITS != value:
                 return 0.0
-        # Compiled, an array item is read through the generic item protocol (an int object made per
-        # read): the neighbours read for the stride are the scans' first steps, not read again.
-        max_stride = self.max_stride
-        below = slots[i - 1] if i > 0 else -1
-        above = slots[i + 1] if i + 1 < n else -1
-        down = x - (below >> _COUNT_BITS) if below >= 0 else max_stride + 1
-        up = (above >> _COUNT_BITS) - x if above >= 0 else max_stride + 1
+        max_stride: i64 = self.max_stride
+        down: i64 = value - (slots[i - 1] >> _COUNT_BITS) if i > 0 else max_stride + 1
+        up: i64 = (slots[i + 1] >> _COUNT_BITS) - value if i + 1 < n else max_stride + 1
         stride = down if down <= up else up
         if stride > max_stride:
             return 0.0
-        on_run = 1
-        requests = slots[i] & _COUNT_MASK
-        reach = self.max_gap * stride
-        edge, j, slot = x, i - 1, below
+        on_run: i64 = 1
+        requests: i64 = slots[i] & _COUNT_MASK
+        reach: i64 = self.max_gap * stride
+        edge = value
+        j = i - 1
+        v: i64
+        slot: i64
         while j >= 0:
+            slot = slots[j]
             v = slot >> _COUNT_BITS
             if v < edge - reach:
                 break
@@ -337,10 +403,10 @@ class CrossSessionWalk:
                 on_run += 1
                 requests += slot & _COUNT_MASK
             j -= 1
-            if j >= 0:
-                slot = slots[j]
-        edge, j, slot = x, i + 1, above
+        edge = value
+        j = i + 1
         while j < n:
+            slot = slots[j]
             v = slot >> _COUNT_BITS
             if v > edge + reach:
                 break
@@ -349,16 +415,14 @@ class CrossSessionWalk:
                 on_run += 1
                 requests += slot & _COUNT_MASK
             j += 1
-            if j < n:
-                slot = slots[j]
-        if on_run <= start or (requests - on_run) / requests > self.max_repeat_share:
+        if float(on_run) <= start or float(requests - on_run) / float(requests) > self.max_repeat_share:
             return 0.0  # at `start` the ramp is 0 too
         found = self._run(index, x, now)  # a run that may score (rare): listed for its entries
         assert found is not None
         sessions, order = self._who_and_order(index, found[0])
         if sessions < self.min_sessions or order < self.min_order_share:
             return 0.0
-        return ramp(on_run, start, self.full)
+        return ramp(float(on_run), start, self.full)
 
     def _run(self, index: CrowdIndex, x: int, now: float) -> tuple[list[int], int] | None:
         """The ids on the run through `x` (x first, then down, then up) and how many of the log's

@@ -2,9 +2,14 @@
 
 A harvester touches a new record on nearly every request; a person revisits
 (home, category, back button). Exact counting up to `exact_cap` distinct
-resources in a sorted array of 32-bit hashes (4 bytes each); beyond it, a
-HyperLogLog sketch of 2**precision one-byte registers takes over, so a heavy
-identity costs at most max(4 * exact_cap, 2**precision) bytes of counting state.
+resources in a sorted vector of 32-bit hashes (4 bytes each, room for at most an
+eighth more); beyond it, a HyperLogLog sketch of 2**precision one-byte registers
+takes over, so a heavy identity costs at most about max(4.5 * exact_cap,
+2**precision) bytes of counting state.
+
+The exact hashes are a `librt.vecs.vec[i32]` (each hash less 2**31: the same order), as the crowd
+logs' ids (crowd.py): compiled, searching and inserting are native loops over it, where an
+`array`'s `bisect_left` and `insert` were generic calls making an int object per item read.
 
 The window is a "sliding window counter": the count of the current fixed
 window plus the previous window's count weighted by how much of it still
@@ -13,9 +18,11 @@ overlaps the sliding window. Cheap, and exact enough for a threshold.
 from __future__ import annotations
 
 import math
-from array import array
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Final
+
+from librt.vecs import append, extend, vec
+from mypy_extensions import i32, i64, mypyc_attr  # compiled (mypyc), native integers; interpreted, int
 
 from .strength import ramp, stable_hash
 
@@ -24,6 +31,66 @@ if TYPE_CHECKING:  # identities.py imports this module
 
 # Called through a constant: compiled, a module global is looked up in the module dict per call.
 _bisect_left: Final = bisect_left
+# Compiled (mypyc), this module's `__file__` is the extension module's, not its source.
+_COMPILED: Final = not __file__.endswith(".py")
+_HALF: Final = 1 << 31  # a 32-bit hash less this is an i32, in the same order
+# Interpreted, `vec[i32]` builds its alias on every use (~0.2 us): the class, once. (Compiled code
+# writes `vec[i32](...)`, a native operation.)
+_I32S: Final = type(vec[i32]())
+
+
+def no_hashes() -> vec[i32]:
+    """An empty set of exact hashes (a fresh window's)."""
+    return vec[i32]() if _COMPILED else _I32S()
+
+
+def _room(n: i64) -> i64:
+    """The capacity a set of `n` exact hashes is kept in: `n` rounded up to a multiple of 4, from 64
+    on of a power of two between a sixteenth and an eighth of `n` (a vector's own growth doubles
+    its capacity)."""
+    step: i64 = 4
+    while step * 16 <= n:
+        step *= 2
+    return (n + step - 1) // step * step
+
+
+def _search(hashes: vec[i32], key: i32) -> i64:
+    """`bisect_left(hashes, key)`. Compiled, a native loop; interpreted, C's `bisect_left` over a
+    view of the vector (a vector is no sequence to it)."""
+    if not _COMPILED:
+        return _bisect_left(memoryview(hashes), key)
+    lo: i64 = 0
+    hi: i64 = len(hashes)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if hashes[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _inserted(hashes: vec[i32], i: i64, key: i32) -> vec[i32]:
+    """`hashes` with `key` inserted before position `i`, in a vector of capacity `_room` (the vector
+    to use from then on). Compiled, a native loop shifts the items after `i`; interpreted, the
+    vector is rebuilt from its two halves in C."""
+    n: i64 = len(hashes)
+    if not _COMPILED:
+        return extend(append(_I32S(hashes[:i], capacity=_room(n + 1)), key), hashes[i:])
+    if _room(n) == n:  # full
+        hashes = vec[i32](hashes, capacity=_room(n + 1))
+    hashes = append(hashes, key)
+    j = n
+    while j > i:
+        hashes[j] = hashes[j - 1]
+        j -= 1
+    hashes[i] = key
+    return hashes
+
+
+def hashes_copy(hashes: vec[i32]) -> vec[i32]:
+    """An independent copy, in the capacity `_inserted` expects."""
+    return vec[i32](hashes, capacity=_room(len(hashes)))
 
 
 def resource_hash(resource: str) -> int:
@@ -31,6 +98,7 @@ def resource_hash(resource: str) -> int:
     return stable_hash(resource)
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class HyperLogLog:
     """Cardinality sketch over 32-bit hashes; O(1) add and O(1) estimate.
 
@@ -92,6 +160,7 @@ def current(w: DistinctCounts) -> float:
     return w.sketch.estimate()
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class DistinctWindow:
     """One identity's counting state."""
 
@@ -99,7 +168,7 @@ class DistinctWindow:
 
     def __init__(self, now: float) -> None:
         self.start = now
-        self.exact: array[int] | None = array("I")
+        self.exact: vec[i32] | None = no_hashes()
         self.sketch: HyperLogLog | None = None
         self.previous = 0.0  # distinct count of the previous fixed window
 
@@ -137,18 +206,20 @@ class DistinctResources:
             else:
                 w.previous = 0.0
                 w.start = now
-            w.exact = array("I")
+            w.exact = no_hashes()
             w.sketch = None
         exact = w.exact
         if exact is not None:
-            i = _bisect_left(exact, h)
-            if i == len(exact) or exact[i] != h:
+            key: i32 = h - _HALF
+            # Interpreted, C's bisect over a view, without `_search`'s Python frame.
+            i = _search(exact, key) if _COMPILED else _bisect_left(memoryview(exact), key)
+            if i == len(exact) or exact[i] != key:
                 if len(exact) < self.exact_cap:
-                    exact.insert(i, h)
+                    w.exact = _inserted(exact, i, key)
                 else:
                     sketch = HyperLogLog(self.precision)
                     for x in exact:
-                        sketch.add(x)
+                        sketch.add(int(x) + _HALF)
                     sketch.add(h)
                     w.sketch = sketch
                     w.exact = None

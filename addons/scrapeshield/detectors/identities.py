@@ -22,9 +22,12 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterator
 
+from librt.vecs import vec
+from mypy_extensions import i32, mypyc_attr  # compiled (mypyc), a native integer; interpreted, int
+
 from ..store.compact import NONE, LruTable
 from .assets import PendingPage
-from .distinct import HyperLogLog
+from .distinct import HyperLogLog, hashes_copy, no_hashes
 from .probe import ProbeWindow
 from .sequence import Walk
 from .timing import ArrivalGaps
@@ -35,6 +38,7 @@ TIMING = 2
 LEDGER = 4
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class IdentityState(ArrivalGaps):
     """Everything the detectors remember about one identity, in ONE object: the fields of a
     `DistinctWindow` (a `DistinctCounts`), an `ArrivalGaps` and an `AssetLedger` (a
@@ -57,11 +61,11 @@ class IdentityState(ArrivalGaps):
         self.probe: ProbeWindow | None = None
         # many_distinct_resources (DistinctCounts)
         self.start = 0.0
-        self.exact: array[int] | None = None
+        self.exact: vec[i32] | None = None
         self.sketch: HyperLogLog | None = None
         self.previous = 0.0
         # regular_timing (ArrivalGaps)
-        self.gaps: array[float] | None = None
+        self.gaps: vec[float] | None = None
         self.index = 0
         self.count = 0
         self.total = 0.0
@@ -88,9 +92,9 @@ class IdentityState(ArrivalGaps):
             {series: walk.copy() for series, walk in walks.items()} if walks is not None else None
         st.probe = self.probe.copy() if self.probe is not None else None
         st.start, st.previous = self.start, self.previous
-        st.exact = array("I", self.exact) if self.exact is not None else None
+        st.exact = hashes_copy(self.exact) if self.exact is not None else None
         st.sketch = self.sketch.copy() if self.sketch is not None else None
-        st.gaps = array("d", self.gaps) if self.gaps is not None else None
+        st.gaps = vec[float](self.gaps) if self.gaps is not None else None
         st.index, st.count, st.total, st.total_sq = self.index, self.count, self.total, self.total_sq
         st.last_t, st.last_path = self.last_t, self.last_path
         st.documents, st.assets, st.html_pages = self.documents, self.assets, self.html_pages
@@ -105,7 +109,7 @@ class IdentityState(ArrivalGaps):
         """As a fresh `DistinctWindow(now)`."""
         self.parts |= DISTINCT
         self.start = now
-        self.exact = array("I")
+        self.exact = no_hashes()
         self.sketch = None
         self.previous = 0.0
 

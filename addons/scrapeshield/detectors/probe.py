@@ -9,9 +9,12 @@ the site's fault, not the visitor's.
 """
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 from .strength import ramp
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class ProbeWindow:
     __slots__ = ("bits", "count")
 

@@ -23,6 +23,8 @@ import math
 import re
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 from .strength import ramp
 
 _DIGIT = re.compile(r"[0-9]")
@@ -110,6 +112,7 @@ def _digit_run(segment: str) -> tuple[int, int]:
     return start, end
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class Walk:
     """The current walk of one series."""
 
@@ -140,6 +143,7 @@ class Walk:
         return walk
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class LoggedWalk:
     """The walk of one series as the entries of a shared log make it (`SequentialIds.follow`)."""
 

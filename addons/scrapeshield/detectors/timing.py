@@ -14,19 +14,22 @@ previous sampled one. Why:
 The signal also needs `min_samples` gaps and a mean gap below `max_mean_s`, so
 slow, steady reading or polling never fires.
 
-The last `samples` gaps live in a ring buffer (array of doubles) with running
-sums, re-summed exactly each time the ring wraps so float error can't build up.
+The last `samples` gaps live in a ring buffer (a `librt.vecs.vec[float]`: compiled,
+a native load and store per gap, where an `array`'s went through the generic item
+protocol) with running sums, re-summed exactly each time the ring wraps so float
+error can't build up.
 """
 from __future__ import annotations
 
 import math
-from array import array
+
+from librt.vecs import vec
+from mypy_extensions import mypyc_attr
 
 from .strength import ramp
 
-_ZEROS = (0.0,)
 
-
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class ArrivalGaps:
     """One identity's recent gaps. Also the base of the detectors' per-identity state
     (`identities.IdentityState`), which holds these fields inline: one object less an identity."""
@@ -36,7 +39,7 @@ class ArrivalGaps:
     def __init__(self, now: float, path_hash: int) -> None:
         # The ring is made with the first gap: most identities make one page request, and a
         # ring of 16 doubles is most of an idle identity's memory.
-        self.gaps: array[float] | None = None
+        self.gaps: vec[float] | None = None
         self.index = 0
         self.count = 0
         self.total = 0.0
@@ -45,6 +48,7 @@ class ArrivalGaps:
         self.last_path = path_hash
 
 
+@mypyc_attr(acyclic=True)  # never in a reference cycle: not tracked by the GC (compiled)
 class LoggedArrivals:
     """An identity's arrivals as the entries of a shared log make them (`RegularTiming.follow`)."""
 
@@ -84,7 +88,7 @@ class RegularTiming:
         g.last_path = path_hash
         gaps = g.gaps
         if gaps is None:
-            g.gaps = gaps = array("d", _ZEROS) * self.samples
+            g.gaps = gaps = vec[float]([0.0] * self.samples)
         i = g.index
         old = gaps[i]
         gaps[i] = gap
