@@ -171,8 +171,9 @@ def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
 
 def weighted_signals(policy: CompiledPolicy, ctx: DecisionContext,
                      extra_sources: tuple[SignalSource, ...] = ()) -> dict[str, float] | None:
-    """The signals of `collect_signals` that some score weighs, the same strengths (a later
-    source's wins), without copying the rest; None when there are none."""
+    """The signals of `collect_signals` that some score weighs and that hold (a strength of 0 adds
+    nothing to a score), the same strengths (a later source's wins), without copying the rest;
+    None when there are none (most requests: the detectors' signals are mostly at 0)."""
     refs = policy.score_plan.refs
     picked: dict[str, float] | None = None
     for source in policy.signal_sources:
@@ -191,14 +192,18 @@ def weighted_signals(policy: CompiledPolicy, ctx: DecisionContext,
 
 def _pick(refs: dict[str, tuple[WeightRef, ...]], found: Mapping[str, float],
           picked: dict[str, float] | None) -> dict[str, float] | None:
-    """`picked` plus the weighted signals of `found` (compiled, a native loop over a dict)."""
+    """`picked` plus the weighted signals of `found` that hold (compiled, a native loop over a
+    dict); one at 0 takes back what an earlier source said, as merging the sources would."""
     signals = found if isinstance(found, dict) else dict(found)
     for signal, strength in signals.items():
-        if signal in refs:
+        if not strength:
+            if picked is not None and signal in picked:
+                del picked[signal]
+        elif signal in refs:
             if picked is None:
                 picked = {}
             picked[signal] = strength
-    return picked
+    return picked if picked else None
 
 
 def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: dict[str, float],
