@@ -153,14 +153,18 @@ def count_monitored(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, mo
 # -- signals and batch -------------------------------------------------------------------------
 def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
                     extra_sources: Iterable[SignalSource] = ()) -> dict[str, float]:
-    """Every named strength a score may weigh: the policy's sources, the engine's, the detectors'
-    (a later source's strength for a name wins). What `explain` shows; a plain decision merges
+    """Every named strength a score may weigh: the policy's sources, the session stage's event
+    signals (`ctx.session.signals`), the engine's sources, the detectors' (a later source's
+    strength for a name wins). What `explain` shows; a plain decision merges
     only the weighted ones (`weighted_signals`)."""
     signals: dict[str, float] = {}
     for source in policy.signal_sources:
         found = source(ctx, policy)
         if found:  # most sources find nothing for most requests (often the shared, empty NO_SIGNALS)
             signals.update(found)
+    session = ctx.session  # the session stage's event signals, read like the detectors' (no source)
+    if session is not None and session.signals:
+        signals.update(session.signals)
     for source in extra_sources:
         signals.update(source(ctx, policy))
     found = ctx.detector_signals
@@ -180,6 +184,9 @@ def weighted_signals(policy: CompiledPolicy, ctx: DecisionContext,
         found = source(ctx, policy)
         if found:
             picked = _pick(refs, found, picked)
+    session = ctx.session
+    if session is not None and session.signals:
+        picked = _pick(refs, session.signals, picked)
     for source in extra_sources:
         found = source(ctx, policy)
         if found:
@@ -196,7 +203,7 @@ def _pick(refs: dict[str, tuple[WeightRef, ...]], found: Mapping[str, float],
     dict); one at 0 takes back what an earlier source said, as merging the sources would."""
     signals = found if isinstance(found, dict) else dict(found)
     for signal, strength in signals.items():
-        if not strength:
+        if not strength:  # (not `== 0.0`: compiled, that unboxes the float and boxes it again to keep it)
             if picked is not None and signal in picked:
                 del picked[signal]
         elif signal in refs:
