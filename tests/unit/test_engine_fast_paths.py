@@ -25,6 +25,7 @@ from scrapeshield.context import DecisionContext
 from scrapeshield.detectors import crowd, distinct
 from scrapeshield.detectors.crowd import NO_RUN, CrossSessionWalk, CrowdIndex, CrowdRun
 from scrapeshield.engine import Engine, stages
+from scrapeshield.extensions import new_standard_registry
 from scrapeshield.fingerprint.tls import TlsFingerprint
 from scrapeshield.policy.compiler import compile_file
 from scrapeshield.policy.model import CompiledPolicy, ScoreDef
@@ -78,15 +79,16 @@ signal_maps = st.dictionaries(st.sampled_from(SIGNAL_NAMES), strengths, max_size
 def test_the_weighted_signals_of_the_sources_score_as_all_of_them_merged(
         policy_found: list[dict[str, float]], extra_found: list[dict[str, float]], detector_found: dict[str, float],
         rule_scores: dict[str, float]) -> None:
-    """A plain decision merges only the signals some score weighs (a name in several sources: the
-    later source's strength, as `collect_signals` merges them): the same deltas, bit for bit."""
+    """A plain decision merges only the signals some score weighs that hold (a name in several
+    sources: the later source's strength, as `collect_signals` merges them, a later 0 included):
+    the same deltas, bit for bit."""
     policy = dataclasses.replace(DEFAULT, signal_sources=tuple(_source(found) for found in policy_found))
     extra = tuple(_source(found) for found in extra_found)
     ctx = DecisionContext(_facts())
     ctx.detector_signals = detector_found
     merged = stages.collect_signals(policy, ctx, extra)
     weighted = stages.weighted_signals(policy, ctx, extra)
-    assert weighted == ({name: v for name, v in merged.items() if name in policy.score_plan.refs} or None)
+    assert weighted == ({name: v for name, v in merged.items() if name in policy.score_plan.refs and v} or None)
     assert _deltas(policy, rule_scores, weighted) == _deltas(policy, rule_scores, merged) == reference_score_updates(
         policy, rule_scores, merged)
 
@@ -682,3 +684,25 @@ def test_what_a_context_computes_once_is_what_the_plain_functions_say() -> None:
             for key_spec in specs:
                 assert ctx.key(key_spec) == key_spec.func(ctx)
     asyncio.run(go())
+
+
+def test_a_key_of_fingerprint_parts_remembered_per_fingerprint_is_the_key_computed_afresh() -> None:
+    """`stack` (ja4 + ua_class) is remembered per fingerprint object; `ip+ua_class` reads the address
+    too and is not: each is the join of its parts' values, for clients that share a fingerprint
+    and clients that do not, afresh and remembered."""
+    from scrapeshield.facts import RequestFacts
+    from scrapeshield.policy.keys import build_key
+    from scrapeshield.policy.registry import KeyContext
+
+    parts = new_standard_registry().key_parts
+    kctx = KeyContext(24, 64)
+    stack = build_key(("ja4", "ua_class"), kctx, parts)
+    mixed = build_key(("ip", "ua_class"), kctx, parts)
+    assert parts["ja4"].per_fingerprint and not parts["ip"].per_fingerprint
+    for ua, ip in ((CHROME, "203.0.113.7"), (CHROME, "203.0.113.8"), ("curl/8.8.0", "203.0.113.7"),
+                   (CHROME, "203.0.113.7")):
+        for _ in range(2):  # afresh, then remembered
+            ctx = DecisionContext(RequestFacts(peer_ip=ip, scheme="https", headers=(("User-Agent", ua),)))
+            fp = ctx.fingerprint
+            assert stack.func(ctx) == f"ja4={fp.field('ja4')}|ua_class={fp.field('ua_class')}"
+            assert mixed.func(ctx) == f"ip={ip}|ua_class={fp.field('ua_class')}"

@@ -153,14 +153,18 @@ def count_monitored(policy: CompiledPolicy, ctx: DecisionContext, m: Matches, mo
 # -- signals and batch -------------------------------------------------------------------------
 def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
                     extra_sources: Iterable[SignalSource] = ()) -> dict[str, float]:
-    """Every named strength a score may weigh: the policy's sources, the engine's, the detectors'
-    (a later source's strength for a name wins). What `explain` shows; a plain decision merges
+    """Every named strength a score may weigh: the policy's sources, the session stage's event
+    signals (`ctx.session.signals`), the engine's sources, the detectors' (a later source's
+    strength for a name wins). What `explain` shows; a plain decision merges
     only the weighted ones (`weighted_signals`)."""
     signals: dict[str, float] = {}
     for source in policy.signal_sources:
         found = source(ctx, policy)
         if found:  # most sources find nothing for most requests (often the shared, empty NO_SIGNALS)
             signals.update(found)
+    session = ctx.session  # the session stage's event signals, read like the detectors' (no source)
+    if session is not None and session.signals:
+        signals.update(session.signals)
     for source in extra_sources:
         signals.update(source(ctx, policy))
     found = ctx.detector_signals
@@ -171,14 +175,18 @@ def collect_signals(policy: CompiledPolicy, ctx: DecisionContext,
 
 def weighted_signals(policy: CompiledPolicy, ctx: DecisionContext,
                      extra_sources: tuple[SignalSource, ...] = ()) -> dict[str, float] | None:
-    """The signals of `collect_signals` that some score weighs, the same strengths (a later
-    source's wins), without copying the rest; None when there are none."""
+    """The signals of `collect_signals` that some score weighs and that hold (a strength of 0 adds
+    nothing to a score), the same strengths (a later source's wins), without copying the rest;
+    None when there are none (most requests: the detectors' signals are mostly at 0)."""
     refs = policy.score_plan.refs
     picked: dict[str, float] | None = None
     for source in policy.signal_sources:
         found = source(ctx, policy)
         if found:
             picked = _pick(refs, found, picked)
+    session = ctx.session
+    if session is not None and session.signals:
+        picked = _pick(refs, session.signals, picked)
     for source in extra_sources:
         found = source(ctx, policy)
         if found:
@@ -191,14 +199,18 @@ def weighted_signals(policy: CompiledPolicy, ctx: DecisionContext,
 
 def _pick(refs: dict[str, tuple[WeightRef, ...]], found: Mapping[str, float],
           picked: dict[str, float] | None) -> dict[str, float] | None:
-    """`picked` plus the weighted signals of `found` (compiled, a native loop over a dict)."""
+    """`picked` plus the weighted signals of `found` that hold (compiled, a native loop over a
+    dict); one at 0 takes back what an earlier source said, as merging the sources would."""
     signals = found if isinstance(found, dict) else dict(found)
     for signal, strength in signals.items():
-        if signal in refs:
+        if not strength:  # (not `== 0.0`: compiled, that unboxes the float and boxes it again to keep it)
+            if picked is not None and signal in picked:
+                del picked[signal]
+        elif signal in refs:
             if picked is None:
                 picked = {}
             picked[signal] = strength
-    return picked
+    return picked if picked else None
 
 
 def score_updates(policy: CompiledPolicy, ctx: DecisionContext, rule_scores: dict[str, float],

@@ -157,7 +157,7 @@ def register(registry: Registry) -> None:
     registry.add_condition("signal", _c_signal)
     registry.add_condition("good_bot", _c_good_bot)
     for field in sorted(FIELDS - {"good_bot"}):
-        registry.add_key_part(field, _part_factory(field))
+        registry.add_key_part(field, _part_factory(field), per_fingerprint=True)
     registry.add_signal_source(fingerprint_signals)
     registry.add_signals([*sorted(SIGNALS), *(f"ua_class:{k}" for k in sorted(UA_KINDS)),
                           *(f"tls_family:{f}" for f in sorted(TLS_FAMILIES)), "unverified_crawler"])

@@ -16,6 +16,7 @@ from .registry import KeyContext, KeyPart
 
 if TYPE_CHECKING:
     from ..context import DecisionContext
+    from ..fingerprint import ClientFingerprint
     from .registry import Registry
 
 __all__ = ["KeyContext", "build_key", "register"]
@@ -79,4 +80,29 @@ def build_key(parts: tuple[str, ...], ctx: KeyContext, known: Mapping[str, KeyPa
 
         def key(c: DecisionContext) -> str:
             return "|".join(lab + fn(c) for lab, fn in pairs)
+    if all(known[part.partition(":")[0]].per_fingerprint for part in parts):
+        return KeySpec(parts, _per_fingerprint(key))
     return KeySpec(parts, key)
+
+
+_PER_FINGERPRINT_MAX = 8192  # fingerprints whose key a key spec remembers (emptied when full)
+
+
+def _per_fingerprint(compute: KeyFunc) -> KeyFunc:
+    """`compute`, remembered per fingerprint object: a client's fingerprint is one object request
+    after request (the fingerprint memo), so e.g. the `stack` key costs a lookup instead of its
+    parts' calls and joins, and is one string whose hash the store computes once. Keyed by
+    identity, the object held in the entry so its id cannot be reused while remembered."""
+    memo: dict[int, tuple[ClientFingerprint, str]] = {}
+
+    def key(c: DecisionContext) -> str:
+        fp = c.fingerprint
+        found = memo.get(id(fp))
+        if found is not None and found[0] is fp:
+            return found[1]
+        value = compute(c)
+        if len(memo) >= _PER_FINGERPRINT_MAX:
+            memo.clear()
+        memo[id(fp)] = (fp, value)
+        return value
+    return key

@@ -49,6 +49,9 @@ class KeyPart:
     factory: PartFactory
     needs_argument: bool = False  # `header:NAME`: the part is useless without its argument
     check: Callable[[str], str | None] | None = None  # argument -> why it is wrong, or None
+    # The part's value is a function of the request's fingerprint alone (`ja4`, `ua_class`, ...): a
+    # key made of such parts only is remembered per fingerprint object (policy/keys.py).
+    per_fingerprint: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +109,9 @@ class Registry:
         self.conditions[name] = compile_fn
 
     def add_key_part(self, name: str, factory: PartFactory, *, needs_argument: bool = False,
-                     check: Callable[[str], str | None] | None = None) -> None:
+                     check: Callable[[str], str | None] | None = None, per_fingerprint: bool = False) -> None:
         _unique(self.key_parts, name, "key part")
-        self.key_parts[name] = KeyPart(factory, needs_argument, check)
+        self.key_parts[name] = KeyPart(factory, needs_argument, check, per_fingerprint)
 
     def add_section(self, section: Section[Any]) -> None:
         _unique(self.sections, section.name, "section")

@@ -10,8 +10,8 @@ from typing import Any
 
 from yaml.nodes import Node
 
-from ..context import NO_SIGNALS, DecisionContext
-from ..policy.model import CompiledPolicy, KeyFunc, Predicate
+from ..context import DecisionContext
+from ..policy.model import KeyFunc, Predicate
 from ..policy.nodes import Reader
 from ..policy.registry import CompileEnv, KeyContext, KeyPart, Registry, Section, SectionContext
 from .difficulty import DifficultyCurve
@@ -206,12 +206,6 @@ def compile_session(sc: SectionContext, node: Node) -> SessionSettings | None:
 SESSION: Section[SessionSettings] = Section("session", compile_session)
 
 
-def session_signals(c: DecisionContext, policy: CompiledPolicy) -> Mapping[str, float]:
-    """The session signals known before the store is asked (the counter signals come as levels)."""
-    s = c.session
-    return s.signals if s is not None else NO_SIGNALS
-
-
 def register(registry: Registry) -> None:
     """The `session` section, key parts, conditions and signals."""
     registry.add_section(SESSION)
@@ -223,7 +217,8 @@ def register(registry: Registry) -> None:
     registry.add_condition("document", _c_document)
     registry.add_condition("record", _c_record)
     registry.add_condition("history", _c_history)
-    registry.add_signal_source(session_signals)
+    # The signals known before the store is asked (`ctx.session.signals`) are read by the engine's
+    # signal stage like the detectors', without a source call; the counter signals come as levels.
     registry.add_signals(SIGNALS, needs_section=SESSION.name)
 
 

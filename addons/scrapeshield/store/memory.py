@@ -2,10 +2,10 @@
 
 Memory is the constraint (a million tracked keys must fit in a few dozen MiB), so bucket TATs,
 scores and spent tokens live in `LruTable`s (flat arrays, ~34 bytes an entry, see compact.py),
-known by the hash of (definition id, client key). An entry whose TAT has passed is equivalent to
-no entry, and `_sweep` removes such entries from the least recently used end, a bounded number
-at a time; a score at 0 is no entry too, so reading a score nobody raised stores nothing. Beyond
-its bound a table evicts its least recently used entry.
+known by a hash of (definition id, client key) (`entry_hash`, `score_hash`). An entry whose TAT
+has passed is equivalent to no entry, and `_sweep` removes such entries from the least recently
+used end, a bounded number at a time; a score at 0 is no entry too, so reading a score nobody
+raised stores nothing. Beyond its bound a table evicts its least recently used entry.
 
 `apply_now` is every decision's store call: GCRA and the decay are inlined there (the same
 arithmetic as `gcra.conform_all` and `base.decay`, bit for bit; tests/store/test_memory_model.py).
@@ -46,9 +46,19 @@ _SPENT_HOLD: Final = 3600.0  # seconds a spent token is remembered at least
 
 
 def entry_hash(definition: str, key: str) -> i64:
-    """The table hash of one bucket's or score's entry: its definition id and client key (the hot
-    paths inline it)."""
+    """The table hash of one bucket's entry: its definition id and client key (the hot path inlines
+    it)."""
     return hash((definition, key))
+
+
+def score_hash(score_id: str, key: str) -> i64:
+    """The table hash of one score's entry: the two strings' hashes combined without a tuple (a
+    decision updates a handful of scores and session counters; the strings keep their hashes, so
+    this is two field reads). Python's str hash is keyed per process, so no client can aim two
+    entries at one hash; the inlined copy in `_apply_scores` must stay the same."""
+    hs: i64 = hash(score_id)
+    hk: i64 = hash(key)
+    return hs ^ hk
 
 
 class DeadlineList:
@@ -230,7 +240,9 @@ class MemoryStore:
         values, since = table.values, table.seconds
         out: list[float] = []
         for up in updates:
-            h = hash((up.score_id, up.key))  # entry_hash, inlined
+            hs: i64 = hash(up.score_id)  # score_hash, inlined (as i64s: compiled, a native xor)
+            hk: i64 = hash(up.key)
+            h = hs ^ hk
             slot = table.find_touch(h)
             if slot:
                 value = values[slot]
@@ -332,7 +344,7 @@ class MemoryStore:
         scores = {}
         since = self._scores.seconds
         for score_id, (_tag, half_life) in self._score_defs.items():
-            slot = self._scores.find(entry_hash(score_id, key))
+            slot = self._scores.find(score_hash(score_id, key))
             if slot:
                 scores[score_id] = decay(self._scores.values[slot], since[slot], now, half_life)
         return KeyInspection(key, buckets, scores, self._bans.get(key, now), self._allows.get(key, now))
