@@ -220,8 +220,7 @@ class CrowdIndex:
         self.size = size + 1
         slots = self.slots
         key: i64 = value << _COUNT_BITS
-        # Interpreted, C's bisect over a view, without `_search`'s Python frame (here and below).
-        i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
+        i = _search(slots, key)
         if i < len(slots) and slots[i] >> _COUNT_BITS == value:
             slots[i] += 1
         else:
@@ -280,7 +279,7 @@ class CrowdIndex:
         self.first_t = ring[first * 3] if size else _NEVER
         slots = self.slots
         key: i64 = value << _COUNT_BITS
-        i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
+        i = _search(slots, key)
         slot = slots[i]
         if slot & _COUNT_MASK == 1:
             self.slots = pop(slots, i)[0]
@@ -377,7 +376,7 @@ class CrossSessionWalk:
             i = at
         else:
             key: i64 = value << _COUNT_BITS
-            i = _search(slots, key) if _COMPILED else _bisect_left(memoryview(slots), key)
+            i = _search(slots, key)
             if i == n or slots[i] >> _COUNT_BITS != value:
                 return 0.0
         max_stride: i64 = self.max_stride

@@ -211,8 +211,7 @@ class DistinctResources:
         exact = w.exact
         if exact is not None:
             key: i32 = h - _HALF
-            # Interpreted, C's bisect over a view, without `_search`'s Python frame.
-            i = _search(exact, key) if _COMPILED else _bisect_left(memoryview(exact), key)
+            i = _search(exact, key)
             if i == len(exact) or exact[i] != key:
                 if len(exact) < self.exact_cap:
                     w.exact = _inserted(exact, i, key)
