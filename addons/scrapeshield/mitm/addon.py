@@ -20,6 +20,7 @@ from ..policy.errors import PolicyInvalid
 from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..responses import ShieldResponse, refusal
 from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
+from . import headerfields
 from .flowfacts import facts_from_flow
 from .metadata import DECISION_METADATA, RESERVED_METADATA, RID_METADATA, TLS_METADATA, XFF_METADATA
 
@@ -30,6 +31,7 @@ OPTIONS = ("scrapeshield_policy", "scrapeshield_store", "scrapeshield_admin", "s
 
 
 _MAX_RESERVED_BODY = 16384
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()  # the header name as mitmproxy compares it
 
 
 def _make(resp: ShieldResponse) -> http.Response:
@@ -193,7 +195,7 @@ class ShieldAddon:
         try:
             set_cookie = rt.session_set_cookie(ctx)
             if set_cookie is not None:  # the session rides on the response the client gets anyway
-                flow.response.headers.add("Set-Cookie", set_cookie)
+                headerfields.append(flow.response.headers, "Set-Cookie", set_cookie)
         except Exception:  # pragma: no cover - a session cookie must never break a response
             rt.metrics.errors.labels("response").inc()
             log.exception("could not set the session cookie")
@@ -201,7 +203,7 @@ class ShieldAddon:
             return
         try:
             resp = flow.response
-            ctype = resp.headers.get("content-type")
+            ctype = headerfields.value_of(resp.headers, b"content-type")
             body = None
             if ctype and "html" in ctype and resp.raw_content is not None and len(resp.raw_content) < 1 << 20:
                 body = resp.get_content(strict=False)
@@ -221,11 +223,10 @@ class ShieldAddon:
             if not rid:
                 return
             if flow.response is not None:  # a refusal carries the id to the client
-                flow.response.headers[REQUEST_ID_HEADER] = rid
+                headerfields.replace(flow.response.headers, REQUEST_ID_HEADER, _REQUEST_ID, rid)
             elif action is not Action.DROP:  # upstream gets our id, replacing one the client sent
-                headers = flow.request.headers
-                flow.metadata[RID_METADATA] = headers.get_all(REQUEST_ID_HEADER)  # for replay
-                headers[REQUEST_ID_HEADER] = rid
+                prior = headerfields.replace(flow.request.headers, REQUEST_ID_HEADER, _REQUEST_ID, rid)
+                flow.metadata[RID_METADATA] = prior  # for replay
         except Exception:  # pragma: no cover - applying must never raise into mitmproxy
             rt.metrics.errors.labels("apply").inc()
             log.exception("could not apply decision")

@@ -10,6 +10,9 @@ from ..fingerprint.front import CLOUDFRONT_HEADERS, front_fingerprint
 from ..netaddr import CidrSet, normalize_ip, parse_ip, resolve_client_ip
 from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..requestid import request_id
+from .headerfields import value_of
+
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
 
 def _host_header(req: http.Request, fields: tuple[tuple[bytes, bytes], ...]) -> str | None:
@@ -44,7 +47,8 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None,
             elif lk == "forwarded":
                 fwd.append(v)
     client_ip = resolve_client_ip(peer, xff, fwd, trusted) if trusted else peer
-    if trusted and trusted.contains(parse_ip(peer)):
+    from_proxy = bool(trusted) and trusted.contains(parse_ip(peer))
+    if from_proxy:
         # The peer terminated the client's TLS: its handshake is the proxy's, the client's is in
         # the headers (if the proxy sends them).
         front = front_fingerprint(headers, fingerprint_headers)
@@ -59,5 +63,5 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None,
         host=host, path=path or "/", query=query, headers=headers, http_version=req.http_version,
         tls=tls, alpn=alpn, connection_id=client.id, timestamp=req.timestamp_start,
         # A proxy we trust may have named the request already; anyone else's id is not ours to keep.
-        request_id=request_id(req.headers.get(REQUEST_ID_HEADER), bool(trusted) and trusted.contains(parse_ip(peer))),
+        request_id=request_id(value_of(req.headers, _REQUEST_ID) if from_proxy else None, from_proxy),
     )
