@@ -46,7 +46,7 @@ FORMAT = 1
 # suite runs compiled; tests/accel runs the engine's reference tests on the Python code too).
 HOT_MODULES: tuple[str, ...] = (
     "challenge.binding", "challenge.clearance", "challenge.tokens", "context", "decision", "facts", "gcra",
-    "netaddr", "urlpath",
+    "memo", "netaddr", "urlpath",
     "detectors", "detectors.assets", "detectors.classify", "detectors.crowd", "detectors.distinct",
     "detectors.identities", "detectors.mirror", "detectors.probe", "detectors.sequence",
     "detectors.strength", "detectors.synthetic", "detectors.timing",

@@ -6,6 +6,8 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from .memo import remember
+
 # How much of a forwarding chain is read, from the right. Real chains have a handful of hops.
 MAX_FORWARDED_HOPS = 64
 MAX_FORWARDED_BYTES = 8192
@@ -97,9 +99,7 @@ def cached_ip_prefix(ip: str, v4: int, v6: int) -> str:
         return found[2]
     prefix = ip_prefix(ip, v4, v6)
     if len(ip) <= _MAX_ADDRESS:
-        if len(_PREFIXES) >= _MAX_PREFIXES:
-            _PREFIXES.clear()
-        _PREFIXES[ip] = (v4, v6, prefix)
+        remember(_PREFIXES, ip, (v4, v6, prefix), _MAX_PREFIXES)
     return prefix
 
 

@@ -38,6 +38,7 @@ from typing import Final
 from librt.vecs import append, extend, pop, vec
 from mypy_extensions import i64, mypyc_attr  # compiled (mypyc), a native integer; interpreted, int
 
+from ..memo import remember
 from .strength import MEMO_SIZE, ramp, stable_hash
 
 CrowdEntry = tuple[int, float, int]  # (record id, time, who: a 32-bit hash of the session or address)
@@ -68,9 +69,7 @@ def series_tag(series: str) -> str:
     templates."""
     tag = _TAGS.get(series)
     if tag is None:
-        if len(_TAGS) >= MEMO_SIZE:
-            _TAGS.clear()
-        tag = _TAGS[series] = f"\x1f{stable_hash(series):x}"
+        tag = remember(_TAGS, series, f"\x1f{stable_hash(series):x}", MEMO_SIZE)
     return tag
 
 

@@ -25,6 +25,7 @@ from typing import Final
 
 from mypy_extensions import mypyc_attr
 
+from ..memo import remember
 from .strength import ramp
 
 _DIGIT = re.compile(r"[0-9]")
@@ -46,9 +47,7 @@ def _one_copy(series: str) -> str:
     (emptied when full, as `strength.stable_hash`'s memo: a dict lookup, not an lru_cache call)."""
     kept = _SERIES.get(series)
     if kept is None:
-        if len(_SERIES) >= _MAX_SERIES_NAMES:
-            _SERIES.clear()
-        kept = _SERIES[series] = series
+        kept = remember(_SERIES, series, series, _MAX_SERIES_NAMES)
     return kept
 
 

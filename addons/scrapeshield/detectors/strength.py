@@ -4,6 +4,8 @@ from __future__ import annotations
 from hashlib import blake2b
 from typing import Final
 
+from ..memo import remember
+
 
 def ramp(value: float, start: float, full: float) -> float:
     """0 at `start`, 1 at `full`, linear between, clamped.
@@ -34,9 +36,7 @@ def stable_hash(text: str) -> int:
     paths, sessions and asset names repeat on every page view."""
     h = _HASHES.get(text)
     if h is None:
-        if len(_HASHES) >= MEMO_SIZE:
-            _HASHES.clear()
-        h = _HASHES[text] = _blake2b_32(text)
+        h = remember(_HASHES, text, _blake2b_32(text), MEMO_SIZE)
     return h
 
 

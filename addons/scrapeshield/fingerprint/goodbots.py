@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from scrapeshield.fingerprint.useragent import MAX_UA_LENGTH, UserAgentClass
+from scrapeshield.memo import remember
 from scrapeshield.netaddr import CidrSet
 
 __all__ = ["GoodBot", "GoodBotRegistry", "load_prefixes"]
@@ -135,10 +136,8 @@ class GoodBotRegistry:
         claims = self._claims
         claim = claims.get(ua)
         if claim is None:
-            claim = next(((b,) for b in self._bots if b.user_agent.search(ua)), ())
-            if len(claims) >= _CLAIM_CACHE_SIZE:
-                claims.clear()
-            claims[ua] = claim
+            claim = remember(claims, ua, next(((b,) for b in self._bots if b.user_agent.search(ua)), ()),
+                             _CLAIM_CACHE_SIZE)
         return claim
 
     def verify(self, ua: str | UserAgentClass | None, ip: str | None) -> str | None:

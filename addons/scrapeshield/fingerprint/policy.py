@@ -11,6 +11,7 @@ from yaml.nodes import Node, ScalarNode
 
 from .. import builtin
 from ..context import DecisionContext
+from ..memo import remember
 from ..policy.model import CompiledPolicy, KeyFunc, Predicate
 from ..policy.nodes import Reader
 from ..policy.registry import CompileEnv, ConditionCompiler, KeyContext, Registry, Section, SectionContext
@@ -141,10 +142,7 @@ def _fingerprint_part(fp: ClientFingerprint) -> tuple[ClientFingerprint, dict[st
     out["ua_class:" + fp.ua.kind] = 1.0
     if fp.tls is not None:
         out["tls_family:" + fp.tls.tls_family] = 1.0
-    if len(_PARTS) >= _PARTS_MAX:
-        _PARTS.clear()
-    known = _PARTS[id(fp)] = (fp, out, fp.ua.kind == "crawler")
-    return known
+    return remember(_PARTS, id(fp), (fp, out, fp.ua.kind == "crawler"), _PARTS_MAX)
 
 
 def register(registry: Registry) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from ..memo import remember
 from ..netaddr import cached_ip_prefix
 from .model import KeyFunc, KeySpec
 from .registry import KeyContext, KeyPart
@@ -101,8 +102,6 @@ def _per_fingerprint(compute: KeyFunc) -> KeyFunc:
         if found is not None and found[0] is fp:
             return found[1]
         value = compute(c)
-        if len(memo) >= _PER_FINGERPRINT_MAX:
-            memo.clear()
-        memo[id(fp)] = (fp, value)
+        remember(memo, id(fp), (fp, value), _PER_FINGERPRINT_MAX)
         return value
     return key

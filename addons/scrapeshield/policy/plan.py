@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..memo import remember
 from ..netaddr import CidrSet
 from .matchers import first_segment, guard_of, is_ua_only
 from .model import Predicate, Rule
@@ -106,9 +107,7 @@ class RulePlan:
             if hits is None:
                 hits = tuple([i for i, match in self._ua_rules if match(ctx)])
                 if len(ua) <= self._UA_MEMO_MAX_LEN:
-                    if len(self._ua_memo) >= self._UA_MEMO_MAX:
-                        self._ua_memo.clear()
-                    self._ua_memo[ua] = hits
+                    remember(self._ua_memo, ua, hits, self._UA_MEMO_MAX)
             ua_hits = hits
         key = (tuple(atoms), ua_hits)
         rules = self._cache.get(key)
@@ -117,8 +116,5 @@ class RulePlan:
             idx.update(ua_hits)
             for atom in key[0]:
                 idx.update(self._by_atom[atom])
-            rules = tuple(self.rules[i] for i in sorted(idx))
-            if len(self._cache) >= self._CACHE_MAX:
-                self._cache.clear()
-            self._cache[key] = rules
+            rules = remember(self._cache, key, tuple(self.rules[i] for i in sorted(idx)), self._CACHE_MAX)
         return rules

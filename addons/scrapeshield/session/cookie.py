@@ -29,6 +29,7 @@ from typing import Any
 from ..challenge.binding import same, short_hash
 from ..challenge.keys import KeyRing
 from ..challenge.tokens import MAX_TOKEN_LEN, b64e, seal_encoded, unseal
+from ..memo import remember
 
 KIND = "s"
 COOKIE_NAME = "shield_session"
@@ -124,20 +125,14 @@ _MAX_STACK_TAGS = 4096
 def net_tag(prefix: str) -> str:
     tag = _NET_TAGS.get(prefix)
     if tag is None:
-        tag = ("6" if ":" in prefix else "4") + short_hash(prefix)
-        if len(_NET_TAGS) >= _MAX_NET_TAGS:
-            _NET_TAGS.clear()
-        _NET_TAGS[prefix] = tag
+        tag = remember(_NET_TAGS, prefix, ("6" if ":" in prefix else "4") + short_hash(prefix), _MAX_NET_TAGS)
     return tag
 
 
 def stack_tag(stack: str) -> str:
     tag = _STACK_TAGS.get(stack)
     if tag is None:
-        tag = short_hash("stack\x00" + stack)
-        if len(_STACK_TAGS) >= _MAX_STACK_TAGS:
-            _STACK_TAGS.clear()
-        _STACK_TAGS[stack] = tag
+        tag = remember(_STACK_TAGS, stack, short_hash("stack\x00" + stack), _MAX_STACK_TAGS)
     return tag
 
 

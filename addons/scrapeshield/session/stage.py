@@ -15,6 +15,7 @@ from ..context import DecisionContext
 from ..decision import Action
 from ..facts import RequestFacts
 from ..gcra import BucketLimit
+from ..memo import remember
 from ..netaddr import cached_ip_prefix
 from ..policy.model import BucketDef, Rule
 from ..store.base import BucketCheck
@@ -129,9 +130,7 @@ class SessionStage:
             decode = self.decode
             found = _HeaderReading(name, tuple([decode(value) for value in values]))
             if len(cookie_header) <= _MEMO_MAX_HEADER:
-                if len(self._headers) >= _MEMO_MAX:
-                    self._headers.clear()
-                self._headers[cookie_header] = found
+                remember(self._headers, cookie_header, found, _MEMO_MAX)
         return found
 
     def budget_check(self, facts: RequestFacts, ctx: SessionContext, settings: SessionSettings) -> BucketCheck | None:
@@ -238,9 +237,7 @@ def _referer(referer: str | None, host: str) -> tuple[str, str]:
         return found[1], found[2]
     kind, page = _read_referer(referer, host)
     if len(host) <= MAX_PAGE:  # remembered keys and values stay bounded
-        if len(_REFERERS) >= _MEMO_MAX_REFERERS:
-            _REFERERS.clear()
-        _REFERERS[referer] = (host, kind, page)
+        remember(_REFERERS, referer, (host, kind, page), _MEMO_MAX_REFERERS)
     return kind, page
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from ..challenge.binding import short_hash
 from ..context import NO_SIGNALS
+from ..memo import remember
 from ..store.base import ScoreUpdate
 from .cookie import (
     COOKIE_NAME,
@@ -92,10 +93,7 @@ _MAX_PAGE_TAGS = 4096
 def page_tag(page: str) -> str:
     tag = _PAGE_TAGS.get(page)
     if tag is None:
-        tag = short_hash(page)
-        if len(_PAGE_TAGS) >= _MAX_PAGE_TAGS:
-            _PAGE_TAGS.clear()
-        _PAGE_TAGS[page] = tag
+        tag = remember(_PAGE_TAGS, page, short_hash(page), _MAX_PAGE_TAGS)
     return tag
 
 
@@ -197,10 +195,7 @@ class SessionContext:
 def _kept(table: dict[str, tuple[ScoreUpdate, ...]], key: str,
           reads: tuple[ScoreUpdate, ...]) -> tuple[ScoreUpdate, ...]:
     """`reads` remembered under `key` in one of a tracker's read memos (emptied when full)."""
-    if len(table) >= _MAX_KEPT_READS:
-        table.clear()
-    table[key] = reads
-    return reads
+    return remember(table, key, reads, _MAX_KEPT_READS)
 
 
 class SessionTracker:
