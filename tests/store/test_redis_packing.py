@@ -50,5 +50,7 @@ async def test_a_batch_goes_through_hiredis_packing_to_a_real_server(redis_serve
         assert first.refused < 0 and second.refused == 0  # the bucket's one token, then refused
         assert first.scores == (2.5,) and second.scores == (5.0,)
         assert store._client.connection_pool.connection_class.__name__.startswith("Hiredis")
+        status = store.status()  # one after the other: a pipeline each
+        assert (status["pipelines"], status["pipelined_commands"]) == (2, 2)
     finally:
         await store.close()

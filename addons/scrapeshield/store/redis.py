@@ -432,7 +432,8 @@ class CommandPipeliner:
         self._scheduled = False
         self._batches = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.pipelines = 0
+        self.pipelines = 0  # sent, and the commands they carried: commands / pipelines is how well calls batch
+        self.commands = 0
 
     def submit(self, *command: Any) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -464,6 +465,7 @@ class CommandPipeliner:
                         pipe.execute_command(*command)
                     replies = await pipe.execute(raise_on_error=False)
             self.pipelines += 1
+            self.commands += len(batch)
             for (_, future), reply in zip(batch, replies, strict=True):
                 if not future.done():
                     if isinstance(reply, Exception):
@@ -843,7 +845,9 @@ class RedisStore:
     def status(self) -> dict[str, object]:
         return {"backend": self.name, "url": self._url, "timeout": self._timeout, "round_trips": self.round_trips,
                 "errors": self.errors, "queued": self.queued, "deadlines_extended": self._lag.extended,
-                "local_cache_hits": self.local_hits, "local_cache_entries": self.tracked_keys()}
+                "local_cache_hits": self.local_hits, "local_cache_entries": self.tracked_keys(),
+                **({"pipelines": self._pipeliner.pipelines, "pipelined_commands": self._pipeliner.commands}
+                   if self._pipeliner is not None else {})}
 
     @property
     def timeout(self) -> float:
