@@ -60,6 +60,7 @@ fail mode to handle.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 from collections.abc import Awaitable, Callable, Iterable
@@ -417,71 +418,179 @@ def pack_with_hiredis(pool: aioredis.ConnectionPool) -> None:
 
 
 class CommandPipeliner:
-    """Sends the commands of concurrent callers together: every command submitted in one turn of
-    the event loop goes out as one pipeline (one write, one read of all replies) on one pooled
-    connection, at most `max_batches` pipelines at a time. On loopback a socket write costs more
-    than the script it carries, so under concurrency this is what makes Redis keep up with the
-    proxy; a lone caller pays nothing extra (its pipeline holds one command)."""
+    """Sends the commands of concurrent callers together, on one connection held for them.
+
+    Every command submitted in one turn of the event loop is packed (hiredis) and written as one
+    write on the held connection; one reader task takes the replies off it in order and hands each
+    to its caller. No pipeline object, pool checkout, retry wrapper or task per batch: through the
+    proxy a batch carries ~5 commands, so those per-batch costs were most of a round trip's CPU.
+    A lone caller pays nothing extra (its write holds one command).
+
+    Faults: an error reply fails its own command only (NOSCRIPT, READONLY, ...); a connection
+    error, or no reply within `deadline` while replies are owed, fails every command sent or
+    waiting and drops the connection -- the next command opens another from the pool (after a
+    Sentinel failover: on the new primary). A caller that gave up (its deadline) leaves its
+    reply to be read and dropped, so replies never go to the wrong caller."""
 
     def __init__(self, client: aioredis.Redis, deadline: float, max_batch: int = 256, max_batches: int = 4) -> None:
-        self._client = client
-        self._deadline = deadline  # a pipeline on a hung server is abandoned (and its connection dropped)
+        self._pool = client.connection_pool
+        self._deadline = deadline  # seconds a reply may be owed before the connection is given up
         self._max_batch = max_batch
+        # At most this many writes owe replies; later commands wait unsent. On a hung Redis they
+        # time out without ever being written, so Redis does not apply a burst of calls whose
+        # callers went on without it (on local state) when it resumes.
         self._max_batches = max_batches
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._batches: collections.deque[int] = collections.deque()  # replies still owed, per write
+        self._conn: Any = None  # the held connection (a redis.asyncio Connection), once open
+        self._opening = False  # a task is opening the connection (a flag: mitmproxy's tasks start eagerly)
+        self._unsent: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._owed: collections.deque[asyncio.Future[Any]] = collections.deque()  # sent, in order
+        self._wake: asyncio.Future[None] | None = None  # the idle reader's, done when replies are owed
         self._scheduled = False
-        self._batches = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.pipelines = 0  # sent, and the commands they carried: commands / pipelines is how well calls batch
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.pipelines = 0  # writes sent, and the commands they carried
         self.commands = 0
 
     def submit(self, *command: Any) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((command, future))
-        self._schedule()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._unsent.append((command, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
         return future
 
-    def _schedule(self) -> None:
-        if not self._scheduled and self._pending and self._batches < self._max_batches:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start)
-
-    def _start(self) -> None:
+    def _flush(self) -> None:
         self._scheduled = False
-        batch = [(c, f) for c, f in self._pending[:self._max_batch] if not f.done()]  # done: its caller gave up
-        del self._pending[:self._max_batch]
-        if batch:
-            self._batches += 1
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self._schedule()
-
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            async with asyncio.timeout(self._deadline):
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for command, _ in batch:
-                        pipe.execute_command(*command)
-                    replies = await pipe.execute(raise_on_error=False)
+        conn = self._conn
+        if conn is None:
+            if not self._opening:
+                self._opening = True
+                self._spawn(self._open())
+            return
+        # (a write that failed at once has dropped the connection)
+        while self._unsent and self._conn is conn and len(self._batches) < self._max_batches:
+            batch = [(c, f) for c, f in self._unsent[:self._max_batch] if not f.done()]  # done: its caller gave up
+            del self._unsent[:self._max_batch]
+            if not batch:
+                continue
+            data = b"".join([_hiredis_pack(command) for command, _ in batch])
+            self._owed.extend([f for _, f in batch])
+            self._batches.append(len(batch))
             self.pipelines += 1
             self.commands += len(batch)
-            for (_, future), reply in zip(batch, replies, strict=True):
+            # Written in submission order: the write itself is synchronous (only waiting for the
+            # socket buffer to drain can suspend), and tasks start in the order they are made.
+            self._spawn(self._write(conn, data))
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _open(self) -> None:
+        try:
+            conn = await asyncio.wait_for(self._pool.get_connection(),  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                                          self._deadline)
+        except BaseException as exc:
+            self._opening = False
+            self._fail(self._failure(exc))
+            raise
+        self._opening = False
+        if not conn.socket_timeout:  # a client made without one (the store's own always set it)
+            conn.socket_timeout = self._deadline
+        self._conn = conn
+        self._spawn(self._read(conn))
+        self._flush()
+
+    async def _write(self, conn: Any, data: bytes) -> None:
+        try:
+            await conn.send_packed_command(data, check_health=False)
+        except BaseException as exc:
+            self._drop(conn, exc)
+            raise
+
+    async def _read(self, conn: Any) -> None:
+        owed = self._owed
+        try:
+            while self._conn is conn:  # a reader of a dropped connection ends (its replies are no one's)
+                if not owed:
+                    self._wake = asyncio.get_running_loop().create_future()
+                    await self._wake
+                    continue
+                try:
+                    # The connection's own socket timeout (`deadline`, see `_open`): it raises
+                    # and disconnects. An explicit `timeout=` would return None instead -- a reply
+                    # that is not one, and every later reply would go to the wrong caller.
+                    reply: Any = await conn.read_response()
+                except RedisError as exc:
+                    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+                        raise
+                    reply = exc  # an error reply: its command fails, the connection carries on
+                future = owed.popleft()
                 if not future.done():
-                    if isinstance(reply, Exception):
+                    if isinstance(reply, RedisError):
                         future.set_exception(reply)
                     else:
                         future.set_result(reply)
-        except Exception as exc:  # the connection failed or timed out: every command of the batch did
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        finally:
-            self._batches -= 1
-            self._schedule()
+                batches = self._batches
+                batches[0] -= 1
+                if not batches[0]:
+                    batches.popleft()
+                    if self._unsent:
+                        self._flush()  # room for a write that waited
+        except BaseException as exc:
+            self._drop(conn, exc)
+            raise
+
+    def _drop(self, conn: Any, exc: BaseException) -> None:
+        """The connection failed: every command on it or waiting fails; the next opens another."""
+        if self._conn is not conn:
+            return  # already dropped
+        self._conn = None
+        failure = self._failure(exc)
+        for future in self._owed:
+            if not future.done():
+                future.set_exception(failure)
+        self._owed.clear()
+        self._batches.clear()
+        self._fail(failure)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)  # an idle reader of this connection ends
+        self._spawn(self._release(conn))
+
+    async def _release(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            await conn.disconnect(nowait=True)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    def _fail(self, failure: BaseException) -> None:
+        for _, future in self._unsent:
+            if not future.done():
+                future.set_exception(failure)
+        self._unsent.clear()
+
+    @staticmethod
+    def _failure(exc: BaseException) -> BaseException:
+        if isinstance(exc, RedisError | OSError):
+            return exc
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+            return RedisTimeoutError("no reply from Redis in time")
+        return RedisConnectionError(f"connection lost: {type(exc).__name__}")
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its failure was handed to the callers
 
     def close(self) -> None:
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
 
 
