@@ -20,9 +20,8 @@ NEW_VALUES = st.text(max_size=10).filter(lambda v: "\r" not in v and "\n" not in
 @given(FIELDS, TARGETS)
 def test_reads_match_mitmproxy(fields: tuple[tuple[bytes, bytes], ...], name: str) -> None:
     headers = http.Headers(fields)
-    lowered = name.lower().encode()
-    assert headerfields.values_of(headers, lowered) == headers.get_all(name)
-    assert headerfields.value_of(headers, lowered) == headers.get(name)
+    assert headerfields.values_of(headers, name) == headers.get_all(name)
+    assert headerfields.value_of(headers, name) == headers.get(name)
 
 
 @settings(max_examples=300)
@@ -31,7 +30,7 @@ def test_replace_matches_mitmproxy(fields: tuple[tuple[bytes, bytes], ...], name
     ours, theirs = http.Headers(fields), http.Headers(fields)
     expected_prior = theirs.get_all(name)
     theirs[name] = value
-    assert headerfields.replace(ours, name, name.lower().encode(), value) == expected_prior
+    assert headerfields.replace(ours, name, value) == expected_prior
     assert ours.fields == theirs.fields
 
 
@@ -46,5 +45,5 @@ def test_append_matches_mitmproxy(fields: tuple[tuple[bytes, bytes], ...], name:
 
 def test_replace_keeps_the_first_fields_place_and_spelling() -> None:
     headers = http.Headers(((b"Accept", b"*/*"), (b"x-request-id", b"a"), (b"Host", b"h"), (b"X-Request-Id", b"b")))
-    assert headerfields.replace(headers, "X-Request-Id", b"x-request-id", "ours") == ["a", "b"]
+    assert headerfields.replace(headers, "X-Request-Id", "ours") == ["a", "b"]
     assert headers.fields == ((b"Accept", b"*/*"), (b"x-request-id", b"ours"), (b"Host", b"h"))

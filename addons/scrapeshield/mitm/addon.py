@@ -31,7 +31,6 @@ OPTIONS = ("scrapeshield_policy", "scrapeshield_store", "scrapeshield_admin", "s
 
 
 _MAX_RESERVED_BODY = 16384
-_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()  # the header name as mitmproxy compares it
 
 
 def _make(resp: ShieldResponse) -> http.Response:
@@ -203,7 +202,7 @@ class ShieldAddon:
             return
         try:
             resp = flow.response
-            ctype = headerfields.value_of(resp.headers, b"content-type")
+            ctype = headerfields.value_of(resp.headers, "content-type")
             body = None
             if ctype and "html" in ctype and resp.raw_content is not None and len(resp.raw_content) < 1 << 20:
                 body = resp.get_content(strict=False)
@@ -223,9 +222,9 @@ class ShieldAddon:
             if not rid:
                 return
             if flow.response is not None:  # a refusal carries the id to the client
-                headerfields.replace(flow.response.headers, REQUEST_ID_HEADER, _REQUEST_ID, rid)
+                headerfields.replace(flow.response.headers, REQUEST_ID_HEADER, rid)
             elif action is not Action.DROP:  # upstream gets our id, replacing one the client sent
-                prior = headerfields.replace(flow.request.headers, REQUEST_ID_HEADER, _REQUEST_ID, rid)
+                prior = headerfields.replace(flow.request.headers, REQUEST_ID_HEADER, rid)
                 flow.metadata[RID_METADATA] = prior  # for replay
         except Exception:  # pragma: no cover - applying must never raise into mitmproxy
             rt.metrics.errors.labels("apply").inc()
@@ -249,12 +248,7 @@ class ShieldAddon:
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
         if peer:
             headers = flow.request.headers
-            # headers.get_all("x-forwarded-for"), in one pass over the fields
-            prior = [v.decode("utf-8", "surrogateescape")
-                     for k, v in headers.fields if k.lower() == b"x-forwarded-for"]
+            prior = headerfields.values_of(headers, "X-Forwarded-For")
             flow.metadata[XFF_METADATA] = prior  # so replay can see the request as sent
-            if prior:
-                headers.set_all("X-Forwarded-For", [", ".join(prior) + ", " + peer])
-            else:  # what headers["X-Forwarded-For"] = peer does when there is none: append the field
-                headers.fields = (*headers.fields, (b"X-Forwarded-For", peer.encode("utf-8", "surrogateescape")))
+            headerfields.replace(headers, "X-Forwarded-For", ", ".join([*prior, peer]))
 

@@ -12,18 +12,13 @@ from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..requestid import request_id
 from .headerfields import value_of
 
-_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
-
-def _host_header(req: http.Request, fields: tuple[tuple[bytes, bytes], ...]) -> str | None:
+def _host_header(req: http.Request) -> str | None:
     """`req.host_header` without the multidict's per-call scans: for HTTP/1 that is
     `headers.get("Host")` -- every Host field, decoded as mitmproxy decodes, joined with ", "."""
     if req.is_http2 or req.is_http3:
         return req.host_header  # :authority first
-    values = [v for k, v in fields if k.lower() == b"host"]
-    if not values:
-        return None
-    return ", ".join([v.decode("utf-8", "surrogateescape") for v in values])
+    return value_of(req.headers, "Host")
 
 
 def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None,
@@ -56,12 +51,12 @@ def facts_from_flow(flow: http.HTTPFlow, trusted: CidrSet, tls: Any = None,
             tls = front
     raw_path = req.data.path.decode("latin-1") if req.data.path else "/"
     path, _, query = raw_path.partition("?")
-    host = _host_header(req, fields) or ""
+    host = _host_header(req) or ""
     alpn = client.alpn.decode("latin-1") if client.alpn else None
     return RequestFacts(
         peer_ip=peer, client_ip=client_ip, method=req.method, scheme="https" if client.tls else "http",
         host=host, path=path or "/", query=query, headers=headers, http_version=req.http_version,
         tls=tls, alpn=alpn, connection_id=client.id, timestamp=req.timestamp_start,
         # A proxy we trust may have named the request already; anyone else's id is not ours to keep.
-        request_id=request_id(value_of(req.headers, _REQUEST_ID) if from_proxy else None, from_proxy),
+        request_id=request_id(value_of(req.headers, REQUEST_ID_HEADER) if from_proxy else None, from_proxy),
     )

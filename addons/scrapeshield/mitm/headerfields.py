@@ -2,8 +2,8 @@
 
 `Headers.get`, `get_all`, `set_all` and `add` go through the multidict's generic layer: every call
 lowercases every field name through a Python-level method and converts every value, and the
-shield asked four of them per proxied request (X-Request-Id read, replaced, Content-Type, Set-
-Cookie). These do the same on `headers.fields` directly, with mitmproxy's exact semantics (values
+shield asks several per proxied request (Host, X-Forwarded-For, X-Request-Id read and replaced,
+Content-Type, Set-Cookie). These do the same on `headers.fields` directly, with mitmproxy's exact semantics (values
 decoded as UTF-8 with surrogateescape, names compared case-insensitively, a replaced field keeping
 its place and its spelling).
 """
@@ -15,22 +15,23 @@ _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
 
 
-def values_of(headers: http.Headers, lowered: bytes) -> list[str]:
-    """`headers.get_all(name)`; `lowered` is the name in lower case, as bytes."""
+def values_of(headers: http.Headers, name: str) -> list[str]:
+    """`headers.get_all(name)`."""
+    lowered = _lowered(name)
     return [v.decode(_ENCODING, _ERRORS) for k, v in headers.fields if k.lower() == lowered]
 
 
-def value_of(headers: http.Headers, lowered: bytes) -> str | None:
+def value_of(headers: http.Headers, name: str) -> str | None:
     """`headers.get(name)`: every value of the field joined with ", ", None without one."""
-    values = values_of(headers, lowered)
+    values = values_of(headers, name)
     return ", ".join(values) if values else None
 
 
-def replace(headers: http.Headers, name: str, lowered: bytes, value: str) -> list[str]:
+def replace(headers: http.Headers, name: str, value: str) -> list[str]:
     """`headers[name] = value` (the first field of that name keeps its place and spelling and gets
     the value, later ones are dropped; without one the field is appended); returns what
     `headers.get_all(name)` said before."""
-    raw = value.encode(_ENCODING, _ERRORS)
+    raw, lowered = value.encode(_ENCODING, _ERRORS), _lowered(name)
     prior: list[str] = []
     fields: list[tuple[bytes, bytes]] = []
     for k, v in headers.fields:
@@ -49,3 +50,8 @@ def replace(headers: http.Headers, name: str, lowered: bytes, value: str) -> lis
 def append(headers: http.Headers, name: str, value: str) -> None:
     """`headers.add(name, value)`: one more field at the end."""
     headers.fields = (*headers.fields, (name.encode(_ENCODING, _ERRORS), value.encode(_ENCODING, _ERRORS)))
+
+
+def _lowered(name: str) -> bytes:
+    """The name as mitmproxy compares it: in lower case, as bytes."""
+    return name.lower().encode(_ENCODING, _ERRORS)

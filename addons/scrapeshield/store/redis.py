@@ -422,8 +422,9 @@ class CommandPipeliner:
 
     Every command submitted in one turn of the event loop is packed (hiredis) and written as one
     write on the held connection; one reader task takes the replies off it in order and hands each
-    to its caller. No pipeline object, pool checkout, retry wrapper or task per batch: through the
-    proxy a batch carries ~5 commands, so those per-batch costs were most of a round trip's CPU.
+    to its caller. No pipeline object, pool checkout, retry wrapper or deadline per batch (its write
+    is a plain task): through the proxy a batch carries ~5 commands, so those per-batch costs were
+    most of a round trip's CPU.
     A lone caller pays nothing extra (its write holds one command).
 
     Faults: an error reply fails its own command only (NOSCRIPT, READONLY, ...); a connection
@@ -572,10 +573,8 @@ class CommandPipeliner:
 
     @staticmethod
     def _failure(exc: BaseException) -> BaseException:
-        if isinstance(exc, RedisError | OSError):
+        if isinstance(exc, RedisError | OSError):  # a TimeoutError too: the store's calls report it as one
             return exc
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-            return RedisTimeoutError("no reply from Redis in time")
         return RedisConnectionError(f"connection lost: {type(exc).__name__}")
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
