@@ -148,9 +148,21 @@ def test_a_rejected_file_is_logged_once_per_distinct_error_and_counted_per_attem
     assert runtime.policy.name == "policy-a"
 
 
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_missing_file_keeps_the_policy_and_a_returning_file_is_loaded(runtime: ShieldRuntime,
                                                                         policy: Path) -> None:
+    runtime.watcher.monotonic = clock = FakeMonotonic()
     policy.unlink()
+    assert runtime.reload() is False
+    assert runtime.last_reload_error is None  # gone for a moment: perhaps mid-save
+    clock.now += SETTLE_SECONDS
     assert runtime.reload() is False
     assert runtime.last_reload_error is not None and "file is missing" in runtime.last_reload_error
     assert [runtime.reload() for _ in range(2)] == [False, False]
@@ -160,6 +172,31 @@ def test_a_missing_file_keeps_the_policy_and_a_returning_file_is_loaded(runtime:
     age(policy, 5)
     assert runtime.reload() is True
     assert runtime.last_reload_error is None
+
+
+def test_a_file_gone_for_a_moment_is_not_reported_missing(runtime: ShieldRuntime, policy: Path) -> None:
+    """An editor that deletes and rewrites, or a rename a filesystem does not make atomic for
+    lookups: polls in that moment neither count a failure nor lose the file's next version."""
+    runtime.watcher.monotonic = clock = FakeMonotonic()
+    policy.unlink()
+    for _ in range(3):
+        assert runtime.reload() is False
+        clock.now += SETTLE_SECONDS / 4
+    policy.write_text(B)
+    age(policy, 5)
+    assert runtime.reload() is True
+    assert (runtime.policy.name, runtime.reloads_failed, runtime.last_reload_error) == ("policy-b", 0, None)
+
+    policy.unlink()  # and the moment starts again from the file's next disappearance
+    clock.now += 10
+    assert runtime.reload() is False
+    assert runtime.reloads_failed == 0
+
+
+def test_sighup_reports_a_missing_file_at_once(runtime: ShieldRuntime, policy: Path) -> None:
+    policy.unlink()
+    assert runtime.reload(force=True) is False
+    assert runtime.reloads_failed == 1 and "file is missing" in str(runtime.last_reload_error)
 
 
 def test_turning_on_ip_hashing_in_the_decision_log_applies_at_the_reload(runtime: ShieldRuntime,

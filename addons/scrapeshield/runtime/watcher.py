@@ -34,8 +34,10 @@ def stat_signature(path: str) -> tuple[Any, ...] | None:
 
 class PolicyWatcher:
     def __init__(self, path: str, policy: CompiledPolicy, on_failure: Callable[[], None] = lambda: None,
-                 on_success: Callable[[CompiledPolicy], None] = lambda p: None) -> None:
+                 on_success: Callable[[CompiledPolicy], None] = lambda p: None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.monotonic = monotonic  # how long a file has been missing (file ages use mtimes)
         self.policy = policy  # the live one
         self.listeners: list[PolicyListener] = []
         self.loaded_at = time.time()
@@ -47,6 +49,7 @@ class PolicyWatcher:
         self._signature = stat_signature(path)
         self._recheck = True  # the file may have changed between compiling it and this stat()
         self._content_hash: str | None = policy.version_hash
+        self._missing_since: float | None = None  # when a poll first found the file gone
         self._reload_lock = asyncio.Lock()
         self._signal_reloads: set[asyncio.Task[bool]] = set()
         self.warnings: list[str] = []  # `scrapeshield check`'s warnings for the live policy
@@ -66,7 +69,9 @@ class PolicyWatcher:
 
         A poll (force=False) ignores a file written less than SETTLE_SECONDS ago, one that changes
         while it is read, and a freshly emptied one: an in-place save may be half done, and half a
-        policy can be a valid one. Such a file is looked at again on the next poll. A file whose stat
+        policy can be a valid one. Such a file is looked at again on the next poll. A file is reported
+        missing once it has been gone for SETTLE_SECONDS: an editor that deletes and rewrites it, or a
+        rename that a filesystem does not make atomic for lookups, leaves it gone for a moment. A file whose stat
         changed is recompiled even if its bytes did not (`touch` picks up an edited `ip_lists` file);
         `force` (SIGHUP) recompiles at once, whatever changed.
         """
@@ -115,9 +120,16 @@ class PolicyWatcher:
         if not force and sig == self._signature and not self._recheck:
             return None
         if sig is None:
+            if not force:
+                now = self.monotonic()
+                if self._missing_since is None:
+                    self._missing_since = now
+                if now - self._missing_since < SETTLE_SECONDS:
+                    return None  # looked at again on the next poll; the signature is kept
             self._signature, self._recheck, self._content_hash = None, False, None
             self._failed(f"{path}: file is missing; keeping the last good policy")
             return None
+        self._missing_since = None
         age = time.time() - sig[3] / 1e9
         if not force and 0 <= age < SETTLE_SECONDS:
             return None
