@@ -75,6 +75,61 @@ async def test_a_hung_server_gives_store_error_within_the_timeout(server: RedisS
     assert (await store.apply(Batch(ban_keys=("ip:198.51.100.1",)), NOW)).banned_key is None
 
 
+async def test_the_deadline_sweep_fails_a_hung_call_one_tick_after_its_timeout(server: RedisServer,
+                                                                               store: RedisStore) -> None:
+    """TIMEOUT is 5 ticks of the deadlines' 50 ms period: the calls have no timer of their own,
+    and the tick cancels each one its timeout has passed, within a period of it."""
+    assert (await store.apply(BATCH, NOW)).refused == -1
+    lag = store._lag
+    assert TIMEOUT >= lag.SWEEP_ABOVE * lag.period
+    server.pause()
+    try:
+        start = time.monotonic()
+        errors = await asyncio.gather(*(raises_store_error_within(TIMEOUT + MARGIN, store.apply(BATCH, NOW))
+                                        for _ in range(5)))
+        took = time.monotonic() - start
+    finally:
+        server.resume()
+    assert f"no answer within {TIMEOUT:g}s" in str(errors[0])
+    assert took >= TIMEOUT
+    assert lag.swept == 5 and not lag._tracked
+    assert (await store.apply(Batch(ban_keys=("ip:198.51.100.1",)), NOW)).banned_key is None
+
+
+async def test_a_short_timeout_keeps_a_deadline_of_its_own(server: RedisServer) -> None:
+    short = RedisStore.from_url(server.url, timeout=0.06, expiry_slack=600)
+    try:
+        assert (await short.apply(BATCH, NOW)).refused == -1
+        server.pause()
+        try:
+            start = time.monotonic()
+            error = await raises_store_error_within(0.06 + MARGIN, short.apply(BATCH, NOW))
+            assert time.monotonic() - start >= 0.06
+        finally:
+            server.resume()
+        assert "no answer within 0.06s" in str(error)
+        assert short._lag.swept == 0
+    finally:
+        await short.close()
+
+
+async def test_a_call_cancelled_by_its_caller_stays_cancelled(server: RedisServer, store: RedisStore) -> None:
+    """Only the sweep's own cancellation becomes a StoreTimeout: a request whose client went away
+    (its task cancelled) while Redis hung is cancelled, not counted as a Redis failure."""
+    assert (await store.apply(BATCH, NOW)).refused == -1
+    server.pause()
+    try:
+        task = asyncio.ensure_future(store.apply(BATCH, NOW))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        server.resume()
+    assert store._lag.swept == 0 and not store._lag._tracked
+    assert store.status()["errors"] == 0
+
+
 async def test_an_unreachable_address_gives_store_error_fast(server: RedisServer) -> None:
     port = server.port
     server.kill()

@@ -320,6 +320,20 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
+class SweptCall:
+    """A Redis call in flight under `BusyDeadlines.track`: its task, when it expires, the latest it
+    may be pushed to, and whether the sweep cancelled it."""
+
+    __slots__ = ("cancelling", "expired", "latest", "task", "when")
+
+    def __init__(self, task: asyncio.Task[Any], when: float, latest: float) -> None:
+        self.task = task
+        self.when = when
+        self.latest = latest
+        self.cancelling = task.cancelling()  # cancellations requested before the call (as asyncio.timeout)
+        self.expired = False
+
+
 class BusyDeadlines:
     """Deadlines that tell "Redis is slow or down" from "this process is busy".
 
@@ -329,27 +343,58 @@ class BusyDeadlines:
     watched deadline that is about to expire, as long as Redis has answered some call since the
     previous tick (`progress()` moved), and also by however late the timer itself fired (time
     the loop was not looking). A call therefore fails only when Redis answered nothing for its
-    whole timeout (down or hung), or after `max_factor` times its timeout in any case."""
+    whole timeout (down or hung), or after `max_factor` times its timeout in any case.
+
+    Two kinds of deadline. A call's own `asyncio.timeout` (`watch`) is exact, and costs a timer
+    scheduled and cancelled per call. A call `track`ed here instead has no timer of its own: the
+    same tick that pushes deadlines back cancels the calls whose deadline has passed, so a call
+    fails up to one `period` after its timeout. That is what the request path uses for a timeout of
+    `SWEEP_ABOVE` periods or more (the default 1 s against a 50 ms period); shorter ones are watched."""
+
+    SWEEP_ABOVE = 4  # periods: a shorter timeout gets its own exact deadline
 
     def __init__(self, progress: Callable[[], int], period: float = 0.05, max_factor: float = 10.0) -> None:
         self.period, self.max_factor = period, max_factor
         self.extended = 0  # deadlines pushed back (for status)
+        self.swept = 0  # tracked calls cancelled by the tick (for tests and status)
         self._progress = progress
         self._seen = 0
         self._watched: dict[asyncio.Timeout, float] = {}  # deadline -> latest it may be pushed to
+        self._tracked: dict[SweptCall, None] = {}  # calls in flight under the sweep (an ordered set)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._expected = 0.0
 
+    def _start(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop = asyncio.get_running_loop()
+        self._expected = loop.time() + self.period
+        self._handle = loop.call_at(self._expected, self._tick)
+        return loop
+
     def watch(self, deadline: asyncio.Timeout, length: float) -> None:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            self._expected = self._loop.time() + self.period
-            self._handle = self._loop.call_at(self._expected, self._tick)
-        self._watched[deadline] = self._loop.time() + length * self.max_factor
+        loop = self._loop if self._loop is not None else self._start()
+        self._watched[deadline] = loop.time() + length * self.max_factor
 
     def unwatch(self, deadline: asyncio.Timeout) -> None:
         self._watched.pop(deadline, None)
+
+    def track(self, length: float) -> SweptCall | None:
+        """The current task's call, to be cancelled by the tick once `length` seconds have passed
+        (pushed back as above); None when the timeout is too short for the sweep or there is no
+        task: the caller then uses its own `asyncio.timeout`."""
+        if length < self.SWEEP_ABOVE * self.period:
+            return None
+        loop = self._loop if self._loop is not None else self._start()
+        task = asyncio.current_task(loop)
+        if task is None:
+            return None
+        now = loop.time()
+        call = SweptCall(task, now + length, now + length * self.max_factor)
+        self._tracked[call] = None
+        return call
+
+    def untrack(self, call: SweptCall) -> None:
+        self._tracked.pop(call, None)
 
     def _tick(self) -> None:
         assert self._loop is not None
@@ -370,6 +415,27 @@ class BusyDeadlines:
             if push > 0.001:
                 deadline.reschedule(min(when + push, latest))
                 self.extended += 1
+        if self._tracked:
+            self._sweep(now, lag, answered, soon)
+
+    def _sweep(self, now: float, lag: float, answered: bool, soon: float) -> None:
+        expired: list[SweptCall] = []
+        for call in self._tracked:
+            when = call.when
+            if when < call.latest:  # pushed back as a watched deadline is
+                push = lag
+                if answered and when < soon:
+                    push += 2 * self.period
+                if push > 0.001:
+                    when = call.when = min(when + push, call.latest)
+                    self.extended += 1
+            if when <= now:
+                expired.append(call)
+        for call in expired:
+            del self._tracked[call]
+            call.expired = True
+            call.task.cancel()
+            self.swept += 1
 
     def close(self) -> None:
         if self._handle is not None:
@@ -953,6 +1019,7 @@ class RedisStore:
     def status(self) -> dict[str, object]:
         return {"backend": self.name, "url": self._url, "timeout": self._timeout, "round_trips": self.round_trips,
                 "errors": self.errors, "queued": self.queued, "deadlines_extended": self._lag.extended,
+                "deadlines_swept": self._lag.swept,
                 "local_cache_hits": self.local_hits, "local_cache_entries": self.tracked_keys(),
                 **({"pipelines": self._pipeliner.pipelines, "pipelined_commands": self._pipeliner.commands}
                    if self._pipeliner is not None else {})}
@@ -1033,12 +1100,23 @@ class RedisStore:
         self.round_trips += 1
         limit = timeout or self._timeout
         try:
-            async with asyncio.timeout(limit) as deadline:
-                self._lag.watch(deadline, limit)
+            swept = self._lag.track(limit)
+            if swept is not None:  # no timer of its own: the deadlines' tick cancels it when it is late
                 try:
                     reply = await call
+                except asyncio.CancelledError:
+                    if swept.expired and swept.task.uncancel() <= swept.cancelling:
+                        raise TimeoutError from None  # the sweep's cancellation, as asyncio.timeout's
+                    raise
                 finally:
-                    self._lag.unwatch(deadline)
+                    self._lag.untrack(swept)
+            else:
+                async with asyncio.timeout(limit) as deadline:
+                    self._lag.watch(deadline, limit)
+                    try:
+                        reply = await call
+                    finally:
+                        self._lag.unwatch(deadline)
             self.answered += 1
             return reply
         except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "no answer"
