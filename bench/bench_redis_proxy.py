@@ -154,11 +154,17 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 100 else float("nan")
 
 
-async def engine_case(store: Any, facts: list[RequestFacts], concurrency: int, tick: float,
+def case_engine(store: Any) -> tuple[Engine, FakeClock]:
+    """One engine per case, kept over its warm-up and passes: its detectors' state carries on as
+    the store's does (with a fresh engine per pass, memory:// would forget the walks and timing
+    that Redis keeps in its logs, and the two would part ways after a few thousand decisions)."""
+    clock = FakeClock()
+    return Engine(compile_file(str(DEFAULT_POLICY)), store, clock), clock  # the policy carries its signal sources
+
+
+async def engine_case(engine: Engine, clock: FakeClock, facts: list[RequestFacts], concurrency: int, tick: float,
                       start: float) -> dict[str, Any]:
-    policy = compile_file(str(DEFAULT_POLICY))
-    clock = FakeClock(start)
-    engine = Engine(policy, store, clock)  # the policy carries its signal sources
+    clock.set(start)
     decisions: list[str] = [""] * len(facts)
     latencies: list[float] = []
     next_index = 0
@@ -204,13 +210,14 @@ async def bench_engine(args: argparse.Namespace, server: RedisServer) -> None:
                 store = ResilientStore(primary, MemoryStore(), "open")
             start = 1_900_000_000.0  # the same request times for every case (keys: a fresh prefix each)
             warmup = [build_facts(s) for s in specs[:args.warmup]]  # fresh facts: no cached header maps
-            await engine_case(store, warmup, concurrency, args.tick, start)
+            engine, clock = case_engine(store)
+            await engine_case(engine, clock, warmup, concurrency, args.tick, start)
             admin.config_resetstat()
             trips0 = primary.round_trips if primary else 0
             passes = []
             for k in range(args.repeat):  # the same requests again, later: the state carries on
                 t = start + (args.warmup + k * args.decisions) * args.tick
-                passes.append(await engine_case(store, [build_facts(s) for s in specs[args.warmup:]],
+                passes.append(await engine_case(engine, clock, [build_facts(s) for s in specs[args.warmup:]],
                                                 concurrency, args.tick, t))
             res = max(passes, key=lambda r: r["rate"])  # best of --repeat: the least disturbed by other load
             res = {**res, "decisions": [d for r in passes for d in r["decisions"]], "errors": passes[-1]["errors"]}
