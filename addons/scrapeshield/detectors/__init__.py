@@ -200,6 +200,11 @@ class DetectorSet:
                                                                c.cross_walk_max_entries, len)
 
     @property
+    def html_scan_bytes(self) -> int:
+        """How much of an HTML response `observe_response` reads (0: none, no asset detector)."""
+        return self._assets.scan_bytes if self._assets is not None else 0
+
+    @property
     def watches_crowds(self) -> bool:
         """Whether record requests should come with a `CrowdView`."""
         return self._cross is not None

@@ -21,6 +21,7 @@ from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..responses import ShieldResponse, refusal
 from ..runtime import RuntimeConfig, ShieldRuntime, shared_runtime
 from . import headerfields
+from .bodyprefix import decoded_prefix
 from .flowfacts import facts_from_flow
 from .metadata import DECISION_METADATA, RESERVED_METADATA, RID_METADATA, TLS_METADATA, XFF_METADATA
 
@@ -202,10 +203,13 @@ class ShieldAddon:
             return
         try:
             resp = flow.response
-            ctype = headerfields.value_of(resp.headers, "content-type")
+            headers = resp.headers
+            ctype = headerfields.value_of(headers, "content-type")
             body = None
-            if ctype and "html" in ctype and resp.raw_content is not None and len(resp.raw_content) < 1 << 20:
-                body = resp.get_content(strict=False)
+            raw = resp.raw_content
+            if ctype and "html" in ctype and raw and (limit := rt.html_scan_bytes()):
+                # Only what the detectors read, decoded: not the whole page (bodyprefix.py).
+                body = decoded_prefix(raw, headerfields.value_of(headers, "content-encoding"), limit)
             rt.observe_response(ctx, resp.status_code, ctype, body)
         except Exception:  # pragma: no cover - observing must never break a response
             rt.metrics.errors.labels("response").inc()

@@ -118,6 +118,12 @@ class ShieldRuntime:
                          body: bytes | None) -> None:
         self.engine.observe_response(ctx, status, content_type, body)
 
+    def html_scan_bytes(self) -> int:
+        """How much of an HTML response body `observe_response` reads: 0 when the policy's detectors
+        read none (the response hook then decodes nothing)."""
+        detectors = self.engine.detectors
+        return detectors.html_scan_bytes if detectors is not None else 0
+
     def record(self, facts: RequestFacts, decision: Decision, seconds: float = 0.0,
                shadow: dict[str, Any] | None = None, ctx: DecisionContext | None = None) -> None:
         """Count and log a decision (also one made outside the engine, e.g. for a malformed request).

@@ -1,0 +1,144 @@
+"""`mitm/bodyprefix.decoded_prefix` against mitmproxy's own decoding, and the response hook that
+feeds a compressed page's references to the detectors."""
+from __future__ import annotations
+
+import random
+import textwrap
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmproxy import http
+from mitmproxy.net import encoding
+from mitmproxy.test import taddons, tflow
+
+from scrapeshield.clock import FakeClock
+from scrapeshield.mitm import addon as addon_module
+from scrapeshield.mitm.addon import ShieldAddon
+from scrapeshield.mitm.bodyprefix import decoded_prefix
+from scrapeshield.runtime import RuntimeConfig, ShieldRuntime
+
+CODINGS = ("identity", "gzip", "deflate", "br", "zstd")
+PAGE = (b"<!doctype html><html><head><link rel=stylesheet href=/static/site.css>"
+        b"<script src=/static/app.js></script></head><body>" + b"<p>record</p>" * 20_000 + b"</body></html>")
+
+
+def response_with(raw: bytes, coding: str) -> http.Response:
+    """A response carrying `raw` as sent (`make` would encode a body it is given)."""
+    response = http.Response.make(200, b"", {"content-type": "text/html", "content-encoding": coding})
+    response.raw_content = raw
+    return response
+
+
+def what_mitmproxy_reads(raw: bytes, coding: str, limit: int) -> bytes:
+    content = response_with(raw, coding).get_content(strict=False)
+    assert content is not None
+    return content[:limit]
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=4096) | st.text(max_size=3000).map(str.encode),
+       coding=st.sampled_from(CODINGS), limit=st.integers(1, 5000))
+def test_a_body_that_decodes_reads_as_mitmproxy_reads_it(body: bytes, coding: str, limit: int) -> None:
+    raw = encoding.encode(body, coding)
+    assert decoded_prefix(raw, coding, limit) == what_mitmproxy_reads(raw, coding, limit) == body[:limit]
+
+
+@pytest.mark.parametrize("coding", CODINGS)
+def test_a_large_page_is_decoded_only_as_far_as_the_limit(coding: str) -> None:
+    raw = encoding.encode(PAGE, coding)
+    assert len(PAGE) > 250_000
+    assert decoded_prefix(raw, coding, 65_536) == PAGE[:65_536]
+
+
+def test_codings_are_read_as_http_spells_them() -> None:
+    raw = encoding.encode(PAGE, "gzip")
+    assert decoded_prefix(raw, " GZIP ", 100) == PAGE[:100]
+    # RFC 9110 8.4.1.3: x-gzip is gzip (mitmproxy does not know the alias and hands over the raw bytes).
+    assert decoded_prefix(raw, "x-gzip", 100) == PAGE[:100]
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    bare = raw_deflate.compress(PAGE) + raw_deflate.flush()  # DEFLATE without the zlib wrapper
+    assert decoded_prefix(bare, "deflate", 100) == PAGE[:100] == what_mitmproxy_reads(bare, "deflate", 100)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd", "gzip, br", "compress", "no-such-coding"])
+def test_what_does_not_decode_is_read_raw_as_mitmproxy_reads_it(coding: str) -> None:
+    garbage = b"\x1f\x8b not really compressed <link rel=stylesheet href=/x.css>" * 10
+    assert decoded_prefix(garbage, coding, 64) == garbage[:64] == what_mitmproxy_reads(garbage, coding, 64)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_a_cut_body_gives_the_prefix_it_holds(coding: str) -> None:
+    """A body cut short (the origin died mid-page): mitmproxy's whole-body decode fails and hands
+    over the compressed bytes; here what did arrive decodes to a prefix of the page (zstd gives
+    whole blocks only, so possibly none of it)."""
+    page = PAGE[:200] + random.Random(7).randbytes(60_000).hex().encode()  # compresses ~2:1
+    raw = encoding.encode(page, coding)
+    prefix = decoded_prefix(raw[: len(raw) // 2], coding, 1000)
+    assert page.startswith(prefix)
+    if coding != "zstd":
+        assert prefix == page[:1000]
+
+
+def test_an_empty_body_and_no_coding() -> None:
+    assert decoded_prefix(b"", "gzip", 10) == b""
+    assert decoded_prefix(b"<html>", None, 10) == b"<html>"
+    assert decoded_prefix(b"<html>", "", 3) == b"<ht"
+
+
+# -- the response hook ----------------------------------------------------------------------------
+
+DETECTORS_POLICY = """
+    version: 1
+    detectors: {key: ip}
+    rules: []
+"""
+
+
+def runtime(tmp_path: Path, policy: str) -> ShieldRuntime:
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent(policy))
+    return ShieldRuntime(RuntimeConfig(policy_path=str(path), admin="", decision_log=str(tmp_path / "d.jsonl"),
+                                       reload_interval=0), clock=FakeClock())
+
+
+async def serve_page(rt: ShieldRuntime, raw: bytes, coding: str) -> None:
+    addon = ShieldAddon(rt)
+    f = tflow.tflow()
+    f.client_conn.peername = ("203.0.113.7", 40000)
+    f.request.path = "/products/1"
+    f.request.headers = http.Headers([(b"Host", b"shop.example"), (b"Accept", b"text/html")])
+    with taddons.context(addon):
+        await addon.requestheaders(f)
+        assert f.response is None
+        f.response = response_with(raw, coding)
+        addon.response(f)
+
+
+@pytest.mark.parametrize("coding", CODINGS)
+async def test_a_compressed_page_feeds_its_references_to_the_detectors(tmp_path: Path, coding: str) -> None:
+    rt = runtime(tmp_path, DETECTORS_POLICY)
+    try:
+        await serve_page(rt, encoding.encode(PAGE, coding), coding)
+        state = rt.engine.detectors.describe("ip=203.0.113.7") if rt.engine.detectors else None
+        assert state is not None
+        assert (state["html_pages"], state["pending_pages"]) == (1, 1)  # site.css and app.js are owed
+    finally:
+        rt.decision_log.close()
+
+
+async def test_without_an_asset_detector_no_body_is_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = runtime(tmp_path, "version: 1\ndetectors: {key: ip, assets_enabled: false}\nrules: []\n")
+
+    def must_not_decode(raw: bytes, coding: str | None, limit: int) -> bytes:
+        raise AssertionError("decoded a body no detector reads")
+
+    monkeypatch.setattr(addon_module, "decoded_prefix", must_not_decode)
+    try:
+        assert rt.html_scan_bytes() == 0
+        await serve_page(rt, encoding.encode(PAGE, "gzip"), "gzip")
+        assert rt.metrics.registry.get_sample_value("scrapeshield_errors_total", {"kind": "response"}) is None
+    finally:
+        rt.decision_log.close()
