@@ -44,12 +44,39 @@ def _tls_metadata(fingerprint: Any) -> dict[str, Any]:
     return dataclasses.asdict(fingerprint)
 
 
+class BodyTap:
+    """A streamed response body (mitmproxy's `stream_large_bodies`), passed on unchanged, its first
+    `limit` bytes kept: the detectors read a large page's start as they read a buffered one's."""
+
+    __slots__ = ("limit", "parts", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def __call__(self, data: bytes) -> bytes:
+        if data and self.size < self.limit:
+            part = data[: self.limit - self.size]
+            self.parts.append(part)
+            self.size += len(part)
+        return data
+
+    def prefix(self) -> bytes:
+        return b"".join(self.parts)
+
+
+_MAX_PENDING_COOKIES = 100_000  # flows between their decision and their response or error
+
+
 class ShieldAddon:
     def __init__(self, runtime: ShieldRuntime | None = None) -> None:
         self.runtime = runtime  # given by `scrapeshield run`; built from options under mitmdump -s
         self._tls: dict[str, Any] = {}  # client id -> TLS fingerprint, dropped on disconnect
         # flow id -> decision context, from request to response; bounded in case a flow never finishes.
         self._contexts: TTLCache[str, DecisionContext] = TTLCache(maxsize=100_000, ttl=600)
+        # Flows whose response is to carry a new session cookie, until it does (`_send_session_cookie`).
+        self._cookie_due: set[str] = set()
 
     # -- configuration -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -163,6 +190,11 @@ class ShieldAddon:
         decision = await rt.decide_in(ctx)
         if ctx.detector_key is not None or ctx.session is not None:
             self._contexts[flow.id] = ctx  # for the response hook
+            if ctx.session is not None and ctx.session.set_cookie is not None:
+                due = self._cookie_due
+                if len(due) >= _MAX_PENDING_COOKIES:  # flows that never finished: forget them
+                    due.clear()
+                due.add(flow.id)
         flow.metadata[DECISION_METADATA] = {"rule": decision.rule, "action": decision.action.value,
                                          "enforced": decision.enforced, "reason": decision.reason}
         if decision.effective is Action.DELAY and decision.delay > 0:
@@ -187,26 +219,51 @@ class ShieldAddon:
             resp = ShieldResponse(500, (("Shield-Action", "error"), ("Content-Type", "text/plain")), b"error\n")
         flow.response = _make(resp)
 
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """The upstream's response headers, before its body. The session cookie goes out with them:
+        a body above `--stream-threshold` is streamed, its headers sent before `response` runs
+        (mitmproxy decides so from the Content-Length here, or while it reads a chunked body). A
+        streamed HTML page gets a `BodyTap`, so the detectors still read its start."""
+        response = flow.response
+        rt = self.runtime
+        if response is None or rt is None:
+            return
+        due = self._cookie_due
+        if due and flow.id in due:
+            ctx = self._contexts.get(flow.id)
+            if ctx is not None:
+                self._send_session_cookie(flow.id, response, ctx, rt)
+        if response.stream is True:
+            ctx = self._contexts.get(flow.id)
+            if ctx is not None and ctx.detector_key is not None:
+                try:
+                    ctype = headerfields.value_of(response.headers, "content-type")
+                    if ctype and "html" in ctype and (limit := rt.html_scan_bytes()):
+                        response.stream = BodyTap(limit)
+                except Exception:  # pragma: no cover - observing must never break a response
+                    rt.metrics.errors.labels("response").inc()
+                    log.exception("could not tap a streamed response")
+
     def response(self, flow: http.HTTPFlow) -> None:
         rt = self.runtime
         ctx = self._contexts.pop(flow.id, None)
         if rt is None or ctx is None or flow.response is None:
+            self._cookie_due.discard(flow.id)
             return
-        try:
-            set_cookie = rt.session_set_cookie(ctx)
-            if set_cookie is not None:  # the session rides on the response the client gets anyway
-                headerfields.append(flow.response.headers, "Set-Cookie", set_cookie)
-        except Exception:  # pragma: no cover - a session cookie must never break a response
-            rt.metrics.errors.labels("response").inc()
-            log.exception("could not set the session cookie")
+        resp = flow.response
+        due = self._cookie_due
+        if due and flow.id in due:  # a response the shield made (no headers hook ran for it)
+            self._send_session_cookie(flow.id, resp, ctx, rt)
         if ctx.detector_key is None:
             return
         try:
-            resp = flow.response
             headers = resp.headers
             ctype = headerfields.value_of(headers, "content-type")
             body = None
             raw = resp.raw_content
+            stream = resp.stream
+            if raw is None and isinstance(stream, BodyTap):
+                raw = stream.prefix()
             if ctype and "html" in ctype and raw and (limit := rt.html_scan_bytes()):
                 # Only what the detectors read, decoded: not the whole page (bodyprefix.py).
                 body = decoded_prefix(raw, headerfields.value_of(headers, "content-encoding"), limit)
@@ -217,6 +274,20 @@ class ShieldAddon:
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._contexts.pop(flow.id, None)
+        self._cookie_due.discard(flow.id)
+
+    def _send_session_cookie(self, flow_id: str, response: http.Response, ctx: DecisionContext,
+                             rt: ShieldRuntime) -> None:
+        """The session's Set-Cookie, once per flow: the session rides on the response the client
+        gets anyway."""
+        self._cookie_due.discard(flow_id)
+        try:
+            set_cookie = rt.session_set_cookie(ctx)
+            if set_cookie is not None:
+                headerfields.append(response.headers, "Set-Cookie", set_cookie)
+        except Exception:  # pragma: no cover - a session cookie must never break a response
+            rt.metrics.errors.labels("response").inc()
+            log.exception("could not set the session cookie")
 
     def _apply(self, flow: http.HTTPFlow, decision: Decision, rt: ShieldRuntime, facts: Any) -> None:
         action = decision.effective
