@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import textwrap
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,12 +105,17 @@ def runtime(tmp_path: Path, policy: str) -> ShieldRuntime:
                                        reload_interval=0), clock=FakeClock())
 
 
-async def serve_page(rt: ShieldRuntime, raw: bytes, coding: str) -> None:
-    addon = ShieldAddon(rt)
+def page_request(peer: str = "203.0.113.7") -> http.HTTPFlow:
     f = tflow.tflow()
-    f.client_conn.peername = ("203.0.113.7", 40000)
+    f.client_conn.peername = (peer, 40000)
     f.request.path = "/products/1"
     f.request.headers = http.Headers([(b"Host", b"shop.example"), (b"Accept", b"text/html")])
+    return f
+
+
+async def serve_page(rt: ShieldRuntime, raw: bytes, coding: str) -> None:
+    addon = ShieldAddon(rt)
+    f = page_request()
     with taddons.context(addon):
         await addon.requestheaders(f)
         assert f.response is None
@@ -161,65 +167,51 @@ def test_a_body_tap_passes_every_chunk_on_and_keeps_the_first_bytes() -> None:
     assert tap.prefix() == b"<html><hea"
 
 
+@pytest.fixture
+def session_runtime(tmp_path: Path) -> Iterator[ShieldRuntime]:
+    rt = runtime(tmp_path, SESSION_POLICY)
+    yield rt
+    rt.decision_log.close()
+
+
 async def test_a_streamed_response_gets_its_cookie_with_its_headers_once_and_its_start_observed(
-        tmp_path: Path) -> None:
-    rt = runtime(tmp_path, SESSION_POLICY)
-    addon = ShieldAddon(rt)
-    f = tflow.tflow()
-    f.client_conn.peername = ("203.0.113.7", 40000)
-    f.request.path = "/products/1"
-    f.request.headers = http.Headers([(b"Host", b"shop.example"), (b"Accept", b"text/html")])
-    try:
-        with taddons.context(addon):
-            await addon.requestheaders(f)
-            # mitmproxy decided to stream the upstream's large page (its Content-Length)
-            f.response = http.Response.make(200, b"", {"content-type": "text/html"})
-            f.response.stream = True
-            addon.responseheaders(f)
-            assert len(f.response.headers.get_all("set-cookie")) == 1  # sent before the body
-            tap = f.response.stream
-            assert isinstance(tap, addon_module.BodyTap)
-            for start in range(0, len(PAGE), 16384):  # the body as it streams through
-                assert tap(PAGE[start:start + 16384]) == PAGE[start:start + 16384]
-            f.response.raw_content = None  # a streamed body is not kept
-            addon.response(f)
-        assert len(f.response.headers.get_all("set-cookie")) == 1  # not added again
-        assert not addon._cookie_due
-        state = rt.engine.detectors.describe("ip=203.0.113.7") if rt.engine.detectors else None
-        assert state is not None and (state["html_pages"], state["pending_pages"]) == (1, 1)
-    finally:
-        rt.decision_log.close()
+        session_runtime: ShieldRuntime) -> None:
+    addon, f = ShieldAddon(session_runtime), page_request()
+    with taddons.context(addon):
+        await addon.requestheaders(f)
+        # mitmproxy decided to stream the upstream's large page (its Content-Length)
+        f.response = http.Response.make(200, b"", {"content-type": "text/html"})
+        f.response.stream = True
+        addon.responseheaders(f)
+        assert len(f.response.headers.get_all("set-cookie")) == 1  # sent before the body
+        tap = f.response.stream
+        assert isinstance(tap, addon_module.BodyTap)
+        for start in range(0, len(PAGE), 16384):  # the body as it streams through
+            assert tap(PAGE[start:start + 16384]) == PAGE[start:start + 16384]
+        f.response.raw_content = None  # a streamed body is not kept
+        addon.response(f)
+    assert len(f.response.headers.get_all("set-cookie")) == 1  # not added again
+    assert not addon._cookie_due
+    detectors = session_runtime.engine.detectors
+    state = detectors.describe("ip=203.0.113.7") if detectors is not None else None
+    assert state is not None and (state["html_pages"], state["pending_pages"]) == (1, 1)
 
 
-async def test_a_buffered_response_gets_its_cookie_once(tmp_path: Path) -> None:
-    rt = runtime(tmp_path, SESSION_POLICY)
-    addon = ShieldAddon(rt)
-    f = tflow.tflow()
-    f.client_conn.peername = ("203.0.113.8", 40000)
-    f.request.headers = http.Headers([(b"Host", b"shop.example")])
-    try:
-        with taddons.context(addon):
-            await addon.requestheaders(f)
-            f.response = http.Response.make(200, b"<html></html>", {"content-type": "text/html"})
-            addon.responseheaders(f)  # the cookie goes with the headers, streamed or not
-            assert len(f.response.headers.get_all("set-cookie")) == 1
-            addon.response(f)
-        assert len(f.response.headers.get_all("set-cookie")) == 1 and not addon._cookie_due
-    finally:
-        rt.decision_log.close()
+async def test_a_buffered_response_gets_its_cookie_once(session_runtime: ShieldRuntime) -> None:
+    addon, f = ShieldAddon(session_runtime), page_request("203.0.113.8")
+    with taddons.context(addon):
+        await addon.requestheaders(f)
+        f.response = http.Response.make(200, b"<html></html>", {"content-type": "text/html"})
+        addon.responseheaders(f)  # the cookie goes with the headers, streamed or not
+        assert len(f.response.headers.get_all("set-cookie")) == 1
+        addon.response(f)
+    assert len(f.response.headers.get_all("set-cookie")) == 1 and not addon._cookie_due
 
 
-async def test_a_streamed_flow_that_fails_is_forgotten(tmp_path: Path) -> None:
-    rt = runtime(tmp_path, SESSION_POLICY)
-    addon = ShieldAddon(rt)
-    f = tflow.tflow()
-    f.client_conn.peername = ("203.0.113.9", 40000)
-    f.request.headers = http.Headers([(b"Host", b"shop.example")])
-    try:
-        with taddons.context(addon):
-            await addon.requestheaders(f)
-            assert addon._cookie_due
-            addon.error(f)  # the upstream went away before its headers
-        assert not addon._cookie_due and not addon._contexts
-    finally:
-        rt.decision_log.close()
+async def test_a_flow_that_fails_before_its_response_is_forgotten(session_runtime: ShieldRuntime) -> None:
+    addon, f = ShieldAddon(session_runtime), page_request("203.0.113.9")
+    with taddons.context(addon):
+        await addon.requestheaders(f)
+        assert addon._cookie_due
+        addon.error(f)  # the upstream went away before its headers
+    assert not addon._cookie_due and not addon._contexts
