@@ -1,6 +1,6 @@
-"""Issue #11's efficacy targets at a small scale: 20 people and every scraper kind for 40 s.
+"""Issue #11's efficacy targets at a small scale: 20 people and every scraper kind for 60 s.
 
-One run (module fixture, ~65 s on a quiet machine): a real demo shop and `scrapeshield run` over
+One run (module fixture, ~85 s on a quiet machine): a real demo shop and `scrapeshield run` over
 TLS with policies/default.yaml; 10 people browse from the start, the attack begins after 15 s (naive,
 rotating /24s, Chrome-impersonating, a native proof-of-work fleet on every core, a headless
 Chromium fleet through 5 source addresses), and 10 more people arrive during it. Think time is
@@ -47,7 +47,7 @@ needs_session = pytest.mark.needs_session_identity
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SHIELD_SRC = Path(os.environ.get("SCRAPESHIELD_EFFICACY_SRC") or BENCH.parent / "addons").resolve()
 WARMUP_S = 15.0
-ATTACK_S = 40.0
+ATTACK_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +142,14 @@ def test_people_arriving_during_the_attack_solve_at_most_one_challenge(attack: R
 @pytest.mark.parametrize("name", SCRAPER_KINDS)
 def test_scraper_gets_at_most_100_records_per_10_minutes(attack: RunResult, name: str) -> None:
     """The target (<= 100 records per 10 minutes) is bench_efficacy.py's, over a 10-minute attack
-    (BENCHMARKS.md); issue 11 sets it for benchmarks, not timed tests. Here the attack lasts 40 s
-    and the 10-minute figure is projected from its last 20 s, where ONE record moves the projection
-    by 28: the fleets sit at 40-100 with the shipped default, and a run on a loaded machine lands a
-    little either side of 100. So this small run holds every scraper to the target on what it
-    actually got, and to twice the target on the projection: a regression (a fleet walking
-    through, 215 records in 90 s before #11) fails both, noise does not."""
+    (BENCHMARKS.md); issue 11 sets it for benchmarks, not timed tests. Here the attack lasts 60 s
+    and the 10-minute figure is projected from its last 30 s, where ONE record moves the projection
+    by 18. The price of the fleets' identities rises over the first tens of seconds of an attack,
+    so a shorter window projects the ramp, not the rate: with 40 s, a faster machine (CI's) gave
+    the browser fleet 7 records in the last 20 s (221 projected) while the 10-minute benchmark
+    measures 74. So this small run holds every scraper to the target on what it actually got, and
+    to twice the target on the projection: a regression (a fleet walking through, 215 records in
+    90 s before #11) fails both, noise does not."""
     scraper = _scraper(attack, name)
     assert scraper.records <= RECORDS_LIMIT, scraper.summary()
     assert records_per_10min(scraper, attack.attack_s) <= 2 * RECORDS_LIMIT, scraper.summary()
