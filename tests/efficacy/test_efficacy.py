@@ -145,8 +145,8 @@ def test_scraper_gets_at_most_100_records_per_10_minutes(attack: RunResult, name
     (BENCHMARKS.md); issue 11 sets it for benchmarks, not timed tests. Here the attack lasts 60 s
     and the 10-minute figure is projected from its last 30 s, where ONE record moves the projection
     by 18. The price of the fleets' identities rises over the first tens of seconds of an attack,
-    so a shorter window projects the ramp, not the rate: with 40 s, a faster machine (CI's) gave
-    the browser fleet 7 records in the last 20 s (221 projected) while the 10-minute benchmark
+    so a shorter window projects the ramp, not the rate: with 40 s, one full-suite run gave the
+    browser fleet 7 records in the last 20 s (221 projected) while the 10-minute benchmark
     measures 74. So this small run holds every scraper to the target on what it actually got, and
     to twice the target on the projection: a regression (a fleet walking through, 215 records in
     90 s before #11) fails both, noise does not."""
