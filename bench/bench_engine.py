@@ -544,19 +544,24 @@ def _cookie_name(policy) -> str:  # type: ignore[no-untyped-def]
     return settings.cookie_name if settings is not None else COOKIE_NAME
 
 
-def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick: float,  # type: ignore[no-untyped-def]
-                 with_runtime: bool, runtime_policy_path: str | None) -> dict:
+def build_engine(policy, traffic: Traffic, clock: FakeClock) -> tuple[Engine, SessionJar]:  # type: ignore[no-untyped-def]
+    """The engine as ShieldRuntime builds it -- sessions and clearance from the challenge gate (one
+    key ring) -- over a fresh memory store, and the clients' cookie jar for it."""
     from scrapeshield.challenge.keys import KeyRing
     from scrapeshield.runtime.gate import ChallengeGate
 
-    clock = FakeClock()
-    # As ShieldRuntime builds it: sessions and clearance from the challenge gate (one key ring).
     # Newer policies carry their signal sources (the registry's); older checkouts (--src) need them passed.
     sources = () if getattr(policy, "signal_sources", ()) else SIGNAL_SOURCES
     store = MemoryStore(max_keys=policy.max_keys)
     gate = ChallengeGate(KeyRing.generate(), policy, store, clock)
     engine = Engine(policy, store, clock, signal_sources=sources, clearance=gate.cleared, sessions=gate.sessions)
-    jar = SessionJar(traffic, gate.service.keys, _cookie_name(policy), _session_encoder(gate))
+    return engine, SessionJar(traffic, gate.service.keys, _cookie_name(policy), _session_encoder(gate))
+
+
+def bench_policy(label: str, policy, traffic: Traffic, n: int, repeat: int, tick: float,  # type: ignore[no-untyped-def]
+                 with_runtime: bool, runtime_policy_path: str | None) -> dict:
+    clock = FakeClock()
+    engine, jar = build_engine(policy, traffic, clock)
     decide_in = engine.decide_in
     # Warm-up: every client's session, buckets and detector state; regex caches and the interpreter.
     asyncio.run(_build_decide_pass(decide_in, clock, traffic.specs(n), jar, tick))

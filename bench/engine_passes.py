@@ -22,12 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_engine as be  # which puts addons/ on the path
-from scrapeshield.challenge.keys import KeyRing
 from scrapeshield.clock import FakeClock
-from scrapeshield.engine import Engine
 from scrapeshield.policy.compiler import compile_file
-from scrapeshield.runtime.gate import ChallengeGate
-from scrapeshield.store.memory import MemoryStore
 
 
 def main() -> None:
@@ -38,12 +34,8 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=1)
     args = ap.parse_args()
     label, path = be.default_variants(tempfile.mkdtemp())[args.variant]
-    policy = compile_file(path)
     traffic, clock = be.Traffic(seed=1), FakeClock()
-    store = MemoryStore(max_keys=policy.max_keys)
-    gate = ChallengeGate(KeyRing.generate(), policy, store, clock)
-    engine = Engine(policy, store, clock, clearance=gate.cleared, sessions=gate.sessions)
-    jar = be.SessionJar(traffic, gate.service.keys, be._cookie_name(policy), be._session_encoder(gate))
+    engine, jar = be.build_engine(compile_file(path), traffic, clock)
     asyncio.run(be._build_decide_pass(engine.decide_in, clock, traffic.specs(args.warmup), jar, 0.005))
     for _ in range(args.passes):
         asyncio.run(be._decide_pass(engine.decide_in, clock, traffic.specs(args.decisions), jar, 0.005))

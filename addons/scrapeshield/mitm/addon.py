@@ -229,20 +229,22 @@ class ShieldAddon:
         if response is None or rt is None:
             return
         due = self._cookie_due
-        if due and flow.id in due:
-            ctx = self._contexts.get(flow.id)
-            if ctx is not None:
-                self._send_session_cookie(flow.id, response, ctx, rt)
-        if response.stream is True:
-            ctx = self._contexts.get(flow.id)
-            if ctx is not None and ctx.detector_key is not None:
-                try:
-                    ctype = headerfields.value_of(response.headers, "content-type")
-                    if ctype and "html" in ctype and (limit := rt.html_scan_bytes()):
-                        response.stream = BodyTap(limit)
-                except Exception:  # pragma: no cover - observing must never break a response
-                    rt.metrics.errors.labels("response").inc()
-                    log.exception("could not tap a streamed response")
+        cookie_due = bool(due) and flow.id in due
+        if not cookie_due and response.stream is not True:
+            return  # most responses: nothing to do before the body
+        ctx = self._contexts.get(flow.id)
+        if ctx is None:
+            return
+        if cookie_due:
+            self._send_session_cookie(flow.id, response, ctx, rt)
+        if response.stream is True and ctx.detector_key is not None:
+            try:
+                ctype = headerfields.value_of(response.headers, "content-type")
+                if ctype and "html" in ctype and (limit := rt.html_scan_bytes()):
+                    response.stream = BodyTap(limit)
+            except Exception:  # pragma: no cover - observing must never break a response
+                rt.metrics.errors.labels("response").inc()
+                log.exception("could not tap a streamed response")
 
     def response(self, flow: http.HTTPFlow) -> None:
         rt = self.runtime

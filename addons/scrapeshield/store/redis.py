@@ -407,29 +407,34 @@ class BusyDeadlines:
         self._handle = self._loop.call_at(self._expected, self._tick)
         for deadline, latest in self._watched.items():
             when = deadline.when()
-            if when is None or when >= latest or deadline.expired():  # expired: its cancellation is on its way
+            if when is None or deadline.expired():  # expired: its cancellation is on its way
                 continue
-            push = lag
-            if answered and when < soon:
-                push += 2 * self.period
-            if push > 0.001:
-                deadline.reschedule(min(when + push, latest))
-                self.extended += 1
+            pushed = self._pushed(when, latest, lag, answered, soon)
+            if pushed is not None:
+                deadline.reschedule(pushed)
         if self._tracked:
             self._sweep(now, lag, answered, soon)
+
+    def _pushed(self, when: float, latest: float, lag: float, answered: bool, soon: float) -> float | None:
+        """A deadline moved later by the time the loop was not looking, and by two periods more if
+        it is about to expire while Redis answers others; None when it stays (or may not move)."""
+        if when >= latest:
+            return None
+        push = lag
+        if answered and when < soon:
+            push += 2 * self.period
+        if push <= 0.001:
+            return None
+        self.extended += 1
+        return min(when + push, latest)
 
     def _sweep(self, now: float, lag: float, answered: bool, soon: float) -> None:
         expired: list[SweptCall] = []
         for call in self._tracked:
-            when = call.when
-            if when < call.latest:  # pushed back as a watched deadline is
-                push = lag
-                if answered and when < soon:
-                    push += 2 * self.period
-                if push > 0.001:
-                    when = call.when = min(when + push, call.latest)
-                    self.extended += 1
-            if when <= now:
+            pushed = self._pushed(call.when, call.latest, lag, answered, soon)
+            if pushed is not None:
+                call.when = pushed
+            if call.when <= now:
                 expired.append(call)
         for call in expired:
             del self._tracked[call]
