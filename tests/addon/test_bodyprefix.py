@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mitmproxy import http
+from mitmproxy.addons import save
 from mitmproxy.net import encoding
 from mitmproxy.test import taddons, tflow
 
@@ -195,6 +196,56 @@ async def test_a_streamed_response_gets_its_cookie_with_its_headers_once_and_its
     detectors = session_runtime.engine.detectors
     state = detectors.describe("ip=203.0.113.7") if detectors is not None else None
     assert state is not None and (state["html_pages"], state["pending_pages"]) == (1, 1)
+
+
+async def test_a_chunked_html_page_is_streamed_from_its_first_byte_and_observed(
+        session_runtime: ShieldRuntime) -> None:
+    addon, f = ShieldAddon(session_runtime), page_request("203.0.113.10")
+    with taddons.context(addon):
+        await addon.requestheaders(f)
+        f.response = http.Response.make(200, b"", {"content-type": "text/html", "transfer-encoding": "chunked"})
+        assert "content-length" not in f.response.headers
+        addon.responseheaders(f)
+        tap = f.response.stream  # mitmproxy streams it from here: no buffering, no switch midway
+        assert isinstance(tap, addon_module.BodyTap)
+        assert b"".join(tap(PAGE[start:start + 4096]) for start in range(0, len(PAGE), 4096)) == PAGE
+        f.response.raw_content = None
+        addon.response(f)
+    detectors = session_runtime.engine.detectors
+    state = detectors.describe("ip=203.0.113.10") if detectors is not None else None
+    assert state is not None and (state["html_pages"], state["pending_pages"]) == (1, 1)
+
+
+@pytest.mark.parametrize(("status", "headers", "method"), [
+    (200, {"content-type": "text/html"}, "GET"),  # a Content-Length: buffered unless above the threshold
+    (200, {"content-type": "text/css", "transfer-encoding": "chunked"}, "GET"),  # not a page
+    (404, {"content-type": "text/html", "transfer-encoding": "chunked"}, "GET"),  # not read by the detectors
+    (200, {"content-type": "text/html", "transfer-encoding": "chunked"}, "HEAD"),  # no body
+])
+async def test_other_responses_are_left_to_mitmproxy(session_runtime: ShieldRuntime, status: int,
+                                                     headers: dict[str, str], method: str) -> None:
+    addon, f = ShieldAddon(session_runtime), page_request("203.0.113.11")
+    f.request.method = method
+    with taddons.context(addon):
+        await addon.requestheaders(f)
+        f.response = http.Response.make(status, b"" if "transfer-encoding" in headers else b"<html></html>", headers)
+        addon.responseheaders(f)
+        assert f.response.stream is False
+
+
+async def test_while_flows_are_saved_a_chunked_page_stays_buffered_for_replay(
+        session_runtime: ShieldRuntime, tmp_path: Path) -> None:
+    addon, f = ShieldAddon(session_runtime), page_request("203.0.113.12")
+    with taddons.context(addon) as tctx:
+        tctx.master.addons.add(save.Save())
+        tctx.configure(addon, save_stream_file=str(tmp_path / "flows"))
+        await addon.requestheaders(f)
+        f.response = http.Response.make(200, b"", {"content-type": "text/html", "transfer-encoding": "chunked"})
+        addon.responseheaders(f)
+        assert f.response.stream is False  # the saved flow keeps the page (`replay` reads it)
+        tctx.configure(addon, save_stream_file=None)
+        addon.responseheaders(f)
+        assert isinstance(f.response.stream, addon_module.BodyTap)
 
 
 async def test_a_buffered_response_gets_its_cookie_once(session_runtime: ShieldRuntime) -> None:

@@ -129,10 +129,14 @@ def test_the_assets_fetched_for_a_streamed_page_are_matched_to_it(shield: Shield
     assert (state["html_pages"], state["assets"]) == (1, 2)
 
 
-def test_a_large_chunked_page_gets_its_cookie_too(shield: ShieldProcess) -> None:
-    """No Content-Length: mitmproxy buffers it until it outgrows the threshold, then streams it,
-    its headers first -- the cookie was added to them when they arrived."""
+def test_a_large_chunked_page_gets_its_cookie_and_is_observed(shield: ShieldProcess) -> None:
+    """No Content-Length: the shield streams the HTML page from its first byte through a tap
+    (left to itself, mitmproxy would buffer it until it outgrew the threshold and then stream the
+    rest, after the shield's last look at it)."""
     page = get(shield, "127.0.8.10", "/chunked")
     assert page.status_code == 200 and page.content == PAGE
     assert "content-length" not in page.headers
     assert "shield_session=" in page.headers.get("set-cookie", "")
+    state = detectors_of(shield, "127.0.8.10")
+    assert (state["html_pages"], state["pending_pages"]) == (1, 1)
+

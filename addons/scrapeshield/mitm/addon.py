@@ -45,8 +45,9 @@ def _tls_metadata(fingerprint: Any) -> dict[str, Any]:
 
 
 class BodyTap:
-    """A streamed response body (mitmproxy's `stream_large_bodies`), passed on unchanged, its first
-    `limit` bytes kept: the detectors read a large page's start as they read a buffered one's."""
+    """A streamed response body (mitmproxy's `stream_large_bodies`, or an HTML page of unknown
+    length), passed on unchanged, its first `limit` bytes kept: the detectors read a streamed
+    page's start as they read a buffered one's."""
 
     __slots__ = ("limit", "parts", "size")
 
@@ -66,6 +67,19 @@ class BodyTap:
         return b"".join(self.parts)
 
 
+def _unsized_html(headers: http.Headers) -> bool:
+    """Whether a response is HTML with no Content-Length (chunked, or read until the upstream
+    closes): one pass over the fields, not two multidict lookups per response."""
+    html = False
+    for name, value in headers.fields:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            return False
+        if lowered == b"content-type":
+            html = b"html" in value.lower()
+    return html
+
+
 _MAX_PENDING_COOKIES = 100_000  # flows between their decision and their response or error
 
 
@@ -77,6 +91,9 @@ class ShieldAddon:
         self._contexts: TTLCache[str, DecisionContext] = TTLCache(maxsize=100_000, ttl=600)
         # Flows whose response is to carry a new session cookie, until it does (`_send_session_cookie`).
         self._cookie_due: set[str] = set()
+        # Stream HTML pages of unknown length through a tap (`responseheaders`); not while flows are
+        # saved (`--save`, mitmdump -w): buffered, a saved page keeps its body for `replay`.
+        self._tap_unsized = True
 
     # -- configuration -----------------------------------------------------------------------
     def load(self, loader: Any) -> None:
@@ -92,6 +109,8 @@ class ShieldAddon:
                           "Challenge/clearance keys file; default $SCRAPESHIELD_CHALLENGE_KEYS, else ephemeral.")
 
     def configure(self, updated: set[str]) -> None:
+        if "save_stream_file" in updated:  # an option of mitmproxy's Save addon, when it is loaded
+            self._tap_unsized = not getattr(ctx.options, "save_stream_file", None)
         if self.runtime is not None and not (updated & set(OPTIONS)):
             return
         if not ctx.options.scrapeshield_policy:
@@ -223,21 +242,26 @@ class ShieldAddon:
         """The upstream's response headers, before its body. The session cookie goes out with them:
         a body above `--stream-threshold` is streamed, its headers sent before `response` runs
         (mitmproxy decides so from the Content-Length here, or while it reads a chunked body). A
-        streamed HTML page gets a `BodyTap`, so the detectors still read its start."""
+        streamed HTML page gets a `BodyTap`, so the detectors still read its start; so does an HTML
+        page of unknown length (chunked), streamed from its first byte: mitmproxy would otherwise
+        buffer it and, once it outgrew the threshold, stream the rest untapped."""
         response = flow.response
         rt = self.runtime
         if response is None or rt is None:
             return
         due = self._cookie_due
         cookie_due = bool(due) and flow.id in due
-        if not cookie_due and response.stream is not True:
+        streamed = response.stream is True
+        unsized = self._tap_unsized and not response.stream and 200 <= response.status_code < 300 \
+            and flow.request.method != "HEAD" and _unsized_html(response.headers)
+        if not cookie_due and not streamed and not unsized:
             return  # most responses: nothing to do before the body
         ctx = self._contexts.get(flow.id)
         if ctx is None:
             return
         if cookie_due:
             self._send_session_cookie(flow.id, response, ctx, rt)
-        if response.stream is True and ctx.detector_key is not None:
+        if (streamed or unsized) and ctx.detector_key is not None:
             try:
                 ctype = headerfields.value_of(response.headers, "content-type")
                 if ctype and "html" in ctype and (limit := rt.html_scan_bytes()):
@@ -264,7 +288,7 @@ class ShieldAddon:
             body = None
             raw = resp.raw_content
             stream = resp.stream
-            if raw is None and isinstance(stream, BodyTap):
+            if not raw and isinstance(stream, BodyTap):
                 raw = stream.prefix()
             if ctype and "html" in ctype and raw and (limit := rt.html_scan_bytes()):
                 # Only what the detectors read, decoded: not the whole page (bodyprefix.py).
