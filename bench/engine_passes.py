@@ -10,11 +10,16 @@ time (callgrind), where the difference between two runs with different PASSES is
 
 Variants are `bench_engine.default_variants` in order: 0 the shipped default, 1 default with
 nothing able to trip, 2 - detectors, 3 - scores, 4 - sessions, 5 rules only.
+
+`--rss` prints how much the process grew over the warm-up and the passes (the engine's state for
+the bench's 1,000 clients: its working set, against the host's caches) and the objects the garbage
+collector tracks.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import tempfile
 from pathlib import Path
@@ -32,14 +37,27 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20_000, help="decisions first (the bench's own warm-up)")
     ap.add_argument("--decisions", type=int, default=3_000, help="decisions a pass")
     ap.add_argument("--passes", type=int, default=1)
+    ap.add_argument("--rss", action="store_true", help="print the process's growth and the GC-tracked objects")
     args = ap.parse_args()
     label, path = be.default_variants(tempfile.mkdtemp())[args.variant]
     traffic, clock = be.Traffic(seed=1), FakeClock()
-    engine, jar = be.build_engine(compile_file(path), traffic, clock)
+    policy = compile_file(path)
+    gc.collect()
+    before = _rss_mib()
+    engine, jar = be.build_engine(policy, traffic, clock)
     asyncio.run(be._build_decide_pass(engine.decide_in, clock, traffic.specs(args.warmup), jar, 0.005))
     for _ in range(args.passes):
         asyncio.run(be._decide_pass(engine.decide_in, clock, traffic.specs(args.decisions), jar, 0.005))
     print(f"{label}: {args.warmup} + {args.passes} x {args.decisions} decisions")
+    if args.rss:
+        gc.collect()
+        print(f"  grew {_rss_mib() - before:.1f} MiB (RSS), {len(gc.get_objects()):,} objects tracked by the GC, "
+              f"{engine.store.tracked_keys():,} store keys")
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / 2**20
 
 
 if __name__ == "__main__":
