@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from logfiles import combined_line, write_combined_log
 
 from harness import PYTHON, REPO, subprocess_env
 from scrapeshield.cli import main
+from scrapeshield.replay import accesslog
 from scrapeshield.replay.accesslog import LogReadStats, facts_from_record, iter_records, sniff
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -203,6 +207,31 @@ def test_a_progress_bar_goes_to_stderr_and_leaves_the_report_alone(tmp_path: Pat
     assert code == 0 and json.loads(out)["requests"] == 50
     kb = f"{log.stat().st_size / 1000:.1f}"
     assert "access.log" in err and f"{kb}/{kb} kB" in err  # the bar reached the end of the file
+
+
+# The line formats as they were written before their quoted fields were unrolled
+# (`"((?:[^"\\]|\\.)*)"`, one alternation a character): the unrolled ones must match the same.
+_QUOTED_AS_BEFORE = r'"((?:[^"\\]|\\.)*)"'
+_COMBINED_BEFORE = re.compile(
+    r'(\S+) \S+ \S+ \[([^\]]+)\] ' + _QUOTED_AS_BEFORE + r' (\d{3}|-) \S+(?: ' + _QUOTED_AS_BEFORE + " "
+    + _QUOTED_AS_BEFORE + ")?")
+_ALB_BEFORE = re.compile(r'(\S+) (\S+) \S+ (\S+) \S+ \S+ \S+ \S+ (\S+) \S+ \S+ \S+ ' + _QUOTED_AS_BEFORE + " "
+                         + _QUOTED_AS_BEFORE)
+_FIELD = st.text(alphabet='ab "\\-x/?=', max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(request=_FIELD, referer=_FIELD, ua=_FIELD, status=st.sampled_from(["200", "-", "20", "404x"]),
+       tail=st.sampled_from(["", " ", ' "', " extra"]))
+def test_the_unrolled_line_formats_match_exactly_what_the_alternations_did(
+        request: str, referer: str, ua: str, status: str, tail: str) -> None:
+    combined = f'1.2.3.4 - - [29/Nov/2026:10:00:00 +0000] "{request}" {status} 5 "{referer}" "{ua}"{tail}'
+    for line in (combined, combined.partition(f" {status} 5 ")[0] + f" {status} 5"):
+        before, after = _COMBINED_BEFORE.match(line), accesslog._COMBINED.match(line)
+        assert (before and before.groups()) == (after and after.groups())
+    alb = f'h2 2026-11-29T10:00:00Z lb 1.2.3.4:5 - 0 0 0 200 200 1 2 "{request}" "{ua}"{tail}'
+    before, after = _ALB_BEFORE.match(alb), accesslog._ALB.match(alb)
+    assert (before and before.groups()) == (after and after.groups())
 
 
 @pytest.mark.e2e
