@@ -4,6 +4,7 @@
 
     .venv/bin/python bench/bench_replay_accesslog.py                     # 200,000 lines, default.yaml
     .venv/bin/python bench/bench_replay_accesslog.py --lines 500000 --policy tests/policies/good/minimal.yaml
+    .venv/bin/python bench/bench_replay_accesslog.py --lines 20000 --pad 3800    # ~4 KB lines (tracking queries)
 
 The log (written once to a temporary file, then timed) has realistic lines (~230 bytes: Chrome,
 Safari, python-requests and Scrapy User-Agents, record and listing paths with queries, referers)
@@ -47,11 +48,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2_000)
     ap.add_argument("--policy", default=str(REPO / "policies" / "default.yaml"))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pad", type=int, default=0, help="characters of a tracking parameter added to every query")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "access.log"
         with open(log, "w", encoding="ascii") as fh:
-            fh.writelines(combined_line(i, args.clients) for i in range(args.lines))
+            fh.writelines(combined_line(i, args.clients, args.pad) for i in range(args.lines))
         size = log.stat().st_size
         rates, peaks = [], []
         for _ in range(args.repeat):
@@ -65,7 +67,8 @@ def main() -> int:
                 return 1
             rates.append(args.lines / seconds)
             peaks.append(int(done.stderr.strip().splitlines()[-1].removeprefix("peak_rss_kib=")) // 1024)
-        print(f"log: {args.lines} lines, {size / 1e6:.1f} MB, {args.clients} clients; policy {args.policy}")
+        print(f"log: {args.lines} lines ({size / args.lines:,.0f} bytes a line), {size / 1e6:.1f} MB, "
+              f"{args.clients} clients; policy {args.policy}")
         print(f"replay: {statistics.median(rates):,.0f} lines/s median of {args.repeat} "
               f"(min {min(rates):,.0f}, max {max(rates):,.0f}); peak RSS {max(peaks)} MiB")
     return 0
