@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Final
 
 from librt.vecs import append, extend, pop, vec
@@ -463,23 +462,37 @@ class CrossSessionWalk:
     @staticmethod
     def _who_and_order(index: CrowdIndex, run: list[int]) -> tuple[int, float]:
         """How many sessions fetched the run's ids, and the share of its neighbouring ids first
-        fetched in walk order (one direction): read off the log's entries. Sorts `run`."""
-        on_run = set(run)
-        first: dict[int, float] = {}  # id -> time of its oldest entry (log order)
-        sessions: set[int] = set()
+        fetched in walk order (one direction): read off the log's entries. Sorts `run`.
+
+        Every entry of the log is read, for every request on a run that may score (a fleet's walk
+        under way): compiled, a native loop -- an entry's id is looked up in the sorted run by
+        binary search over a vector and its first time kept in another, where a set and a dict of
+        int objects made two objects and two hashed lookups an entry."""
+        run.sort()
+        n: i64 = len(run)
+        ids = vec[i64](run)
+        first = vec[float]([_NEVER] * n)  # per run id (sorted): the time of its oldest entry (log order)
+        lo: i64 = run[0]
+        hi: i64 = run[-1]
+        whos: list[int] = []  # the sessions of the run's entries
         ring = index.ring
         cap = index.cap
         for p in index.positions():
             at = p % cap * 3
-            v = int(ring[at + 1])
-            if v in on_run:
-                sessions.add(int(ring[at + 2]))
-                if v not in first:
-                    first[v] = ring[at]
-        run.sort()
-        ascending = sum(first[a] <= first[b] for a, b in pairwise(run))
-        pairs = len(run) - 1
-        return len(sessions), max(ascending, pairs - ascending) / pairs
+            v: i64 = int(ring[at + 1])
+            if v < lo or v > hi:
+                continue
+            k = _search(ids, v)
+            if k < n and ids[k] == v:
+                whos.append(int(ring[at + 2]))
+                if first[k] == _NEVER:
+                    first[k] = ring[at]
+        ascending = 0
+        for i in range(n - 1):
+            if first[i] <= first[i + 1]:
+                ascending += 1
+        pairs = n - 1
+        return len(set(whos)), float(max(ascending, pairs - ascending)) / float(pairs)
 
     def strength(self, run: CrowdRun) -> float:
         if (run.sessions < self.min_sessions or run.repeat_share > self.max_repeat_share
