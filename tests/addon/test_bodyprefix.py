@@ -233,6 +233,21 @@ async def test_other_responses_are_left_to_mitmproxy(session_runtime: ShieldRunt
         assert f.response.stream is False
 
 
+async def test_a_chunked_page_no_detector_reads_stays_buffered(tmp_path: Path) -> None:
+    rt = runtime(tmp_path, "version: 1\nsession: {ttl: 1d}\ndetectors: {key: ip, assets_enabled: false}\nrules: []\n")
+    addon, f = ShieldAddon(rt), page_request("203.0.113.13")
+    try:
+        assert rt.html_scan_bytes() == 0
+        with taddons.context(addon):
+            await addon.requestheaders(f)
+            f.response = http.Response.make(200, b"", {"content-type": "text/html", "transfer-encoding": "chunked"})
+            addon.responseheaders(f)
+            assert f.response.stream is False  # nothing to keep of it: mitmproxy's own choice stands
+            assert len(f.response.headers.get_all("set-cookie")) == 1  # the cookie still goes with the headers
+    finally:
+        rt.decision_log.close()
+
+
 async def test_while_flows_are_saved_a_chunked_page_stays_buffered_for_replay(
         session_runtime: ShieldRuntime, tmp_path: Path) -> None:
     addon, f = ShieldAddon(session_runtime), page_request("203.0.113.12")

@@ -76,7 +76,7 @@ def _unsized_html(headers: http.Headers) -> bool:
         if lowered == b"content-length":
             return False
         if lowered == b"content-type":
-            html = b"html" in value.lower()
+            html = b"html" in value  # as the taps' own checks (`"html" in ctype`) read it
     return html
 
 
@@ -253,7 +253,7 @@ class ShieldAddon:
         cookie_due = bool(due) and flow.id in due
         streamed = response.stream is True
         unsized = self._tap_unsized and not response.stream and 200 <= response.status_code < 300 \
-            and flow.request.method != "HEAD" and _unsized_html(response.headers)
+            and flow.request.method != "HEAD" and rt.html_scan_bytes() > 0 and _unsized_html(response.headers)
         if not cookie_due and not streamed and not unsized:
             return  # most responses: nothing to do before the body
         ctx = self._contexts.get(flow.id)
