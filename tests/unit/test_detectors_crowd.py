@@ -70,7 +70,7 @@ def test_a_full_index_holds_no_object_for_the_garbage_collector_to_visit() -> No
     for i in range(200):  # full, wrapped and grown
         index.append(1_000_000 + 7919 * i, T0 + i, i)
     assert gc.is_tracked(index) is not crowd._COMPILED
-    for part in (index.ring, index.slots):
+    for part in (index.ring, index.slots, index.heads):
         assert not gc.is_tracked(part)
         assert [o for o in gc.get_referents(part) if not isinstance(o, type)] == []
 
@@ -84,8 +84,8 @@ def test_an_index_holds_the_newest_entries_of_its_log_within_its_window(
         steps: list[tuple[int, float, int] | None], keep: int) -> None:
     """Given appends (a clock that also steps back) and expiries (None) in any order, the index holds
     what a plain log would: its last `keep` entries less those that expired from its front, in log
-    order, and every distinct id with how many of them hold it -- whether its ring wrapped, grew or
-    was emptied."""
+    order, every distinct id with how many of them hold it, and each id's chain leading through
+    exactly its entries -- whether its ring wrapped, grew or was emptied."""
     index = CrowdIndex(keep, 10.0)
     log: list[CrowdEntry] = []
     now = T0
@@ -103,7 +103,11 @@ def test_an_index_holds_the_newest_entries_of_its_log_within_its_window(
         assert len(index) == len(log)
         assert list(index.ids) == sorted({v for v, _, _ in log})
         assert list(index.counts) == [sum(v == i for v, _, _ in log) for i in index.ids]
-        assert index.copy().entries == log
+        for value in {v for v, _, _ in log} | {31}:  # each id's chain: its entries, newest first
+            assert index.chain(value) == [e for e in reversed(log) if e[0] == value]
+        copied = index.copy()
+        assert copied.entries == log
+        assert all(copied.chain(value) == index.chain(value) for value in index.ids)
 
 
 @settings(max_examples=300, deadline=None)

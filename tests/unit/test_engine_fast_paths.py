@@ -427,7 +427,8 @@ def test_the_exact_distinct_hashes_in_a_vector_are_the_sorted_set_of_those_seen(
 
 def test_a_full_crowd_log_holds_its_ids_and_entries_in_vectors_no_larger_than_they_need() -> None:
     """A vector grown by its own `append`/`extend` doubles its room: a full log of 128 different ids
-    would cost ~41 bytes an entry, not ~34 (docs/detectors.md's figures)."""
+    would cost up to twice the ~50 bytes an entry it needs (docs/detectors.md's figures: 32 for the
+    entry, 16 for its id and the id's newest entry)."""
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -440,7 +441,7 @@ def test_a_full_crowd_log_holds_its_ids_and_entries_in_vectors_no_larger_than_th
         per_entry = (tracemalloc.get_traced_memory()[0] - before) / (50 * 128)
     finally:
         tracemalloc.stop()
-    assert per_entry < 36
+    assert per_entry < 52
 
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 "

@@ -49,7 +49,8 @@ _COUNT_BITS: Final = 13
 _COUNT_MASK: Final = (1 << _COUNT_BITS) - 1
 _NEVER: Final = float("inf")  # an empty log's oldest time: nothing in it expires
 _GROW: Final = 4  # entries a log's ring grows by
-_RING_ROOM: Final = vec[float]([0.0] * (3 * _GROW))
+_STEP: Final = 4  # doubles an entry takes in the ring: (time, id, who, previous entry with its id)
+_RING_ROOM: Final = vec[float]([0.0] * (_STEP * _GROW))
 # Called through a constant: compiled, a module global is looked up in the module dict per call.
 _bisect_left: Final = bisect_left
 # Compiled (mypyc), this module's `__file__` is the extension module's, not its source.
@@ -120,42 +121,52 @@ class CrowdIndex:
     many entries hold each. Adding, expiring and finding a run cost O(log n) plus the run's length
     (and a shift of the ids after a new one), so the many requests that extend no run (a crowd's
     random ids) stay cheap; who fetched a run's ids and when is read off the entries only for a run
-    long enough to matter.
+    long enough to matter, and then only off that run's entries: each id's entries are chained,
+    newest to oldest, so a run costs its own requests, not the whole log's.
 
     Compact on purpose: the process keeps up to `cross_walk_max_logs` of these. Two flat vectors
     (`librt.vecs.vec`, as store/compact.py's columns: compiled, an item read or write is a direct
     load or store, where an `array`'s goes through the generic item protocol and makes an int
     object per read):
-    - `ring`, the entries: a ring of (time, id, who) triples of doubles (exact: ids are below
-      2**50, who below 2**32), grown up to `keep` entries and then overwritten oldest first, so a
-      full log's append moves no memory;
+    - `ring`, the entries: a ring of (time, id, who, previous) quadruples of doubles (exact: ids are
+      below 2**50, who below 2**32, entry numbers below 2**53), grown up to `keep` entries and then
+      overwritten oldest first, so a full log's append moves no memory. Entries are numbered in log
+      order from the first ever added (`base` is the oldest's number); `previous` is the number of
+      the entry before it that holds the same id (-1: none);
     - `slots`, the distinct ids sorted, each as `id << 13 | the entries holding it`: an id is
-      looked up, added, counted and dropped in one vector (`_search`, `_inserted`).
+      looked up, added, counted and dropped in one vector (`_search`, `_inserted`);
+    - `heads`, beside `slots` (the same positions): the number of the newest entry holding each
+      id. An id's `count` entries are its head and the `count - 1` entries its chain of `previous`
+      numbers leads to (entries leave the log oldest first, so those are the ones still in it).
     No object per entry or per id, and few objects per log: a full garbage collection visits
     every object a container holds and every tracked object, each a cache miss on a busy heap.
     The distinct ids as a list of int objects, and five arrays a log (ids, times and whos of the
     entries, distinct ids, counts), made the crowd logs two thirds of a full collection's time in
     the engine bench's heap (measured when this changed)."""
 
-    __slots__ = ("cap", "first", "first_t", "keep", "ring", "room", "size", "slots", "window_s")
+    __slots__ = ("base", "cap", "first", "first_t", "heads", "keep", "ring", "room", "size", "slots", "window_s")
 
     def __init__(self, keep: int, window_s: float) -> None:
         self.keep: i64 = keep
         self.window_s = window_s
-        self.ring = vec[float]()  # (time, id, who) per entry
-        self.cap: i64 = 0  # the ring's capacity in entries: len(ring) // 3 (at most `keep`)
-        self.first: i64 = 0  # the ring position (entry number) of the oldest entry
+        self.ring = vec[float]()  # (time, id, who, previous) per entry
+        self.cap: i64 = 0  # the ring's capacity in entries: len(ring) // _STEP (at most `keep`)
+        self.first: i64 = 0  # the ring position of the oldest entry
+        self.base: i64 = 0  # the oldest entry's number (entries are numbered in log order)
         self.size: i64 = 0  # entries held (at most the ring's capacity, which is at most `keep`)
         self.first_t = _NEVER  # the oldest entry's time (what `expire` compares), _NEVER without one
         self.slots = vec[i64]()  # distinct ids sorted, each `id << _COUNT_BITS | entries holding it`
-        self.room: i64 = 0  # the slots' capacity (`_inserted`)
+        self.heads = vec[i64]()  # per slot: the number of the newest entry holding its id
+        self.room: i64 = 0  # the capacity of `slots` and `heads` (`_inserted`)
 
     def copy(self) -> CrowdIndex:
         index = CrowdIndex(self.keep, self.window_s)
         index.ring = vec[float](self.ring)
         index.slots = slots = vec[i64](self.slots)
+        index.heads = vec[i64](self.heads)
         index.room = len(slots)
-        index.cap, index.first, index.size, index.first_t = self.cap, self.first, self.size, self.first_t
+        index.cap, index.first, index.base = self.cap, self.first, self.base
+        index.size, index.first_t = self.size, self.first_t
         return index
 
     def __len__(self) -> int:
@@ -177,7 +188,7 @@ class CrowdIndex:
         return [slot & _COUNT_MASK for slot in self.slots]
 
     def positions(self) -> range:
-        """The entries' ring positions in log order (`p % capacity`, times 3 for the ring's index)."""
+        """The entries' ring positions in log order (`p % capacity`, times _STEP for the ring's index)."""
         return range(self.first, self.first + self.size)
 
     @property
@@ -187,8 +198,23 @@ class CrowdIndex:
         cap = self.cap
         out: list[CrowdEntry] = []
         for p in self.positions():
-            at = p % cap * 3
+            at = p % cap * _STEP
             out.append((int(ring[at + 1]), ring[at], int(ring[at + 2])))
+        return out
+
+    def chain(self, value: int) -> list[CrowdEntry]:
+        """The entries holding `value`, newest first, as its chain of `previous` numbers gives them
+        (tests, debugging; `CrossSessionWalk._who_and_order` reads the same chains)."""
+        slots = self.slots
+        i = _search(slots, value << _COUNT_BITS)
+        if i == len(slots) or slots[i] >> _COUNT_BITS != value:
+            return []
+        ring, cap, number = self.ring, self.cap, self.heads[i]
+        out: list[CrowdEntry] = []
+        for _ in range(slots[i] & _COUNT_MASK):
+            at = (self.first + number - self.base) % cap * _STEP
+            out.append((int(ring[at + 1]), ring[at], int(ring[at + 2])))
+            number = int(ring[at + 3])
         return out
 
     def add(self, entry: CrowdEntry) -> None:
@@ -209,7 +235,8 @@ class CrowdIndex:
         pos = self.first + size
         if pos >= cap:
             pos -= cap
-        at = pos * 3
+        at = pos * _STEP
+        number: i64 = self.base + size
         ring[at] = t
         ring[at + 1] = value  # exact as a double below 2**53
         ring[at + 2] = who
@@ -221,8 +248,13 @@ class CrowdIndex:
         i = _search(slots, key)
         if i < len(slots) and slots[i] >> _COUNT_BITS == value:
             slots[i] += 1
+            heads = self.heads
+            ring[at + 3] = float(heads[i])  # the id's chain: this entry, then the one that was its newest
+            heads[i] = number
         else:
+            ring[at + 3] = -1.0
             room = self.room
+            heads = self.heads
             if len(slots) == room:
                 # Grown here by about an eighth (as a list grows): a full vector's own growth doubles it.
                 room += (room >> 3) + _GROW
@@ -231,7 +263,9 @@ class CrowdIndex:
                 self.room = room
                 if _COMPILED:  # (interpreted, `_inserted` makes a new vector anyway)
                     slots = vec[i64](slots, capacity=room)
+                    heads = vec[i64](heads, capacity=room)
             self.slots = _inserted(slots, i, key | 1, room)
+            self.heads = _inserted(heads, i, number, room)
         return i
 
     def _grow(self) -> None:
@@ -241,17 +275,17 @@ class CrowdIndex:
         more = self.keep - self.cap
         if more > _GROW:
             more = _GROW
-        room = _RING_ROOM if more == _GROW else _RING_ROOM[:more * 3]
+        room = _RING_ROOM if more == _GROW else _RING_ROOM[:more * _STEP]
         old = self.ring
         if not self.cap:
             self.ring = vec[float](room)  # a copy: an empty vector extended to exactly its capacity grows past it
         else:
-            cut = self.first * 3
+            cut = self.first * _STEP
             if cut:
-                ring = extend(vec[float](old[cut:], capacity=len(old) + more * 3), old[:cut])
+                ring = extend(vec[float](old[cut:], capacity=len(old) + more * _STEP), old[:cut])
                 self.first = 0
             else:
-                ring = vec[float](old, capacity=len(old) + more * 3)
+                ring = vec[float](old, capacity=len(old) + more * _STEP)
             self.ring = extend(ring, room)
         self.cap += more
 
@@ -267,22 +301,24 @@ class CrowdIndex:
     def _drop_oldest(self) -> None:
         ring = self.ring
         first = self.first
-        value: i64 = int(ring[first * 3 + 1])
+        value: i64 = int(ring[first * _STEP + 1])
         first += 1
         if first == self.cap:
             first = 0
         self.first = first
+        self.base += 1
         size = self.size - 1
         self.size = size
-        self.first_t = ring[first * 3] if size else _NEVER
+        self.first_t = ring[first * _STEP] if size else _NEVER
         slots = self.slots
         key: i64 = value << _COUNT_BITS
         i = _search(slots, key)
         slot = slots[i]
         if slot & _COUNT_MASK == 1:
             self.slots = pop(slots, i)[0]
+            self.heads = pop(self.heads, i)[0]
         else:
-            slots[i] = slot - 1
+            slots[i] = slot - 1  # the id's chain now ends one entry earlier: its count says where
 
 
 def _search(slots: vec[i64], key: i64) -> i64:
@@ -345,10 +381,10 @@ class CrossSessionWalk:
         found = self._run(index, x, now)
         if found is None:
             return NO_RUN
-        run, requests = found
+        run, requests, on_run = found
         if len(run) < self.start:
             return _short_run(len(run))  # too short to matter: spare the rest
-        sessions, order = self._who_and_order(index, run)
+        sessions, order = self._who_and_order(index, on_run)
         return CrowdRun(len(run), sessions, (requests - len(run)) / requests, order)
 
     def strength_at(self, index: CrowdIndex, x: int, now: float, at: int = -1) -> float:
@@ -414,16 +450,17 @@ class CrossSessionWalk:
             j += 1
         if float(on_run) <= start or float(requests - on_run) / float(requests) > self.max_repeat_share:
             return 0.0  # at `start` the ramp is 0 too
-        found = self._run(index, x, now)  # a run that may score (rare): listed for its entries
-        assert found is not None
-        sessions, order = self._who_and_order(index, found[0])
+        # A run that may score (rare, but every request of a fleet's walk under way): its slots
+        # listed, and who fetched them read off their entries.
+        sessions, order = self._who_and_order(index, _run_slots(slots, i, stride, reach))
         if sessions < self.min_sessions or order < self.min_order_share:
             return 0.0
         return ramp(float(on_run), start, self.full)
 
-    def _run(self, index: CrowdIndex, x: int, now: float) -> tuple[list[int], int] | None:
-        """The ids on the run through `x` (x first, then down, then up) and how many of the log's
-        entries hold them; None when `x` has no other id within `max_stride`."""
+    def _run(self, index: CrowdIndex, x: int, now: float) -> tuple[list[int], int, vec[i64]] | None:
+        """The ids on the run through `x` (x first, then down, then up), how many of the log's
+        entries hold them and their places in `index.slots` (ascending); None when `x` has no other
+        id within `max_stride`."""
         index.expire(now)
         ids = index.ids  # rare (`measure`, a run that may score): plain lists
         counts = index.counts
@@ -457,45 +494,82 @@ class CrossSessionWalk:
                 run.append(v)
                 requests += counts[j]
             j += 1
-        return run, requests
+        return run, requests, _run_slots(index.slots, i, stride, reach)
 
     @staticmethod
-    def _who_and_order(index: CrowdIndex, run: list[int]) -> tuple[int, float]:
+    def _who_and_order(index: CrowdIndex, on_run: vec[i64]) -> tuple[int, float]:
         """How many sessions fetched the run's ids, and the share of its neighbouring ids first
-        fetched in walk order (one direction): read off the log's entries. Sorts `run`.
+        fetched in walk order (one direction): read off the entries of the run's ids, which
+        `on_run` gives by their places in `index.slots`, ascending (so the ids are in order).
 
-        Every entry of the log is read, for every request on a run that may score (a fleet's walk
-        under way): compiled, a native loop -- an entry's id is looked up in the sorted run by
-        binary search over a vector and its first time kept in another, where a set and a dict of
-        int objects made two objects and two hashed lookups an entry."""
-        run.sort()
-        n: i64 = len(run)
-        ids = vec[i64](run)
-        first = vec[float]([_NEVER] * n)  # per run id (sorted): the time of its oldest entry (log order)
-        lo: i64 = run[0]
-        hi: i64 = run[-1]
-        whos: list[int] = []  # the sessions of the run's entries
+        Each id's entries are followed down its chain (`CrowdIndex.heads`, then each entry's
+        `previous`), the last one reached being its oldest: the cost is the run's requests, where
+        reading every entry of the log cost its whole length (up to `keep`) for every request of a
+        fleet's walk under way."""
         ring = index.ring
-        cap = index.cap
-        for p in index.positions():
-            at = p % cap * 3
-            v: i64 = int(ring[at + 1])
-            if v < lo or v > hi:
-                continue
-            k = _search(ids, v)
-            if k < n and ids[k] == v:
-                whos.append(int(ring[at + 2]))
-                if first[k] == _NEVER:
-                    first[k] = ring[at]
-        ascending = 0
-        for i in range(n - 1):
-            if first[i] <= first[i + 1]:
+        cap: i64 = index.cap
+        offset: i64 = index.first - index.base  # an entry's number plus this is its ring position (mod cap)
+        slots = index.slots
+        heads = index.heads
+        whos: set[int] = set()
+        n: i64 = len(on_run)
+        ascending: i64 = 0
+        before = _NEVER
+        for k in range(n):
+            place = on_run[k]
+            count: i64 = slots[place] & _COUNT_MASK
+            number: i64 = heads[place]
+            oldest = _NEVER
+            while count > 0:
+                at: i64 = (number + offset) % cap * _STEP
+                whos.add(int(ring[at + 2]))
+                oldest = ring[at]
+                number = int(ring[at + 3])
+                count -= 1
+            if k > 0 and before <= oldest:
                 ascending += 1
-        pairs = n - 1
-        return len(set(whos)), float(max(ascending, pairs - ascending)) / float(pairs)
+            before = oldest
+        pairs: i64 = n - 1
+        return len(whos), float(max(ascending, pairs - ascending)) / float(pairs)
 
     def strength(self, run: CrowdRun) -> float:
         if (run.sessions < self.min_sessions or run.repeat_share > self.max_repeat_share
                 or run.order_share < self.min_order_share):
             return 0.0
         return ramp(run.ids, self.start, self.full)
+
+
+def _run_slots(slots: vec[i64], i: i64, stride: i64, reach: i64) -> vec[i64]:
+    """The places in `slots` of the run through the id at place `i` (ascending): from it, down and
+    then up, the next id a whole number of `stride`s from the edge within `reach` (the steps of
+    `CrossSessionWalk._run` and `strength_at`)."""
+    n: i64 = len(slots)
+    down = vec[i64]()
+    edge: i64 = slots[i] >> _COUNT_BITS
+    j: i64 = i - 1
+    v: i64
+    while j >= 0:
+        v = slots[j] >> _COUNT_BITS
+        if v < edge - reach:
+            break
+        if (edge - v) % stride == 0:
+            edge = v
+            down = append(down, j)
+        j -= 1
+    out = vec[i64]()
+    k: i64 = len(down) - 1
+    while k >= 0:
+        out = append(out, down[k])
+        k -= 1
+    out = append(out, i)
+    edge = slots[i] >> _COUNT_BITS
+    j = i + 1
+    while j < n:
+        v = slots[j] >> _COUNT_BITS
+        if v > edge + reach:
+            break
+        if (v - edge) % stride == 0:
+            edge = v
+            out = append(out, j)
+        j += 1
+    return out
