@@ -381,11 +381,12 @@ class CrossSessionWalk:
         found = self._run(index, x, now)
         if found is None:
             return NO_RUN
-        run, requests, on_run = found
-        if len(run) < self.start:
-            return _short_run(len(run))  # too short to matter: spare the rest
-        sessions, order = self._who_and_order(index, on_run)
-        return CrowdRun(len(run), sessions, (requests - len(run)) / requests, order)
+        places, requests = found
+        ids = len(places)
+        if float(ids) < self.start:
+            return _short_run(ids)  # too short to matter: spare the rest
+        sessions, order = self._who_and_order(index, places)
+        return CrowdRun(ids, sessions, (requests - ids) / requests, order)
 
     def strength_at(self, index: CrowdIndex, x: int, now: float, at: int = -1) -> float:
         """`strength(measure(index, x, now))`, reading the log's entries only for a run that can still
@@ -457,44 +458,28 @@ class CrossSessionWalk:
             return 0.0
         return ramp(float(on_run), start, self.full)
 
-    def _run(self, index: CrowdIndex, x: int, now: float) -> tuple[list[int], int, vec[i64]] | None:
-        """The ids on the run through `x` (x first, then down, then up), how many of the log's
-        entries hold them and their places in `index.slots` (ascending); None when `x` has no other
-        id within `max_stride`."""
+    def _run(self, index: CrowdIndex, x: int, now: float) -> tuple[vec[i64], int] | None:
+        """The run through `x`: its ids' places in `index.slots` (ascending) and how many of the
+        log's entries hold them; None when `x` has no other id within `max_stride`. (`strength_at`
+        takes the same steps without listing the run, which it needs only when it may score.)"""
         index.expire(now)
-        ids = index.ids  # rare (`measure`, a run that may score): plain lists
-        counts = index.counts
-        n = len(ids)
-        i = bisect_left(ids, x)
-        if i == n or ids[i] != x or n < 2:  # `x not in index`, without a method call
+        slots = index.slots
+        n: i64 = len(slots)
+        value: i64 = x
+        i = _search(slots, value << _COUNT_BITS)
+        if i == n or slots[i] >> _COUNT_BITS != value or n < 2:
             return None
-        stride = min(x - ids[i - 1] if i > 0 else self.max_stride + 1,
-                     ids[i + 1] - x if i + 1 < n else self.max_stride + 1)
-        if stride > self.max_stride:
+        max_stride: i64 = self.max_stride
+        down: i64 = value - (slots[i - 1] >> _COUNT_BITS) if i > 0 else max_stride + 1
+        up: i64 = (slots[i + 1] >> _COUNT_BITS) - value if i + 1 < n else max_stride + 1
+        stride = down if down <= up else up
+        if stride > max_stride:
             return None
-        # The run: from x, step to the nearest id k * stride away (k <= max_gap), down then up. The ids
-        # are sorted, so the nearest such id is the first one on the way that lies a whole number of
-        # strides from the edge -- found by walking the array from x's place, no lookup per k.
-        run = [x]
-        requests = counts[i]
-        reach = self.max_gap * stride
-        edge, j = x, i - 1
-        while j >= 0 and ids[j] >= edge - reach:
-            v = ids[j]
-            if (edge - v) % stride == 0:
-                edge = v
-                run.append(v)
-                requests += counts[j]
-            j -= 1
-        edge, j = x, i + 1
-        while j < n and ids[j] <= edge + reach:
-            v = ids[j]
-            if (v - edge) % stride == 0:
-                edge = v
-                run.append(v)
-                requests += counts[j]
-            j += 1
-        return run, requests, _run_slots(index.slots, i, stride, reach)
+        places = _run_slots(slots, i, stride, self.max_gap * stride)
+        requests = 0
+        for place in places:
+            requests += slots[place] & _COUNT_MASK
+        return places, requests
 
     @staticmethod
     def _who_and_order(index: CrowdIndex, on_run: vec[i64]) -> tuple[int, float]:
@@ -541,8 +526,8 @@ class CrossSessionWalk:
 
 def _run_slots(slots: vec[i64], i: i64, stride: i64, reach: i64) -> vec[i64]:
     """The places in `slots` of the run through the id at place `i` (ascending): from it, down and
-    then up, the next id a whole number of `stride`s from the edge within `reach` (the steps of
-    `CrossSessionWalk._run` and `strength_at`)."""
+    then up, the next id a whole number of `stride`s from the edge within `reach` (the steps
+    `CrossSessionWalk.strength_at` counts)."""
     n: i64 = len(slots)
     down = vec[i64]()
     edge: i64 = slots[i] >> _COUNT_BITS
