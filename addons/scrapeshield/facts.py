@@ -93,13 +93,12 @@ class RequestFacts:
         Linear in the headers' size, however many fields repeat one name."""
         hmap = self._hmap
         if hmap is None:
+            headers = self.headers
             hmap = {}
-            for name, value in self.headers:  # one pass while no name repeats (nearly every request)
-                lname = name.lower()
-                if lname in hmap:
-                    hmap = _joined_header_map(self.headers)
-                    break
-                hmap[lname] = value
+            for name, value in headers:  # one store a field: no name repeats in nearly every request
+                hmap[name.lower()] = value
+            if len(hmap) != len(headers):  # one did: joined in a second pass
+                hmap = _joined_header_map(headers)
             self._hmap = hmap
         return hmap
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scrapeshield.challenge.clearance import cookie_values
 from scrapeshield.facts import MAX_COOKIES, RequestFacts, parse_cookie_header
@@ -46,3 +48,21 @@ def test_many_repeated_headers_join_in_linear_time() -> None:
     assert time.perf_counter() - t0 < 1.0
     assert hmap["x-junk"].count(",") == 99_999
     assert hmap["cookie"].startswith("a=1; a=1")
+
+
+def _reference_header_map(headers: list[tuple[str, str]]) -> dict[str, str]:
+    joined: dict[str, list[str]] = {}
+    for name, value in headers:
+        joined.setdefault(name.lower(), []).append(value)
+    return {name: ("; " if name == "cookie" else ", ").join(values) for name, values in joined.items()}
+
+
+_NAMES = st.sampled_from(["Accept", "accept", "ACCEPT", "Cookie", "cookie", "X-A", "x-a", "User-Agent", "Host"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAMES, st.text(max_size=4)), max_size=12))
+def test_the_header_map_joins_exactly_the_names_that_repeat_in_any_case(headers: list[tuple[str, str]]) -> None:
+    hmap = RequestFacts(peer_ip="192.0.2.1", headers=headers).header_map
+    assert hmap == _reference_header_map(headers)
+    assert list(hmap) == list(_reference_header_map(headers))  # first-seen order, as the fields came
