@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scrapeshield.detectors import NO_ASSETS, DetectorConfig, DetectorSet, Observation
-from scrapeshield.detectors.assets import asset_refs
+from scrapeshield.detectors.assets import _TAG, asset_refs
 from scrapeshield.detectors.synthetic import browse, harvest, page_html, page_refs, page_signals, person_pages, play
 
 T0 = 1_700_000_000.0
@@ -133,3 +138,117 @@ def test_extraction_is_bounded_by_bytes_and_references() -> None:
     html = b"".join(b'<img src="/i/%d.png">' % i for i in range(100))
     assert len(asset_refs(html, 65536, 24)) == 24
     assert asset_refs(html, 30, 24) == ["0.png"]  # the second tag ends at byte 40
+
+
+# -- the one-pass scan against the two-step reference -----------------------------------------
+# `asset_refs` reads each reference's file name inside the regex that finds its attribute. The
+# reference below is the scan as it was before: the attribute's value found first, then judged in
+# Python. Both must give the same names for any page, hostile ones included.
+
+_REF_URL_ATTR = re.compile(
+    rb"""(?<![\w-])(?:[sS][rR][cC]|[hH][rR][eE][fF])\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"""
+)
+
+
+def _reference_same_origin_file(url: bytes) -> str | None:
+    url = url.strip()
+    if not url or url.startswith(b"//") or b":" in url.partition(b"/")[0]:
+        return None
+    name = url.partition(b"?")[0].partition(b"#")[0].rpartition(b"/")[2]
+    return name.decode("latin-1") if name else None
+
+
+def _reference_asset_refs(body: bytes, scan_bytes: int, max_refs: int) -> list[str]:
+    refs: list[str] = []
+    seen: set[str] = set()
+    for m in _TAG.finditer(body, 0, scan_bytes):
+        attrs = m["script"]
+        if attrs is not None:
+            if b"nomodule" in attrs.lower():
+                continue
+        else:
+            tag = m["tag"]
+            if tag is None:
+                continue
+            attrs = m["attrs"]
+            low = attrs.lower()
+            if tag[0] in b"lL":
+                if b"stylesheet" not in low and b"preload" not in low:
+                    continue
+            elif b"srcset" in low or b"lazy" in low or b"data-src" in low:
+                continue
+        u = _REF_URL_ATTR.search(attrs)
+        if u is None:
+            continue
+        value = u[1] if u[1] is not None else u[2] if u[2] is not None else u[3]
+        name = _reference_same_origin_file(value)
+        if name is not None and name not in seen:
+            seen.add(name)
+            refs.append(name)
+            if len(refs) >= max_refs:
+                break
+    return refs
+
+
+_BLANKS = st.sampled_from([b"", b" ", b"  ", b"\t", b"\n ", b"\x0b", b"\x0c\r"])
+_URL_PARTS = st.sampled_from([
+    b"/", b"//", b"a", b"b.css", b"x.js", b"img/", b"../", b"?", b"#", b"?v=1", b"#top", b":", b"https:",
+    b"data:image/png;base64,AA", b"HTTP://h/", b"mailto:x", b"p:q/r", b"a b", b"\xe9.png", b"=", b"-", b"'", b'"',
+    b">", b"<", b"src=", b"href=",
+])
+_URLS = st.one_of(
+    st.sampled_from([b"/static/app.js", b"img/a.png?v=2", b"../b.css#x", b"c.gif", b" //cdn/x.js", b"\t//h/y.png"]),
+    st.builds(lambda lead, parts, trail: lead + b"".join(parts) + trail,
+              _BLANKS, st.lists(_URL_PARTS, max_size=6), _BLANKS))
+
+
+def _attr(name: bytes, eq: bytes, quote: bytes, url: bytes) -> bytes:
+    return name + eq + quote + url + quote
+
+
+_URL_ATTRS = st.builds(
+    _attr, st.sampled_from([b"src", b"SRC", b"href", b"Href", b"data-src", b"x-href", b"_src", b"asrc"]),
+    st.sampled_from([b"=", b" = ", b"=\n", b" ="]), st.sampled_from([b'"', b"'", b""]), _URLS)
+_OTHER_ATTRS = st.sampled_from([b"rel=stylesheet", b"rel='preload'", b"REL=STYLESHEET", b"loading=lazy", b"nomodule",
+                                b"defer", b"alt=x", b"srcset='a 2x'", b"type=module", b"'", b'"'])
+# Mostly tags whose reference counts (so most pages have some), with what excludes one now and then.
+_ATTRS = st.tuples(st.lists(_OTHER_ATTRS, max_size=2), st.lists(_URL_ATTRS, min_size=1, max_size=2),
+                   st.lists(_OTHER_ATTRS, max_size=1)).map(
+    lambda parts: b"".join(b" " + a for a in (*parts[0], *parts[1], *parts[2])))
+_TAGS = st.one_of(
+    st.builds(lambda name, attrs, end: b"<" + name + attrs + end,
+              st.sampled_from([b"img", b"IMG", b"img", b"link rel=stylesheet", b"Link", b"script", b"imgx", b"a"]),
+              _ATTRS, st.sampled_from([b">", b"/>", b">", b"", b"></script>", b">x</SCRIPT >"])),
+    st.sampled_from([b"<!-- ", b" -->", b"<noscript>", b"</noscript>", b"<template>", b"</template>", b"text ",
+                     b"</script>", b"<"]),
+)
+_PAGES = st.lists(_TAGS, max_size=12).map(b"".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_PAGES, st.integers(1, 400), st.integers(1, 6))
+def test_the_one_pass_scan_finds_exactly_the_references_of_the_two_step_scan(
+        page: bytes, scan_bytes: int, max_refs: int) -> None:
+    assert asset_refs(page, scan_bytes, max_refs) == _reference_asset_refs(page, scan_bytes, max_refs)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_the_one_pass_scan_agrees_on_any_bytes(page: bytes) -> None:
+    assert asset_refs(page, 65536, 24) == _reference_asset_refs(page, 65536, 24)
+
+
+@pytest.mark.parametrize("attrs, name", [
+    (b' src="  /a/b.css  "', "b.css"),  # blanks around the URL are not the name's
+    (b' src=" //cdn/x.js"', None),  # a protocol-relative URL behind a blank is still another host's
+    (b" src=' a.css ?v=2'", "a.css "),  # a blank before the query stays in the name, as the path has it
+    (b' src="https://h/x.png" href="/y.png"', None),  # only the first URL attribute counts
+    (b" src=p:q/r.png", None),  # a scheme before the first slash
+    (b" src=r/p:q.png", "p:q.png"),  # a colon after it is a file name's
+    (b' src="/dir/"', None),
+    (b' src="x.js#f/g"', "x.js"),
+])
+def test_the_file_name_of_a_same_origin_url(attrs: bytes, name: str | None) -> None:
+    page = b"<img" + attrs + b">"
+    assert asset_refs(page, 65536, 24) == ([name] if name is not None else [])
+    assert _reference_asset_refs(page, 65536, 24) == asset_refs(page, 65536, 24)

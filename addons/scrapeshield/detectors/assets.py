@@ -57,8 +57,30 @@ _TAG = re.compile(
     rb"|(?P<tag>[lL][iI][nN][kK]|[iI][mM][gG])\b(?P<attrs>[^>]*)>)",
     re.S,
 )
+
+
+def _value_name(end: bytes) -> bytes:
+    """The pattern of a same-origin URL in a value made of anything but `end`'s bytes: blanks, no
+    `//` start, no `:` before the first `/`, the path up to its last `/` (before any `?` or `#`),
+    then two groups: the file name, and the query or fragment after it (if any)."""
+    return (rb"\s*+(?!//)(?![^" + end + rb"/]*:)(?:[^" + end + rb"?#]*/)?([^" + end + rb"/?#]*)"
+            rb"([?#][^" + end + rb"]*)?(?![^" + end + rb"])")
+
+
+# The first `src` or `href` attribute of a tag's attributes and, in the same match, the file name
+# of its value when that is a same-origin URL: groups (1, 2), (3, 4) or (5, 6) by how the value is
+# quoted, the name and the query or fragment after it; none of them matched when the value is an
+# absolute (`https:`, `data:`) or a `//host/` URL. A value that is no such URL is still matched
+# whole (the `|[^"]*` fallbacks), so it never sends the search on to a later attribute. Leading
+# blanks are taken possessively (`*+`): giving one back must not let the `//` and scheme checks
+# start inside them. One regex instead of a second pass over the value in Python: the scan of a
+# page ~20 % faster (BENCHMARKS.md); tests/unit/test_detectors_assets.py holds it to that two-step
+# reference.
 _URL_ATTR = re.compile(
-    rb"""(?<![\w-])(?:[sS][rR][cC]|[hH][rR][eE][fF])\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"""
+    rb"(?<![\w-])(?:[sS][rR][cC]|[hH][rR][eE][fF])\s*=\s*(?:"
+    rb'"(?:' + _value_name(b'"') + rb'|[^"]*)"'
+    rb"|'(?:" + _value_name(b"'") + rb"|[^']*)'"
+    rb"""|(?=[^\s"'>])(?:""" + _value_name(rb"""\s"'>""") + rb"""|[^\s"'>]+))"""
 )
 
 
@@ -69,15 +91,6 @@ def file_name(path: str) -> str:
 
 def name_hash(name: str) -> int:
     return stable_hash(name)
-
-
-def _same_origin_file(url: bytes) -> str | None:
-    """File name of a relative URL; None for absolute (`https:`, `data:`) and `//host/` URLs."""
-    url = url.strip()
-    if not url or url.startswith(b"//") or b":" in url.partition(b"/")[0]:
-        return None
-    name = url.partition(b"?")[0].partition(b"#")[0].rpartition(b"/")[2]
-    return name.decode("latin-1") if name else None
 
 
 def asset_refs(body: bytes, scan_bytes: int, max_refs: int) -> list[str]:
@@ -104,9 +117,16 @@ def asset_refs(body: bytes, scan_bytes: int, max_refs: int) -> list[str]:
         u = _URL_ATTR.search(attrs)
         if u is None:
             continue
-        value = u[1] if u[1] is not None else u[2] if u[2] is not None else u[3]
-        name = _same_origin_file(value)
-        if name is not None and name not in seen:
+        found = u.lastindex  # None: the URL is not same-origin
+        if found is None:
+            continue
+        # The last group matched is the name's (odd), or the query's after it: without a query or
+        # fragment, blanks at the value's end are not the name's.
+        raw = u[found - 1] if found % 2 == 0 else u[found].rstrip()
+        if not raw:
+            continue
+        name = raw.decode("latin-1")
+        if name not in seen:
             seen.add(name)
             refs.append(name)
             if len(refs) >= max_refs:
