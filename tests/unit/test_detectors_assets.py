@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scrapeshield.detectors import NO_ASSETS, DetectorConfig, DetectorSet, Observation
-from scrapeshield.detectors.assets import _TAG, asset_refs
+from scrapeshield.detectors.assets import _TAG, asset_refs, fetched_tag_attrs
 from scrapeshield.detectors.synthetic import browse, harvest, page_html, page_refs, page_signals, person_pages, play
 
 T0 = 1_700_000_000.0
@@ -143,7 +143,8 @@ def test_extraction_is_bounded_by_bytes_and_references() -> None:
 # -- the one-pass scan against the two-step reference -----------------------------------------
 # `asset_refs` reads each reference's file name inside the regex that finds its attribute. The
 # reference below is the scan as it was before: the attribute's value found first, then judged in
-# Python. Both must give the same names for any page, hostile ones included.
+# Python (the tags it looks at are the same: `fetched_tag_attrs`). Both must give the same names for
+# any page, hostile ones included.
 
 _REF_URL_ATTR = re.compile(
     rb"""(?<![\w-])(?:[sS][rR][cC]|[hH][rR][eE][fF])\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))"""
@@ -162,21 +163,9 @@ def _reference_asset_refs(body: bytes, scan_bytes: int, max_refs: int) -> list[s
     refs: list[str] = []
     seen: set[str] = set()
     for m in _TAG.finditer(body, 0, scan_bytes):
-        attrs = m["script"]
-        if attrs is not None:
-            if b"nomodule" in attrs.lower():
-                continue
-        else:
-            tag = m["tag"]
-            if tag is None:
-                continue
-            attrs = m["attrs"]
-            low = attrs.lower()
-            if tag[0] in b"lL":
-                if b"stylesheet" not in low and b"preload" not in low:
-                    continue
-            elif b"srcset" in low or b"lazy" in low or b"data-src" in low:
-                continue
+        attrs = fetched_tag_attrs(m)
+        if attrs is None:
+            continue
         u = _REF_URL_ATTR.search(attrs)
         if u is None:
             continue

@@ -73,8 +73,8 @@ def _value_name(end: bytes) -> bytes:
 # absolute (`https:`, `data:`) or a `//host/` URL. A value that is no such URL is still matched
 # whole (the `|[^"]*` fallbacks), so it never sends the search on to a later attribute. Leading
 # blanks are taken possessively (`*+`): giving one back must not let the `//` and scheme checks
-# start inside them. One regex instead of a second pass over the value in Python: the scan of a
-# page ~20 % faster (BENCHMARKS.md); tests/unit/test_detectors_assets.py holds it to that two-step
+# start inside them. One regex instead of a second pass over the value in Python: ~17 µs less a
+# 20 KB page's scan (BENCHMARKS.md); tests/unit/test_detectors_assets.py holds it to that two-step
 # reference.
 _URL_ATTR = re.compile(
     rb"(?<![\w-])(?:[sS][rR][cC]|[hH][rR][eE][fF])\s*=\s*(?:"
@@ -93,27 +93,35 @@ def name_hash(name: str) -> int:
     return stable_hash(name)
 
 
+def fetched_tag_attrs(m: re.Match[bytes]) -> bytes | None:
+    """The attributes of a tag `_TAG` found whose reference a browser fetches; None for a comment,
+    `<noscript>` or `<template>`, and for what browsers may leave unfetched (a `nomodule` script,
+    a `<link>` that is no stylesheet or preload, a lazy or `srcset` image)."""
+    attrs = m["script"]
+    if attrs is not None:
+        return None if b"nomodule" in attrs.lower() else attrs
+    tag = m["tag"]
+    if tag is None:
+        return None  # comment, <noscript>, <template>
+    attrs = m["attrs"]
+    low = attrs.lower()
+    if tag[0] in b"lL":
+        if b"stylesheet" not in low and b"preload" not in low:
+            return None
+    elif b"srcset" in low or b"lazy" in low or b"data-src" in low:
+        return None
+    return attrs
+
+
 def asset_refs(body: bytes, scan_bytes: int, max_refs: int) -> list[str]:
     """File names of the same-origin assets a browser will fetch for this page:
     in document order, unique, at most `max_refs`, from the first `scan_bytes` of the body."""
     refs: list[str] = []
     seen: set[str] = set()
     for m in _TAG.finditer(body, 0, scan_bytes):
-        attrs = m["script"]
-        if attrs is not None:
-            if b"nomodule" in attrs.lower():
-                continue
-        else:
-            tag = m["tag"]
-            if tag is None:
-                continue  # comment, <noscript>, <template>
-            attrs = m["attrs"]
-            low = attrs.lower()
-            if tag[0] in b"lL":
-                if b"stylesheet" not in low and b"preload" not in low:
-                    continue
-            elif b"srcset" in low or b"lazy" in low or b"data-src" in low:
-                continue
+        attrs = fetched_tag_attrs(m)
+        if attrs is None:
+            continue
         u = _URL_ATTR.search(attrs)
         if u is None:
             continue
