@@ -20,6 +20,15 @@ class SystemClock:
         return time.time()
 
 
+class MonotonicClock:
+    """Seconds that never go back (time.monotonic), for ages kept in this process only."""
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
 class FakeClock:
     """A clock tests and replay move by hand."""
 

@@ -7,15 +7,16 @@ import functools
 import logging
 from typing import Any
 
-from cachetools import TTLCache
 from mitmproxy import ctx, http, tls
 from mitmproxy.connection import Client
 
+from ..clock import MonotonicClock
 from ..context import DecisionContext
 from ..decision import Action, Decision
 from ..engine import fail_decision
 from ..facts import RequestFacts
 from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
+from ..pending import Pending
 from ..policy.errors import PolicyInvalid
 from ..requestid import HEADER as REQUEST_ID_HEADER
 from ..responses import ShieldResponse, refusal
@@ -88,7 +89,7 @@ class ShieldAddon:
         self.runtime = runtime  # given by `scrapeshield run`; built from options under mitmdump -s
         self._tls: dict[str, Any] = {}  # client id -> TLS fingerprint, dropped on disconnect
         # flow id -> decision context, from request to response; bounded in case a flow never finishes.
-        self._contexts: TTLCache[str, DecisionContext] = TTLCache(maxsize=100_000, ttl=600)
+        self._contexts: Pending[str, DecisionContext] = Pending(100_000, 600.0, MonotonicClock())
         # Flows whose response is to carry a new session cookie, until it does (`_send_session_cookie`).
         self._cookie_due: set[str] = set()
         # Stream HTML pages of unknown length through a tap (`responseheaders`); not while flows are
@@ -199,7 +200,7 @@ class ShieldAddon:
         if rt.is_reserved(facts.path):
             # The shield's own endpoints: answered in `request` once the body is in, never forwarded.
             if rt.reserved_allowed(facts):
-                self._contexts[flow.id] = DecisionContext(facts)
+                self._contexts.put(flow.id, DecisionContext(facts))
                 flow.metadata[RESERVED_METADATA] = True
             else:
                 flow.response = _make(refusal(Decision(Action.THROTTLE, "reserved", "verify endpoint limit"),
@@ -208,7 +209,7 @@ class ShieldAddon:
         ctx = DecisionContext(facts)
         decision = await rt.decide_in(ctx)
         if ctx.detector_key is not None or ctx.session is not None:
-            self._contexts[flow.id] = ctx  # for the response hook
+            self._contexts.put(flow.id, ctx)  # for the response hook
             if ctx.session is not None and ctx.session.set_cookie is not None:
                 due = self._cookie_due
                 if len(due) >= _MAX_PENDING_COOKIES:  # flows that never finished: forget them
@@ -226,7 +227,7 @@ class ShieldAddon:
             return
         if not flow.metadata.get(RESERVED_METADATA):
             return
-        ctx = self._contexts.pop(flow.id, None)
+        ctx = self._contexts.pop(flow.id)
         try:
             if ctx is None:
                 raise LookupError("request facts expired")
@@ -272,7 +273,7 @@ class ShieldAddon:
 
     def response(self, flow: http.HTTPFlow) -> None:
         rt = self.runtime
-        ctx = self._contexts.pop(flow.id, None)
+        ctx = self._contexts.pop(flow.id)
         if rt is None or ctx is None or flow.response is None:
             self._cookie_due.discard(flow.id)
             return
@@ -299,7 +300,7 @@ class ShieldAddon:
             log.exception("could not observe response")
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._contexts.pop(flow.id, None)
+        self._contexts.pop(flow.id)
         self._cookie_due.discard(flow.id)
 
     def _send_session_cookie(self, flow_id: str, response: http.Response, ctx: DecisionContext,
