@@ -75,7 +75,7 @@ def _spelled_in(ip: object, xff: Sequence[str], forwarded: Sequence[str]) -> boo
     """An address may be spelled differently in the chain (`::ffff:1.2.3.4`, upper-case IPv6)."""
     text = " ".join([*xff, *forwarded]).replace("[", " ").replace("]", " ")
     for word in re.split(r"[\s,;=\"]+", text):
-        for candidate in (word, word.rpartition(":")[0]):
+        for candidate in (word, word.rpartition(":")[0], word.partition("%")[0]):  # a zone is dropped
             if candidate and parse_ip(candidate) == ip:
                 return True
     return False

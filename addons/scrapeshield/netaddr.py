@@ -15,14 +15,21 @@ _MAX_HOP_CHARS = 64  # "[ffff:...:ffff%zone]:65535" fits; anything longer is not
 
 
 def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address `text` spells, in one spelling per address: an IPv4-mapped IPv6 address is its
+    IPv4 address, and an IPv6 zone index (`fe80::1%eth0`, `::%x`) is dropped -- it names the
+    interface the address was seen on, not another client. Kept, a zone would make one address
+    many keys (`ip`, `prefix`) for a client that can write the hop its address is read from."""
     if len(text) > _MAX_HOP_CHARS:
         return None
     try:
         ip = ipaddress.ip_address(text.strip().strip("[]"))
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        return ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return ip.ipv4_mapped
+        if ip.scope_id is not None:
+            return ipaddress.IPv6Address(ip.packed)
     return ip
 
 

@@ -16,6 +16,7 @@ from scrapeshield.netaddr import (
     MAX_FORWARDED_BYTES,
     MAX_FORWARDED_HOPS,
     CidrSet,
+    ip_prefix,
     resolve_client_ip,
 )
 from scrapeshield.policy.compiler import compile_bytes
@@ -683,6 +684,17 @@ def test_a_chain_longer_than_the_byte_limit_is_read_from_its_right_end_only() ->
                                                 ("[2001:db8::7]:4711", "2001:db8::7")])
 def test_a_hop_with_a_port_is_its_address(entry: str, client: str) -> None:
     assert resolve_client_ip("10.0.0.1", [entry], [], TRUSTED) == client
+
+
+@pytest.mark.parametrize(("hop", "address", "client"), [
+    ("::0%=", "::0%=", "::"), ("[fe80::1%eth0]:4711", "fe80::1%eth0", "fe80::1"),
+    ("2001:db8::7%25", "2001:db8::7%25", "2001:db8::7"), ("::ffff:192.0.2.9%x", "::ffff:192.0.2.9%x", "192.0.2.9")])
+def test_a_zone_index_is_not_part_of_the_client(hop: str, address: str, client: str) -> None:
+    """One address is one client, whatever interface name follows it (found by fuzzing: `::0%=`
+    resolved to `::%=`, and its /64 to `::%=/64`, keys of their own)."""
+    assert resolve_client_ip("10.0.0.1", [hop], [], TRUSTED) == client  # a hop of the chain
+    assert resolve_client_ip(address, [], [], TRUSTED) == client  # the socket's peer
+    assert ip_prefix(address) == ip_prefix(client)
 
 
 def test_a_chain_of_exactly_the_limit_is_accepted() -> None:
