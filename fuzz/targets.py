@@ -11,7 +11,8 @@ escaped) when it does not. The properties:
 - cookie:     cookie parsing is total and bounded in the number of cookies it returns;
 - token:      unsealing is total, and strict base64 decoding accepts only what encoding writes;
 - http:       any method, path, header list and body through the mitmproxy adapter and the engine
-              yields a decision that is not the fail mode: client input never switches enforcement off.
+              yields a decision that is not the fail mode: client input never switches enforcement off;
+- tls:        fingerprinting a ClientHello is total: JA3/JA4 of their published shapes, or ValueError.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from scrapeshield.challenge.keys import KeyRing  # noqa: E402
 from scrapeshield.challenge.tokens import b64d, b64e, unseal  # noqa: E402
 from scrapeshield.decision import Action  # noqa: E402
 from scrapeshield.facts import MAX_COOKIES, parse_cookie_header  # noqa: E402
+from scrapeshield.fingerprint.tls import TLS_FAMILIES, fingerprint_client_hello  # noqa: E402
 from scrapeshield.netaddr import CidrSet, parse_ip, resolve_client_ip  # noqa: E402
 from scrapeshield.policy.compiler import compile_bytes  # noqa: E402
 from scrapeshield.policy.errors import PolicyInvalid  # noqa: E402
@@ -231,6 +233,32 @@ def _http_bytes(data: bytes) -> None:
     adapter().check(method, path, headers, body)
 
 
+# -- TLS ClientHello ----------------------------------------------------------------------------
+# JA3: version,ciphers,extensions,curves,point formats (decimal, `-`-joined, a list may be empty).
+_JA3 = re.compile(r"\d+(?:,(?:\d+(?:-\d+)*)?){4}")
+# JA4 (FoxIO spec): transport, version, SNI, two 2-digit counts, two ALPN characters, two hashes.
+_JA4 = re.compile(r"[tqd](?:1[0-3]|s[23]|d[1-3]|00)[di]\d{4}[0-9A-Za-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+def check_client_hello(body: bytes) -> None:
+    """A ClientHello body (from legacy_version on) gives a fingerprint of the published shapes --
+    over TCP and as QUIC would carry it -- or ValueError; nothing else escapes."""
+    for quic in (False, True):
+        try:
+            fp = fingerprint_client_hello(body, quic=quic)
+        except ValueError:
+            return
+        assert _JA3.fullmatch(fp.ja3), f"ja3 {fp.ja3!r}"
+        assert _HEX32.fullmatch(fp.ja3_hash), f"ja3 hash {fp.ja3_hash!r}"
+        assert _JA4.fullmatch(fp.ja4), f"ja4 {fp.ja4!r}"
+        assert (fp.ja4[0] == "q") == quic, f"ja4 transport {fp.ja4!r} (quic={quic})"
+        assert fp.ja4_r.startswith(fp.ja4[:11]), f"ja4_r {fp.ja4_r!r} against {fp.ja4!r}"
+        assert fp.tls_family in TLS_FAMILIES, fp.tls_family
+        assert fp.sni is None or isinstance(fp.sni, str)
+        assert all(isinstance(p, str) for p in fp.alpn_offered)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "policy": check_policy,
     "forwarding": _forwarding_bytes,
@@ -238,5 +266,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "cookie": lambda data: check_cookie_header(data.decode("latin-1")),
     "token": lambda data: check_token(data.decode("latin-1")),
     "http": _http_bytes,
+    "tls": check_client_hello,
 }
 CORPUS = ROOT / "fuzz" / "corpus"

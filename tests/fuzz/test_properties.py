@@ -177,6 +177,33 @@ def test_strict_base64_round_trips(data: bytes) -> None:
     targets.check_token(b64e(data))
 
 
+# -- TLS ClientHellos -------------------------------------------------------------------------------
+_HELLOS = [p.read_bytes() for p in sorted((targets.CORPUS / "tls").iterdir())]
+
+
+@st.composite
+def _hello_mutations(draw: st.DrawFn) -> bytes:
+    """A stored ClientHello with a few bytes changed, cut, inserted or doubled: lengths that lie."""
+    data = bytearray(draw(st.sampled_from(_HELLOS)))
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        kind = draw(st.sampled_from(["flip", "cut", "insert", "double"]))
+        if kind == "flip" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[at:at + draw(st.integers(1, 64))]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            data[at:at] = data[at:at + draw(st.integers(1, 64))]
+    return bytes(data)
+
+
+@given(st.one_of(_hello_mutations(), st.binary(max_size=600)))
+def test_any_client_hello_fingerprints_or_raises_value_error(body: bytes) -> None:
+    targets.check_client_hello(body)
+
+
 # -- the HTTP adapter and the engine --------------------------------------------------------------
 _header_names = st.one_of(
     st.sampled_from([b"Host", b"User-Agent", b"Cookie", b"Accept", b"Accept-Language", b"X-Forwarded-For",
