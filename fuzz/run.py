@@ -4,7 +4,7 @@
     .venv/bin/python fuzz/run.py TARGET [libFuzzer flags] [CORPUS_DIR ...]
     .venv/bin/python fuzz/run.py path -max_total_time=300 /tmp/path-new fuzz/corpus/path
 
-Targets: policy, forwarding, path, cookie, token, http, tls. A property violation (AssertionError) or any
+Targets: policy, forwarding, path, cookie, token, http, tls, accesslog. A property violation (AssertionError) or any
 other exception that escapes a target is a crash: libFuzzer stops and writes the input to
 `crash-<sha1>` in the working directory.
 """

@@ -12,11 +12,14 @@ escaped) when it does not. The properties:
 - token:      unsealing is total, and strict base64 decoding accepts only what encoding writes;
 - http:       any method, path, header list and body through the mitmproxy adapter and the engine
               yields a decision that is not the fail mode: client input never switches enforcement off;
-- tls:        fingerprinting a ClientHello is total: JA3/JA4 of their published shapes, or ValueError.
+- tls:        fingerprinting a ClientHello is total: JA3/JA4 of their published shapes, or ValueError;
+- accesslog:  reading access-log lines is total: each line is a record of sane types (a finite time,
+              facts the engine can take) or None, in every format -- never an exception.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import sys
@@ -41,6 +44,7 @@ from scrapeshield.fingerprint.tls import TLS_FAMILIES, fingerprint_client_hello 
 from scrapeshield.netaddr import CidrSet, parse_ip, resolve_client_ip  # noqa: E402
 from scrapeshield.policy.compiler import compile_bytes  # noqa: E402
 from scrapeshield.policy.errors import PolicyInvalid  # noqa: E402
+from scrapeshield.replay.accesslog import FORMATS, PARSERS, facts_from_record, parse_line  # noqa: E402
 from scrapeshield.urlpath import canonical_path  # noqa: E402
 
 # In the shipped policies' folder, so their relative references (goodbots, ip_lists files) resolve.
@@ -259,6 +263,30 @@ def check_client_hello(body: bytes) -> None:
         assert all(isinstance(p, str) for p in fp.alpn_offered)
 
 
+# -- access logs ------------------------------------------------------------------------------
+def check_log_lines(fmt: str, lines: Sequence[str]) -> None:
+    """Lines of one log, read in order by one parser of `fmt` (CloudFront's `#Fields:` header
+    names the columns of the lines after it)."""
+    parse = PARSERS[fmt]()
+    for line in lines:
+        rec = parse_line(parse, line)
+        if rec is None:
+            continue
+        assert math.isfinite(rec.time), rec
+        assert rec.status is None or type(rec.status) is int, rec
+        assert all(isinstance(v, str) for v in (rec.client, rec.method, rec.host, rec.target, rec.user_agent,
+                                                rec.referer, rec.scheme)), rec
+        facts = facts_from_record(rec)
+        assert isinstance(facts.header_map, dict) and facts.path.startswith(("/", "*"))
+
+
+def _log_bytes(data: bytes) -> None:
+    """`FORMAT\nLINE\nLINE...` (an unknown first line: the lines of a combined log)."""
+    head, _, rest = data.decode("utf-8", "replace").partition("\n")
+    fmt = head.strip() if head.strip() in FORMATS else "combined"
+    check_log_lines(fmt, rest.split("\n") if fmt == head.strip() else data.decode("utf-8", "replace").split("\n"))
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "policy": check_policy,
     "forwarding": _forwarding_bytes,
@@ -267,5 +295,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "token": lambda data: check_token(data.decode("latin-1")),
     "http": _http_bytes,
     "tls": check_client_hello,
+    "accesslog": _log_bytes,
 }
 CORPUS = ROOT / "fuzz" / "corpus"

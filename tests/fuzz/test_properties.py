@@ -3,6 +3,7 @@ stated once, in fuzz/targets.py, and shared with the atheris harness and the cor
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
 import targets
@@ -202,6 +203,41 @@ def _hello_mutations(draw: st.DrawFn) -> bytes:
 @given(st.one_of(_hello_mutations(), st.binary(max_size=600)))
 def test_any_client_hello_fingerprints_or_raises_value_error(body: bytes) -> None:
     targets.check_client_hello(body)
+
+
+# -- access logs -----------------------------------------------------------------------------------
+_json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+              st.sampled_from(["1795946400", "1795946400.5", "1e999", "-", "", "29/Nov/2026:10:00:00 +0100",
+                               "2026-11-29T10:00:00Z", "99/Foo/2026:77:00:00 +9999", "GET /x HTTP/1.1"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8)
+_json_keys = st.sampled_from(["ts", "time", "msec", "time_iso8601", "remote_addr", "client_ip", "status", "request",
+                              "request_uri", "request_method", "http_user_agent", "host", "scheme", "uri", "headers",
+                              "method", "tls", "remote_ip"])
+_json_objects = st.dictionaries(_json_keys, _json_values, max_size=6)
+_json_lines = st.dictionaries(_json_keys, st.one_of(_json_values, _json_objects), max_size=8).map(
+    lambda obj: json.dumps(obj, allow_nan=True))
+_clf_field = st.one_of(st.text(max_size=20), st.sampled_from([
+    "-", "29/Nov/2026:10:00:00 +0100", "99/Nov/2026:77:61:61 +9999", "01/Foo/2026:00:00:00 +0000", "GET / HTTP/1.1",
+    "200"]))
+_combined_lines = st.builds(lambda a, t, r, s, f, u: f'{a} - - [{t}] "{r}" {s} 0 "{f}" "{u}"',
+                            _clf_field, _clf_field, _clf_field, st.sampled_from(["200", "-", "999", "20"]), _clf_field,
+                            _clf_field)
+_alb_lines = st.builds(lambda t, a, s, r: f'h2 {t} lb {a} - 0 0 0 {s} 200 1 2 "{r}" "ua"',
+                       _clf_field, _clf_field, st.sampled_from(["200", "-", "x"]), _clf_field)
+_cf_lines = st.lists(st.text(alphabet="0123456789-:.T abc\t/%", max_size=40), max_size=4).map(
+    lambda rows: ["#Fields: date time c-ip cs-method cs-uri-stem sc-status cs(User-Agent) cs-uri-query", *rows])
+
+
+@given(st.one_of(st.tuples(st.just("json"), st.lists(_json_lines, max_size=4)),
+                 st.tuples(st.just("combined"), st.lists(_combined_lines, max_size=4)),
+                 st.tuples(st.just("alb"), st.lists(_alb_lines, max_size=4)),
+                 st.tuples(st.just("cloudfront"), _cf_lines),
+                 st.tuples(st.sampled_from(["json", "combined", "alb", "cloudfront"]), st.lists(st.text(max_size=80),
+                                                                                                max_size=4))))
+def test_any_access_log_line_is_a_record_or_skipped_never_an_error(log: tuple[str, list[str]]) -> None:
+    targets.check_log_lines(*log)
 
 
 # -- the HTTP adapter and the engine --------------------------------------------------------------

@@ -190,6 +190,33 @@ def test_an_unknown_format_is_one_line_naming_the_file(tmp_path: Path, policy_fi
     assert err.startswith(f"scrapeshield replay: {log}: not a flow file and no known access log format")
 
 
+# Lines a format cannot read, each of which ended a replay with a traceback before (found with the
+# `accesslog` fuzz target): a field of the wrong type or value, or a time that is no time.
+_UNREADABLE = [
+    ("combined", '1.2.3.4 - - [01/Foo/2026:00:00:00 +0000] "GET /x HTTP/1.1" 200 0 "-" "curl/8"'),
+    ("combined", '1.2.3.4 - - [99/Nov/2026:77:00:00 +0000] "GET /x HTTP/1.1" 200 0 "-" "curl/8"'),
+    ("json", '{"ts": "abc", "request": {"client_ip": "1.2.3.4"}}'),
+    ("json", '{"ts": {}, "request": {"client_ip": "1.2.3.4"}}'),
+    ("json", '{"ts": "1e999", "request": {"client_ip": "1.2.3.4"}}'),
+    ("json", '{"remote_addr": "1.2.3.4", "time": 1795946400, "status": [1], "request": "GET /"}'),
+    ("json", '{"remote_addr": "1.2.3.4", "time": 1795946400, "status": 1e400, "request": "GET /"}'),
+    ("json", '{"remote_addr": "1.2.3.4", "time": NaN, "request": "GET /"}'),
+    ("json", '{"remote_addr": "1.2.3.4", "time": Infinity, "request": "GET /"}'),
+]
+
+
+@pytest.mark.parametrize(("fmt", "bad"), _UNREADABLE)
+def test_a_line_the_format_cannot_read_is_skipped_and_counted_not_the_end_of_the_replay(
+        tmp_path: Path, policy_file: Any, capsys: pytest.CaptureFixture[str], fmt: str, bad: str) -> None:
+    good = NGINX_COMBINED if fmt == "combined" else NGINX_JSON
+    log = tmp_path / "x.log"
+    log.write_text(good + bad + "\n" + good)
+    code, out, _ = run_cli(capsys, str(log), "--policy", str(policy_file(ALLOW_ALL)), "--format", "json")
+    report = json.loads(out)
+    assert code == 0 and report["requests"] == 4
+    assert report["logs"][0]["skipped"] == 1 and report["logs"][0]["first_skipped"] == {"line": 3, "text": bad}
+
+
 def test_the_format_can_be_named(tmp_path: Path, policy_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "x.log"
     log.write_text(ALB)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import calendar
 import gzip
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -96,6 +97,8 @@ class _ClfTime:
             offset = (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60) * (-1 if zone[0] == "-" else 1) if zone else 0
         except (ValueError, KeyError, IndexError):
             raise ValueError(f"bad time {text!r}") from None
+        if not (1 <= day <= 31 and hh < 24 and mm < 60 and ss < 61 and abs(offset) < 86400):
+            raise ValueError(f"bad time {text!r}")  # timegm would roll `99/Jan ... 77:00` into April
         value = float(calendar.timegm((year, mon, day, hh, mm, ss, 0, 0, 0)) - offset)
         self._text, self._value = text, value
         return value
@@ -354,7 +357,7 @@ def sniff(path: str) -> str:
         return "cloudfront"
     for fmt in ("json", "combined", "alb"):
         parse = PARSERS[fmt]()
-        if sum(parse(ln) is not None for ln in lines) * 2 > len(lines):
+        if sum(parse_line(parse, ln) is not None for ln in lines) * 2 > len(lines):
             return fmt
     raise LogFormatError(f"{path}: not a flow file and no known access log format "
                          f"(first line: {lines[0][:120]!r}); name one with --log-format {{{','.join(FORMATS)}}}")
@@ -380,6 +383,20 @@ class LogReadStats:
         return out
 
 
+def parse_line(parse: Callable[[str], LogRecord | None], line: str) -> LogRecord | None:
+    """One line through a format's parser (`PARSERS[fmt]()`): its record, or None for a line the
+    format cannot read -- a field of the wrong type or value (a time that is no time or not finite,
+    a status that is no number, JSON of another shape) included. Never raises: a log is written by
+    servers and partly by clients, and one bad line is counted and skipped, never the end of a replay."""
+    try:
+        rec = parse(line)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if rec is None or not math.isfinite(rec.time):
+        return None
+    return rec
+
+
 def iter_records(path: str, fmt: str, stats: LogReadStats,
                  progress: Callable[[int], None] | None = None) -> Iterator[LogRecord]:
     """The records of one log in file order. `progress(bytes_read_of_the_file)` every few thousand lines."""
@@ -393,7 +410,7 @@ def iter_records(path: str, fmt: str, stats: LogReadStats,
             line = data.decode("utf-8", "replace").rstrip("\r\n")
             if not line or (fmt != "cloudfront" and line.isspace()):
                 continue
-            rec = parse(line)
+            rec = parse_line(parse, line)
             if rec is None:
                 if not (fmt == "cloudfront" and line.startswith("#")):
                     stats.skipped += 1
