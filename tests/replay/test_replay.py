@@ -335,6 +335,35 @@ def test_a_file_that_is_not_a_flow_file_exits_2_naming_it(tmp_path: Path, capsys
     assert f"{junk}: not a flow file and no known access log format" in err
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_a_flow_file_cut_off_while_written_replays_what_came_before_the_cut(
+        tmp_path: Path, policy_file: Any, capsys: pytest.CaptureFixture[str], compress: bool) -> None:
+    # A `--save` whose process was killed mid-write, or a copy of a file still growing.
+    whole = write_flows(tmp_path / "whole.flows", [make_flow(f"/user/{i}", T0 + i) for i in range(5)])
+    data = whole.read_bytes()
+    cut = tmp_path / ("cut.flows.gz" if compress else "cut.flows")
+    cut.write_bytes(gzip.compress(data)[:-40] if compress else data[:len(data) - 100])  # inside the 5th flow
+
+    code, out, err = run_cli([str(cut), "--policy", str(policy_file(LIMITED)), "--format", "json"], capsys)
+
+    assert code == 0
+    report = json.loads(out)
+    assert report["requests"] == 4 and [c["file"] for c in report["cut_off"]] == [str(cut)]
+    assert report["cut_off"][0]["flows_read"] == 4
+    assert f"scrapeshield replay: {cut}: cut off after 4 flows (" in err
+
+
+def test_a_flow_file_cut_inside_its_first_flow_is_an_error_naming_it(
+        tmp_path: Path, policy_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = write_flows(tmp_path / "whole.flows", [make_flow("/", T0)])
+    cut = tmp_path / "cut.flows"
+    cut.write_bytes(whole.read_bytes()[:-100])
+
+    code, _, err = run_cli([str(cut), "--policy", str(policy_file(LIMITED)), "--log-format", "flows"], capsys)
+
+    assert code == 2 and f"scrapeshield replay: {cut}: not a mitmproxy flow file" in err
+
+
 def test_replay_from_a_running_event_loop_works(tmp_path: Path, policy_file: Any) -> None:
     import asyncio
 

@@ -217,6 +217,19 @@ def test_a_line_the_format_cannot_read_is_skipped_and_counted_not_the_end_of_the
     assert report["logs"][0]["skipped"] == 1 and report["logs"][0]["first_skipped"] == {"line": 3, "text": bad}
 
 
+def test_a_compressed_log_cut_off_while_written_replays_what_came_before_the_cut(
+        tmp_path: Path, policy_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "access.log.gz"
+    log.write_bytes(gzip.compress("".join(combined_line(i, clients=3) for i in range(2000)).encode())[:-200])
+
+    code, out, err = run_cli(capsys, str(log), "--policy", str(policy_file(ALLOW_ALL)), "--format", "json")
+
+    assert code == 0
+    stats = json.loads(out)["logs"][0]
+    assert 1000 < stats["requests"] < 2000 and "ended before the end-of-stream marker" in stats["cut_off"]
+    assert f"scrapeshield replay: {log}: cut off after line {stats['lines']} (" in err
+
+
 def test_the_format_can_be_named(tmp_path: Path, policy_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
     log = tmp_path / "x.log"
     log.write_text(ALB)

@@ -19,7 +19,7 @@ from ..decision import ANSWERED
 from ..facts import RequestFacts
 from ..fingerprint.front import CLOUDFRONT_HEADERS, FINGERPRINT_HEADERS
 from ..policy.model import CompiledPolicy
-from ..replay.recorded import RecordedRequest, RecordedResponse, ReplayInputError
+from ..replay.recorded import CutOff, RecordedRequest, RecordedResponse, ReplayInputError
 from .flowfacts import facts_from_flow
 from .metadata import DECISION_METADATA, RID_METADATA, TLS_METADATA, XFF_METADATA
 
@@ -30,17 +30,28 @@ def _open_flow_file(path: str) -> BinaryIO:
     return cast(BinaryIO, gzip.open(path, "rb") if packed else open(path, "rb"))  # the caller closes it
 
 
-def iter_http_flows(path: str) -> Iterator[http.HTTPFlow]:
-    """The HTTP flows of one file in file order; TCP/UDP/DNS flows are skipped."""
+def iter_http_flows(path: str, cut: list[CutOff] | None = None) -> Iterator[http.HTTPFlow]:
+    """The HTTP flows of one file in file order; TCP/UDP/DNS flows are skipped.
+
+    A file that stops making sense after its first flow was cut off while it was written (a
+    `--save` whose process was killed, a copy of a file still growing): with a `cut` list, the
+    flows before the cut are yielded and the cut is appended to it; without one, it is an error,
+    as is a file whose first flow cannot be read."""
+    read = 0
     try:
         with _open_flow_file(path) as fh:
             for flow in FlowReader(fh).stream():
+                read += 1
                 if isinstance(flow, http.HTTPFlow):
                     yield flow
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise ReplayInputError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    except FlowReadException as exc:
-        raise ReplayInputError(f"{path}: not a mitmproxy flow file: {exc}") from None
+    except (OSError, EOFError, zlib.error, FlowReadException) as exc:  # gzip.BadGzipFile is an OSError
+        why = getattr(exc, "strerror", None) or str(exc)
+        if read and cut is not None:
+            cut.append(CutOff(path, read, why))
+            return
+        if isinstance(exc, FlowReadException):
+            raise ReplayInputError(f"{path}: not a mitmproxy flow file: {why}") from None
+        raise ReplayInputError(f"{path}: cannot read: {why}") from None
 
 
 def tls_from_metadata(flow: http.HTTPFlow) -> Any:
@@ -89,11 +100,13 @@ def _recorded_response(flow: http.HTTPFlow, keep_body: bool) -> RecordedResponse
     return RecordedResponse(response.status_code, response.headers.get("content-type", ""), body, from_shield)
 
 
-def read_requests(paths: Sequence[str], policy: CompiledPolicy, keep_bodies: bool = False) -> list[RecordedRequest]:
-    """Every HTTP request of every file, in replay order."""
+def read_requests(paths: Sequence[str], policy: CompiledPolicy, keep_bodies: bool = False,
+                  cut: list[CutOff] | None = None) -> list[RecordedRequest]:
+    """Every HTTP request of every file, in replay order (with `cut`, what a cut-off file holds
+    before its cut; see `iter_http_flows`)."""
     out: list[RecordedRequest] = []
     for file_index, path in enumerate(paths):
-        for position, flow in enumerate(iter_http_flows(path)):
+        for position, flow in enumerate(iter_http_flows(path, cut)):
             malformed = None
             try:
                 facts = facts_from_flow(as_sent(flow), policy.trusted_proxies, tls_from_metadata(flow),

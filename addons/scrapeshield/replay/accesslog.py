@@ -341,10 +341,13 @@ def open_log(path: str) -> tuple[BinaryIO, BinaryIO]:
 def sniff(path: str) -> str:
     """The format of a file from its first lines: FLOWS or one of FORMATS."""
     stream, raw = open_log(path)
-    try:
-        head = stream.read(64 * 1024)
+    head = b""
+    try:  # in pieces: a compressed file cut off while written still shows what it begins with
+        while len(head) < 64 * 1024 and (piece := stream.read(8192)):
+            head += piece
     except (OSError, EOFError) as exc:
-        raise LogFormatError(f"{path}: cannot read: {exc}") from None
+        if not head:
+            raise LogFormatError(f"{path}: cannot read: {exc}") from None
     finally:
         stream.close()
         raw.close()
@@ -374,12 +377,15 @@ class LogReadStats:
     skipped: int = 0
     first_skipped: tuple[int, str] | None = None  # (line number, text) of the first unreadable line
     caddy: bool = False
+    cut_off: str | None = None  # why reading stopped early: a compressed log cut off while written
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"file": self.path, "format": "json-caddy" if self.caddy else self.format,
                                   "lines": self.lines, "requests": self.records, "skipped": self.skipped}
         if self.first_skipped is not None:
             out["first_skipped"] = {"line": self.first_skipped[0], "text": self.first_skipped[1][:200]}
+        if self.cut_off is not None:
+            out["cut_off"] = self.cut_off
         return out
 
 
@@ -422,7 +428,9 @@ def iter_records(path: str, fmt: str, stats: LogReadStats,
                 stats.caddy = True
             yield rec
     except (OSError, EOFError) as exc:
-        raise LogFormatError(f"{path}: cannot read: {exc}") from None
+        if not stats.lines:
+            raise LogFormatError(f"{path}: cannot read: {exc}") from None
+        stats.cut_off = str(exc)  # what came before was replayed: the report says where it stopped
     finally:
         if progress is not None:
             progress(raw.tell())

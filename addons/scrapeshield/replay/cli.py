@@ -30,6 +30,7 @@ from .expect import (
     load_expectations,
 )
 from .logreplay import LogReplayRun, replay_logs_async
+from .recorded import CutOff
 from .report import ACTION_ORDER, REFUSED, ReplayReport, ReportBuilder, build_report
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
@@ -39,6 +40,7 @@ MAX_TABLE_CLIENTS = 200
 def cmd_replay(args: argparse.Namespace) -> int:
     expectations = None
     log_run: LogReplayRun | None = None
+    cut_off: tuple[CutOff, ...] = ()
     try:
         if args.expect:
             expectations = load_expectations(args.expect)
@@ -46,11 +48,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if all(f == FLOWS for f in formats):
             run = replay(args.flows, args.policy)
             report = build_report(run)
+            cut_off = run.cut_off
+            for cut in cut_off:  # a warning, not a failure: what the file held before the cut was replayed
+                print(f"scrapeshield replay: {cut.describe()}", file=sys.stderr)
             results = check_expectations(expectations, run.decisions) if expectations is not None else None
         elif FLOWS in formats:
             raise LogFormatError("cannot mix flow files and access logs in one replay")
         else:
             report, results, log_run = _replay_logs(args, formats, expectations)
+            for stats in log_run.logs:  # as for flow files: what came before the cut was replayed
+                if stats.cut_off is not None:
+                    print(f"scrapeshield replay: {stats.path}: cut off after line {stats.lines} ({stats.cut_off}); "
+                          "the lines before the cut were replayed", file=sys.stderr)
     except PolicyInvalid as exc:  # the policy's or the expectations' errors, each as file:line:col
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -60,6 +69,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     if args.format == "json":
         out = report.to_dict()
+        if cut_off:
+            out["cut_off"] = [cut.to_dict() for cut in cut_off]
         if log_run is not None:
             out.update(log_run.to_dict())
         if results is not None:
@@ -119,7 +130,8 @@ def print_table(report: ReplayReport, results: Sequence[ExpectationResult] | Non
             d = stats.to_dict()
             skipped = f", {stats.skipped} unreadable lines skipped" if stats.skipped else ""
             first_bad = f" (first: line {stats.first_skipped[0]})" if stats.first_skipped else ""
-            console.print(f"[bold]log[/] {stats.path}: {d['format']}, {stats.lines} lines{skipped}{first_bad}")
+            cut = f"; cut off after line {stats.lines} ({stats.cut_off})" if stats.cut_off else ""
+            console.print(f"[bold]log[/] {stats.path}: {d['format']}, {stats.lines} lines{skipped}{first_bad}{cut}")
         console.print("[bold]not in these logs[/] (rules and signals that need them cannot match as live):")
         for item in log_run.limits()["missing"]:
             console.print(f"  - {item}", markup=False)

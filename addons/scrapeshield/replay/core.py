@@ -24,7 +24,7 @@ from ..mitm.flowfile import iter_http_flows, read_requests
 from ..policy.model import CompiledPolicy
 from ..runtime import RuntimeConfig, ShieldRuntime
 from ..session.policy import SESSION
-from .recorded import RecordedRequest, ReplayInputError
+from .recorded import CutOff, RecordedRequest, ReplayInputError
 
 __all__ = ["ReplayInputError", "ReplayRun", "ReplayedDecision", "iter_http_flows", "replay", "replay_async",
            "replay_runtime", "run_sync"]
@@ -86,29 +86,33 @@ class ReplayRun:
     policy: CompiledPolicy
     flow_files: tuple[str, ...]
     decisions: tuple[ReplayedDecision, ...]
+    cut_off: tuple[CutOff, ...] = ()  # files cut off while written: replayed up to the cut
 
 
 async def replay_async(flow_files: Iterable[str | os.PathLike[str]],
                        policy_path: str | os.PathLike[str]) -> ReplayRun:
     """Decide every request of `flow_files` under the policy at `policy_path`, in time order.
 
-    Raises `PolicyInvalid` for a bad policy and `ReplayInputError` for an unreadable flow file.
+    Raises `PolicyInvalid` for a bad policy and `ReplayInputError` for an unreadable flow file; a
+    file cut off after its first flow is replayed up to the cut, and named in `ReplayRun.cut_off`.
     """
     files = tuple(str(p) for p in flow_files)
     runtime = replay_runtime(policy_path)
+    cut: list[CutOff] = []
     try:
-        return ReplayRun(runtime.policy, files, tuple(await _replay(runtime, files)))
+        decisions = tuple(await _replay(runtime, files, cut))
+        return ReplayRun(runtime.policy, files, decisions, tuple(cut))
     finally:
         await runtime.stop()
         runtime.decision_log.close()
 
 
-async def _replay(runtime: ShieldRuntime, paths: Sequence[str]) -> list[ReplayedDecision]:
+async def _replay(runtime: ShieldRuntime, paths: Sequence[str], cut: list[CutOff]) -> list[ReplayedDecision]:
     policy = runtime.policy
     clock = runtime.clock
     assert isinstance(clock, FakeClock)
     observe = getattr(runtime, "observe_response", None)
-    requests = read_requests(paths, policy, keep_bodies=observe is not None)
+    requests = read_requests(paths, policy, keep_bodies=observe is not None, cut=cut)
     per_client: dict[str, int] = {}
     jar = _SessionJar()
     out: list[ReplayedDecision] = []

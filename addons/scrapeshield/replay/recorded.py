@@ -11,6 +11,22 @@ class ReplayInputError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class CutOff:
+    """A flow file cut off while it was written: what came before the cut was replayed."""
+
+    path: str
+    flows_read: int  # complete flows before the cut (HTTP or not)
+    why: str  # what the reader said at the cut
+
+    def describe(self) -> str:
+        return (f"{self.path}: cut off after {self.flows_read} flows ({self.why}); "
+                "the flows before the cut were replayed")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"file": self.path, "flows_read": self.flows_read, "error": self.why}
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedResponse:
     status: int
     content_type: str
