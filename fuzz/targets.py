@@ -9,7 +9,8 @@ escaped) when it does not. The properties:
 - forwarding: client-IP resolution is total, bounded and yields the peer or an address in the chain;
 - path:       canonical paths are total, idempotent, start with `/` (or are `*`), never longer;
 - cookie:     cookie parsing is total and bounded in the number of cookies it returns;
-- token:      unsealing is total, and strict base64 decoding accepts only what encoding writes;
+- token:      unsealing is total, a session cookie decodes and reads for any value, and strict base64
+              decoding accepts only what encoding writes;
 - http:       any method, path, header list and body through the mitmproxy adapter and the engine
               yields a decision that is not the fail mode: client input never switches enforcement off;
 - tls:        fingerprinting a ClientHello is total: JA3/JA4 of their published shapes, or ValueError;
@@ -45,6 +46,7 @@ from scrapeshield.netaddr import CidrSet, parse_ip, resolve_client_ip  # noqa: E
 from scrapeshield.policy.compiler import compile_bytes  # noqa: E402
 from scrapeshield.policy.errors import PolicyInvalid  # noqa: E402
 from scrapeshield.replay.accesslog import FORMATS, PARSERS, facts_from_record, parse_line  # noqa: E402
+from scrapeshield.session import cookie as session_cookie  # noqa: E402
 from scrapeshield.urlpath import canonical_path  # noqa: E402
 
 # In the shipped policies' folder, so their relative references (goodbots, ip_lists files) resolve.
@@ -124,11 +126,21 @@ def check_token(text: str) -> None:
         result = unseal(KEYS, kind, text)
         assert isinstance(result, list) or result in _REASONS
     assert verify_cookie(KEYS, text, BINDING, "rule", 0.0).reason in _COOKIE_REASONS
+    check_session_cookie(text)
     try:
         data = b64d(text)
     except ValueError:
         return
     assert b64e(data) == text, f"non-canonical base64 accepted: {text!r}"
+
+
+def check_session_cookie(value: str) -> None:
+    """A session cookie value decodes to a session or a reason, and a Cookie header carrying it
+    reads as a presented session (or none) -- for any value, genuine payloads of any shape included."""
+    decoded = session_cookie.decode(KEYS, value)
+    assert isinstance(decoded, session_cookie.SessionCookie) or decoded in _REASONS, decoded
+    presented = session_cookie.read(KEYS, f"a=1; {session_cookie.COOKIE_NAME}={value}", "t13d|browser", 1e9, 3600.0)
+    assert presented.cookie is None or isinstance(presented.cookie, session_cookie.SessionCookie)
 
 
 # -- the HTTP adapter and the engine ------------------------------------------------------------
