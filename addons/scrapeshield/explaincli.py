@@ -37,14 +37,18 @@ def add_parser(sub: Any, default_policy: str) -> None:
 
 def description_from_flow(path: str, index: int) -> RequestDescription:
     from .mitm.flowfile import as_sent, iter_http_flows
+    from .replay.recorded import CutOff
 
-    for n, flow in enumerate(iter_http_flows(path), 1):
+    cut: list[CutOff] = []  # a file cut off while written still holds the requests before the cut
+    for n, flow in enumerate(iter_http_flows(path, cut), 1):
         if n == index:
             req = as_sent(flow).request
             peer = flow.client_conn.peername[0] if flow.client_conn.peername else "127.0.0.1"
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.headers.fields]
             return RequestDescription.from_dict({"method": req.method, "url": req.pretty_url, "headers": headers,
                                                  "client": peer})
+    if cut:
+        raise ValueError(f"{cut[0].describe().rpartition(';')[0]}: it holds fewer than {index} HTTP requests")
     raise ValueError(f"{path}: has fewer than {index} HTTP requests")
 
 

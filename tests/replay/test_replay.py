@@ -364,6 +364,20 @@ def test_a_flow_file_cut_inside_its_first_flow_is_an_error_naming_it(
     assert code == 2 and f"scrapeshield replay: {cut}: not a mitmproxy flow file" in err
 
 
+def test_explain_takes_a_request_from_a_flow_file_cut_off_or_not(
+        tmp_path: Path, policy_file: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = write_flows(tmp_path / "whole.flows", [make_flow(f"/user/{i}", T0 + i) for i in range(5)])
+    cut = tmp_path / "cut.flows"
+    cut.write_bytes(whole.read_bytes()[:-100])  # inside the 5th flow
+    policy = str(policy_file(LIMITED))
+
+    for path in (whole, cut):
+        assert main(["explain", "--flow", str(path), "--index", "4", "--policy", policy, "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["request"]["url"].endswith("/user/3")
+    assert main(["explain", "--flow", str(cut), "--index", "5", "--policy", policy]) == 2
+    assert f"{cut}: cut off after 4 flows (" in capsys.readouterr().err
+
+
 def test_replay_from_a_running_event_loop_works(tmp_path: Path, policy_file: Any) -> None:
     import asyncio
 
