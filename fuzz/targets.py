@@ -294,9 +294,12 @@ def check_log_lines(fmt: str, lines: Sequence[str]) -> None:
 
 def _log_bytes(data: bytes) -> None:
     """`FORMAT\nLINE\nLINE...` (an unknown first line: the lines of a combined log)."""
-    head, _, rest = data.decode("utf-8", "replace").partition("\n")
-    fmt = head.strip() if head.strip() in FORMATS else "combined"
-    check_log_lines(fmt, rest.split("\n") if fmt == head.strip() else data.decode("utf-8", "replace").split("\n"))
+    text = data.decode("utf-8", "replace")
+    head, _, rest = text.partition("\n")
+    if head.strip() in FORMATS:
+        check_log_lines(head.strip(), rest.split("\n"))
+    else:
+        check_log_lines("combined", text.split("\n"))
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

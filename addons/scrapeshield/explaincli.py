@@ -48,7 +48,7 @@ def description_from_flow(path: str, index: int) -> RequestDescription:
             return RequestDescription.from_dict({"method": req.method, "url": req.pretty_url, "headers": headers,
                                                  "client": peer})
     if cut:
-        raise ValueError(f"{cut[0].describe().rpartition(';')[0]}: it holds fewer than {index} HTTP requests")
+        raise ValueError(f"{cut[0].where()}: it holds fewer than {index} HTTP requests")
     raise ValueError(f"{path}: has fewer than {index} HTTP requests")
 
 

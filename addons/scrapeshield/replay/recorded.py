@@ -18,9 +18,11 @@ class CutOff:
     flows_read: int  # complete flows before the cut (HTTP or not)
     why: str  # what the reader said at the cut
 
+    def where(self) -> str:
+        return f"{self.path}: cut off after {self.flows_read} flows ({self.why})"
+
     def describe(self) -> str:
-        return (f"{self.path}: cut off after {self.flows_read} flows ({self.why}); "
-                "the flows before the cut were replayed")
+        return f"{self.where()}; the flows before the cut were replayed"
 
     def to_dict(self) -> dict[str, object]:
         return {"file": self.path, "flows_read": self.flows_read, "error": self.why}
