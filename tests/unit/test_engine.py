@@ -164,6 +164,24 @@ async def test_a_cleared_client_passes_a_challenge_rule() -> None:
     assert (challenged.action, challenged.difficulty) == (Action.CHALLENGE, 16)
 
 
+async def test_a_cleared_limit_challenge_is_passed_over_and_the_other_limits_still_count() -> None:
+    """A client that solved a limit rule's `exceed: challenge` passes that limit; every other
+    limit rule keeps counting its requests (the cleared limit's refusal used to spend none)."""
+    policy = compile_policy("""
+        version: 1
+        rules:
+          - {name: volume, match: {path: /records/*}, limits: "2/m burst 2", exceed: challenge}
+          - {name: ceiling, limits: "10/m burst 9", exceed: throttle}
+    """)
+    uncleared = Engine(policy, MemoryStore(), FakeClock(), clearance=lambda facts, rule: False)
+    actions = [(await uncleared.decide(request(f"/records/{i}"))).action for i in range(4)]
+    assert actions == [Action.ALLOW] * 3 + [Action.CHALLENGE]
+    cleared = Engine(policy, MemoryStore(), FakeClock(), clearance=lambda facts, rule: rule == "volume")
+    decisions = [await cleared.decide(request(f"/records/{i}")) for i in range(12)]
+    assert [d.action for d in decisions] == [Action.ALLOW] * 10 + [Action.THROTTLE] * 2
+    assert decisions[-1].rule == "ceiling"
+
+
 # -- limits ---------------------------------------------------------------------------------------
 
 async def test_a_limit_rule_allows_the_burst_and_then_exceeds() -> None:

@@ -34,7 +34,11 @@ def _failed_condition(rule: Rule, ctx: DecisionContext) -> str:
 
 def _note(rule: Rule, ctx: DecisionContext, m: Matches, clearance: ClearanceCheck | None) -> str:
     if rule.buckets:
-        return "limit (monitored)" if rule.monitor else "limit"
+        if rule.monitor:
+            return "limit (monitored)"
+        if rule.exceed is Action.CHALLENGE and is_cleared(clearance, ctx, rule.name):
+            return "limit passed over: its challenge already solved (clearance)"
+        return "limit"
     if rule.action is Action.LOG:
         return "log"
     if rule.action is Action.CHALLENGE and is_cleared(clearance, ctx, rule.name):

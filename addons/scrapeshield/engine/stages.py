@@ -100,7 +100,8 @@ class Matches:
 
 def match(policy: CompiledPolicy, ctx: DecisionContext, clearance: ClearanceCheck | None) -> Matches:
     """One pass over the rules in policy order (less those the plan rules out). Direct rules end
-    the pass; `log` rules, monitored rules and rate-limit rules only collect."""
+    the pass; `log` rules, monitored rules and rate-limit rules only collect. A challenge the
+    client has cleared -- a rule's, or a limit rule's `exceed: challenge` -- is passed over."""
     m = Matches()
     rule_scores, checks, owners = m.rule_scores, m.checks, m.owners
     # The compiled policy names its plan by a protocol (model.py cannot import plan.py); the cast
@@ -113,6 +114,11 @@ def match(policy: CompiledPolicy, ctx: DecisionContext, clearance: ClearanceChec
         if rule.buckets:
             if rule.monitor:
                 m.monitored_limits.append(rule)
+            elif rule.exceed is Action.CHALLENGE and is_cleared(clearance, ctx, rule.name):
+                # Passed over like a cleared challenge rule: its buckets are not checked, so they
+                # cannot refuse -- and so spend none -- of the client's other buckets (before, a
+                # cleared client over this limit went uncounted by every other limit rule).
+                continue
             else:
                 key = rule_key(rule, ctx)
                 for b in rule.buckets:
