@@ -3,7 +3,7 @@
 
 Real processes on loopback: this checkout's demo shop, a `scrapeshield run` over TLS with a
 default policy (this checkout's, or another checkout's with --src), a crowd of simulated people
-(bench/efficacy/people.py) and, in the attack run, five scrapers at once (bench/efficacy/scrapers.py,
+(bench/efficacy/people.py) and, in the attack run, six scrapers at once (bench/efficacy/scrapers.py,
 browser_fleet.py) on the record shapes `/people/N` and `/profile?id=N`, which the default policy
 does not name. Then bench_engine.py's realistic mix through the same default policy, refusals by
 client group (bench/efficacy/engine_mix.py). Prints the people and scraper tables and every
@@ -41,7 +41,7 @@ from efficacy.report import (
     scraper_table,
     scraper_targets,
 )
-from efficacy.run import SCRAPER_KINDS, RunConfig, RunResult, default_workdir, run
+from efficacy.run import ALL_KINDS, RunConfig, RunResult, default_workdir, run
 
 
 def engine_mix(src: Path, decisions: int = 20_000) -> dict[str, dict[str, int]]:
@@ -61,7 +61,7 @@ def main() -> int:
     ap.add_argument("--attack", type=float, default=300.0, help="seconds of attack")
     ap.add_argument("--baseline", type=float, default=120.0, help="seconds of the no-attack run (0: skip it)")
     ap.add_argument("--think", default="1,10", help="think time between pages, MIN,MAX seconds")
-    ap.add_argument("--scrapers", default=",".join(SCRAPER_KINDS), help="which scrapers, comma-separated")
+    ap.add_argument("--scrapers", default=",".join(ALL_KINDS), help="which scrapers, comma-separated")
     ap.add_argument("--fleet-workers", type=int, default=os.cpu_count() or 1, help="PoW fleet processes")
     ap.add_argument("--fleet-addresses", type=int, default=200)
     ap.add_argument("--fleet-max-bits", type=int, default=26, help="the fleet gives up on harder challenges")
@@ -70,6 +70,8 @@ def main() -> int:
     ap.add_argument("--browser-addresses", type=int, default=50)
     ap.add_argument("--browser-tabs", type=int, default=2, help="browser contexts at once")
     ap.add_argument("--browser-records-per-context", type=int, default=5)
+    ap.add_argument("--mimic-addresses", type=int, default=50, help="mimic fleet identities (own /24 each)")
+    ap.add_argument("--mimic-pace", type=float, default=1.0, help="mean seconds between a mimic identity's records")
     ap.add_argument("--src", type=Path, default=REPO / "addons",
                     help="addons/ directory of the scrapeshield to measure (its ../policies/default.yaml too)")
     ap.add_argument("--no-engine-mix", action="store_true")
@@ -79,9 +81,9 @@ def main() -> int:
 
     think = tuple(float(x) for x in args.think.split(","))
     kinds = tuple(k for k in args.scrapers.split(",") if k)
-    unknown = set(kinds) - set(SCRAPER_KINDS)
+    unknown = set(kinds) - set(ALL_KINDS)
     if unknown or len(think) != 2:
-        ap.error(f"unknown scrapers {sorted(unknown)} (know {SCRAPER_KINDS})" if unknown else "--think MIN,MAX")
+        ap.error(f"unknown scrapers {sorted(unknown)} (know {ALL_KINDS})" if unknown else "--think MIN,MAX")
     src = args.src.resolve()
     config = RunConfig(people_before=args.people_before, people_during=args.people_during, warmup_s=args.warmup,
                        attack_s=args.attack, baseline_s=args.baseline, think_s=(think[0], think[1]),
@@ -89,6 +91,7 @@ def main() -> int:
                        fleet_max_bits=args.fleet_max_bits, fleet_referer=not args.fleet_no_referer,
                        browser_addresses=args.browser_addresses,
                        browser_tabs=args.browser_tabs, browser_records_per_context=args.browser_records_per_context,
+                       mimic_addresses=args.mimic_addresses, mimic_pace_s=args.mimic_pace,
                        seed=args.seed, shield_src=src, workdir=default_workdir())
     git = subprocess.run(["git", "-C", str(src.parent), "log", "--oneline", "-1"], capture_output=True, text=True,
                          check=False).stdout.strip()

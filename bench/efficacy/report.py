@@ -17,7 +17,9 @@ from .scrapers import ScraperResult
 
 RECORDS_LIMIT = 100
 FLEET_CPU_PER_RECORD = 0.1
-FLEETS = ("pow-fleet", "browser-fleet")
+FLEETS = ("pow-fleet", "browser-fleet", "mimic-fleet")
+# The fleets that solve with the native solver: each pays at least FLEET_CPU_PER_RECORD a record.
+SOLVING_FLEETS = ("pow-fleet", "mimic-fleet")
 # bench_engine's client kinds that are people's browsers; every other kind (curl, python-requests,
 # a requests.Session, Scrapy) is a tool.
 BROWSERS = ("chrome", "firefox", "safari")
@@ -92,9 +94,9 @@ def scraper_targets(attack: RunResult) -> list[Target]:
                   f"= {value:.0f} per 10 min")
         out.append(Target(f"{s.name}: <= {RECORDS_LIMIT} records per 10 min", value <= RECORDS_LIMIT, detail))
     for s in attack.scrapers:
-        if s.name == "pow-fleet":
+        if s.name in SOLVING_FLEETS:
             cost = fleet_cpu_per_record(s)
-            out.append(Target(f"pow-fleet pays >= {FLEET_CPU_PER_RECORD} CPU-s per record",
+            out.append(Target(f"{s.name} pays >= {FLEET_CPU_PER_RECORD} CPU-s per record",
                               cost >= FLEET_CPU_PER_RECORD,
                               f"{s.solver_cpu_s:.2f} solver CPU-s for {s.records} records = {cost:.3f} "
                               f"(whole fleet processes {s.process_cpu_s:.2f} CPU-s)"))
@@ -140,7 +142,7 @@ def scraper_table(attack: RunResult) -> list[str]:
     lines = [head, "-" * len(head)]
     for s in attack.scrapers:
         shapes = f"{s.records_by_shape.get('path', 0)}/{s.records_by_shape.get('query', 0)}"
-        if s.name == "pow-fleet":
+        if s.name in SOLVING_FLEETS:
             cost = f"{fleet_cpu_per_record(s):.3f}"
         elif s.name == "browser-fleet" and s.records:
             cost = f"({s.process_cpu_s / s.records:.2f})"

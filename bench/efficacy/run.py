@@ -31,7 +31,11 @@ from .people import BROWSER_BUILDS, PersonResult, crowd
 from .scrapers import ScraperResult
 from .solver import BrowserSolver, NativeSolver, build_native_solver, native_rate
 
+# What a run attacks with by default, and what tests/efficacy holds to <= 100 records per 10 minutes.
 SCRAPER_KINDS = ("naive", "rotating", "impersonating", "pow-fleet", "browser-fleet")
+# Also measured by bench_efficacy.py (its default is every kind): identities that show a person's
+# history, then read records faster than a person (BENCHMARKS.md, "The mimic fleet").
+ALL_KINDS = (*SCRAPER_KINDS, "mimic-fleet")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class RunConfig:
     browser_addresses: int = 50
     browser_records_per_context: int = 5
     browser_tabs: int = 2
+    mimic_addresses: int = 50
+    mimic_pace_s: float = 1.0                  # mean seconds between one identity's records
     seed: int = 11
     shield_src: Path = ADDONS                  # an addons/ directory holding the scrapeshield to measure
     policy: Path | None = None                 # default: <shield_src>/../policies/default.yaml
@@ -106,6 +112,11 @@ def _scraper_futures(config: RunConfig, base: str, until: float, threads: Thread
         futures["browser-fleet"] = [processes.submit(
             browser_fleet.browser_fleet, base, until, config.browser_addresses,
             config.browser_records_per_context, config.browser_tabs)]
+    if "mimic-fleet" in config.scrapers:
+        futures["mimic-fleet"] = [
+            processes.submit(scrapers.mimic_fleet_worker, base, until, k, config.fleet_workers, str(library),
+                             config.mimic_addresses, config.fleet_max_bits, config.mimic_pace_s)
+            for k in range(config.fleet_workers)]
     return futures
 
 
@@ -119,6 +130,11 @@ def _combine(name: str, parts: list[ScraperResult], config: RunConfig) -> Scrape
         n = config.fleet_addresses
         total.description = (f"{len(parts)} processes (one per core), native OpenSSL solver, {n} addresses in "
                              f"{n} /24s, curl_cffi {scrapers.SCRAPER_BUILD}")
+        total.notes = "; ".join(sorted({p.notes for p in parts if p.notes}))
+    elif name == "mimic-fleet":
+        n = config.mimic_addresses
+        total.description = (f"{len(parts)} processes, {n} addresses in {n} /24s, curl_cffi {scrapers.SCRAPER_BUILD}, "
+                             f"a person's history each, records {config.mimic_pace_s:g} s apart on average, native solver")
         total.notes = "; ".join(sorted({p.notes for p in parts if p.notes}))
     return total
 
@@ -144,7 +160,7 @@ def run(config: RunConfig, *, attack: bool) -> RunResult:
         result = RunResult("attack" if attack else "baseline", duration, config.attack_s if attack else 0.0,
                            native_hashes_per_cpu_s=rate)
         with ThreadPoolExecutor(4) as threads, \
-                ProcessPoolExecutor(config.fleet_workers + 1, mp_context=get_context("spawn")) as processes:
+                ProcessPoolExecutor(2 * config.fleet_workers + 1, mp_context=get_context("spawn")) as processes:
             futures: dict[str, list[Future[ScraperResult]]] = {}
 
             async def everything() -> list[PersonResult]:
@@ -157,7 +173,7 @@ def run(config: RunConfig, *, attack: bool) -> RunResult:
                 return await people
 
             result.people = asyncio.run(everything())
-            for name in SCRAPER_KINDS:
+            for name in ALL_KINDS:
                 if name in futures:
                     result.scrapers.append(_combine(name, [f.result() for f in futures[name]], config))
         result.shield_log_tail = shield.log_text()[-2000:]
@@ -168,4 +184,4 @@ def default_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="efficacy-"))
 
 
-__all__ = ["REPO", "SCRAPER_KINDS", "RunConfig", "RunResult", "default_workdir", "run"]
+__all__ = ["ALL_KINDS", "REPO", "SCRAPER_KINDS", "RunConfig", "RunResult", "default_workdir", "run"]

@@ -15,17 +15,25 @@ usable). All stop at `until` (epoch seconds) and return a `ScraperResult`.
 - browser-fleet  headless Chromium (Playwright) through one forwarding proxy per source address (50
                  addresses, own /24 each), a fresh context every few records; the page's own
                  JavaScript solves any challenge (see browser_fleet.py)
+- mimic-fleet    one process per core; 50 addresses (own /24 each), a curl_cffi Chrome session per
+                 address, all at once: each shows a person's history (a page, its assets, a link,
+                 past `fresh_for`), then reads records by random id, about one a second at
+                 irregular intervals, each
+                 named from the previous page and with its assets; native solves
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .shop import UNNAMED_RECORD_SHAPES, Outcome, classify, record_path
+from .shop import PRODUCT_COUNT, UNNAMED_RECORD_SHAPES, USER_COUNT, Outcome, classify, page_assets, record_path
 
 REFUSAL_PAUSE_S = 0.25
 # The Chrome build the impersonating scrapers claim: the one most people use (people.BROWSER_BUILDS).
@@ -194,8 +202,6 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
     """One fleet process: its slice of `count` addresses, a Chrome session per address, native solves.
     With `referer`, every record request claims to come from the shop's home page (a forged same-site
     Referer, as a scraper copying a browser's headers sends)."""
-    from pathlib import Path
-
     from curl_cffi import requests as curl_requests
 
     from .solver import ChallengeForm, NativeSolver
@@ -265,6 +271,117 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
     finally:
         for session in sessions.values():
             session.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.process_cpu_s = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+    result.wall_s = time.time() - started
+    return result
+
+
+# --- the mimic fleet: identities that show a person's history, then harvest at a person's pace ------
+
+def mimic_fleet_worker(base: str, until: float, worker: int, workers: int, library: str, count: int = 50,
+                       max_bits: int = 26, pace_s: float = 1.0, rest_s: float = 60.0,
+                       seed: int = 7) -> ScraperResult:
+    """One fleet process: its slice of `count` addresses (own /24 each), one curl_cffi Chrome session
+    per address, all browsing at once. Each identity does what docs/sessions.md says a person's
+    history is -- the home page, its assets with the page as Referer, then waiting out `fresh_for`
+    -- and then reads records by random id (no walk to detect), each with the previous page as its
+    Referer and the record's uncached assets loaded, `pace_s` apart on average, as irregular as a
+    person's (a fifth of it fixed, the rest exponential: no `regular_timing`). A challenge is
+    solved with the native solver; a throttle or block rests the identity for `rest_s`."""
+    return asyncio.run(_mimic_fleet(base, until, worker, workers, Path(library), count, max_bits, pace_s, rest_s,
+                                    seed))
+
+
+async def _mimic_fleet(base: str, until: float, worker: int, workers: int, library: Path, count: int,
+                       max_bits: int, pace_s: float, rest_s: float, seed: int) -> ScraperResult:
+    from curl_cffi.requests import AsyncSession
+
+    from .solver import ChallengeForm, NativeSolver
+
+    solver = NativeSolver(library)
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    rng = random.Random(seed * 1000 + worker)
+    result = ScraperResult("mimic-fleet", "", workers=workers)
+    started = time.time()
+    result.halfway = (started + until) / 2
+    taken: set[int] = set()
+
+    def next_id() -> int:
+        while True:
+            user_id = rng.randrange(50_001, USER_COUNT + 1)
+            if user_id not in taken:
+                taken.add(user_id)
+                return user_id
+
+    async def identity(address: str) -> None:
+        cache: set[str] = set()
+        async with AsyncSession(impersonate=SCRAPER_BUILD, interface=address, verify=False, timeout=30,
+                                proxies={}) as session:
+
+            async def get(method: str, url: str, **kwargs: Any) -> tuple[Outcome, str]:
+                try:
+                    r = await session.request(method, base + url, **kwargs)  # type: ignore[arg-type]
+                except Exception:
+                    return Outcome.ERROR, ""
+                return classify(r.status_code, r.headers, r.text), r.text
+
+            async def assets(page: str, url: str) -> None:
+                for asset in page_assets(page):
+                    if asset not in cache:
+                        cache.add(asset)
+                        await get("GET", asset, headers={"Referer": base + url, "Sec-Fetch-Site": "same-origin",
+                                                         "Sec-Fetch-Mode": "no-cors"})
+
+            async def page(url: str, referer: str | None, shape: str) -> Outcome:
+                headers = {"Referer": base + referer, "Sec-Fetch-Site": "same-origin"} if referer else {}
+                outcome, text = await get("GET", url, headers=headers)
+                solves = 0
+                while outcome is Outcome.CHALLENGE and solves < 2 and time.time() < until:
+                    result.challenges += 1
+                    form = ChallengeForm.parse(text)
+                    if form is None or form.bits > max_bits:
+                        result.notes = f"gave up on {form.bits if form else '?'}-bit challenges"
+                        break
+                    nonce, hashes, cpu = await asyncio.to_thread(solver.solve, form.seed, form.bits)
+                    solves += 1
+                    result.hashes += hashes
+                    result.solver_cpu_s += cpu
+                    result.max_bits = max(result.max_bits, form.bits)
+                    outcome, text = await get("POST", form.action, data=form.fields(nonce, "js/workers8", 50),
+                                              headers={"Referer": base + url, "Origin": base,
+                                                       "Sec-Fetch-Site": "same-origin"})
+                    if outcome is not Outcome.CHALLENGE:
+                        result.solved += 1
+                if outcome is Outcome.CHALLENGE and solves:
+                    result.challenges -= 1  # still challenged after solving: counted as the refusal
+                if shape:
+                    result.tally(outcome, shape)
+                if outcome in (Outcome.OK, Outcome.RECORD):
+                    await assets(text, url)
+                return outcome
+
+            # A person's arrival: the home page and its assets, a look around, then past `fresh_for`.
+            await page("/", None, "")
+            await asyncio.sleep(rng.uniform(2.0, 4.0))
+            previous = f"/products/{rng.randrange(1, PRODUCT_COUNT + 1)}"
+            await page(previous, "/", "")
+            await asyncio.sleep(rng.uniform(8.0, 10.0))
+            k = 0
+            while time.time() < until:
+                shape = UNNAMED_RECORD_SHAPES[k % len(UNNAMED_RECORD_SHAPES)]
+                k += 1
+                url = record_path(next_id(), shape)
+                outcome = await page(url, previous, shape)
+                if outcome in (Outcome.OK, Outcome.RECORD):
+                    previous = url
+                elif outcome is not Outcome.OTHER:
+                    await asyncio.sleep(min(rest_s, max(0.0, until - time.time())))
+                    continue
+                await asyncio.sleep(pace_s * (0.2 + rng.expovariate(1.25)))
+
+    addresses = rotating_addresses(count, 120)[worker::workers]
+    await asyncio.gather(*(identity(a) for a in addresses))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result.process_cpu_s = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
     result.wall_s = time.time() - started
