@@ -3,7 +3,7 @@
 
 Real processes on loopback: this checkout's demo shop, a `scrapeshield run` over TLS with a
 default policy (this checkout's, or another checkout's with --src), a crowd of simulated people
-(bench/efficacy/people.py) and, in the attack run, six scrapers at once (bench/efficacy/scrapers.py,
+(bench/efficacy/people.py) and, in the attack run, five scrapers at once (bench/efficacy/scrapers.py,
 browser_fleet.py) on the record shapes `/people/N` and `/profile?id=N`, which the default policy
 does not name. Then bench_engine.py's realistic mix through the same default policy, refusals by
 client group (bench/efficacy/engine_mix.py). Prints the people and scraper tables and every
@@ -13,6 +13,7 @@ target of issue #11 as PASS/FAIL.
     .venv/bin/python bench/bench_efficacy.py --src /tmp/other/addons --json out.json
     .venv/bin/python bench/bench_efficacy.py --people-before 10 --people-during 10 --warmup 20 --attack 40 \\
         --baseline 0 --scrapers naive,pow-fleet                    # a quick look
+    .venv/bin/python bench/bench_efficacy.py --baseline 0 --scrapers mimic-fleet   # the mimic fleet, alone
 
 Scale: records are counted over the attack window and scaled to 10 minutes by 600 / --attack.
 """
@@ -41,7 +42,7 @@ from efficacy.report import (
     scraper_table,
     scraper_targets,
 )
-from efficacy.run import ALL_KINDS, RunConfig, RunResult, default_workdir, run
+from efficacy.run import ALL_KINDS, SCRAPER_KINDS, RunConfig, RunResult, default_workdir, run
 
 
 def engine_mix(src: Path, decisions: int = 20_000) -> dict[str, dict[str, int]]:
@@ -61,7 +62,8 @@ def main() -> int:
     ap.add_argument("--attack", type=float, default=300.0, help="seconds of attack")
     ap.add_argument("--baseline", type=float, default=120.0, help="seconds of the no-attack run (0: skip it)")
     ap.add_argument("--think", default="1,10", help="think time between pages, MIN,MAX seconds")
-    ap.add_argument("--scrapers", default=",".join(ALL_KINDS), help="which scrapers, comma-separated")
+    ap.add_argument("--scrapers", default=",".join(SCRAPER_KINDS),
+                    help=f"which scrapers, comma-separated, of {','.join(ALL_KINDS)}")
     ap.add_argument("--fleet-workers", type=int, default=os.cpu_count() or 1, help="PoW fleet processes")
     ap.add_argument("--fleet-addresses", type=int, default=200)
     ap.add_argument("--fleet-max-bits", type=int, default=26, help="the fleet gives up on harder challenges")
@@ -72,8 +74,12 @@ def main() -> int:
     ap.add_argument("--browser-records-per-context", type=int, default=5)
     ap.add_argument("--mimic-addresses", type=int, default=50, help="mimic fleet identities (own /24 each)")
     ap.add_argument("--mimic-pace", type=float, default=1.0, help="mean seconds between a mimic identity's records")
+    ap.add_argument("--mimic-rotate-after", type=int, default=0,
+                    help="a new mimic identity (cookies, history) on the address after N records or a refusal")
     ap.add_argument("--src", type=Path, default=REPO / "addons",
                     help="addons/ directory of the scrapeshield to measure (its ../policies/default.yaml too)")
+    ap.add_argument("--policy", type=Path, help="the shield's policy (default: the --src checkout's policies/default.yaml; "
+                    "the engine mix always runs that default)")
     ap.add_argument("--no-engine-mix", action="store_true")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--json", type=Path, help="write every figure here")
@@ -92,7 +98,9 @@ def main() -> int:
                        browser_addresses=args.browser_addresses,
                        browser_tabs=args.browser_tabs, browser_records_per_context=args.browser_records_per_context,
                        mimic_addresses=args.mimic_addresses, mimic_pace_s=args.mimic_pace,
-                       seed=args.seed, shield_src=src, workdir=default_workdir())
+                       mimic_rotate_after=args.mimic_rotate_after,
+                       seed=args.seed, shield_src=src, policy=args.policy.resolve() if args.policy else None,
+                       workdir=default_workdir())
     git = subprocess.run(["git", "-C", str(src.parent), "log", "--oneline", "-1"], capture_output=True, text=True,
                          check=False).stdout.strip()
     print(f"# bench_efficacy: shield from {src} ({git or 'not a git checkout'}), policy {config.policy_path}")

@@ -31,10 +31,11 @@ from .people import BROWSER_BUILDS, PersonResult, crowd
 from .scrapers import ScraperResult
 from .solver import BrowserSolver, NativeSolver, build_native_solver, native_rate
 
-# What a run attacks with by default, and what tests/efficacy holds to <= 100 records per 10 minutes.
+# What a run attacks with by default (bench_efficacy.py's and tests/efficacy's attack).
 SCRAPER_KINDS = ("naive", "rotating", "impersonating", "pow-fleet", "browser-fleet")
-# Also measured by bench_efficacy.py (its default is every kind): identities that show a person's
-# history, then read records faster than a person (BENCHMARKS.md, "The mimic fleet").
+# Also known to bench_efficacy.py --scrapers: identities that show a person's history, then read
+# records faster than a person (BENCHMARKS.md, "The mimic fleet"). Measured in a run of its own:
+# beside the PoW fleet, two solving fleets on two cores starve the shield and the people.
 ALL_KINDS = (*SCRAPER_KINDS, "mimic-fleet")
 
 
@@ -57,6 +58,7 @@ class RunConfig:
     browser_tabs: int = 2
     mimic_addresses: int = 50
     mimic_pace_s: float = 1.0                  # mean seconds between one identity's records
+    mimic_rotate_after: int = 0                # a new identity on the address after this many records (0: never)
     seed: int = 11
     shield_src: Path = ADDONS                  # an addons/ directory holding the scrapeshield to measure
     policy: Path | None = None                 # default: <shield_src>/../policies/default.yaml
@@ -115,7 +117,8 @@ def _scraper_futures(config: RunConfig, base: str, until: float, threads: Thread
     if "mimic-fleet" in config.scrapers:
         futures["mimic-fleet"] = [
             processes.submit(scrapers.mimic_fleet_worker, base, until, k, config.fleet_workers, str(library),
-                             config.mimic_addresses, config.fleet_max_bits, config.mimic_pace_s)
+                             config.mimic_addresses, config.fleet_max_bits, config.mimic_pace_s, 60.0,
+                             config.mimic_rotate_after)
             for k in range(config.fleet_workers)]
     return futures
 
@@ -134,7 +137,9 @@ def _combine(name: str, parts: list[ScraperResult], config: RunConfig) -> Scrape
     elif name == "mimic-fleet":
         n = config.mimic_addresses
         total.description = (f"{len(parts)} processes, {n} addresses in {n} /24s, curl_cffi {scrapers.SCRAPER_BUILD}, "
-                             f"a person's history each, records {config.mimic_pace_s:g} s apart on average, native solver")
+                             f"a person's history each, records {config.mimic_pace_s:g} s apart on average, native solver"
+                             + (f", a new identity every {config.mimic_rotate_after} records or refusal"
+                                if config.mimic_rotate_after else ""))
         total.notes = "; ".join(sorted({p.notes for p in parts if p.notes}))
     return total
 

@@ -281,25 +281,30 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
 
 def mimic_fleet_worker(base: str, until: float, worker: int, workers: int, library: str, count: int = 50,
                        max_bits: int = 26, pace_s: float = 1.0, rest_s: float = 60.0,
-                       seed: int = 7) -> ScraperResult:
+                       rotate_after: int = 0, seed: int = 7) -> ScraperResult:
     """One fleet process: its slice of `count` addresses (own /24 each), one curl_cffi Chrome session
     per address, all browsing at once. Each identity does what docs/sessions.md says a person's
     history is -- the home page, its assets with the page as Referer, then waiting out `fresh_for`
     -- and then reads records by random id (no walk to detect), each with the previous page as its
     Referer and the record's uncached assets loaded, `pace_s` apart on average, as irregular as a
     person's (a fifth of it fixed, the rest exponential: no `regular_timing`). A challenge is
-    solved with the native solver; a throttle or block rests the identity for `rest_s`."""
+    solved with the native solver; a throttle or block rests the identity for `rest_s`. With
+    `rotate_after` N, an identity is dropped after N records or at its first refusal, and a new one
+    (a fresh cookie jar, history shown again) starts on the same address."""
     return asyncio.run(_mimic_fleet(base, until, worker, workers, Path(library), count, max_bits, pace_s, rest_s,
-                                    seed))
+                                    rotate_after, seed))
 
 
 async def _mimic_fleet(base: str, until: float, worker: int, workers: int, library: Path, count: int,
-                       max_bits: int, pace_s: float, rest_s: float, seed: int) -> ScraperResult:
+                       max_bits: int, pace_s: float, rest_s: float, rotate_after: int,
+                       seed: int) -> ScraperResult:
     from curl_cffi.requests import AsyncSession
 
     from .solver import ChallengeForm, NativeSolver
 
     solver = NativeSolver(library)
+    solver_rate = 3e6  # hashes/s, as the PoW fleet assumes
+    one_core = asyncio.Semaphore(1)
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     rng = random.Random(seed * 1000 + worker)
     result = ScraperResult("mimic-fleet", "", workers=workers)
@@ -313,6 +318,10 @@ async def _mimic_fleet(base: str, until: float, worker: int, workers: int, libra
             if user_id not in taken:
                 taken.add(user_id)
                 return user_id
+
+    async def address_loop(address: str) -> None:
+        while time.time() < until:
+            await identity(address)
 
     async def identity(address: str) -> None:
         cache: set[str] = set()
@@ -343,7 +352,10 @@ async def _mimic_fleet(base: str, until: float, worker: int, workers: int, libra
                     if form is None or form.bits > max_bits:
                         result.notes = f"gave up on {form.bits if form else '?'}-bit challenges"
                         break
-                    nonce, hashes, cpu = await asyncio.to_thread(solver.solve, form.seed, form.bits)
+                    async with one_core:  # one solve at a time: a process hashes on one core
+                        if time.time() + (1 << form.bits) / solver_rate > until:
+                            break  # it would still be hashing when the run ends: keep the run bounded
+                        nonce, hashes, cpu = await asyncio.to_thread(solver.solve, form.seed, form.bits)
                     solves += 1
                     result.hashes += hashes
                     result.solver_cpu_s += cpu
@@ -367,21 +379,24 @@ async def _mimic_fleet(base: str, until: float, worker: int, workers: int, libra
             previous = f"/products/{rng.randrange(1, PRODUCT_COUNT + 1)}"
             await page(previous, "/", "")
             await asyncio.sleep(rng.uniform(8.0, 10.0))
-            k = 0
-            while time.time() < until:
+            k = got = 0
+            while time.time() < until and not (rotate_after and got >= rotate_after):
                 shape = UNNAMED_RECORD_SHAPES[k % len(UNNAMED_RECORD_SHAPES)]
                 k += 1
                 url = record_path(next_id(), shape)
                 outcome = await page(url, previous, shape)
                 if outcome in (Outcome.OK, Outcome.RECORD):
                     previous = url
+                    got += outcome is Outcome.RECORD
                 elif outcome is not Outcome.OTHER:
+                    if rotate_after:
+                        return  # refused: a new identity on this address instead of waiting
                     await asyncio.sleep(min(rest_s, max(0.0, until - time.time())))
                     continue
                 await asyncio.sleep(pace_s * (0.2 + rng.expovariate(1.25)))
 
     addresses = rotating_addresses(count, 120)[worker::workers]
-    await asyncio.gather(*(identity(a) for a in addresses))
+    await asyncio.gather(*(address_loop(a) for a in addresses))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result.process_cpu_s = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
     result.wall_s = time.time() - started
