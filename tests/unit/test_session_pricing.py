@@ -6,7 +6,9 @@ so a fleet that fakes a person's history still pays what identities on its stack
 """
 from __future__ import annotations
 
+import random
 import textwrap
+from pathlib import Path
 
 from scrapeshield.challenge.keys import KeyRing
 from scrapeshield.clock import FakeClock
@@ -14,9 +16,9 @@ from scrapeshield.context import DecisionContext
 from scrapeshield.decision import Action
 from scrapeshield.engine import Engine
 from scrapeshield.facts import RequestFacts
-from scrapeshield.policy.compiler import compile_bytes
+from scrapeshield.policy.compiler import compile_bytes, compile_file
 from scrapeshield.session.cookie import HISTORY, SessionCookie, net_tag, stack_tag
-from scrapeshield.session.stage import stack_of
+from scrapeshield.session.stage import SessionStage, stack_of
 from scrapeshield.session.state import SessionSettings, SessionTracker
 from scrapeshield.store.base import Batch
 from scrapeshield.store.memory import MemoryStore
@@ -42,8 +44,6 @@ def _facts(cookie: str, path: str) -> RequestFacts:
 
 
 async def test_a_challenge_to_a_session_with_standing_costs_the_going_price() -> None:
-    from scrapeshield.session.stage import SessionStage
-
     policy = compile_bytes(POLICY.encode(), "pricing.yaml")
     clock = FakeClock(1_800_000_000.0)
     store = MemoryStore()
@@ -60,3 +60,55 @@ async def test_a_challenge_to_a_session_with_standing_costs_the_going_price() ->
     assert ctx.session is not None and ctx.session.standing
     assert decision.action is Action.CHALLENGE
     assert decision.difficulty == 16 + 3 + 2  # three solves on the stack, one earlier solve of this session
+
+
+# -- the shipped default policy: a session's record volume past a person's ------------------------
+
+DEFAULT = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/131.0.0.0 Safari/537.36")
+
+
+def _page(cookie: str, path: str, referer: str, ip: str) -> RequestFacts:
+    return RequestFacts(peer_ip=ip, method="GET", host="shop.example", path=path.split("?")[0],
+                        query=path.partition("?")[2],
+                        headers=(("user-agent", CHROME), ("accept", "text/html,application/xhtml+xml"),
+                                 ("accept-language", "en-US,en;q=0.9"), ("sec-fetch-mode", "navigate"),
+                                 ("sec-fetch-dest", "document"), ("sec-fetch-site", "same-origin"),
+                                 ("referer", "https://shop.example" + referer),
+                                 ("cookie", f"shield_session={cookie}")))
+
+
+async def _reader(gap_s: float, records: int, ip: str) -> list[tuple[int, str, str]]:
+    """A session with a person's history (issued a minute ago) reading `records` records by random
+    id through the shipped default policy, one every `gap_s` seconds, each named from the previous
+    page. Returns (index, action, rule) of every refused record."""
+    policy = compile_file(str(DEFAULT))
+    clock = FakeClock(1_800_000_000.0)
+    engine = Engine(policy, MemoryStore(), clock, sessions=SessionStage(KEYS))
+    net = ip.rsplit(".", 1)[0] + ".0/24"
+    stack = stack_of(DecisionContext(_page("x", "/", "/", ip)))
+    cookie = SessionCookie("B" * 16, int(clock.now()) - 60, net_tag(net), stack_tag(stack), HISTORY).encode(KEYS)
+    rng = random.Random(5)
+    refused, previous = [], "/"
+    for i in range(records):
+        clock.advance(gap_s * (0.5 + rng.random()))
+        path = rng.choice((f"/people/{rng.randrange(1, 100_000)}", f"/profile?id={rng.randrange(1, 100_000)}"))
+        decision = await engine.decide_in(DecisionContext(_page(cookie, path, previous, ip)))
+        if decision.action is not Action.ALLOW:
+            refused.append((i, str(decision.action), decision.rule))
+        previous = path
+    return refused
+
+
+async def test_default_policy_a_session_reading_a_record_a_second_pays_from_its_31st() -> None:
+    # a harvester that shows a person's history, then reads a record a second: 30 at once, one more
+    # every 10 s (three in its first 30 s), then challenged
+    refused = await _reader(1.0, 40, "198.51.100.20")
+    assert refused[0][1:] == ("challenge", "records-per-session")
+    assert 30 <= refused[0][0] <= 34, refused
+
+
+async def test_default_policy_a_person_reading_a_record_every_12_s_is_never_asked() -> None:
+    # two hours of a record every 6-18 s: five a minute, past any reader
+    assert await _reader(12.0, 600, "198.51.100.21") == []
