@@ -180,6 +180,10 @@ async def test_a_cleared_limit_challenge_is_passed_over_and_the_other_limits_sti
     decisions = [await cleared.decide(request(f"/records/{i}")) for i in range(12)]
     assert [d.action for d in decisions] == [Action.ALLOW] * 10 + [Action.THROTTLE] * 2
     assert decisions[-1].rule == "ceiling"
+    trace = await cleared.explain(request("/records/99"))
+    notes = {r.rule: r.note for r in trace.rules}
+    assert notes == {"volume": "limit passed over: its challenge already solved (clearance)", "ceiling": "limit"}
+    assert [b.rule for b in trace.buckets] == ["ceiling"]
 
 
 # -- limits ---------------------------------------------------------------------------------------
