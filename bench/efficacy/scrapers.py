@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .shop import PRODUCT_COUNT, UNNAMED_RECORD_SHAPES, USER_COUNT, Outcome, classify, page_assets, record_path
+from .solver import ChallengeForm
 
 REFUSAL_PAUSE_S = 0.25
 # The Chrome build the impersonating scrapers claim: the one most people use (people.BROWSER_BUILDS).
@@ -89,6 +90,21 @@ class ScraperResult:
             return
         if self.first_refusal is None and outcome is not Outcome.ERROR:
             self.first_refusal = self.requests
+
+    def challenge_form(self, page: str, max_bits: int) -> ChallengeForm | None:
+        """A challenge received: its form, or None when the fleet gives up on it (noted)."""
+        self.challenges += 1
+        form = ChallengeForm.parse(page)
+        if form is None or form.bits > max_bits:
+            self.notes = f"gave up on {form.bits if form else '?'}-bit challenges"
+            return None
+        return form
+
+    def paid(self, hashes: int, cpu: float, bits: int) -> None:
+        """One native solve: its hashes, solver CPU-seconds and difficulty."""
+        self.hashes += hashes
+        self.solver_cpu_s += cpu
+        self.max_bits = max(self.max_bits, bits)
 
     def merge(self, other: ScraperResult) -> None:
         for name in ("requests", "records", "late_records", "challenges", "solved", "throttles", "blocks", "errors",
@@ -204,7 +220,7 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
     Referer, as a scraper copying a browser's headers sends)."""
     from curl_cffi import requests as curl_requests
 
-    from .solver import ChallengeForm, NativeSolver
+    from .solver import NativeSolver
 
     solver = NativeSolver(Path(library))
     solver_rate = 3e6  # hashes/s, a little under this VM's measured rate (BENCHMARKS.md)
@@ -245,18 +261,12 @@ def pow_fleet_worker(base: str, until: float, worker: int, workers: int, library
             outcome, page = get(session, "GET", base + path, headers={"Referer": base + "/"} if referer else {})
             solves = 0
             while outcome is Outcome.CHALLENGE and solves < 2 and time.time() < until:
-                result.challenges += 1
-                form = ChallengeForm.parse(page)
-                if form is None or form.bits > max_bits:
-                    result.notes = f"gave up on {form.bits if form else '?'}-bit challenges"
-                    break
-                if time.time() + (1 << form.bits) / solver_rate > until:
-                    break  # it would still be hashing when the run ends: keep the run bounded
+                form = result.challenge_form(page, max_bits)
+                if form is None or time.time() + (1 << form.bits) / solver_rate > until:
+                    break  # given up, or it would still be hashing when the run ends
                 nonce, hashes, cpu = solver.solve(form.seed, form.bits)
                 solves += 1
-                result.hashes += hashes
-                result.solver_cpu_s += cpu
-                result.max_bits = max(result.max_bits, form.bits)
+                result.paid(hashes, cpu, form.bits)
                 outcome, page = get(session, "POST", base + form.action,
                                     data=form.fields(nonce, "js/workers8", 50),
                                     headers={"Referer": base + path, "Origin": base})
@@ -300,7 +310,7 @@ async def _mimic_fleet(base: str, until: float, worker: int, workers: int, libra
                        seed: int) -> ScraperResult:
     from curl_cffi.requests import AsyncSession
 
-    from .solver import ChallengeForm, NativeSolver
+    from .solver import NativeSolver
 
     solver = NativeSolver(library)
     solver_rate = 3e6  # hashes/s, as the PoW fleet assumes
@@ -347,19 +357,15 @@ async def _mimic_fleet(base: str, until: float, worker: int, workers: int, libra
                 outcome, text = await get("GET", url, headers=headers)
                 solves = 0
                 while outcome is Outcome.CHALLENGE and solves < 2 and time.time() < until:
-                    result.challenges += 1
-                    form = ChallengeForm.parse(text)
-                    if form is None or form.bits > max_bits:
-                        result.notes = f"gave up on {form.bits if form else '?'}-bit challenges"
+                    form = result.challenge_form(text, max_bits)
+                    if form is None:
                         break
                     async with one_core:  # one solve at a time: a process hashes on one core
                         if time.time() + (1 << form.bits) / solver_rate > until:
                             break  # it would still be hashing when the run ends: keep the run bounded
                         nonce, hashes, cpu = await asyncio.to_thread(solver.solve, form.seed, form.bits)
                     solves += 1
-                    result.hashes += hashes
-                    result.solver_cpu_s += cpu
-                    result.max_bits = max(result.max_bits, form.bits)
+                    result.paid(hashes, cpu, form.bits)
                     outcome, text = await get("POST", form.action, data=form.fields(nonce, "js/workers8", 50),
                                               headers={"Referer": base + url, "Origin": base,
                                                        "Sec-Fetch-Site": "same-origin"})
