@@ -51,9 +51,13 @@ class ChallengeGate:
         if rule == BUDGET_RULE_NAME:
             return False  # a spent record budget is never lifted by the clearance that spent it
         cookie = facts.header_map.get("cookie")
-        if not cookie:
+        service = self.service
+        # No clearance cookie can be in it: nothing to verify and nothing to count. The engine asks
+        # for every request a limit rule with `exceed: challenge` matches (most of them carry only
+        # a session cookie), not only for those it challenges.
+        if not cookie or service.config.cookie_name not in cookie:
             return False
-        return self.service.check_clearance(cookie, lambda: self._binding(facts), rule, self._clock.now())
+        return service.check_clearance(cookie, lambda: self._binding(facts), rule, self._clock.now())
 
     def clearance_token(self, facts: RequestFacts, session_id: str | None) -> str | None:
         """The request's valid clearance cookie for any rule; `session_id`: its valid session, as
