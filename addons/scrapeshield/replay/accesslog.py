@@ -388,6 +388,10 @@ class LogReadStats:
             out["cut_off"] = self.cut_off
         return out
 
+    def where_cut(self) -> str:
+        """Where and why reading stopped early (only when `cut_off`)."""
+        return f"cut off after line {self.lines} ({self.cut_off})"
+
 
 def parse_line(parse: Callable[[str], LogRecord | None], line: str) -> LogRecord | None:
     """One line through a format's parser (`PARSERS[fmt]()`): its record, or None for a line the

@@ -58,8 +58,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             report, results, log_run = _replay_logs(args, formats, expectations)
             for stats in log_run.logs:  # as for flow files: what came before the cut was replayed
                 if stats.cut_off is not None:
-                    print(f"scrapeshield replay: {stats.path}: cut off after line {stats.lines} ({stats.cut_off}); "
-                          "the lines before the cut were replayed", file=sys.stderr)
+                    print(f"scrapeshield replay: {stats.path}: {stats.where_cut()}; the lines before the cut were "
+                          "replayed", file=sys.stderr)
     except PolicyInvalid as exc:  # the policy's or the expectations' errors, each as file:line:col
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -130,7 +130,7 @@ def print_table(report: ReplayReport, results: Sequence[ExpectationResult] | Non
             d = stats.to_dict()
             skipped = f", {stats.skipped} unreadable lines skipped" if stats.skipped else ""
             first_bad = f" (first: line {stats.first_skipped[0]})" if stats.first_skipped else ""
-            cut = f"; cut off after line {stats.lines} ({stats.cut_off})" if stats.cut_off else ""
+            cut = f"; {stats.where_cut()}" if stats.cut_off else ""
             console.print(f"[bold]log[/] {stats.path}: {d['format']}, {stats.lines} lines{skipped}{first_bad}{cut}")
         console.print("[bold]not in these logs[/] (rules and signals that need them cannot match as live):")
         for item in log_run.limits()["missing"]:
