@@ -34,6 +34,7 @@ for _p in (str(BENCH), str(REPO / "tests"), str(REPO / "addons")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+from efficacy.people import CGNAT_ADDRESSES
 from efficacy.report import (
     Target,
     engine_mix_target,
@@ -58,6 +59,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--people-before", type=int, default=60, help="people browsing before the attack")
     ap.add_argument("--people-during", type=int, default=50, help="people arriving during the attack")
+    ap.add_argument("--office", type=int, default=0,
+                    help="people of one office: one /24, arriving within --office-arrive s of the attack's start")
+    ap.add_argument("--office-arrive", type=float, default=60.0, help="seconds over which the office arrives")
+    ap.add_argument("--cgnat", type=int, default=0, help=f"subscribers behind {CGNAT_ADDRESSES} CGNAT addresses "
+                    "of one /24, arriving like --people-during")
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds of people alone before the attack")
     ap.add_argument("--attack", type=float, default=300.0, help="seconds of attack")
     ap.add_argument("--baseline", type=float, default=120.0, help="seconds of the no-attack run (0: skip it)")
@@ -91,7 +97,8 @@ def main() -> int:
     if unknown or len(think) != 2:
         ap.error(f"unknown scrapers {sorted(unknown)} (know {ALL_KINDS})" if unknown else "--think MIN,MAX")
     src = args.src.resolve()
-    config = RunConfig(people_before=args.people_before, people_during=args.people_during, warmup_s=args.warmup,
+    config = RunConfig(people_before=args.people_before, people_during=args.people_during, office=args.office,
+                       office_arrive_s=args.office_arrive, cgnat=args.cgnat, warmup_s=args.warmup,
                        attack_s=args.attack, baseline_s=args.baseline, think_s=(think[0], think[1]),
                        scrapers=kinds, fleet_workers=args.fleet_workers, fleet_addresses=args.fleet_addresses,
                        fleet_max_bits=args.fleet_max_bits, fleet_referer=not args.fleet_no_referer,
@@ -106,7 +113,8 @@ def main() -> int:
     print(f"# bench_efficacy: shield from {src} ({git or 'not a git checkout'}), policy {config.policy_path}")
     print(f"# nproc={os.cpu_count()}, load avg {os.getloadavg()[0]:.1f}, workdir {config.workdir}")
     print(f"# people {config.people_before} before + {config.people_during} during (baseline run: the same "
-          f"{config.people_before + config.people_during}), think {think[0]:g}-{think[1]:g} s; warmup "
+          f"{config.people_before + config.people_during}), office {config.office} (arriving over "
+          f"{config.office_arrive_s:g} s), CGNAT {config.cgnat}, think {think[0]:g}-{think[1]:g} s; warmup "
           f"{config.warmup_s:g} s, attack {config.attack_s:g} s, baseline {config.baseline_s:g} s; scrapers {kinds}")
 
     t0 = time.time()

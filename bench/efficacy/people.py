@@ -1,4 +1,6 @@
-"""Simulated people: browser builds over TLS, each from their own /24, browsing the demo shop.
+"""Simulated people: browser builds over TLS, browsing the demo shop -- most from their own /24; the
+groups in SHARED_NETWORKS share one network (an office on one /24, subscribers behind a few CGNAT
+addresses).
 
 A person is one curl_cffi `AsyncSession` impersonating one Chrome, Firefox or Safari build (its
 TLS handshake, HTTP/2 settings and default headers), bound to its own loopback address, with a
@@ -38,10 +40,21 @@ def person_address(index: int) -> str:
     return f"127.{20 + index // 250}.{index % 250}.10"
 
 
+# Groups of people on one network, by group name: each person's address from their rank in the group.
+# An office: everyone on one /24, a desk (address) each. A carrier-grade NAT: many subscribers behind
+# the same few public addresses of one /24.
+CGNAT_ADDRESSES = 4
+SHARED_NETWORKS = {
+    "office": lambda k: f"127.30.0.{10 + k % 240}",
+    "cgnat": lambda k: f"127.31.0.{1 + k % CGNAT_ADDRESSES}",
+}
+
+
 @dataclass
 class PersonResult:
     index: int
-    group: str                 # "before" (browsing before the attack), "during" (arrived during it), "baseline"
+    group: str                 # "before" (browsing before the attack), "during" (arrived during it), "baseline",
+                               # or a shared network's ("office", "cgnat": SHARED_NETWORKS)
     address: str
     build: str
     arrived_s: float           # seconds after the run started
@@ -179,17 +192,19 @@ async def crowd(base_url: str, *, groups: list[tuple[str, int, float, float]], r
                 builds: tuple[str, ...] = BROWSER_BUILDS, first_index: int = 0,
                 solver: BrowserSolver | None = None) -> list[PersonResult]:
     """Run people until `until` (epoch seconds). `groups`: (name, count, arrive_from, arrive_to) with arrival
-    times in seconds after `run_started`, spread uniformly. Returns one result per person."""
+    times in seconds after `run_started`, spread uniformly; a group named in SHARED_NETWORKS shares its
+    network, every other person has a /24 of their own. Returns one result per person."""
     rng = random.Random(seed)
     solver = solver or BrowserSolver()
     results: list[PersonResult] = []
     tasks = []
     index = first_index
     for name, count, start, end in groups:
+        address = SHARED_NETWORKS.get(name)
         for k in range(count):
             arrive = start + (end - start) * (k + rng.random()) / max(count, 1)
-            result = PersonResult(index, name, person_address(index), rng.choice(builds), round(arrive, 1),
-                                  rng.random() < deep_link_share)
+            result = PersonResult(index, name, address(k) if address else person_address(index),
+                                  rng.choice(builds), round(arrive, 1), rng.random() < deep_link_share)
             results.append(result)
             tasks.append(_arrive_and_browse(result, base_url, random.Random(rng.random()), solver, run_started,
                                             until, think_s))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .people import PersonResult
+from .people import SHARED_NETWORKS, PersonResult
 from .run import RunResult
 from .scrapers import ScraperResult
 
@@ -53,7 +53,8 @@ def _people(people: Iterable[PersonResult], group: str) -> list[PersonResult]:
 
 
 def people_targets(attack: RunResult, baseline: RunResult | None) -> list[Target]:
-    """People: no blocks or throttles; 'before' never challenged; 'during' at most once; no attack, no challenge.
+    """People: no blocks or throttles; 'before' never challenged; 'during' and the shared networks' people
+    (an office, a CGNAT range: they arrive during the attack) at most once; no attack, no challenge.
 
     Without a baseline run, "no attack" is the warm-up of the attack run: nobody challenged before it began."""
     everyone = attack.people + (baseline.people if baseline else [])
@@ -74,6 +75,13 @@ def people_targets(attack: RunResult, baseline: RunResult | None) -> list[Target
                f"{len(during_hit)} of {len(during)} challenged more than once "
                f"({sum(1 for p in during if p.challenged)} challenged at all){_examples(during_hit)}"),
     ]
+    for group in SHARED_NETWORKS:
+        shared = _people(attack.people, group)
+        if shared:
+            hit = [p for p in shared if p.challenged > 1]
+            out.append(Target(f"people sharing a network ({group}): at most one challenge each", not hit,
+                              f"{len(hit)} of {len(shared)} challenged more than once "
+                              f"({sum(1 for p in shared if p.challenged)} challenged at all){_examples(hit)}"))
     if baseline is not None:
         hit = [p for p in baseline.people if p.challenged]
         out.append(Target("no attack (baseline run): nobody challenged", not hit,
@@ -118,16 +126,17 @@ def _examples(people: list[PersonResult]) -> str:
 
 
 def people_table(runs: Iterable[RunResult]) -> list[str]:
-    head = (f"{'group':<9} {'people':>6} {'pages':>6} {'assets':>6} {'records':>7} {'challenged':>10} "
+    head = (f"{'group':<17} {'people':>6} {'pages':>6} {'assets':>6} {'records':>7} {'challenged':>10} "
             f"{'challenges':>10} {'max/person':>10} {'max bits':>8} {'throttled':>9} {'blocked':>7} {'errors':>6}")
     lines = [head, "-" * len(head)]
     for run in runs:
-        for group in ("baseline", "before", "during"):
+        for group in ("baseline", "before", "during", *SHARED_NETWORKS):
             ps = _people(run.people, group)
             if not ps:
                 continue
+            label = f"{group} ({run.kind})" if group in SHARED_NETWORKS else group
             lines.append(
-                f"{group:<9} {len(ps):>6} {sum(p.pages for p in ps):>6} {sum(p.assets for p in ps):>6} "
+                f"{label:<17} {len(ps):>6} {sum(p.pages for p in ps):>6} {sum(p.assets for p in ps):>6} "
                 f"{sum(p.records for p in ps):>7} {sum(1 for p in ps if p.challenged):>10} "
                 f"{sum(p.challenged for p in ps):>10} {max(p.challenged for p in ps):>10} "
                 f"{max(p.max_bits for p in ps) or '-':>8} "

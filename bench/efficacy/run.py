@@ -43,6 +43,12 @@ ALL_KINDS = (*SCRAPER_KINDS, "mimic-fleet")
 class RunConfig:
     people_before: int = 60
     people_during: int = 50
+    # People on shared networks (people.SHARED_NETWORKS), in the attack run and the baseline run alike:
+    # an office whose staff arrive within `office_arrive_s` of the attack's start (the baseline's
+    # second quarter), a CGNAT range whose subscribers arrive like "during".
+    office: int = 0
+    office_arrive_s: float = 60.0
+    cgnat: int = 0
     warmup_s: float = 60.0
     attack_s: float = 300.0
     baseline_s: float = 120.0
@@ -157,11 +163,15 @@ def run(config: RunConfig, *, attack: bool) -> RunResult:
         started = time.time()
         until = started + duration
         if attack:
+            crowd_from, crowd_to = config.warmup_s, config.warmup_s + 0.8 * config.attack_s
             groups = [("before", config.people_before, 0.0, config.warmup_s / 2),
-                      ("during", config.people_during, config.warmup_s, config.warmup_s + 0.8 * config.attack_s)]
+                      ("during", config.people_during, crowd_from, crowd_to)]
         else:
+            crowd_from, crowd_to = duration / 4, 0.8 * duration
             groups = [("baseline", config.people_before, 0.0, duration / 4),
-                      ("baseline", config.people_during, duration / 4, 0.8 * duration)]
+                      ("baseline", config.people_during, crowd_from, crowd_to)]
+        groups += [("office", config.office, crowd_from, crowd_from + config.office_arrive_s),
+                   ("cgnat", config.cgnat, crowd_from, crowd_to)]
         result = RunResult("attack" if attack else "baseline", duration, config.attack_s if attack else 0.0,
                            native_hashes_per_cpu_s=rate)
         with ThreadPoolExecutor(4) as threads, \
