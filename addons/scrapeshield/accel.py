@@ -48,7 +48,7 @@ HOT_MODULES: tuple[str, ...] = (
     "challenge.binding", "challenge.clearance", "challenge.tokens", "context", "decision", "facts", "gcra",
     "memo", "netaddr", "urlpath",
     "detectors", "detectors.assets", "detectors.classify", "detectors.crowd", "detectors.distinct",
-    "detectors.identities", "detectors.mirror", "detectors.probe", "detectors.sequence",
+    "detectors.identities", "detectors.mirror", "detectors.probe", "detectors.rush", "detectors.sequence",
     "detectors.strength", "detectors.synthetic", "detectors.timing",
     "engine.core", "engine.stages",
     "fingerprint", "fingerprint.goodbots", "fingerprint.policy",

@@ -112,3 +112,61 @@ async def test_default_policy_a_session_reading_a_record_a_second_pays_within_it
 async def test_default_policy_a_person_reading_ten_records_a_minute_is_never_asked() -> None:
     # two hours of a record every 3-9 s: ten a minute, past any reader
     assert await _reader(6.0, 1200, "198.51.100.21") == []
+
+
+# -- the shipped default policy: sessions dropped before their limit, and a network's people ------
+
+def _arrival(ip: str) -> RequestFacts:
+    """A new visitor's first page: the home page, no session cookie, from a search result."""
+    return RequestFacts(peer_ip=ip, method="GET", host="shop.example", path="/",
+                        headers=(("user-agent", CHROME), ("accept", "text/html,application/xhtml+xml"),
+                                 ("accept-language", "en-US,en;q=0.9"), ("sec-fetch-mode", "navigate"),
+                                 ("sec-fetch-dest", "document"), ("sec-fetch-site", "cross-site"),
+                                 ("referer", "https://www.google.com/")))
+
+
+async def _network(readers: int, records: int, gap_s: float, *, tabs: int = 0) -> tuple[list[str], Action, str]:
+    """`readers` sessions with a person's history on one /24 (each a desk of its own), reading
+    `records` records each, one every `gap_s` seconds (0.5-1.5x) in turn, after one of them opened
+    `tabs` records at once; then a new visitor arrives on the network. Returns the refused
+    records' rules and the arrival's action and rule."""
+    policy = compile_file(str(DEFAULT))
+    clock = FakeClock(1_800_000_000.0)
+    engine = Engine(policy, MemoryStore(), clock, sessions=SessionStage(KEYS))
+    stack = stack_of(DecisionContext(_arrival("192.0.2.1")))
+    rng = random.Random(7)
+    cookies = [SessionCookie(f"{k:016X}", int(clock.now()) - 60, net_tag("192.0.2.0/24"), stack_tag(stack),
+                             HISTORY).encode(KEYS) for k in range(readers)]
+    refused = []
+
+    async def read(k: int) -> None:
+        path = f"/people/{rng.randrange(1, 100_000)}"
+        decision = await engine.decide_in(DecisionContext(_page(cookies[k], path, "/", f"192.0.2.{10 + k}")))
+        if decision.action is not Action.ALLOW:
+            refused.append(decision.rule)
+
+    for _ in range(tabs):
+        await read(0)
+    for _ in range(records):
+        for k in range(readers):
+            clock.advance(gap_s * (0.5 + rng.random()) / readers)
+            await read(k)
+    clock.advance(5.0)
+    arrival = await engine.decide_in(DecisionContext(_arrival("192.0.2.200")))
+    return refused, arrival.action, arrival.rule
+
+
+async def test_default_policy_one_session_rushing_its_free_records_prices_the_next_identity_on_its_network() -> None:
+    # a fleet identity: a person's history, then 30 records a second apart (under records-per-session's
+    # burst, so never challenged itself) and dropped; the next identity from its /24 solves first
+    refused, action, rule = await _network(1, 30, 1.0)
+    assert refused == []
+    assert (action, rule) == (Action.CHALLENGE, "score:net-pressure")
+
+
+async def test_default_policy_an_office_reading_at_a_persons_pace_leaves_its_arrivals_alone() -> None:
+    # thirty people on one /24, each reading a record every 3-9 s for ten minutes (faster than people
+    # read), one of whom opened twenty records in tabs at once (22 points of the 40)
+    refused, action, rule = await _network(30, 100, 6.0, tabs=20)
+    assert refused == []
+    assert action is Action.ALLOW, rule

@@ -11,7 +11,7 @@ structure inside a state is capped (see docs/detectors.md for the figures).
 
 Each detector module holds an algorithm object (parameters, no per-identity
 state) and a small slotted state class; `DetectorSet` owns the single
-identity table, so a request costs one cache lookup for all five detectors
+identity table, so a request costs one cache lookup for all the detectors
 and the key is stored once.
 
 Signals are reported on the requests that carry evidence for them: asset
@@ -26,8 +26,8 @@ recent ids of each walk (`sequential_ids`), the recent page arrival times
 `log_plan` what to append, the engine sends that in one store call, and
 `observe_request` replays the logs it got back through the same algorithms.
 Without a shared store (`shared=False`) all of it stays in process.
-`many_distinct_resources`, `probe_rate` and `no_assets` stay per process in
-both cases (docs/detectors.md says why).
+`many_distinct_resources`, `probe_rate`, `no_assets` and `record_rush` stay per
+process in both cases (docs/detectors.md says why).
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ from .distinct import DistinctResources
 from .identities import DISTINCT, LEDGER, TIMING, IdentityState, IdentityTable
 from .mirror import LogMirror, LogMirrors
 from .probe import ProbeRate, ProbeWindow
+from .rush import RecordRush
 from .sequence import LoggedWalk, SequentialIds, Walk, extract_ids
 from .strength import ramp, stable_hash, unmemoised_hash
 from .timing import LoggedArrivals, RegularTiming
@@ -57,6 +58,7 @@ __all__ = [
     "MANY_DISTINCT_RESOURCES",
     "NO_ASSETS",
     "PROBE_RATE",
+    "RECORD_RUSH",
     "REGULAR_TIMING",
     "SEQUENTIAL_IDS",
     "SIGNAL_NAMES",
@@ -76,7 +78,9 @@ PROBE_RATE = "probe_rate"
 NO_ASSETS = "no_assets"
 REGULAR_TIMING = "regular_timing"
 CROSS_SESSION_WALK = "cross_session_walk"
-SIGNAL_NAMES = (MANY_DISTINCT_RESOURCES, SEQUENTIAL_IDS, PROBE_RATE, NO_ASSETS, REGULAR_TIMING, CROSS_SESSION_WALK)
+RECORD_RUSH = "record_rush"
+SIGNAL_NAMES = (MANY_DISTINCT_RESOURCES, SEQUENTIAL_IDS, PROBE_RATE, NO_ASSETS, REGULAR_TIMING, CROSS_SESSION_WALK,
+                RECORD_RUSH)
 
 # Every quiet request's signals: one value, never written. A dict, not a read-only proxy: the
 # engine merges it into the request's signals, and only a dict merges on the C fast path.
@@ -183,6 +187,7 @@ class DetectorSet:
                           c.timing_cv_start, c.timing_cv_full)
             if c.timing_enabled else None
         )
+        self._rush = RecordRush(c.rush_half_life_s, c.rush_start, c.rush_full) if c.rush_enabled else None
         self._cross = (
             CrossSessionWalk(window_s=c.cross_walk_window_s, keep=c.cross_walk_keep,
                              max_stride=c.sequence_max_stride, max_gap=c.cross_walk_max_gap,
@@ -262,7 +267,7 @@ class DetectorSet:
 
         path = obs.path
         path_hash = -1  # stable_hash(path), once needed
-        distinct = sequence = probe = assets = timing = cross = 0.0
+        distinct = sequence = probe = assets = timing = cross = rush = 0.0
         if ids is None:
             ids = extract_ids(path, obs.query)
         if self._distinct is not None and (obs.is_document or not self._distinct_documents_only):
@@ -296,7 +301,11 @@ class DetectorSet:
                     timing = self._timing.observe(st, path_hash, now)
         if self._cross is not None and crowd is not None and ids:
             cross = self._crowd_strength(crowd, ids[0], now, plan, logs)
-        if not (distinct or sequence or probe or assets or timing or cross):
+        if self._rush is not None and ids:
+            count = st.rush = self._rush.count(st.rush, st.rush_at, now)
+            st.rush_at = now
+            rush = self._rush.strength(count)
+        if not (distinct or sequence or probe or assets or timing or cross or rush):
             return _QUIET  # most requests: one read-only value instead of a dict each
         return {
             MANY_DISTINCT_RESOURCES: distinct,
@@ -305,6 +314,7 @@ class DetectorSet:
             NO_ASSETS: assets,
             REGULAR_TIMING: timing,
             CROSS_SESSION_WALK: cross,
+            RECORD_RUSH: rush,
         }
 
     def _walk(self, st: IdentityState, ids: list[tuple[str, int]], now: float) -> float:
@@ -468,6 +478,8 @@ class DetectorSet:
         if self._timing is not None and st.parts & TIMING:
             out["timing_cv"] = self._timing.cv(st)
             out["timing_samples"] = st.count
+        if self._rush is not None and st.rush_at:
+            out["record_rush"] = round(self._rush.decayed(st.rush, st.rush_at, now), 1)
         return out
 
     # -- identity table ------------------------------------------------------------------------

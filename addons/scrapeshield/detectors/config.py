@@ -81,6 +81,12 @@ class DetectorConfig:
     assets_fallback_full: int = 12  # ... and where it reaches 1
     assets_fallback_max_ratio: float = 0.1  # no bodies: more assets per document than this = browser
 
+    # -- record_rush --
+    rush_enabled: bool = True
+    rush_half_life_s: float = 30.0  # of the decayed count of an identity's record requests
+    rush_start: float = 12.0  # decayed count where the signal starts (one a second: the 14th record)
+    rush_full: float = 22.0  # ... and where it reaches 1 (one a second: the 30th)
+
     # -- regular_timing --
     timing_enabled: bool = True
     timing_samples: int = 16  # gaps kept per identity (ring buffer)
@@ -184,6 +190,9 @@ def _value_problems(c: DetectorConfig) -> list[str]:
     need(c.assets_fallback_start == 0 or c.assets_fallback_start < c.assets_fallback_full,
          "need assets_fallback_start < assets_fallback_full")
     need(c.assets_fallback_max_ratio >= 0, "assets_fallback_max_ratio must be >= 0")
+
+    need(c.rush_half_life_s > 0, "rush_half_life_s must be > 0")
+    need(1 <= c.rush_start < c.rush_full, "need 1 <= rush_start < rush_full")
 
     need(2 <= c.timing_samples <= 1024, "timing_samples must be in 2..1024")
     need(2 <= c.timing_min_samples <= c.timing_samples, "timing_min_samples must be in 2..timing_samples")

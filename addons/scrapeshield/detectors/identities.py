@@ -52,13 +52,16 @@ class IdentityState(ArrivalGaps):
     through the generic attribute protocol (a float boxed per write), a base class's in place."""
 
     __slots__ = ("assets", "documents", "exact", "html_pages", "judged", "known", "known_old", "pages", "parts",
-                 "pending", "previous", "probe", "sketch", "start", "verdicts", "walks")
+                 "pending", "previous", "probe", "rush", "rush_at", "sketch", "start", "verdicts", "walks")
 
     def __init__(self) -> None:
         self.parts = 0
         # One walk alone (most identities walk one series, if any), a dict from the second series on.
         self.walks: dict[str, Walk] | Walk | None = None
         self.probe: ProbeWindow | None = None
+        # record_rush: the decayed count of record requests, as of rush_at
+        self.rush = 0.0
+        self.rush_at = 0.0
         # many_distinct_resources (DistinctCounts)
         self.start = 0.0
         self.exact: vec[i32] | None = None
@@ -91,6 +94,7 @@ class IdentityState(ArrivalGaps):
         st.walks = walks.copy() if isinstance(walks, Walk) else \
             {series: walk.copy() for series, walk in walks.items()} if walks is not None else None
         st.probe = self.probe.copy() if self.probe is not None else None
+        st.rush, st.rush_at = self.rush, self.rush_at
         st.start, st.previous = self.start, self.previous
         st.exact = hashes_copy(self.exact) if self.exact is not None else None
         st.sketch = self.sketch.copy() if self.sketch is not None else None
