@@ -30,6 +30,16 @@ ADDONS = REPO / "addons"
 PYTHON = sys.executable
 
 STOP_GRACE_SECONDS = 5.0
+# A Chrome 126 browser's request headers, for HTTP clients that play one (tests/e2e).
+CHROME_HEADERS = {
+    "User-Agent": ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                   "Chrome/126.0.0.0 Safari/537.36"),
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    "Accept-Language": "en-GB,en;q=0.9",
+    "sec-ch-ua": '"Chromium";v="126", "Google Chrome";v="126", "Not.A/Brand";v="24"',
+    "sec-ch-ua-mobile": "?0",
+    "sec-ch-ua-platform": '"Windows"',
+}
 _PORT_IN_USE_MARKERS = ("address already in use", "errno 98", "eaddrinuse")
 
 

@@ -22,20 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import ShieldProcess
+from harness import CHROME_HEADERS, ShieldProcess
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-CHROME = {
-    "User-Agent": ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                   "Chrome/126.0.0.0 Safari/537.36"),
-    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
-    "Accept-Language": "en-GB,en;q=0.9",
-    "sec-ch-ua": '"Chromium";v="126", "Google Chrome";v="126", "Not.A/Brand";v="24"',
-    "sec-ch-ua-mobile": "?0",
-    "sec-ch-ua-platform": '"Windows"',
-}
+CHROME = CHROME_HEADERS
 FRESH_FOR = 3.0  # seconds a session counts as fresh (the default policy says 10 s)
 RECORDS = 30  # records-per-session's burst; the identity is dropped at its first refusal
 GAP_S = 0.6  # under records-per-ip's 2 a second
